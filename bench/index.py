@@ -1,0 +1,161 @@
+"""Benchmark: build the person index, then re-index after 1% of records change.
+
+    python bench/index.py [--per-system 100000] [--systems 4] [--database-url URL]
+
+Synthetic people (names from Faker fi_FI) spread over the systems so that about
+60% are in two or more; each system writes e-mails and phones its own way (case,
+national or international phone format), as real data does. Prints records/s for
+the full build and the incremental run, the ratio between them, and peak RSS.
+Not a test: the numbers go into the closing note of the issue that changes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import tempfile
+import time
+import unicodedata
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from faker import Faker  # noqa: E402
+
+from hub.domain import SourceRecord  # noqa: E402
+from hub.index import IndexWriter, recluster  # noqa: E402
+from hub.settings import Settings  # noqa: E402
+from hub.store import open_store  # noqa: E402
+
+SYSTEMS = ("pipedrive", "mailchimp", "typeform", "netvisor")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_people(count: int, seed: int) -> list[tuple[str, str, str]]:
+    fake = Faker("fi_FI")
+    fake.seed_instance(seed)
+    firsts = [fake.first_name() for _ in range(300)]
+    lasts = [fake.last_name() for _ in range(300)]
+    rng = random.Random(seed)
+    people = []
+    for i in range(count):
+        first, last = rng.choice(firsts), rng.choice(lasts)
+        # Addresses drop diacritics, as Finnish ones do (hakkinen@, not häkkinen@).
+        email = unicodedata.normalize("NFKD", f"{first}.{last}.{i}@example.fi".lower())
+        email = email.encode("ascii", "ignore").decode()
+        phone = f"+35840{i:07d}"
+        people.append((f"{first} {last}", email, phone))
+    return people
+
+
+def memberships(people: int, systems: int, per_system: int, seed: int) -> list[list[int]]:
+    """Which people each system holds: ~40% in one system, ~60% in two or more."""
+    rng = random.Random(seed)
+    holders: list[list[int]] = [[] for _ in range(systems)]
+    for person in range(people):
+        count = rng.choices([1, 2, 3, 4], weights=[40, 30, 20, 10])[0]
+        for s in rng.sample(range(systems), min(count, systems)):
+            holders[s].append(person)
+    return [h[:per_system] for h in holders]
+
+
+def render(system: str, number: int, person: tuple[str, str, str], variant: int
+           ) -> SourceRecord:
+    name, email, phone = person
+    if variant % 3 == 1:
+        email = email.title()
+    if variant % 2 == 1:
+        phone = "0" + phone[4:6] + " " + phone[6:9] + " " + phone[9:]
+    return SourceRecord(system=system, record_id=f"{system}-{number}", emails=(email,),
+                        phones=(phone,), display_name=name,
+                        updated_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def records_for(system: str, holders: list[int], people: list[tuple[str, str, str]]
+                ) -> Iterator[SourceRecord]:
+    for number, person in enumerate(holders):
+        yield render(system, number, people[person], number)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--per-system", type=int, default=100_000)
+    parser.add_argument("--systems", type=int, default=4, choices=range(1, 5))
+    parser.add_argument("--database-url", default=None,
+                        help="default: a new SQLite file in a temporary folder")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    systems = SYSTEMS[: args.systems]
+    people_count = int(args.per_system * args.systems / 2.0)
+    people = make_people(people_count, args.seed)
+    holders = memberships(people_count, args.systems, args.per_system, args.seed)
+    total = sum(len(h) for h in holders)
+    multi = sum(1 for c in _counts(holders, people_count).values() if c >= 2)
+    print(f"{total:,} records in {len(systems)} systems; {people_count:,} people, "
+          f"{multi / max(1, len(_counts(holders, people_count))):.0%} of those present in "
+          "two or more systems")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite:///{tmp}/bench.db"
+        store = open_store(Settings(_env_file=None, database_url=url, mode="sandbox"))
+        rss_before = peak_rss_mb()
+
+        started = time.perf_counter()
+        with store.session() as session:
+            for system, held in zip(systems, holders, strict=True):
+                writer = IndexWriter(session, system, full=True)
+                writer.add(records_for(system, held, people))
+                writer.finish()
+            cluster = recluster(session)
+        full_s = time.perf_counter() - started
+        print(f"full build    {total:>9,} records in {full_s:6.2f} s  "
+              f"{total / full_s:>9,.0f} records/s  ({cluster.persons:,} persons)")
+
+        rng = random.Random(args.seed + 1)
+        changed = 0
+        started = time.perf_counter()
+        with store.session() as session:
+            for system, held in zip(systems, holders, strict=True):
+                picks = rng.sample(range(len(held)), max(1, len(held) // 100))
+                batch = []
+                for number in picks:
+                    name, email, phone = people[held[number]]
+                    if number % 2:  # a new phone number
+                        phone = f"+35850{rng.randrange(10**7):07d}"
+                    else:  # a changed e-mail address
+                        email = email.replace("@", ".new@")
+                    batch.append(render(system, number, (name, email, phone), number))
+                changed += len(batch)
+                writer = IndexWriter(session, system, full=False)
+                writer.add(batch)
+                writer.finish()
+            inc_cluster = recluster(session)
+        inc_s = time.perf_counter() - started
+        print(f"incremental   {changed:>9,} records in {inc_s:6.2f} s  "
+              f"{changed / inc_s:>9,.0f} records/s  (re-clustered "
+              f"{inc_cluster.records:,} records, {inc_cluster.splits} splits, "
+              f"{inc_cluster.merges} merges)")
+        print(f"incremental / full: {inc_s / full_s:.1%} of the full build's time")
+        print(f"peak RSS {peak_rss_mb():.0f} MB (grew {peak_rss_mb() - rss_before:.0f} MB "
+              f"while indexing; {1024 * (peak_rss_mb() - rss_before) / total:.2f} KB/record)")
+        store.close()
+
+
+def _counts(holders: list[list[int]], people: int) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for held in holders:
+        for p in held:
+            counts[p] = counts.get(p, 0) + 1
+    return counts
+
+
+if __name__ == "__main__":
+    main()

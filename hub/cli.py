@@ -1,0 +1,282 @@
+"""`hub`: the one shell that wires everything for a person at a terminal.
+
+Every command validates its input before it opens the database, runs in one
+transaction, and on failure prints one line to stderr and exits non-zero having
+written nothing. Exit codes: 1 the input or the request's state is wrong,
+3 the database or a setting is not usable.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from hub import audit, ledger
+from hub.db import DatabaseUnavailable
+from hub.deadlines import local_date
+from hub.domain import Identifier, IdentifierKind
+from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
+from hub.ledger import LedgerError, RequestKind
+from hub.policy import PolicyError
+from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
+from hub.store import Store, open_store
+
+EXIT_INPUT = 1
+EXIT_ENVIRONMENT = 3
+
+# Tracebacks never show local variables: they would hold personal data.
+app = typer.Typer(help="Keep GDPR promises across Pipedrive, Mailchimp, Typeform and "
+                  "Netvisor.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False)
+request_app = typer.Typer(help="Subject requests: access, erasure, opt-out.",
+                          no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
+app.add_typer(request_app, name="request")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def guarded(func: F) -> F:
+    """Turn the hub's known failures into one line on stderr and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (LedgerError, InvalidIdentifier, PolicyError, ValueError) as exc:
+            raise _fail(str(exc), EXIT_INPUT) from None
+        except (DatabaseUnavailable, SettingsError) as exc:
+            raise _fail(str(exc), EXIT_ENVIRONMENT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def store() -> Iterator[Store]:
+    opened = open_store(load_settings())
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _today(settings: Settings) -> date:
+    return local_date(datetime.now(UTC), settings.timezone)
+
+
+KIND_NAMES = {"access": RequestKind.ACCESS, "erasure": RequestKind.ERASURE,
+              "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT}
+
+
+# --- setup -------------------------------------------------------------------------
+
+
+@app.command()
+def init(force: Annotated[bool, typer.Option(help="Replace an existing HUB_SECRET.")] = False,
+         env_file: Path = Path(".env")) -> None:
+    """Write a new random HUB_SECRET to .env (readable by its owner only)."""
+    lines = env_file.read_text("utf-8").splitlines() if env_file.exists() else []
+    if any(line.startswith("HUB_SECRET=") for line in lines):
+        if not force:
+            raise _fail(f"{env_file} already has a HUB_SECRET; --force replaces it, and "
+                        "then earlier hashes no longer match", EXIT_INPUT)
+        lines = [line for line in lines if not line.startswith("HUB_SECRET=")]
+    lines.append(f"HUB_SECRET={secrets.token_urlsafe(48)}")
+    env_file.write_text("\n".join(lines) + "\n", "utf-8")
+    env_file.chmod(0o600)
+    typer.echo(f"wrote a new HUB_SECRET ({MIN_SECRET_LENGTH}+ characters) to {env_file}")
+
+
+@db_app.command("upgrade")
+@guarded
+def db_upgrade() -> None:
+    """Apply pending migrations (every other command also does this on first use)."""
+    with store() as opened:
+        typer.echo(f"database is up to date: {opened.engine.url.render_as_string()}")
+
+
+# --- requests ----------------------------------------------------------------------
+
+
+def _identifiers(email: str | None, phone: str | None) -> list[Identifier]:
+    found: list[Identifier] = []
+    if email:
+        found.append(Identifier(IdentifierKind.EMAIL, parse_email(email)))
+    if phone:
+        found.append(Identifier(IdentifierKind.PHONE, parse_phone(phone)))
+    if not found:
+        raise InvalidIdentifier("give the subject's --email or --phone (or both)")
+    return found
+
+
+@request_app.command("new")
+@guarded
+def request_new(
+    kind: Annotated[str, typer.Argument(help="access, erasure or opt-out")],
+    email: Annotated[str | None, typer.Option(help="The subject's e-mail address.")] = None,
+    phone: Annotated[str | None, typer.Option(help="The subject's phone number.")] = None,
+    name: Annotated[str | None, typer.Option(help="The subject's name, as they gave it.")]
+    = None,
+) -> None:
+    """File a subject request; prints its id and due date."""
+    request_kind = KIND_NAMES.get(kind.lower())
+    if request_kind is None:
+        raise ValueError(f"unknown request kind {kind!r}: use access, erasure or opt-out")
+    identifiers = _identifiers(email, phone)
+    with store() as opened, opened.session() as session:
+        now = datetime.now(UTC)
+        row = ledger.create_request(
+            session, opened.hasher, request_kind, identifiers,
+            name=normalise_name(name) if name else None, now=now,
+            timezone=opened.settings.timezone,
+        )
+        typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
+        if request_kind == RequestKind.ACCESS:
+            count = ledger.access_count_in_year(session, opened.hasher, identifiers, now.year)
+            if count > 1:
+                typer.echo(f"note: access request number {count} from this subject in "
+                           f"{now.year}; only the first each year is free")
+
+
+def _due_label(due: date, today: date) -> str:
+    days = (due - today).days
+    if days < 0:
+        return f"OVERDUE {-days}d"
+    return "due today" if days == 0 else f"{days}d left"
+
+
+@request_app.command("list")
+@guarded
+def request_list(
+    overdue: Annotated[bool, typer.Option(help="Only open requests past their due date.")]
+    = False,
+    due_within: Annotated[int | None, typer.Option(min=0, help="Only open requests due "
+                                                   "within this many days.")] = None,
+) -> None:
+    """Requests by deadline, subjects masked."""
+    with store() as opened, opened.session() as session:
+        today = _today(opened.settings)
+        rows = ledger.list_requests(session, today=today, overdue=overdue,
+                                    due_within=due_within)
+        if not rows:
+            typer.echo("no requests")
+            return
+        typer.echo(f"{'id':<18} {'kind':<8} {'state':<20} {'due':<11} {'':<12} subject")
+        for row in rows:
+            shown = ledger.view(session, row)
+            who = ", ".join(v for _, v in shown.identifiers) or "(scrubbed)"
+            typer.echo(f"{row.id:<18} {row.kind:<8} {row.state:<20} "
+                       f"{shown.due_on.isoformat():<11} {_due_label(shown.due_on, today):<12} "
+                       f"{who}")
+
+
+@request_app.command("show")
+@guarded
+def request_show(request_id: str) -> None:
+    """One request in full, identifiers in plain text for the operator handling it."""
+    with store() as opened, opened.session() as session:
+        row = ledger.get_request(session, request_id)
+        shown = ledger.view(session, row, reveal=True)
+        today = _today(opened.settings)
+        typer.echo(f"request   {shown.id}")
+        typer.echo(f"kind      {shown.kind}   origin {shown.origin}")
+        typer.echo(f"state     {shown.state}"
+                   + (f"   ({shown.state_reason})" if shown.state_reason else ""))
+        typer.echo(f"received  {shown.received_at.isoformat(timespec='seconds')}")
+        typer.echo(f"due       {shown.due_on.isoformat()}   {_due_label(shown.due_on, today)}"
+                   + (f"   extended: {shown.extension_reason}" if shown.extended else ""))
+        for kind, value in shown.identifiers:
+            typer.echo(f"{kind:<9} {value}")
+        if shown.name:
+            typer.echo(f"name      {shown.name}")
+        if shown.tasks:
+            typer.echo("tasks")
+            for system, state, action, attempts in shown.tasks:
+                typer.echo(f"  {system:<10} {state:<15} {action or '-':<20} "
+                           f"attempts {attempts}")
+
+
+@request_app.command("verify")
+@guarded
+def request_verify(request_id: str) -> None:
+    """Record that the requester's identity has been checked; the request may run."""
+    with store() as opened, opened.session() as session:
+        row = ledger.verify(session, request_id)
+        typer.echo(f"{row.id} verified")
+
+
+@request_app.command("extend")
+@guarded
+def request_extend(
+    request_id: str,
+    reason: Annotated[str, typer.Option(help="Why: told to the subject within the first "
+                                        "month.")],
+    months: Annotated[int, typer.Option(min=1, max=2)] = 2,
+) -> None:
+    """Extend the deadline once by up to two months (GDPR art. 12(3))."""
+    with store() as opened, opened.session() as session:
+        row = ledger.extend(session, request_id, reason, months=months,
+                            timezone=opened.settings.timezone)
+        typer.echo(f"{row.id} now due {row.extended_due_on.isoformat()}")
+
+
+@request_app.command("reject")
+@guarded
+def request_reject(
+    request_id: str,
+    reason: Annotated[str, typer.Option(help="Why, as told to the subject.")],
+) -> None:
+    """Reject a request (e.g. identity could not be verified); its identifiers are dropped."""
+    with store() as opened, opened.session() as session:
+        row = ledger.reject(session, request_id, reason)
+        typer.echo(f"{row.id} rejected")
+
+
+# --- audit -------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+@guarded
+def audit_verify() -> None:
+    """Check the whole audit trail's hash chain; exit 1 and say where it breaks."""
+    with store() as opened, opened.session() as session:
+        report = audit.verify(session)
+    if not report.ok:
+        raise _fail(f"audit trail broken at event {report.seq}: {report.problem}", EXIT_INPUT)
+    typer.echo(f"audit trail intact: {report.events} events")
+
+
+def _mount_optional() -> None:
+    """Subcommands from the other layers; the core works without them."""
+    try:
+        from sandbox.cli import app as sandbox_app
+    except ImportError:
+        return
+    app.add_typer(sandbox_app, name="sandbox", help="Local emulators of the four vendors.")
+
+
+_mount_optional()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Domain types shared by the hub and its connectors.
+
+Connectors import these and nothing else from the hub, so the hub can change its
+storage freely while the contract with the outside world stays here, small and
+typed. Everything is a frozen dataclass: records cross threads and processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class System(StrEnum):
+    """The systems the reference deployment connects (DESIGN.md, vocabulary)."""
+
+    PIPEDRIVE = "pipedrive"
+    MAILCHIMP = "mailchimp"
+    TYPEFORM = "typeform"
+    NETVISOR = "netvisor"
+
+
+class IdentifierKind(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    # A phone number phonenumbers could not parse: kept as written, never matched.
+    PHONE_RAW = "phone_raw"
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """One normalised identifier of a subject (see hub.identity for normalising)."""
+
+    kind: IdentifierKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record that holds personal data in one system, as the index keeps it.
+
+    Identifiers, a display name and a pointer only: never the vendor payload
+    (DESIGN.md rule 6). Connectors may pass identifiers as the vendor wrote
+    them; the index normalises.
+    """
+
+    system: str
+    record_id: str
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    display_name: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """A pointer to a record found live in a system during a request.
+
+    ``container`` scopes the id where the vendor does (a Mailchimp audience, a
+    Typeform form); ``kind`` names the vendor object ("person", "member",
+    "response", "customer", "contact_person").
+    """
+
+    system: str
+    kind: str
+    record_id: str
+    container: str | None = None
+    label: str | None = None
+
+
+class Action(StrEnum):
+    """What was done to one record; the vocabulary of evidence (DESIGN.md rule 3)."""
+
+    DELETED = "deleted"
+    PERMANENTLY_DELETED = "permanently_deleted"
+    ANONYMISED = "anonymised"
+    DEACTIVATED = "deactivated"
+    UNSUBSCRIBED = "unsubscribed"
+    EXPORTED = "exported"
+    RETAINED = "retained"
+    NOT_FOUND = "not_found"
+    NOTHING_TO_DO = "nothing_to_do"
+    UNLINKED = "unlinked"
+    KEPT = "kept"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """The action taken on one record, with what the vendor answered."""
+
+    ref: RecordRef
+    action: Action
+    detail: str = ""
+    status_code: int | None = None
+    vendor_request_id: str | None = None
+    legal_basis: str | None = None
+    retained_until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A system's result for one request: the per-record actions and the proof.
+
+    ``verified`` is True once the connector read the vendor back and saw the
+    intended state (gone, unsubscribed). ``evidence`` is free-form JSON-safe
+    detail (counts, job ids, status codes) with no personal data in it.
+    """
+
+    system: str
+    records: tuple[RecordOutcome, ...] = ()
+    verified: bool = False
+    evidence: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+
+    @property
+    def not_found(self) -> bool:
+        return not self.records or all(r.action == Action.NOT_FOUND for r in self.records)
+
+    @property
+    def retained(self) -> tuple[RecordOutcome, ...]:
+        return tuple(r for r in self.records if r.action == Action.RETAINED)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSection:
+    """One labelled part of an access export, vendor field names kept as they are."""
+
+    label: str
+    source: str
+    items: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """Everything one system holds on a subject, gathered live."""
+
+    system: str
+    sections: tuple[ExportSection, ...]
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPage:
+    """What a connector's sync yields: records seen and records known to be gone.
+
+    ``cursor`` is the value to resume from next time; the hub stores it only
+    after the whole page has been indexed, so a crash re-reads, never skips.
+    """
+
+    records: tuple[SourceRecord, ...] = ()
+    gone: tuple[str, ...] = ()
+    cursor: str | None = None

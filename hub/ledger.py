@@ -1,0 +1,394 @@
+"""The subject-request ledger: requests, their tasks, states and deadlines.
+
+Every request and every (request × system) task is in exactly one explicit state,
+and the allowed moves between states are declared here and nowhere else
+(DESIGN.md rule 1). A request keeps the subject's identifiers only until nothing
+is left to retry; then only their keyed hashes remain (rule 6).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub import audit, deadlines, suppression
+from hub.domain import Identifier, IdentifierKind
+from hub.hashing import Hasher
+from hub.identity import mask, mask_text
+from hub.models import RequestIdentifierRow, SubjectRequestRow, TaskRow
+
+
+class RequestKind(StrEnum):
+    ACCESS = "access"
+    ERASURE = "erasure"
+    OPT_OUT = "opt_out"
+    # Reserved: accepted by nothing yet, named so the vocabulary is stable.
+    RECTIFICATION = "rectification"
+    RESTRICTION = "restriction"
+
+
+ACTIVE_KINDS = (RequestKind.ACCESS, RequestKind.ERASURE, RequestKind.OPT_OUT)
+
+
+class RequestState(StrEnum):
+    RECEIVED = "received"
+    VERIFIED = "verified"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    PARTIALLY_COMPLETED = "partially_completed"
+    REJECTED = "rejected"
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    RETAINED = "retained"
+    NOT_FOUND = "not_found"
+    MANUAL_PENDING = "manual_pending"
+
+
+RS, TS = RequestState, TaskState
+
+REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
+    RS.RECEIVED: frozenset({RS.VERIFIED, RS.REJECTED}),
+    RS.VERIFIED: frozenset({RS.IN_PROGRESS, RS.REJECTED}),
+    RS.IN_PROGRESS: frozenset({RS.COMPLETED, RS.PARTIALLY_COMPLETED}),
+    # A partial result with failed tasks is retried; one with only legal holds is final.
+    RS.PARTIALLY_COMPLETED: frozenset({RS.IN_PROGRESS}),
+    RS.COMPLETED: frozenset(),
+    RS.REJECTED: frozenset(),
+}
+
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TS.PENDING: frozenset({TS.RUNNING, TS.MANUAL_PENDING}),
+    TS.RUNNING: frozenset({TS.DONE, TS.FAILED, TS.RETAINED, TS.NOT_FOUND, TS.RUNNING}),
+    TS.FAILED: frozenset({TS.RUNNING}),
+    TS.MANUAL_PENDING: frozenset({TS.DONE, TS.RETAINED, TS.NOT_FOUND}),
+    TS.DONE: frozenset(),
+    TS.RETAINED: frozenset(),
+    TS.NOT_FOUND: frozenset(),
+}
+
+FINISHED_TASK_STATES = frozenset({TS.DONE, TS.RETAINED, TS.NOT_FOUND})
+OPEN_REQUEST_STATES = (RS.RECEIVED, RS.VERIFIED, RS.IN_PROGRESS, RS.PARTIALLY_COMPLETED)
+
+
+class LedgerError(ValueError):
+    """A request operation that cannot be done; the message is for the operator."""
+
+
+class UnknownRequest(LedgerError):
+    pass
+
+
+class IllegalTransition(LedgerError):
+    pass
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request as shown to an operator; identifiers masked unless asked for."""
+
+    id: str
+    kind: str
+    state: str
+    origin: str
+    received_at: datetime
+    due_on: date
+    extended: bool
+    extension_reason: str | None
+    identifiers: tuple[tuple[str, str], ...]
+    name: str | None
+    tasks: tuple[tuple[str, str, str | None, int], ...]
+    state_reason: str | None
+
+
+def new_request_id(now: datetime) -> str:
+    return f"R-{now:%Y%m%d}-{secrets.token_hex(3)}"
+
+
+def effective_due(row: SubjectRequestRow) -> date:
+    return row.extended_due_on or row.due_on
+
+
+def create_request(session: Session, hasher: Hasher, kind: RequestKind,
+                   identifiers: Sequence[Identifier], *, name: str | None = None,
+                   now: datetime | None = None, timezone: str = "Europe/Helsinki",
+                   origin: str = "manual", state_reason: str | None = None
+                   ) -> SubjectRequestRow:
+    """File a request; the due date is one calendar month after receipt."""
+    if kind not in ACTIVE_KINDS:
+        raise LedgerError(f"{kind.value} requests are not supported yet")
+    matchable = [i for i in identifiers if i.kind != IdentifierKind.PHONE_RAW]
+    if not matchable:
+        raise LedgerError("a request needs at least one e-mail address or phone number")
+    now = now or datetime.now(UTC)
+    row = SubjectRequestRow(
+        id=new_request_id(now), kind=kind.value, state=RS.RECEIVED.value, origin=origin,
+        received_at=now, due_on=deadlines.due_date(now, timezone), subject_name=name,
+        updated_at=now, state_reason=state_reason,
+    )
+    session.add(row)
+    session.flush()  # the request row first: its identifiers reference it
+    for ident in dict.fromkeys(matchable):
+        session.add(RequestIdentifierRow(
+            request_id=row.id, kind=ident.kind.value, hash=hasher.identifier(ident),
+            value=ident.value, masked=mask(ident),
+        ))
+    session.flush()
+    audit.append(session, "request.received", {
+        "kind": kind.value, "origin": origin, "due_on": row.due_on.isoformat(),
+        "identifiers": [mask(i) for i in matchable],
+    }, request_id=row.id, now=now)
+    return row
+
+
+def get_request(session: Session, request_id: str) -> SubjectRequestRow:
+    row = session.get(SubjectRequestRow, request_id)
+    if row is None:
+        raise UnknownRequest(f"no request with id {request_id!r}")
+    return row
+
+
+def transition(session: Session, row: SubjectRequestRow, to: RequestState, *,
+               reason: str | None = None, now: datetime | None = None,
+               actor: str = "hub") -> None:
+    current = RequestState(row.state)
+    if to not in REQUEST_TRANSITIONS[current]:
+        raise IllegalTransition(
+            f"request {row.id} is {current.value}; it cannot become {to.value}"
+        )
+    now = now or datetime.now(UTC)
+    row.state, row.updated_at = to.value, now
+    if reason is not None:
+        row.state_reason = reason
+    if to == RS.VERIFIED:
+        row.verified_at = now
+    if to in (RS.COMPLETED, RS.PARTIALLY_COMPLETED, RS.REJECTED):
+        row.completed_at = now
+    audit.append(session, f"request.{to.value}", {"from": current.value, "reason": reason},
+                 request_id=row.id, actor=actor, now=now)
+
+
+def verify(session: Session, request_id: str, *, actor: str = "operator",
+           now: datetime | None = None) -> SubjectRequestRow:
+    """Record that the requester's identity was checked (the controller may ask)."""
+    row = get_request(session, request_id)
+    transition(session, row, RS.VERIFIED, now=now, actor=actor)
+    return row
+
+
+def reject(session: Session, request_id: str, reason: str, *, actor: str = "operator",
+           now: datetime | None = None) -> SubjectRequestRow:
+    row = get_request(session, request_id)
+    transition(session, row, RS.REJECTED, reason=reason, now=now, actor=actor)
+    scrub(session, row)
+    return row
+
+
+def extend(session: Session, request_id: str, reason: str, *, months: int = 2,
+           now: datetime | None = None, timezone: str = "Europe/Helsinki",
+           actor: str = "operator") -> SubjectRequestRow:
+    """Extend once, by up to two months, within the first month, with a reason (art. 12(3))."""
+    row = get_request(session, request_id)
+    now = now or datetime.now(UTC)
+    if not reason.strip():
+        raise LedgerError("an extension needs a reason: the subject must be told why")
+    if row.extended_due_on is not None:
+        raise LedgerError(f"request {row.id} was already extended to {row.extended_due_on}")
+    if RequestState(row.state) not in OPEN_REQUEST_STATES:
+        raise LedgerError(f"request {row.id} is {row.state}; only open requests are extended")
+    if deadlines.local_date(now, timezone) > row.due_on:
+        raise LedgerError(
+            f"request {row.id} was due on {row.due_on}: an extension must be decided and "
+            "told to the subject within the first month"
+        )
+    try:
+        row.extended_due_on = deadlines.extended_due_date(row.received_at, timezone, months)
+    except ValueError as exc:
+        raise LedgerError(str(exc)) from None
+    row.extension_reason, row.updated_at = reason.strip(), now
+    audit.append(session, "request.extended", {
+        "months": months, "due_on": row.extended_due_on.isoformat(), "reason": reason.strip(),
+    }, request_id=row.id, actor=actor, now=now)
+    return row
+
+
+def list_requests(session: Session, *, today: date, overdue: bool = False,
+                  due_within: int | None = None, state: RequestState | None = None,
+                  limit: int = 500) -> list[SubjectRequestRow]:
+    """Open requests by deadline; overdue and due-soon are the questions ops ask daily."""
+    due = func.coalesce(SubjectRequestRow.extended_due_on, SubjectRequestRow.due_on)
+    query = select(SubjectRequestRow).order_by(due, SubjectRequestRow.received_at).limit(limit)
+    if state is not None:
+        query = query.where(SubjectRequestRow.state == state.value)
+    if overdue or due_within is not None:
+        query = query.where(SubjectRequestRow.state.in_([s.value for s in OPEN_REQUEST_STATES]))
+    if overdue:
+        query = query.where(due < today)
+    if due_within is not None:
+        query = query.where(due <= date.fromordinal(today.toordinal() + due_within))
+    return list(session.execute(query).scalars())
+
+
+def identifiers_of(session: Session, request_id: str) -> list[Identifier]:
+    """The subject's plaintext identifiers; empty once the request has been scrubbed."""
+    rows = session.execute(
+        select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == request_id)
+    ).scalars()
+    return [Identifier(IdentifierKind(r.kind), r.value) for r in rows if r.value is not None]
+
+
+def identifier_hashes(session: Session, request_id: str) -> list[tuple[str, str]]:
+    rows = session.execute(
+        select(RequestIdentifierRow.kind, RequestIdentifierRow.hash)
+        .where(RequestIdentifierRow.request_id == request_id)
+    )
+    return [(k, h) for k, h in rows]
+
+
+def access_count_in_year(session: Session, hasher: Hasher, identifiers: Sequence[Identifier],
+                         year: int) -> int:
+    """Access requests by this subject in a calendar year (the first is free)."""
+    hashes = [hasher.identifier(i) for i in identifiers]
+    if not hashes:
+        return 0
+    start = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    query = (
+        select(func.count(func.distinct(SubjectRequestRow.id)))
+        .join(RequestIdentifierRow, RequestIdentifierRow.request_id == SubjectRequestRow.id)
+        .where(SubjectRequestRow.kind == RequestKind.ACCESS.value,
+               SubjectRequestRow.received_at >= start, SubjectRequestRow.received_at < end,
+               SubjectRequestRow.state != RS.REJECTED.value,
+               RequestIdentifierRow.hash.in_(hashes))
+    )
+    return int(session.execute(query).scalar_one())
+
+
+# --- tasks -----------------------------------------------------------------------
+
+
+def ensure_tasks(session: Session, row: SubjectRequestRow, systems: Sequence[str], *,
+                 now: datetime | None = None) -> list[TaskRow]:
+    """One task per system, created once: re-planning never duplicates or resets work."""
+    now = now or datetime.now(UTC)
+    existing = {t.system: t for t in tasks_of(session, row.id)}
+    for system in systems:
+        if system not in existing:
+            task = TaskRow(request_id=row.id, system=system, state=TS.PENDING.value,
+                           attempts=0, created_at=now, updated_at=now)
+            session.add(task)
+            existing[system] = task
+    session.flush()
+    return [existing[s] for s in sorted(existing)]
+
+
+def tasks_of(session: Session, request_id: str) -> list[TaskRow]:
+    return list(session.execute(
+        select(TaskRow).where(TaskRow.request_id == request_id).order_by(TaskRow.system)
+    ).scalars())
+
+
+def get_task(session: Session, request_id: str, system: str) -> TaskRow:
+    task = session.execute(
+        select(TaskRow).where(TaskRow.request_id == request_id, TaskRow.system == system)
+    ).scalar_one_or_none()
+    if task is None:
+        raise LedgerError(f"request {request_id} has no task for {system}")
+    return task
+
+
+def move_task(session: Session, task: TaskRow, to: TaskState, *, action: str | None = None,
+              evidence: dict[str, Any] | None = None, error: str | None = None,
+              now: datetime | None = None) -> None:
+    current = TaskState(task.state)
+    if to not in TASK_TRANSITIONS[current]:
+        raise IllegalTransition(
+            f"task {task.request_id}/{task.system} is {current.value}; "
+            f"it cannot become {to.value}"
+        )
+    now = now or datetime.now(UTC)
+    task.state, task.updated_at = to.value, now
+    if to == TS.RUNNING:
+        task.attempts += 1
+        task.started_at, task.error = now, None
+    else:
+        task.finished_at = now
+    if action is not None:
+        task.action = action
+    if evidence is not None:
+        task.evidence = evidence
+    if error is not None:
+        task.error = error
+    audit.append(session, f"task.{to.value}", {
+        "system": task.system, "attempt": task.attempts, "action": action,
+        "error": error,
+    }, request_id=task.request_id, now=now)
+
+
+def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
+             now: datetime | None = None) -> RequestState:
+    """Settle the request from its tasks; scrub identifiers once nothing can be retried.
+
+    completed: every task done or not found. partially completed: some retained
+    under a legal hold (final) or failed (retryable: identifiers are kept so the
+    failed systems can run again alone). Suppression entries are written for
+    erasures and opt-outs as soon as nothing remains to retry.
+    """
+    tasks = tasks_of(session, row.id)
+    states = {TaskState(t.state) for t in tasks}
+    unfinished = states - FINISHED_TASK_STATES - {TS.FAILED}
+    if unfinished:
+        raise LedgerError(
+            f"request {row.id} still has tasks {', '.join(sorted(s.value for s in unfinished))}"
+        )
+    target = RS.COMPLETED if states <= {TS.DONE, TS.NOT_FOUND} else RS.PARTIALLY_COMPLETED
+    if RequestState(row.state) != target:
+        transition(session, row, target, now=now)
+    if TS.FAILED not in states:
+        kind = RequestKind(row.kind)
+        if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT):
+            suppression.add_hashes(session, identifier_hashes(session, row.id),
+                                   reason=kind.value, request_id=row.id, now=now)
+        scrub(session, row)
+    return target
+
+
+def scrub(session: Session, row: SubjectRequestRow) -> None:
+    """Drop the plaintext identifiers and name; the hashes stay for counting and audit."""
+    for ident in session.execute(
+        select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == row.id)
+    ).scalars():
+        ident.value = None
+    if row.subject_name is not None:
+        row.subject_name = None
+
+
+def view(session: Session, row: SubjectRequestRow, *, reveal: bool = False) -> RequestView:
+    idents = session.execute(
+        select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == row.id)
+        .order_by(RequestIdentifierRow.kind)
+    ).scalars()
+    shown = tuple(
+        (i.kind, i.value if reveal and i.value is not None else i.masked) for i in idents
+    )
+    name = row.subject_name
+    if name is not None and not reveal:
+        name = mask_text(name)
+    tasks = tuple((t.system, t.state, t.action, t.attempts) for t in tasks_of(session, row.id))
+    return RequestView(
+        id=row.id, kind=row.kind, state=row.state, origin=row.origin,
+        received_at=row.received_at, due_on=effective_due(row),
+        extended=row.extended_due_on is not None, extension_reason=row.extension_reason,
+        identifiers=shown, name=name, tasks=tasks, state_reason=row.state_reason,
+    )

@@ -1,0 +1,209 @@
+"""The hub's tables (SQLAlchemy 2, typed). Alembic migrations mirror these.
+
+What is deliberately absent: vendor payloads (rule 6). The index holds
+identifiers, a display name and pointers; requests hold the subject's identifiers
+only until they complete, then keyed hashes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite forgets the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SourceRecordRow(Base):
+    __tablename__ = "source_records"
+    __table_args__ = (
+        UniqueConstraint("system", "record_id", name="uq_source_records_system_record"),
+        Index("ix_source_records_person", "person_id"),
+        Index("ix_source_records_dirty", "dirty"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    system: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(160))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    name_key: Mapped[str | None] = mapped_column(String(255))
+    vendor_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    # Hash of the identifiers alone: a change here, and only here, re-clusters.
+    ident_hash: Mapped[str] = mapped_column(String(32))
+    seen_sync: Mapped[int] = mapped_column(Integer, default=0)
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    person_id: Mapped[str | None] = mapped_column(String(32))
+    dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RecordIdentifierRow(Base):
+    __tablename__ = "record_identifiers"
+    __table_args__ = (Index("ix_record_identifiers_value", "kind", "value"),)
+
+    record_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("source_records.pk", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(320), primary_key=True)
+
+
+class PersonRow(Base):
+    __tablename__ = "persons"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    record_count: Mapped[int] = mapped_column(Integer, default=0)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retired_into: Mapped[str | None] = mapped_column(String(32))
+
+
+class PersonLineageRow(Base):
+    """Merges and splits of persons, so an id that disappears can be followed."""
+
+    __tablename__ = "person_lineage"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    other_person_id: Mapped[str] = mapped_column(String(32), index=True)
+    records: Mapped[int] = mapped_column(Integer)
+
+
+class SyncStateRow(Base):
+    __tablename__ = "sync_state"
+
+    system: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(255))
+    sync_counter: Mapped[int] = mapped_column(Integer, default=0)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SubjectRequestRow(Base):
+    __tablename__ = "subject_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    origin: Mapped[str] = mapped_column(String(24), default="manual")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_on: Mapped[date] = mapped_column(Date)
+    extended_due_on: Mapped[date | None] = mapped_column(Date)
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    subject_name: Mapped[str | None] = mapped_column(String(255))
+    person_id: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RequestIdentifierRow(Base):
+    """A subject's identifier: the value until the request completes, the hash always."""
+
+    __tablename__ = "request_identifiers"
+    __table_args__ = (Index("ix_request_identifiers_hash", "hash"),)
+
+    request_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("subject_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str | None] = mapped_column(String(320))
+    masked: Mapped[str] = mapped_column(String(320))
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("request_id", "system", name="uq_tasks_request_system"),)
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("subject_requests.id", ondelete="CASCADE"), index=True
+    )
+    system: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    action: Mapped[str | None] = mapped_column(String(32))
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SuppressionRow(Base):
+    __tablename__ = "suppressions"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The chain's tip: a row to lock while appending, and proof of the last event."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigId)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,48 @@
+"""The hub's storage handle: one engine, one session factory, one hasher.
+
+Everything that opens the database goes through `open_store`, which applies
+pending migrations first, so no caller can run against an old schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db import make_engine, session_scope, upgrade
+from hub.hashing import Hasher
+from hub.settings import Settings
+
+
+@dataclass
+class Store:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def hasher(self) -> Hasher:
+        return Hasher(self.settings.secret_bytes)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.sessions) as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(settings: Settings, *, migrate: bool = True) -> Store:
+    engine = make_engine(settings.resolved_database_url)
+    if migrate:
+        try:
+            upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+    return Store(settings, engine, sessionmaker(engine, expire_on_commit=False))

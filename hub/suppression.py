@@ -1,0 +1,64 @@
+"""The suppression list: keyed hashes of people who were erased or opted out.
+
+Sync and import consult it so an erased person is never silently brought back and
+an opted-out one never re-subscribed; the reconciliation turns a hit into action.
+Only hashes are stored, so keeping the list forever keeps no personal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.domain import Identifier
+from hub.hashing import Hasher
+from hub.models import SuppressionRow
+
+REASONS = ("erasure", "opt_out")
+
+
+def add_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: str,
+               request_id: str | None, now: datetime | None = None) -> int:
+    """Add (kind, hash) pairs; idempotent, so a re-run request never double-counts."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown suppression reason {reason!r}")
+    now = now or datetime.now(UTC)
+    added = 0
+    for kind, digest in dict.fromkeys(hashes):
+        if session.get(SuppressionRow, (digest, reason)) is None:
+            session.add(SuppressionRow(hash=digest, reason=reason, kind=kind,
+                                       request_id=request_id, created_at=now))
+            added += 1
+    session.flush()
+    return added
+
+
+def add(session: Session, hasher: Hasher, identifiers: Sequence[Identifier], *, reason: str,
+        request_id: str | None, now: datetime | None = None) -> int:
+    return add_hashes(session, [(i.kind.value, hasher.identifier(i)) for i in identifiers],
+                      reason=reason, request_id=request_id, now=now)
+
+
+def reasons_for(session: Session, hasher: Hasher, identifier: Identifier) -> set[str]:
+    """Why this identifier is suppressed (empty: it is not). One primary-key lookup."""
+    digest = hasher.identifier(identifier)
+    rows = session.execute(select(SuppressionRow.reason).where(SuppressionRow.hash == digest))
+    return {r for (r,) in rows}
+
+
+def is_suppressed(session: Session, hasher: Hasher, identifier: Identifier,
+                  reason: str | None = None) -> bool:
+    found = reasons_for(session, hasher, identifier)
+    return bool(found) if reason is None else reason in found
+
+
+def hashes(session: Session, reason: str) -> dict[str, str | None]:
+    """Every suppressed hash for a reason, with its request: for bulk drift checks."""
+    rows = session.execute(
+        select(SuppressionRow.hash, SuppressionRow.request_id)
+        .where(SuppressionRow.reason == reason)
+    )
+    return {h: r for h, r in rows}

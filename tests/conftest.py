@@ -1,0 +1,68 @@
+"""Shared fixtures: a fresh hub store on SQLite and on PostgreSQL.
+
+PostgreSQL runs when HUB_TEST_POSTGRES_URL names a server. Where
+HUB_REQUIRE_POSTGRES=1 (CI), a missing server fails the suite instead of
+skipping it, so CI cannot go green without the PostgreSQL half.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+from hub.settings import Settings
+from hub.store import Store, open_store
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("HUB_TEST_POSTGRES_URL", "").strip()
+    if url:
+        return url
+    if os.environ.get("HUB_REQUIRE_POSTGRES") == "1":
+        pytest.fail("HUB_REQUIRE_POSTGRES=1 but HUB_TEST_POSTGRES_URL is not set")
+    return None
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A URL whose search_path is a new, empty schema, dropped afterwards."""
+    base = postgres_url()
+    if base is None:
+        pytest.skip("PostgreSQL tests need HUB_TEST_POSTGRES_URL")
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # noqa: BLE001 - the message is what matters here
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {make_url(base).render_as_string()} is not usable: {exc}")
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path) -> Iterator[Store]:
+    settings = Settings(_env_file=None, database_url=db_url, secret=TEST_SECRET,
+                        home=tmp_path / ".hub")
+    opened = open_store(settings)
+    yield opened
+    opened.close()
