@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -311,212 +311,196 @@ def reset_cursor(session: Session, system: str) -> None:
 # --- clustering ------------------------------------------------------------------
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        root = parent.setdefault(x, x)
-        while root != parent[root]:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            if ra < rb:
-                ra, rb = rb, ra
-            self.parent[ra] = rb
-
-
 def new_person_id() -> str:
     return f"P-{secrets.token_hex(6)}"
 
 
-@dataclass
-class _Affected:
-    person_of: dict[int, str | None] = field(default_factory=dict)  # active records only
-    idents: list[tuple[int, str, str]] = field(default_factory=list)
-    dirty_gone: list[int] = field(default_factory=list)
-    old_persons: set[str] = field(default_factory=set)
+# Clustering runs in the database as label propagation: every record in scope
+# starts labelled with its own pk, and each round a record takes the smallest
+# label among the records it shares an identifier with, until nothing changes
+# (as many rounds as the longest chain of links in a cluster: two or three in
+# real data). The CROSS JOINs fix the join order on SQLite (drive from the
+# small scope table, not the whole identifier index); PostgreSQL plans them as
+# ordinary joins. Python only ever sees one row per (cluster, old person id), so
+# memory stays flat in the number of records.
+
+_KINDS_SQL = "('email', 'phone')"
+
+_SCOPE_ALL = ("INSERT INTO cl_scope (pk, label, old_person) "
+              "SELECT pk, pk, person_id FROM source_records WHERE gone_at IS NULL")
+_SCOPE_SEEDS = ("INSERT INTO cl_scope (pk, label, old_person) "
+                "SELECT pk, pk, person_id FROM source_records "
+                "WHERE dirty = TRUE AND gone_at IS NULL")
+_SCOPE_BY_PERSON = """
+INSERT INTO cl_scope (pk, label, old_person)
+SELECT sr.pk, sr.pk, sr.person_id FROM source_records sr
+WHERE sr.gone_at IS NULL AND sr.person_id IN (
+    SELECT person_id FROM source_records WHERE dirty = TRUE AND person_id IS NOT NULL
+    UNION SELECT old_person FROM cl_scope WHERE old_person IS NOT NULL)
+  AND sr.pk NOT IN (SELECT pk FROM cl_scope)"""
+_SCOPE_BY_IDENTIFIER = f"""
+INSERT INTO cl_scope (pk, label, old_person)
+SELECT DISTINCT sr.pk, sr.pk, sr.person_id
+FROM cl_scope s CROSS JOIN record_identifiers mine CROSS JOIN record_identifiers other
+CROSS JOIN source_records sr
+WHERE mine.record_pk = s.pk AND mine.kind IN {_KINDS_SQL}
+  AND other.kind = mine.kind AND other.value = mine.value AND sr.pk = other.record_pk
+  AND sr.gone_at IS NULL AND sr.pk NOT IN (SELECT pk FROM cl_scope)"""
+_IDENT_MIN = f"""
+CREATE TEMP TABLE cl_ident AS
+SELECT ri.kind AS kind, ri.value AS value, MIN(s.label) AS m
+FROM cl_scope s CROSS JOIN record_identifiers ri
+WHERE ri.record_pk = s.pk AND ri.kind IN {_KINDS_SQL} GROUP BY ri.kind, ri.value"""
+_PROPAGATE = """
+UPDATE cl_scope SET label = sub.m FROM (
+    SELECT ri.record_pk AS pk, MIN(ci.m) AS m
+    FROM cl_scope s CROSS JOIN record_identifiers ri CROSS JOIN cl_ident ci
+    WHERE ri.record_pk = s.pk AND ci.kind = ri.kind AND ci.value = ri.value
+    GROUP BY ri.record_pk) AS sub
+WHERE sub.pk = cl_scope.pk AND sub.m < cl_scope.label"""
+_APPLY_MAP = """
+UPDATE source_records SET person_id = m.person_id, dirty = FALSE
+FROM cl_scope s JOIN cl_map m ON m.label = s.label
+WHERE source_records.pk = s.pk
+  AND (source_records.person_id IS NULL OR source_records.person_id <> m.person_id
+       OR source_records.dirty)"""
+_INSERT_MAP = "INSERT INTO cl_map (label, person_id) VALUES ({mark}, {mark})"
+_UPDATE_PERSON = ("UPDATE persons SET record_count = {mark}, updated_at = {mark}, "
+                  "retired_at = NULL, retired_into = NULL WHERE id = {mark}")
+_RETIRE_PERSON = ("UPDATE persons SET retired_at = {mark}, retired_into = {mark}, "
+                  "record_count = 0, updated_at = {mark} WHERE id = {mark}")
 
 
-def _load_all(session: Session) -> _Affected:
-    aff = _Affected()
-    for pk, person, gone in session.execute(select(SR.pk, SR.person_id, SR.gone_at)):
-        if gone is None:
-            aff.person_of[pk] = person
-        elif person is not None:
-            aff.dirty_gone.append(pk)
-        if person is not None:
-            aff.old_persons.add(person)
-    aff.idents = list(session.execute(
-        select(RI.record_pk, RI.kind, RI.value).where(RI.kind.in_(MATCHABLE))
-    ).tuples())
-    return aff
+def _exec(session: Session, sql: str) -> int:
+    return session.connection().exec_driver_sql(sql).rowcount
 
 
-def _load_around(session: Session, seeds: list[int]) -> _Affected:
-    """Every record connected to the seeds by an identifier or a current person id."""
-    aff = _Affected()
-    seen_pks: set[int] = set()
-    seen_values: set[tuple[str, str]] = set()
-    seen_persons: set[str] = set()
-    frontier: set[int] = set(seeds)
-    while frontier:
-        new_pks = [pk for pk in frontier if pk not in seen_pks]
-        if not new_pks:
-            break
-        seen_pks.update(new_pks)
-        new_values: dict[str, list[str]] = defaultdict(list)
-        new_persons: list[str] = []
-        for chunk in _chunks(new_pks):
-            for pk, person, gone in session.execute(
-                select(SR.pk, SR.person_id, SR.gone_at).where(SR.pk.in_(chunk))
-            ):
-                if gone is None:
-                    aff.person_of[pk] = person
-                else:
-                    aff.dirty_gone.append(pk)
-                if person is not None and person not in seen_persons:
-                    seen_persons.add(person)
-                    new_persons.append(person)
-            for pk, kind, value in session.execute(
-                select(RI.record_pk, RI.kind, RI.value)
-                .where(RI.record_pk.in_(chunk), RI.kind.in_(MATCHABLE))
-            ):
-                aff.idents.append((pk, kind, value))
-                if (kind, value) not in seen_values:
-                    seen_values.add((kind, value))
-                    new_values[kind].append(value)
-        aff.old_persons.update(new_persons)
-        frontier = set()
-        for kind, values in new_values.items():
-            for chunk in _chunks(values):
-                frontier.update(session.execute(
-                    select(RI.record_pk).join(SR, SR.pk == RI.record_pk)
-                    .where(RI.kind == kind, RI.value.in_(chunk), SR.gone_at.is_(None))
-                ).scalars())
-        for chunk in _chunks(new_persons):
-            frontier.update(session.execute(
-                select(SR.pk).where(SR.person_id.in_(chunk))
-            ).scalars())
-    return aff
+def _drop_temp(session: Session) -> None:
+    for table in ("cl_scope", "cl_ident", "cl_map"):
+        _exec(session, f"DROP TABLE IF EXISTS {table}")
 
 
 def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
     """Re-cluster what changed since the last run; stable ids, lineage recorded."""
     now = now or datetime.now(UTC)
     stats = ClusterStats()
-    dirty = session.execute(select(SR.pk).where(SR.dirty.is_(True))).scalars().all()
+    session.flush()
+    dirty = session.execute(select(func.count()).where(SR.dirty.is_(True))).scalar_one()
     if not dirty:
         return stats
     total = session.execute(select(func.count()).select_from(SR)).scalar_one()
-    if len(dirty) >= FULL_RECLUSTER_SHARE * total:
-        aff = _load_all(session)
+    _drop_temp(session)
+    _exec(session, "CREATE TEMP TABLE cl_scope "
+                   "(pk BIGINT PRIMARY KEY, label BIGINT NOT NULL, old_person VARCHAR(32))")
+    if dirty >= FULL_RECLUSTER_SHARE * total:
+        _exec(session, _SCOPE_ALL)
     else:
-        aff = _load_around(session, list(dirty))
+        _exec(session, _SCOPE_SEEDS)
+        while _exec(session, _SCOPE_BY_PERSON) + _exec(session, _SCOPE_BY_IDENTIFIER):
+            pass
+    _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
+    while True:
+        _exec(session, _IDENT_MIN)
+        _exec(session, "CREATE INDEX cl_ident_kv ON cl_ident (kind, value)")
+        changed = _exec(session, _PROPAGATE)
+        _exec(session, "DROP TABLE cl_ident")
+        if not changed:
+            break
 
-    uf = _UnionFind()
-    first_with: dict[tuple[str, str], int] = {}
-    for pk in aff.person_of:
-        uf.find(pk)
-    for pk, kind, value in aff.idents:
-        if pk not in aff.person_of:
-            continue
-        other = first_with.setdefault((kind, value), pk)
-        if other != pk:
-            uf.union(pk, other)
-    components: dict[int, list[int]] = defaultdict(list)
-    for pk in aff.person_of:
-        components[uf.find(pk)].append(pk)
+    groups = session.connection().exec_driver_sql(
+        "SELECT label, old_person, COUNT(*) FROM cl_scope GROUP BY label, old_person"
+    ).all()
+    mapping, sizes, lineage = _assign_ids(groups)
+    stats.records = sum(sizes.values())
+    stats.persons = len(mapping)
 
-    assignment, lineage = _assign_ids(components, aff.person_of)
-    stats.records = len(aff.person_of)
-    stats.persons = len(components)
+    _exec(session, "CREATE TEMP TABLE cl_map (label BIGINT PRIMARY KEY, person_id VARCHAR(32))")
+    _executemany(session, SRT, _INSERT_MAP, (), list(mapping.items()))
+    _exec(session, _APPLY_MAP)
+    # A person whose records all went is in no cluster: remember it to retire it.
+    old_persons = {old for _, old, _ in groups if old is not None}
+    old_persons.update(session.execute(
+        select(SR.person_id).where(SR.dirty.is_(True), SR.gone_at.is_not(None),
+                                   SR.person_id.is_not(None)).distinct()
+    ).scalars())
+    _exec(session, "UPDATE source_records SET person_id = NULL, dirty = FALSE "
+                   "WHERE dirty = TRUE AND gone_at IS NOT NULL")
+    _exec(session, "UPDATE source_records SET dirty = FALSE WHERE dirty = TRUE")
+    _drop_temp(session)
+    _write_persons(session, sizes, old_persons, lineage, now, stats)
+    return stats
 
-    _executemany(session, SRT, _SET_PERSON, ("person_id", "dirty", "pk"),
-                 [(pid, False, pk) for pk, pid in assignment.items()
-                  if aff.person_of[pk] != pid])
-    for chunk in _chunks(aff.dirty_gone):
-        session.execute(update(SR).where(SR.pk.in_(chunk)).values(person_id=None, dirty=False)
-                        .execution_options(synchronize_session=False))
-    for chunk in _chunks(list(dirty)):
-        session.execute(update(SR).where(SR.pk.in_(chunk), SR.dirty.is_(True))
-                        .values(dirty=False).execution_options(synchronize_session=False))
 
-    sizes = Counter(assignment.values())
-    live_ids = set(sizes)
-    known = {
-        row.id: row for chunk in _chunks(list(live_ids | aff.old_persons))
-        for row in session.execute(select(PersonRow).where(PersonRow.id.in_(chunk))).scalars()
-    }
-    new_people = []
-    for pid, size in sizes.items():
-        row = known.get(pid)
-        if row is None:
-            new_people.append((pid, now, now, size))
-        elif row.record_count != size or row.retired_at is not None:
-            row.record_count, row.updated_at = size, now
-            row.retired_at, row.retired_into = None, None
-    _executemany(session, PersonRow.__table__, _INSERT_PERSON,
+def _assign_ids(groups: Sequence[tuple[int, str | None, int]]
+                ) -> tuple[dict[int, str], Counter[str], list[tuple[str, str, str, int]]]:
+    """Give each cluster an id; return (label → id, id → size, lineage events).
+
+    An old id goes to the cluster that holds most of its records (ties: the
+    cluster with the lowest label, i.e. the oldest record). A cluster claimed by
+    several old ids keeps the one with most records and records the others as
+    merged into it; the parts an old id left behind get new ids, recorded as
+    splits.
+    """
+    holdings: dict[str, dict[int, int]] = defaultdict(dict)
+    members: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    label_size: Counter[int] = Counter()
+    for label, old, count in groups:
+        label_size[label] += count
+        if old is not None:
+            holdings[old][label] = count
+            members[label].append((old, count))
+    claims: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for old, per_label in holdings.items():
+        label, count = max(per_label.items(), key=lambda item: (item[1], -item[0]))
+        claims[label].append((count, old))
+    mapping: dict[int, str] = {}
+    sizes: Counter[str] = Counter()
+    lineage: list[tuple[str, str, str, int]] = []
+    for label, size in label_size.items():
+        claimants = sorted(claims.get(label, []), key=lambda c: (-c[0], c[1]))
+        pid = claimants[0][1] if claimants else new_person_id()
+        for count, other in claimants[1:]:
+            lineage.append(("merge", other, pid, count))
+        claimed = {old for _, old in claimants}
+        for old, count in members.get(label, []):
+            if old not in claimed:
+                lineage.append(("split", old, pid, count))
+        mapping[label] = pid
+        sizes[pid] = size
+    return mapping, sizes, lineage
+
+
+def _write_persons(session: Session, sizes: Counter[str], old_persons: set[str],
+                   lineage: list[tuple[str, str, str, int]], now: datetime,
+                   stats: ClusterStats) -> None:
+    """Create, resize and retire person rows; write the lineage of merges and splits."""
+    known: dict[str, tuple[int, datetime | None]] = {}
+    for chunk in _chunks(list(set(sizes) | old_persons)):
+        for pid, count, retired in session.execute(
+            select(PersonRow.id, PersonRow.record_count, PersonRow.retired_at)
+            .where(PersonRow.id.in_(chunk))
+        ):
+            known[pid] = (count, retired)
+    table = PersonRow.__table__
+    new_people = [(pid, now, now, size) for pid, size in sizes.items() if pid not in known]
+    _executemany(session, table, _INSERT_PERSON,
                  ("id", "created_at", "updated_at", "record_count"), new_people)
     stats.new_persons = len(new_people)
+    _executemany(session, table, _UPDATE_PERSON, ("record_count", "updated_at", "id"),
+                 [(size, now, pid) for pid, size in sizes.items()
+                  if pid in known and (known[pid][0] != size or known[pid][1] is not None)])
     merged_into = {old: new for kind, old, new, _ in lineage if kind == "merge"}
-    for pid in aff.old_persons - live_ids:
-        row = known.get(pid)
-        if row is not None and row.retired_at is None:
-            row.retired_at, row.updated_at = now, now
-            row.retired_into = merged_into.get(pid)
-            row.record_count = 0
-            stats.retired += 1
+    retiring = [(now, merged_into.get(pid), now, pid) for pid in old_persons - set(sizes)
+                if pid in known and known[pid][1] is None]
+    _executemany(session, table, _RETIRE_PERSON,
+                 ("retired_at", "retired_into", "updated_at", "id"), retiring)
+    stats.retired = len(retiring)
     for kind, old, new, count in lineage:
         session.add(PersonLineageRow(at=now, kind=kind, person_id=old, other_person_id=new,
                                      records=count))
         stats.merges += kind == "merge"
         stats.splits += kind == "split"
     session.flush()
-    return stats
-
-
-def _assign_ids(components: dict[int, list[int]], person_of: dict[int, str | None]
-                ) -> tuple[dict[int, str], list[tuple[str, str, str, int]]]:
-    """Give each component an id; return (record → id, lineage events).
-
-    An old id goes to the component that holds most of its records (ties: the
-    component with the lowest record pk, i.e. the oldest records). A component
-    claimed by several old ids keeps the largest and records the others as merged
-    into it; the parts an old id left behind get new ids, recorded as splits.
-    """
-    holdings: dict[str, Counter[int]] = defaultdict(Counter)
-    for root, pks in components.items():
-        for pk in pks:
-            old = person_of[pk]
-            if old is not None:
-                holdings[old][root] += 1
-    claims: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for old, per_root in holdings.items():
-        root, count = max(per_root.items(), key=lambda item: (item[1], -item[0]))
-        claims[root].append((count, old))
-    assignment: dict[int, str] = {}
-    lineage: list[tuple[str, str, str, int]] = []
-    for root, pks in components.items():
-        claimants = sorted(claims.get(root, []), key=lambda c: (-c[0], c[1]))
-        if claimants:
-            pid = claimants[0][1]
-            for count, other in claimants[1:]:
-                lineage.append(("merge", other, pid, count))
-        else:
-            pid = new_person_id()
-        for old, count in Counter(person_of[pk] for pk in pks if person_of[pk]).items():
-            if old != pid and all(o != old for _, o in claimants):
-                lineage.append(("split", old, pid, count))
-        for pk in pks:
-            assignment[pk] = pid
-    return assignment, lineage
 
 
 # --- lookups ---------------------------------------------------------------------
