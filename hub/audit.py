@@ -100,8 +100,15 @@ def verify(session: Session, batch: int = 5000) -> AuditReport:
             last_seq = row.seq
     head = session.get(AuditHeadRow, 1)
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if head_seq != count or head_hash != prev_hash:
+    if head_seq > count:
         return AuditReport(False, count, f"the trail ends at event {count} but its recorded "
                            f"tip is event {head_seq} (events were removed from the end)",
                            count + 1)
+    if head_seq < count:
+        return AuditReport(False, count, f"event {head_seq + 1} was added after the recorded "
+                           f"tip (event {head_seq})", head_seq + 1)
+    if head_hash != prev_hash:
+        # Same length, different tip: the last event was rewritten with a new hash.
+        return AuditReport(False, count, f"event {count} was edited (it no longer matches "
+                           "the recorded tip of the trail)", count)
     return AuditReport(True, count)

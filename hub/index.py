@@ -78,7 +78,7 @@ _INSERT_RI = ("INSERT INTO record_identifiers (record_pk, kind, value) "
               "VALUES ({mark}, {mark}, {mark})")
 _INSERT_PERSON = ("INSERT INTO persons (id, created_at, updated_at, record_count) "
                   "VALUES ({mark}, {mark}, {mark}, {mark})")
-_SET_PERSON = "UPDATE source_records SET person_id = {mark}, dirty = {mark} WHERE pk = {mark}"
+_NOT_UPDATED = ("system", "record_id", "person_id", "gone_at")
 
 
 @dataclass
@@ -268,7 +268,10 @@ class IndexWriter:
                     seen_sync=bindparam("seen_sync"), gone_at=None,
                     dirty=SRT.c.dirty | bindparam("dirty"),
                 ),
-                [{k: v for k, v in row.items() if k not in ("system", "record_id")}
+                # Only the keys named in values(): any other column key in the
+                # parameters would join the SET clause (person_id = NULL would drop
+                # the record's person and lose the merge/split lineage).
+                [{k: v for k, v in row.items() if k not in _NOT_UPDATED}
                  for row in changed],
             )
         if reident:

@@ -1,0 +1,80 @@
+"""Per-system policy: the packaged default loads; mistakes name the file and the field."""
+
+from datetime import date
+
+import pytest
+
+from hub.policy import EraseMode, PolicyError, SystemPolicy, load_policy
+
+
+def test_packaged_default_loads_with_the_four_systems():
+    policy = load_policy()
+    assert set(policy.enabled_systems) == {"pipedrive", "mailchimp", "typeform", "netvisor"}
+    assert policy.for_system("mailchimp").erase == EraseMode.PERMANENT_DELETE
+    assert policy.for_system("mailchimp").marketing is True
+    netvisor = policy.for_system("netvisor")
+    assert netvisor.erase == EraseMode.RETAIN_IF_REQUIRED
+    assert netvisor.retention_years == 6
+    assert "Kirjanpitolaki" in netvisor.retention_basis
+
+
+def test_unknown_system_is_a_policy_error():
+    with pytest.raises(PolicyError, match=r"\[systems.paper_archive\]"):
+        load_policy().for_system("paper_archive")
+
+
+def write(tmp_path, text):
+    path = tmp_path / "policy.toml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_unknown_field_names_file_system_and_field(tmp_path):
+    path = write(tmp_path, '[systems.pipedrive]\nerase = "delete"\nerase_mode = "x"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "systems.pipedrive.erase_mode" in message
+
+
+def test_bad_erase_mode_names_file_and_field(tmp_path):
+    path = write(tmp_path, '[systems.netvisor]\nerase = "shred"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(path) in str(info.value)
+    assert "systems.netvisor.erase" in str(info.value)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = write(tmp_path, "[systems.pipedrive\nerase = delete\n")
+    with pytest.raises(PolicyError, match="not valid TOML") as info:
+        load_policy(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_a_policy_error(tmp_path):
+    with pytest.raises(PolicyError, match="cannot read policy file"):
+        load_policy(tmp_path / "nope.toml")
+
+
+def test_retention_years_out_of_range(tmp_path):
+    path = write(tmp_path, "[systems.netvisor]\nretention_years = 99\n")
+    with pytest.raises(PolicyError, match="systems.netvisor.retention_years"):
+        load_policy(path)
+
+
+def test_a_valid_custom_file_loads(tmp_path):
+    path = write(tmp_path, '[systems.pipedrive]\nerase = "anonymise"\n'
+                 '[systems.typeform]\nenabled = false\n')
+    policy = load_policy(path)
+    assert policy.for_system("pipedrive").erase == EraseMode.ANONYMISE
+    assert policy.enabled_systems == ["pipedrive"]
+
+
+def test_hold_ends_at_the_end_of_the_year_plus_retention():
+    netvisor = load_policy().for_system("netvisor")
+    assert netvisor.hold_ends(date(2024, 3, 15)) == date(2030, 12, 31)
+    assert netvisor.hold_ends(date(2024, 12, 31)) == date(2030, 12, 31)
+    assert SystemPolicy().hold_ends(date(2024, 3, 15)) is None
+    assert SystemPolicy(retention_years=10).hold_ends(date(2020, 1, 1)) == date(2030, 12, 31)
