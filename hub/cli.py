@@ -8,6 +8,7 @@ written nothing. Exit codes: 1 the input or the request's state is wrong,
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from hub import audit, ledger
+from hub import audit, index, ledger, suppression
 from hub.db import DatabaseUnavailable
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
@@ -40,9 +41,11 @@ request_app = typer.Typer(help="Subject requests: access, erasure, opt-out.",
                           no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
+person_app = typer.Typer(help="The person index.", no_args_is_help=True)
 app.add_typer(request_app, name="request")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
+app.add_typer(person_app, name="person")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,7 +101,10 @@ def init(force: Annotated[bool, typer.Option(help="Replace an existing HUB_SECRE
                         "then earlier hashes no longer match", EXIT_INPUT)
         lines = [line for line in lines if not line.startswith("HUB_SECRET=")]
     lines.append(f"HUB_SECRET={secrets.token_urlsafe(48)}")
-    env_file.write_text("\n".join(lines) + "\n", "utf-8")
+    # Created 0600 from the start: no moment where others can read the secret.
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
     env_file.chmod(0o600)
     typer.echo(f"wrote a new HUB_SECRET ({MIN_SECRET_LENGTH}+ characters) to {env_file}")
 
@@ -148,10 +154,12 @@ def request_new(
         )
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
         if request_kind == RequestKind.ACCESS:
-            count = ledger.access_count_in_year(session, opened.hasher, identifiers, now.year)
+            year = local_date(now, opened.settings.timezone).year
+            count = ledger.access_count_in_year(session, opened.hasher, identifiers, year,
+                                                timezone=opened.settings.timezone)
             if count > 1:
                 typer.echo(f"note: access request number {count} from this subject in "
-                           f"{now.year}; only the first each year is free")
+                           f"{year}; only the first each year is free")
 
 
 def _due_label(due: date, today: date) -> str:
@@ -167,7 +175,9 @@ def request_list(
     overdue: Annotated[bool, typer.Option(help="Only open requests past their due date.")]
     = False,
     due_within: Annotated[int | None, typer.Option(min=0, help="Only open requests due "
-                                                   "within this many days.")] = None,
+                                                   "within this many days (overdue ones "
+                                                   "included: they need attention first)."
+                                                   )] = None,
 ) -> None:
     """Requests by deadline, subjects masked."""
     with store() as opened, opened.session() as session:
@@ -246,6 +256,32 @@ def request_reject(
     with store() as opened, opened.session() as session:
         row = ledger.reject(session, request_id, reason)
         typer.echo(f"{row.id} rejected")
+
+
+# --- persons -----------------------------------------------------------------------
+
+
+@person_app.command("find")
+@guarded
+def person_find(
+    identifier: Annotated[str, typer.Argument(help="An e-mail address or phone number.")],
+) -> None:
+    """Where the index last saw this person: every system and record, with any suppression."""
+    ident = (Identifier(IdentifierKind.EMAIL, parse_email(identifier)) if "@" in identifier
+             else Identifier(IdentifierKind.PHONE, parse_phone(identifier)))
+    with store() as opened, opened.session() as session:
+        reasons = suppression.reasons_for(session, opened.hasher, ident)
+        if reasons:
+            typer.echo(f"suppressed: {', '.join(sorted(reasons))}")
+        person = index.lookup(session, ident)
+        if person is None:
+            typer.echo("not in the index")
+            return
+        typer.echo(f"person {person}")
+        for system, records in index.records_of(session, person).items():
+            for rec in records:
+                seen = rec.updated_at.date().isoformat() if rec.updated_at else "-"
+                typer.echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
 
 
 # --- audit -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -257,13 +258,18 @@ def identifier_hashes(session: Session, request_id: str) -> list[tuple[str, str]
 
 
 def access_count_in_year(session: Session, hasher: Hasher, identifiers: Sequence[Identifier],
-                         year: int) -> int:
-    """Access requests by this subject in a calendar year (the first is free)."""
+                         year: int, *, timezone: str = "Europe/Helsinki") -> int:
+    """Access requests by this subject in a calendar year (the first is free).
+
+    The year is the controller's calendar year: a request sent at 00:30 on
+    1 January in Helsinki belongs to the new year.
+    """
     hashes = [hasher.identifier(i) for i in identifiers]
     if not hashes:
         return 0
-    start = datetime(year, 1, 1, tzinfo=UTC)
-    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    zone = ZoneInfo(timezone)
+    start = datetime(year, 1, 1, tzinfo=zone).astimezone(UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=zone).astimezone(UTC)
     query = (
         select(func.count(func.distinct(SubjectRequestRow.id)))
         .join(RequestIdentifierRow, RequestIdentifierRow.request_id == SubjectRequestRow.id)

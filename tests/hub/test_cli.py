@@ -1,0 +1,273 @@
+"""The `hub` command: the issue's operator flow, masking, and one-line failures."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from typer.testing import CliRunner
+
+from hub.cli import app
+from hub.models import AuditEventRow, SubjectRequestRow
+from tests.conftest import TEST_SECRET
+
+HUB = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "hub"
+EMAIL = "Mari.Virtanen@Example.FI"
+UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/x"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(extra)
+    return env
+
+
+def run(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(HUB), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def counts(db_url: str) -> tuple[int, int]:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return (conn.execute(select(func.count()).select_from(SubjectRequestRow)).scalar_one(),
+                    conn.execute(select(func.count()).select_from(AuditEventRow)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_issue_flow_end_to_end(tmp_path, db_url):
+    env = clean_env(HUB_DATABASE_URL=db_url, HUB_SECRET=TEST_SECRET)
+    new = run(tmp_path, "request", "new", "erasure", "--email", EMAIL, "--phone",
+              "040 123 4567", "--name", "Mari Virtanen", env=env)
+    assert new.returncode == 0, new.stderr
+    match = re.fullmatch(r"(R-\d{8}-[0-9a-f]{6})\s+erasure\s+due (\d{4}-\d\d-\d\d)\n", new.stdout)
+    assert match, new.stdout
+    rid, due = match.groups()
+
+    listed = run(tmp_path, "request", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert rid in listed.stdout and due in listed.stdout
+    assert "m***@example.fi" in listed.stdout
+    assert "mari.virtanen" not in listed.stdout.lower() and "1234567" not in listed.stdout
+
+    shown = run(tmp_path, "request", "show", rid, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "mari.virtanen@example.fi" in shown.stdout and "+358401234567" in shown.stdout
+    assert "Mari Virtanen" in shown.stdout
+
+    extended = run(tmp_path, "request", "extend", rid, "--reason", "many systems", env=env)
+    assert extended.returncode == 0, extended.stderr
+    assert re.search(rf"{rid} now due \d{{4}}-\d\d-\d\d", extended.stdout)
+    assert "extended: many systems" in run(tmp_path, "request", "show", rid, env=env).stdout
+
+    verified = run(tmp_path, "request", "verify", rid, env=env)
+    assert verified.returncode == 0 and f"{rid} verified" in verified.stdout
+
+    ok = run(tmp_path, "audit", "verify", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "audit trail intact: 3 events" in ok.stdout
+
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET payload = '{}' WHERE seq = 2"))
+    engine.dispose()
+    broken = run(tmp_path, "audit", "verify", env=env)
+    assert broken.returncode == 1
+    assert broken.stderr.strip().splitlines() == [broken.stderr.strip()]
+    assert "event 2" in broken.stderr and "edited" in broken.stderr
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run the CLI in-process in an empty working directory on a fresh SQLite file."""
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("HUB_")]:
+        monkeypatch.delenv(key)
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    runner = CliRunner()
+
+    def invoke(*args: str, **env: str | None):
+        full_env = {"HUB_DATABASE_URL": url, "HUB_SECRET": TEST_SECRET}
+        full_env.update(env)
+        return runner.invoke(app, list(args), env=full_env)
+
+    invoke.url = url  # type: ignore[attr-defined]
+    return invoke
+
+
+def new_request(cli) -> str:
+    result = cli("request", "new", "access", "--email", "aino@example.fi")
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()[0]
+
+
+def one_line_error(result, code: int) -> str:
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("args", [
+    ["request", "new", "erasure", "--email", "not-an-email"],
+    ["request", "new", "erasure", "--email", "aino@@example.fi"],
+    ["request", "new", "erasure", "--phone", "call me"],
+    ["request", "new", "erasure"],
+    ["request", "new", "deletion", "--email", "aino@example.fi"],
+    ["request", "new", "rectification", "--email", "aino@example.fi"],
+])
+def test_bad_new_request_exits_1_and_writes_nothing(cli, args):
+    new_request(cli)
+    before = counts(cli.url)
+    line = one_line_error(cli(*args), 1)
+    assert counts(cli.url) == before
+    if "--email" not in args and "--phone" not in args:
+        assert "--email or --phone" in line
+
+
+def test_unknown_kind_names_the_kinds(cli):
+    line = one_line_error(cli("request", "new", "deletion", "--email", "a@example.fi"), 1)
+    assert "deletion" in line and "erasure" in line
+
+
+def test_unknown_id_exits_1(cli):
+    new_request(cli)
+    before = counts(cli.url)
+    for args in (["request", "show", "R-nope"], ["request", "verify", "R-nope"],
+                 ["request", "extend", "R-nope", "--reason", "x"]):
+        line = one_line_error(cli(*args), 1)
+        assert "R-nope" in line
+    assert counts(cli.url) == before
+
+
+def test_illegal_transition_exits_1_and_writes_nothing(cli):
+    rid = new_request(cli)
+    assert cli("request", "verify", rid).exit_code == 0
+    before = counts(cli.url)
+    line = one_line_error(cli("request", "verify", rid), 1)
+    assert "is verified; it cannot become verified" in line
+    assert counts(cli.url) == before
+
+
+def test_second_extension_is_refused(cli):
+    rid = new_request(cli)
+    assert cli("request", "extend", rid, "--reason", "complex").exit_code == 0
+    before = counts(cli.url)
+    assert "already extended" in one_line_error(
+        cli("request", "extend", rid, "--reason", "again"), 1)
+    assert counts(cli.url) == before
+
+
+def test_reject_scrubs_and_list_shows_masked(cli):
+    rid = new_request(cli)
+    assert cli("request", "reject", rid, "--reason", "unverifiable").exit_code == 0
+    shown = cli("request", "show", rid)
+    assert "aino@example.fi" not in shown.stdout and "a***@example.fi" in shown.stdout
+
+
+def test_list_filters(cli):
+    assert cli("request", "list").stdout.strip() == "no requests"
+    rid = new_request(cli)
+    assert cli("request", "list", "--overdue").stdout.strip() == "no requests"
+    assert rid in cli("request", "list", "--due-within", "40").stdout
+    assert rid not in cli("request", "list", "--due-within", "0").stdout
+
+
+def test_database_unreachable_exits_3(cli):
+    result = cli("request", "new", "erasure", "--email", "aino@example.fi",
+                 HUB_DATABASE_URL=UNREACHABLE)
+    line = one_line_error(result, 3)
+    assert "cannot open the database" in line and "127.0.0.1:1" in line
+
+
+def test_database_unreachable_exits_3_from_the_shell(tmp_path):
+    result = run(tmp_path, "request", "list",
+                 env=clean_env(HUB_DATABASE_URL=UNREACHABLE, HUB_SECRET=TEST_SECRET))
+    assert result.returncode == 3
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "cannot open the database" in result.stderr
+
+
+@pytest.mark.parametrize("secret", [None, "short"])
+def test_missing_or_short_secret_exits_3(cli, secret):
+    result = cli("request", "new", "erasure", "--email", "aino@example.fi", HUB_SECRET=secret)
+    line = one_line_error(result, 3)
+    assert "HUB_SECRET" in line
+    assert counts(cli.url) == (0, 0)
+
+
+def test_sandbox_mode_needs_no_secret(cli):
+    result = cli("request", "new", "erasure", "--email", "aino@example.fi",
+                 HUB_SECRET=None, HUB_MODE="sandbox")
+    assert result.exit_code == 0, result.output
+
+
+def test_init_writes_private_env_and_refuses_to_overwrite(cli, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("HUB_DATABASE_URL=sqlite:///x.db\n")
+    result = cli("init")
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    content = env_file.read_text()
+    assert "HUB_DATABASE_URL=sqlite:///x.db" in content
+    (secret_line,) = [line for line in content.splitlines() if line.startswith("HUB_SECRET=")]
+    assert len(secret_line.split("=", 1)[1]) >= 32
+
+    refused = cli("init")
+    assert refused.exit_code == 1 and "--force" in refused.stderr
+    assert env_file.read_text() == content
+
+    forced = cli("init", "--force")
+    assert forced.exit_code == 0
+    lines = env_file.read_text().splitlines()
+    assert len([line for line in lines if line.startswith("HUB_SECRET=")]) == 1
+    assert secret_line not in lines
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+
+def test_secret_from_env_file_is_used(cli, tmp_path):
+    assert cli("init").exit_code == 0
+    result = cli("request", "new", "erasure", "--email", "aino@example.fi", HUB_SECRET=None)
+    assert result.exit_code == 0, result.output
+
+
+def test_db_upgrade_hides_nothing_secret(cli):
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0 and "up to date" in result.stdout
+
+
+def test_person_find_shows_every_system_and_suppression(cli):
+    from hub.domain import Identifier, IdentifierKind, SourceRecord
+    from hub.index import IndexWriter, recluster
+    from hub.settings import Settings
+    from hub.store import open_store
+    from hub.suppression import add
+
+    store = open_store(Settings(_env_file=None, database_url=cli.url, secret=TEST_SECRET))
+    with store.session() as session:
+        for system, rid, email, phone in [("pipedrive", "7", "Aino@Example.fi", "040 123 4567"),
+                                          ("mailchimp", "L1:ab", "aino@example.fi", "")]:
+            writer = IndexWriter(session, system, full=True)
+            writer.add([SourceRecord(system, rid, (email,), (phone,) if phone else (),
+                                     "Aino Virtanen")])
+            writer.finish()
+        recluster(session)
+        add(session, store.hasher, [Identifier(IdentifierKind.EMAIL, "aino@example.fi")],
+            reason="opt_out", request_id="R-1")
+    store.close()
+
+    found = cli("person", "find", "+358 40 1234567")
+    assert found.exit_code == 0, found.output
+    assert "pipedrive  7" in found.stdout and "mailchimp  L1:ab" in found.stdout
+    assert cli("person", "find", "AINO@example.fi").stdout.startswith("suppressed: opt_out")
+    assert cli("person", "find", "nobody@example.fi").stdout.strip() == "not in the index"
+    one_line_error(cli("person", "find", "not an identifier"), 1)
