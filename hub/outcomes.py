@@ -1,0 +1,91 @@
+"""Turning what a connector did into task state and evidence (DESIGN.md rules 1–3, 8).
+
+The orchestration layer calls `begin`, then `record` or `record_failure`, per
+(request × system). `begin` skips a task that already finished, so re-running a
+request (op retry, run re-execution) redoes only the systems that did not.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hub import ledger
+from hub.domain import Action, Outcome
+from hub.ledger import FINISHED_TASK_STATES, TaskState
+from hub.models import TaskRow
+
+# The action that best summarises a system's result, most significant first.
+_SUMMARY_ORDER = (
+    Action.RETAINED, Action.PERMANENTLY_DELETED, Action.DELETED, Action.ANONYMISED,
+    Action.DEACTIVATED, Action.UNSUBSCRIBED, Action.EXPORTED, Action.UNLINKED, Action.KEPT,
+    Action.NOTHING_TO_DO, Action.NOT_FOUND,
+)
+
+
+def begin(session: Session, request_id: str, system: str, *,
+          now: datetime | None = None) -> TaskRow | None:
+    """Mark the task running; None when it already finished (nothing to redo)."""
+    task = ledger.get_task(session, request_id, system)
+    if TaskState(task.state) in FINISHED_TASK_STATES:
+        return None
+    ledger.move_task(session, task, TaskState.RUNNING, now=now)
+    return task
+
+
+def state_for(outcome: Outcome) -> TaskState:
+    if outcome.not_found:
+        return TaskState.NOT_FOUND
+    if outcome.retained:
+        return TaskState.RETAINED
+    return TaskState.DONE
+
+
+def summary_action(outcome: Outcome) -> Action:
+    present = {r.action for r in outcome.records}
+    for action in _SUMMARY_ORDER:
+        if action in present:
+            return action
+    return Action.NOT_FOUND
+
+
+def evidence_of(outcome: Outcome, *, now: datetime | None = None) -> dict[str, Any]:
+    """JSON-safe evidence: per-record actions with the vendor's answer; no identifiers."""
+    at = outcome.at or now or datetime.now(UTC)
+    return {
+        "at": at.isoformat(),
+        "verified": outcome.verified,
+        "counts": dict(Counter(r.action.value for r in outcome.records)),
+        "records": [
+            {
+                "kind": r.ref.kind, "record_id": r.ref.record_id, "container": r.ref.container,
+                "action": r.action.value, "detail": r.detail, "status_code": r.status_code,
+                "vendor_request_id": r.vendor_request_id, "legal_basis": r.legal_basis,
+                "retained_until": r.retained_until.isoformat() if r.retained_until else None,
+            }
+            for r in outcome.records
+        ],
+        "vendor": outcome.evidence,
+    }
+
+
+def record(session: Session, request_id: str, outcome: Outcome, *,
+           now: datetime | None = None) -> TaskRow:
+    """Finish a running task from the connector's outcome."""
+    task = ledger.get_task(session, request_id, outcome.system)
+    ledger.move_task(session, task, state_for(outcome), action=summary_action(outcome).value,
+                     evidence=evidence_of(outcome, now=now), now=now)
+    return task
+
+
+def record_failure(session: Session, request_id: str, system: str, error: str,
+                   evidence: dict[str, Any] | None = None, *,
+                   now: datetime | None = None) -> TaskRow:
+    """A task that could not finish: failed, with the vendor's answer, retryable alone."""
+    task = ledger.get_task(session, request_id, system)
+    ledger.move_task(session, task, TaskState.FAILED, error=error, evidence=evidence or {},
+                     now=now)
+    return task

@@ -1,0 +1,95 @@
+"""Recording connector outcomes as task state and evidence, on both databases."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from hub import ledger, outcomes
+from hub.domain import Action, Identifier, IdentifierKind, Outcome, RecordOutcome, RecordRef
+from hub.ledger import IllegalTransition, RequestKind, RequestState, TaskState
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+EMAIL = Identifier(IdentifierKind.EMAIL, "aino.virtanen@example.fi")
+
+
+def _request(store, session, kind=RequestKind.ERASURE, systems=("mailchimp", "netvisor")):
+    row = ledger.create_request(session, store.hasher, kind, [EMAIL], now=NOW)
+    ledger.verify(session, row.id, now=NOW)
+    ledger.transition(session, row, RequestState.IN_PROGRESS, now=NOW)
+    ledger.ensure_tasks(session, row, list(systems), now=NOW)
+    return row
+
+
+def _ref(system, rid="1"):
+    return RecordRef(system=system, kind="record", record_id=rid)
+
+
+def test_outcome_sets_state_action_and_evidence(store):
+    with store.session() as session:
+        row = _request(store, session)
+        assert outcomes.begin(session, row.id, "mailchimp", now=NOW) is not None
+        outcomes.record(session, row.id, Outcome(
+            system="mailchimp", verified=True, evidence={"audiences": 2},
+            records=(RecordOutcome(_ref("mailchimp", "a:1"), Action.PERMANENTLY_DELETED,
+                                   status_code=204, vendor_request_id="req-1"),
+                     RecordOutcome(_ref("mailchimp", "b:1"), Action.PERMANENTLY_DELETED,
+                                   status_code=204)),
+        ), now=NOW)
+        task = ledger.get_task(session, row.id, "mailchimp")
+        assert task.state == TaskState.DONE
+        assert task.action == "permanently_deleted"
+        assert task.evidence["verified"] is True
+        assert task.evidence["counts"] == {"permanently_deleted": 2}
+        assert task.evidence["records"][0]["vendor_request_id"] == "req-1"
+        assert task.evidence["vendor"] == {"audiences": 2}
+        assert "aino" not in str(task.evidence)
+
+
+def test_retained_and_not_found_are_outcomes_not_errors(store):
+    with store.session() as session:
+        row = _request(store, session)
+        outcomes.begin(session, row.id, "netvisor", now=NOW)
+        outcomes.record(session, row.id, Outcome(system="netvisor", records=(
+            RecordOutcome(_ref("netvisor"), Action.RETAINED, legal_basis="Kirjanpitolaki 2:10",
+                          retained_until=date(2032, 12, 31)),
+        )), now=NOW)
+        outcomes.begin(session, row.id, "mailchimp", now=NOW)
+        outcomes.record(session, row.id, Outcome(system="mailchimp"), now=NOW)
+        states = {t.system: (t.state, t.action) for t in ledger.tasks_of(session, row.id)}
+        assert states == {"netvisor": ("retained", "retained"),
+                          "mailchimp": ("not_found", "not_found")}
+        evidence = ledger.get_task(session, row.id, "netvisor").evidence
+        assert evidence["records"][0]["retained_until"] == "2032-12-31"
+        assert ledger.finalise(session, store.hasher, row, now=NOW) == \
+            RequestState.PARTIALLY_COMPLETED
+
+
+def test_failed_task_is_retried_alone_and_finished_ones_are_skipped(store):
+    with store.session() as session:
+        row = _request(store, session)
+        outcomes.begin(session, row.id, "mailchimp", now=NOW)
+        outcomes.record(session, row.id, Outcome(system="mailchimp", records=(
+            RecordOutcome(_ref("mailchimp"), Action.UNSUBSCRIBED),)), now=NOW)
+        outcomes.begin(session, row.id, "netvisor", now=NOW)
+        outcomes.record_failure(session, row.id, "netvisor", "VendorError: HTTP 503",
+                                {"status_code": 503}, now=NOW)
+        assert ledger.finalise(session, store.hasher, row, now=NOW) == \
+            RequestState.PARTIALLY_COMPLETED
+        assert ledger.identifiers_of(session, row.id) == [EMAIL]  # kept for the retry
+
+        ledger.transition(session, row, RequestState.IN_PROGRESS, now=NOW)
+        assert outcomes.begin(session, row.id, "mailchimp", now=NOW) is None
+        retried = outcomes.begin(session, row.id, "netvisor", now=NOW)
+        assert retried is not None and retried.attempts == 2
+        outcomes.record(session, row.id, Outcome(system="netvisor", records=(
+            RecordOutcome(_ref("netvisor"), Action.DELETED),)), now=NOW)
+        assert ledger.finalise(session, store.hasher, row, now=NOW) == RequestState.COMPLETED
+        assert ledger.get_task(session, row.id, "mailchimp").attempts == 1
+        assert ledger.identifiers_of(session, row.id) == []
+
+
+def test_recording_a_task_that_is_not_running_is_refused(store):
+    with store.session() as session:
+        row = _request(store, session)
+        with pytest.raises(IllegalTransition, match="pending"):
+            outcomes.record(session, row.id, Outcome(system="mailchimp"), now=NOW)
