@@ -1,0 +1,143 @@
+"""The Connector protocol: what every system offers the hub, each a plain method.
+
+A connector is a context manager owning its HTTP client; the Dagster layer
+treats every system alike through this protocol:
+
+- ``check()``: credentials and reachability, one cheap call (raises the taxonomy);
+- ``sync(since)``: the system's people as ``SourceRecord`` pages, incremental from
+  the cursor the hub stored (None = full pass), each page with the cursor to
+  resume from;
+- ``find(identifiers)``: live lookup by every e-mail and phone;
+- ``export(refs)``: everything held, vendor field names kept;
+- ``erase(refs, policy)`` / ``opt_out(refs)``: act, read back, report per record.
+  Not found is a success (``Action.NOT_FOUND``); doing it twice is harmless.
+- ``api_calls``: API calls made so far (every attempt, retries included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from hub.domain import (
+    Export,
+    Identifier,
+    IdentifierKind,
+    Outcome,
+    RecordRef,
+    SyncPage,
+)
+from hub.identity import normalise_email, normalise_phone
+from hub.policy import SystemPolicy
+
+
+@runtime_checkable
+class Connector(Protocol):
+    system: str
+
+    @property
+    def api_calls(self) -> int: ...
+
+    def check(self) -> None: ...
+
+    def sync(self, since: str | None) -> Iterator[SyncPage]: ...
+
+    def find(self, identifiers: Sequence[Identifier]) -> list[RecordRef]: ...
+
+    def export(self, refs: Sequence[RecordRef]) -> Export: ...
+
+    def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome: ...
+
+    def opt_out(self, refs: Sequence[RecordRef]) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+class ConnectorBase:
+    """Context-manager plumbing shared by the implementations."""
+
+    system: str = ""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 / ISO 8601 / Pipedrive-v1 timestamp as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:  # the common case, fast: RFC 3339 / ISO 8601 (3.11 accepts "Z")
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    text = value.strip().replace("Z", "+00:00")
+    if " " in text and "T" not in text:
+        text = text.replace(" ", "T", 1)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def wanted(identifiers: Sequence[Identifier]) -> tuple[set[str], set[str]]:
+    """The normalised e-mails and E.164 phones to match against (raw phones never match)."""
+    emails: set[str] = set()
+    phones: set[str] = set()
+    for ident in identifiers:
+        if ident.kind == IdentifierKind.EMAIL:
+            value = normalise_email(ident.value)
+            if value:
+                emails.add(value)
+        elif ident.kind == IdentifierKind.PHONE:
+            phone = normalise_phone(ident.value)
+            if phone.kind == IdentifierKind.PHONE:
+                phones.add(phone.value)
+    return emails, phones
+
+
+def matches(emails: Sequence[str], phones: Sequence[str], want_emails: set[str],
+            want_phones: set[str]) -> bool:
+    """Whether a vendor record's own values, normalised, hit any wanted identifier."""
+    for raw in emails:
+        if raw and normalise_email(raw) in want_emails:
+            return True
+    for raw in phones:
+        if raw and raw.strip():
+            phone = normalise_phone(raw)
+            if phone.kind == IdentifierKind.PHONE and phone.value in want_phones:
+                return True
+    return False
+
+
+def phone_variants(e164: str) -> list[str]:
+    """The ways a Finnish-style number may be written in a vendor: E.164 and national
+    forms, for vendors whose search needs the literal text. Filtering afterwards
+    by normalised value keeps only true matches."""
+    out = [e164]
+    if e164.startswith("+358"):
+        national = "0" + e164[4:]
+        out.append(national)
+        # "040 123 4567": area/operator prefix of 3, then 3 + rest.
+        if len(national) >= 7:
+            out.append(f"{national[:3]} {national[3:6]} {national[6:]}")
+    return list(dict.fromkeys(out))

@@ -1,0 +1,541 @@
+"""The one HTTP layer every connector talks through.
+
+- :func:`make_client` builds an ``httpx.Client`` with sane timeouts and pooling;
+  tests pass ``transport=httpx.MockTransport(...)`` (or use respx) instead of
+  monkeypatching anything.
+- :class:`RetryPolicy` is the single tenacity retry policy (stripe-python style):
+  connection errors, 5xx and 429 are retried with exponential backoff and jitter;
+  a 429 honours ``Retry-After`` or ``x-ratelimit-reset``; a Pipedrive 429 that
+  means the daily budget is spent is raised at once. Attempts and total waiting
+  are bounded; ``sleep`` and ``jitter`` are injectable so tests never sleep.
+- Limiters (:class:`ConcurrencyLimiter`, :class:`SerialLimiter`,
+  :class:`TokenBucket`, :class:`BurstWindowLimiter`) are the client-side limits per
+  vendor, small and reusable.
+- :class:`HttpClient` ties them together for one connector: every call goes
+  through the limiter and the retry policy, its errors become the taxonomy of
+  :mod:`connectors.errors`, and it counts API calls (``api_calls``).
+- :class:`CallCounter` is the thread-safe counter, shared with the Mailchimp SDK
+  wrapper that cannot use httpx.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json as _json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import tenacity
+
+from connectors.errors import (
+    AuthError,
+    BadResponse,
+    ConnectionFailed,
+    ConnectorError,
+    NotFound,
+    RateLimited,
+    RequestRejected,
+    VendorError,
+)
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=30.0)
+REQUEST_ID_HEADERS = ("x-request-id", "x-correlation-id", "request-id", "x-amzn-requestid",
+                      "cf-ray")
+USER_AGENT = "gdpr-hub-connectors/0.1 (+httpx)"
+
+
+# --------------------------------------------------------------------------- client
+
+
+def make_client(
+    base_url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    timeout: httpx.Timeout | float | None = None,
+    transport: httpx.BaseTransport | None = None,
+    max_connections: int = 20,
+) -> httpx.Client:
+    """An httpx client for one vendor: pooled, with timeouts, no redirects followed
+    silently across hosts (httpx's default of not following redirects is kept)."""
+    all_headers = {"user-agent": USER_AGENT, "accept": "application/json"}
+    all_headers.update(headers or {})
+    kwargs: dict[str, Any] = {}
+    if transport is not None:
+        kwargs["transport"] = transport
+    return httpx.Client(
+        base_url=base_url.rstrip("/"),
+        headers=all_headers,
+        auth=auth,
+        timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_connections),
+        **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------- retry policy
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The single retry policy.
+
+    ``max_attempts`` counts the first try; ``max_total`` bounds the summed waits
+    (seconds); ``max_retry_after`` is the longest vendor-requested wait we accept
+    before giving up and reporting the 429 instead.
+    """
+
+    max_attempts: int = 6
+    base: float = 0.5
+    cap: float = 30.0
+    max_total: float = 120.0
+    max_retry_after: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[], float] = random.random
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with "equal jitter": half fixed, half random."""
+        ceiling = min(self.cap, self.base * (2 ** max(attempt - 1, 0)))
+        return ceiling / 2 + self.jitter() * ceiling / 2
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            # The vendor said when: wait that long plus a little jitter so parallel
+            # workers do not come back in lockstep.
+            return exc.retry_after + self.jitter() * min(self.base, 1.0)
+        return self.backoff(state.attempt_number)
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= self.max_attempts:
+            return True
+        exc = state.outcome.exception() if state.outcome else None
+        if (isinstance(exc, RateLimited) and exc.retry_after is not None
+                and exc.retry_after > self.max_retry_after):
+            return True
+        return state.idle_for + state.upcoming_sleep > self.max_total
+
+    @staticmethod
+    def _retryable(exc: BaseException) -> bool:
+        return isinstance(exc, ConnectorError) and exc.retryable
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` until it returns, a non-retryable error, or the bounds are hit;
+        the last error is raised as it was (never a tenacity.RetryError)."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(self._retryable),
+            wait=self._wait,
+            stop=self._stop,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return retrying(fn)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+# -------------------------------------------------------------------------- limiters
+
+
+class Limiter:
+    """No limit. Subclasses hold a slot around each request and may read headers."""
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        yield
+
+    def observe(self, headers: Mapping[str, str]) -> None:  # noqa: B027 - optional hook
+        """Look at a response's headers (rate-limit state)."""
+
+
+class ConcurrencyLimiter(Limiter):
+    """At most ``limit`` requests in flight (Mailchimp: 10 simultaneous connections)."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._sem = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._sem:
+            with self._lock:
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+
+class SerialLimiter(ConcurrencyLimiter):
+    """One request at a time (Netvisor)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+
+class TokenBucket(Limiter):
+    """``rate`` requests per second on average, bursts up to ``burst`` (Typeform: 2/s)."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            wait = (1 - self._tokens) / self.rate
+            # Reserve the token now; whoever comes next waits behind us.
+            self._tokens -= 1
+            self.waited += wait
+        self._sleep(wait)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self.acquire()
+        yield
+
+
+class BurstWindowLimiter(Limiter):
+    """Pipedrive's 2-second burst window, respected proactively from its headers.
+
+    Every response carries ``x-ratelimit-remaining`` and ``x-ratelimit-reset``
+    (seconds left in the window). When the remaining count falls to ``reserve``
+    the next request waits for the window to reset instead of earning a 429.
+    """
+
+    def __init__(
+        self,
+        *,
+        reserve: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = 10.0,
+    ) -> None:
+        self.reserve = reserve
+        self._clock = clock
+        self._sleep = sleep
+        self.max_wait = max_wait
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._reset_at: float | None = None
+        self.waited = 0.0
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        remaining = _int_header(headers, "x-ratelimit-remaining")
+        reset = _float_header(headers, "x-ratelimit-reset")
+        if remaining is None:
+            return
+        with self._lock:
+            self._remaining = remaining
+            self._reset_at = self._clock() + min(reset, self.max_wait) if reset else None
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        wait = 0.0
+        with self._lock:
+            if (self._remaining is not None and self._remaining <= self.reserve
+                    and self._reset_at is not None):
+                wait = max(0.0, self._reset_at - self._clock())
+                self._remaining = None
+                self._reset_at = None
+            elif self._remaining is not None:
+                self._remaining -= 1
+        if wait:
+            self.waited += wait
+            self._sleep(wait)
+        yield
+
+
+class CombinedLimiter(Limiter):
+    """Several limits at once (e.g. a burst window and a concurrency cap)."""
+
+    def __init__(self, *limiters: Limiter) -> None:
+        self.limiters = limiters
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with _nested(self.limiters):
+            yield
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        for limiter in self.limiters:
+            limiter.observe(headers)
+
+
+@contextmanager
+def _nested(limiters: tuple[Limiter, ...]) -> Iterator[None]:
+    if not limiters:
+        yield
+        return
+    with limiters[0].slot(), _nested(limiters[1:]):
+        yield
+
+
+# ------------------------------------------------------------------- header helpers
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _float_header(headers: Mapping[str, str], name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or
+    ``x-ratelimit-reset`` (seconds left, or an epoch timestamp); None if absent."""
+    now = time.time() if now is None else now
+    value = headers.get("retry-after")
+    if value is not None:
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None:
+                return max(0.0, when.timestamp() - now)
+    reset = _float_header(headers, "x-ratelimit-reset")
+    if reset is not None:
+        if reset > 1_000_000_000:  # an epoch timestamp, not a countdown
+            return max(0.0, reset - now)
+        return max(0.0, reset)
+    return None
+
+
+def request_id(headers: Mapping[str, str], extra: tuple[str, ...] = ()) -> str | None:
+    for name in (*extra, *REQUEST_ID_HEADERS):
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def error_detail(body: Any) -> str:
+    """The vendor's own words for an error, from the shapes our vendors use."""
+    if isinstance(body, dict):
+        parts = []
+        for key in ("title", "error", "code", "detail", "description", "message"):
+            value = body.get(key)
+            if isinstance(value, str | int) and str(value) and str(value) not in parts:
+                parts.append(str(value))
+        return ": ".join(parts[:3])
+    return ""
+
+
+def _body_detail(response: httpx.Response) -> tuple[str, bool]:
+    """(detail, body_is_json_or_empty)."""
+    content = response.content
+    if not content.strip():
+        return "empty body", True
+    try:
+        return error_detail(_json.loads(content)), True
+    except ValueError:
+        ctype = response.headers.get("content-type", "unknown").split(";")[0]
+        return f"non-JSON body ({ctype})", False
+
+
+def classify(
+    system: str,
+    response: httpx.Response,
+    *,
+    daily_budget_header: str | None = None,
+    request_id_headers: tuple[str, ...] = (),
+) -> ConnectorError | None:
+    """The taxonomy error for a response, or None when it is a success (2xx/3xx)."""
+    status = response.status_code
+    if status < 400:
+        return None
+    headers = response.headers
+    rid = request_id(headers, request_id_headers)
+    detail, _ = _body_detail(response)
+    if status == 429 and daily_budget_header:
+        remaining = _int_header(headers, daily_budget_header)
+        if remaining is not None and remaining >= 1:
+            return RateLimited(system, detail or "daily request budget exhausted",
+                               status_code=429, vendor_request_id=rid,
+                               daily_budget_exhausted=True)
+    return error_for_status(system, status, detail, vendor_request_id=rid,
+                            retry_after=retry_after_seconds(headers))
+
+
+def error_for_status(system: str, status: int, detail: str = "", *,
+                     vendor_request_id: str | None = None,
+                     retry_after: float | None = None) -> ConnectorError:
+    """The taxonomy class for an HTTP error status (shared by httpx and SDK paths)."""
+    common: dict[str, Any] = {"status_code": status, "vendor_request_id": vendor_request_id}
+    if status == 429:
+        return RateLimited(system, detail, retry_after=retry_after, **common)
+    if status in (401, 402, 403):
+        return AuthError(system, detail, **common)
+    if status in (404, 410):
+        return NotFound(system, detail, **common)
+    if status >= 500:
+        return VendorError(system, detail, **common)
+    return RequestRejected(system, detail, **common)
+
+
+# ------------------------------------------------------------------------ counting
+
+
+class CallCounter:
+    """A thread-safe count of API calls (every attempt that reached the wire)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self._count += n
+
+    @property
+    def value(self) -> int:
+        return self._count
+
+
+# --------------------------------------------------------------------- HttpClient
+
+
+@dataclass
+class HttpClient:
+    """One connector's door to its vendor: limiter + retry + taxonomy + counting."""
+
+    system: str
+    client: httpx.Client
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limiter: Limiter = field(default_factory=Limiter)
+    daily_budget_header: str | None = None
+    request_id_headers: tuple[str, ...] = ()
+    counter: CallCounter = field(default_factory=CallCounter)
+
+    @property
+    def api_calls(self) -> int:
+        return self.counter.value
+
+    def _send_once(self, method: str, url: str, limiter: Limiter | None,
+                   kwargs: dict[str, Any]) -> httpx.Response:
+        lim = limiter or self.limiter
+        with lim.slot():
+            self.counter.add()
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                raise ConnectionFailed(self.system, type(exc).__name__) from None
+            lim.observe(response.headers)
+        error = classify(self.system, response, daily_budget_header=self.daily_budget_header,
+                         request_id_headers=self.request_id_headers)
+        if error is not None:
+            raise error
+        return response
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        limiter: Limiter | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return the 2xx response or raise the taxonomy."""
+        kwargs: dict[str, Any] = {}
+        if params is not None:
+            kwargs["params"] = {k: v for k, v in params.items() if v is not None}
+        if json is not None:
+            kwargs["json"] = json
+        if content is not None:
+            kwargs["content"] = content
+        if headers is not None:
+            kwargs["headers"] = headers
+        policy = retry or self.retry
+        return policy.run(lambda: self._send_once(method, url, limiter, kwargs))
+
+    def json(self, method: str, url: str, *, retry: RetryPolicy | None = None,
+             **kwargs: Any) -> Any:
+        """``request`` and parse the JSON body; garbage becomes BadResponse.
+
+        For reads (GET/HEAD) a garbage body (a truncated answer, a proxy's HTML
+        page) is retried like a 5xx; a write is never repeated for it."""
+        policy = retry or self.retry
+        safe = method.upper() in ("GET", "HEAD")
+
+        def once() -> Any:
+            response = self.request(method, url, retry=NO_RETRY, **kwargs)
+            try:
+                return parse_json(self.system, response, self.request_id_headers)
+            except BadResponse as exc:
+                exc.retryable = safe
+                raise
+
+        return policy.run(once)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def parse_json(system: str, response: httpx.Response,
+               request_id_headers: tuple[str, ...] = ()) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        ctype = response.headers.get("content-type", "unknown").split(";")[0]
+        raise BadResponse(system, f"body is not JSON ({ctype})",
+                          status_code=response.status_code,
+                          vendor_request_id=request_id(response.headers,
+                                                       request_id_headers)) from None

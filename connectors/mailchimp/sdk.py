@@ -1,0 +1,162 @@
+"""The official ``mailchimp-marketing`` SDK, wrapped to behave like the rest of the
+HTTP layer (reference section B.7).
+
+The SDK uses module-level ``requests`` calls, so it cannot take an httpx
+transport; instead every call goes through :meth:`MailchimpApi.call`, which
+
+- holds a slot of the ≤10-concurrent limiter (shared by every client of the same
+  API key in this process: Mailchimp's limit is per account),
+- counts the call,
+- turns ``ApiClientError`` into the taxonomy: ``status_code`` None is
+  ConnectionFailed; ``.text`` is the raw problem+json *string* (its content type
+  does not contain ``application/json``), so it is parsed for title/detail and
+  the ``instance`` request id,
+- treats a ``requests.Response`` handed back instead of raised (204s, and any
+  error with an empty body or no content type) as what it is: ``not resp.ok`` is
+  an error; an empty-bodied 403 is Mailchimp's throttle and is retried as such,
+- runs under the one retry policy,
+- has timeouts (``set_config({"timeout": (connect, read)})``) and its host
+  pointed at ``MAILCHIMP_BASE_URL``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import mailchimp_marketing
+import requests
+from mailchimp_marketing.api_client import ApiClientError
+
+from connectors.errors import BadResponse, ConnectionFailed, ConnectorError, RateLimited
+from connectors.http import (
+    CallCounter,
+    ConcurrencyLimiter,
+    Limiter,
+    RetryPolicy,
+    error_detail,
+    error_for_status,
+    request_id,
+)
+
+SYSTEM = "mailchimp"
+MAX_CONCURRENT = 10
+DEFAULT_TIMEOUT = (5.0, 30.0)
+
+_limiters: dict[str, ConcurrencyLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(api_key: str) -> ConcurrencyLimiter:
+    """One ≤10-concurrent limiter per account (keyed by a hash, not the key itself)."""
+    key = hashlib.sha256(api_key.encode()).hexdigest()
+    with _limiters_lock:
+        if key not in _limiters:
+            _limiters[key] = ConcurrencyLimiter(MAX_CONCURRENT)
+        return _limiters[key]
+
+
+def dc_of(api_key: str) -> str:
+    """The data centre from an API key ("…-us21" → "us21")."""
+    _, sep, dc = api_key.rpartition("-")
+    if not sep or not dc:
+        raise ValueError("MAILCHIMP_API_KEY must end with -<dc>, e.g. -us21")
+    return dc
+
+
+def translate_error(exc: ApiClientError) -> ConnectorError:
+    """An SDK exception as the taxonomy (problem+json parsed, secrets never shown)."""
+    if exc.status_code is None:
+        return ConnectionFailed(SYSTEM, type(exc.text).__name__
+                                if isinstance(exc.text, BaseException) else "no response")
+    body: Any = exc.text
+    if isinstance(body, str | bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = None
+    detail = error_detail(body) if isinstance(body, dict) else "non-JSON body"
+    rid = body.get("instance") if isinstance(body, dict) else None
+    return error_for_status(SYSTEM, int(exc.status_code), detail,
+                            vendor_request_id=rid if isinstance(rid, str) else None)
+
+
+def translate_response(resp: requests.Response) -> ConnectorError | None:
+    """None for a good ``requests.Response`` the SDK returned, else the error it hides.
+
+    A 2xx comes back as a Response for 204s (fine) and also when the body could
+    not be parsed (the SDK swallows the JSON error): that is a BadResponse,
+    retried when the request was a read."""
+    if resp.ok:
+        if resp.status_code == 204 or not resp.content.strip():
+            return None
+        error = BadResponse(SYSTEM, "body could not be parsed as JSON",
+                            status_code=resp.status_code,
+                            vendor_request_id=request_id(resp.headers))
+        method = resp.request.method if resp.request is not None else None
+        error.retryable = method in ("GET", "HEAD")
+        return error
+    rid = request_id(resp.headers)
+    if resp.status_code == 403 and not resp.content.strip():
+        # "At very high volume the throttle can surface as a bare 403 with no body."
+        return RateLimited(SYSTEM, "bare 403 with an empty body (throttle)",
+                           status_code=403, vendor_request_id=rid)
+    detail = "empty body" if not resp.content.strip() else "error body without content type"
+    return error_for_status(SYSTEM, resp.status_code, detail, vendor_request_id=rid)
+
+
+class MailchimpApi:
+    """The SDK client plus limiter, retry policy, taxonomy and call counting."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        limiter: Limiter | None = None,
+        counter: CallCounter | None = None,
+    ) -> None:
+        self.client = mailchimp_marketing.Client()
+        self.client.set_config({"api_key": api_key, "server": dc_of(api_key),
+                                "timeout": timeout})
+        # After set_config (it never touches host); the SDK then does
+        # url.replace("server", dc), harmless as long as the URL does not contain
+        # "server" - the sandbox's loopback URL does not.
+        self.client.api_client.host = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or shared_limiter(api_key)
+        self.counter = counter or CallCounter()
+        self.last_request_id: str | None = None
+
+    @property
+    def api_calls(self) -> int:
+        return self.counter.value
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call an SDK method with retries; returns its data (None for a 204)."""
+
+        def once() -> Any:
+            with self.limiter.slot():
+                self.counter.add()
+                try:
+                    result = fn(*args, **kwargs)
+                except ApiClientError as exc:
+                    raise translate_error(exc) from None
+            if isinstance(result, requests.Response):
+                error = translate_response(result)
+                if error is not None:
+                    raise error
+                self.last_request_id = request_id(result.headers)
+                return None
+            return result
+
+        return self.retry.run(once)
+
+    @property
+    def lists(self) -> Any:
+        return self.client.lists

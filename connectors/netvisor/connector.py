@@ -1,0 +1,767 @@
+"""Visma Netvisor connector (reference §D.3): XML over HTTPS, one request at a time.
+
+Records. A customer is a record (``record_id`` = its NetvisorKey) with its own
+e-mail, e-invoicing address and phone. Each contact person is a record of its
+own (``record_id`` = ``<customer key>/contact/<contact id>``, kind
+``contact_person``), not folded into the customer's identifiers: a company
+customer's contact persons are different people, and folding them would make
+the index link them into one person.
+
+- ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full
+  pass), then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request
+  at a time. The next cursor is the vendor's own ResponseStatus TimeStamp of the
+  list call (its clock and time zone, so no skew), taken before the details.
+- ``find``: ``customerlist.nv?emailkeyword=`` per e-mail, the hits read with
+  ``getcustomer.nv`` and confirmed locally: the customer when its own e-mail or
+  phone matches, each contact person whose e-mail or phone matches. Netvisor has
+  no phone search, so a phone is matched only on customers found by e-mail.
+- ``export``: the customer, its contact persons and its invoice headers
+  (``salesinvoicelist.nv?customernetvisorkey=``); for a contact person alone, only
+  that contact person.
+- ``erase``: ``deletecustomer.nv``; when Netvisor refuses because the customer
+  has invoices, the customer is retained under the Accounting Act until
+  ``policy.hold_ends(last invoice date)``, what bookkeeping does not need is
+  blanked (the customer's own e-mail, e-invoicing address, phone and fax, the
+  contact details, contact persons' phone and e-mail, the comment, marketing
+  fields; name, address, business id and codes stay, the invoices carry their own
+  copy anyway; only the changed elements are sent, an empty element blanks) and it
+  is deactivated (``isactive`` 0). Then it is read back. A contact-person ref alone
+  (another customer's contact) is deleted, or blanked when it is the default one.
+- ``opt_out``: nothing to do unless the customer carries a marketing field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime
+from typing import Any
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
+
+import httpx
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.base import ConnectorBase, matches, now_utc, wanted
+from connectors.errors import (
+    AuthError,
+    BadResponse,
+    ConnectorError,
+    RateLimited,
+    VendorError,
+)
+from connectors.http import NO_RETRY, HttpClient, Limiter, RetryPolicy, SerialLimiter, make_client
+from connectors.netvisor.signing import NetvisorAuth
+from connectors.settings import load_settings
+from hub.domain import (
+    Action,
+    Export,
+    ExportSection,
+    Identifier,
+    Outcome,
+    RecordOutcome,
+    RecordRef,
+    SourceRecord,
+    SyncPage,
+)
+from hub.policy import EraseMode, SystemPolicy
+
+SYSTEM = "netvisor"
+HELSINKI = ZoneInfo("Europe/Helsinki")  # Netvisor's times are Finnish local time
+IDLIST_MAX = 500  # getcustomer.nv?idlist= takes at most 500 keys
+CHECK_KEYWORD = "gdpr-hub-connection-check"
+# CustomerContactDetails: a named contact on the customer itself (all personal data).
+_DETAIL_TAGS = ("contactname", "contactperson", "contactpersonemail", "contactpersonphone")
+# The customer's own contact channels: not bookkeeping data (the invoices carry the
+# name and address the books need), so blanked when the customer must be kept.
+_BASE_CONTACT = (("phonenumber", "PhoneNumber"), ("faxnumber", "FaxNumber"),
+                 ("email", "Email"), ("emailinvoicingaddress", "EmailInvoicingAddress"))
+_BASE_ORDER = ("phonenumber", "faxnumber", "email", "isactive", "emailinvoicingaddress")
+_MARKETING = ("marketing", "markkinointi", "newsletter", "uutiskirje")
+
+
+class NetvisorSettings(BaseSettings):
+    """NETVISOR_* variables (environment first, then ``.env``)."""
+
+    model_config = SettingsConfigDict(env_prefix="NETVISOR_", env_file=".env",
+                                      env_file_encoding="utf-8", extra="ignore")
+
+    base_url: str = Field(min_length=1)
+    sender: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    partner_id: str = Field(min_length=1)
+    customer_key: SecretStr = Field(min_length=1)
+    partner_key: SecretStr = Field(min_length=1)
+    organisation_id: str = Field(min_length=1)
+    language: str = "FI"
+    # Netvisor's guidance: wait at least 120 s for an answer.
+    timeout: float = Field(default=120.0, gt=0)
+
+
+class HasInvoices(VendorError):
+    """deletecustomer.nv refused: the customer has invoicing history (not a failure)."""
+
+    retryable = False
+
+
+# ----------------------------------------------------------------------- XML helpers
+
+
+def _tag(el: Element) -> str:
+    return el.tag.rsplit("}", 1)[-1].lower()
+
+
+def _child(el: Element | None, *names: str) -> Element | None:
+    if el is None:
+        return None
+    wanted_names = {n.lower() for n in names}
+    for child in el:
+        if _tag(child) in wanted_names:
+            return child
+    return None
+
+
+def _text(el: Element | None, *names: str) -> str:
+    node = _child(el, *names) if names else el
+    if node is None or node.text is None:
+        return ""
+    return node.text.strip()
+
+
+def _find_all(el: Element, name: str) -> list[Element]:
+    name = name.lower()
+    return [node for node in el.iter() if _tag(node) == name]
+
+
+def to_dict(el: Element) -> Any:
+    """An element as plain data, the vendor's element names kept: leaves become
+    text, repeated children lists, attributes (e.g. ``format``) are dropped."""
+    kids = list(el)
+    if not kids:
+        return (el.text or "").strip()
+    out: dict[str, Any] = {}
+    for child in kids:
+        key = child.tag.rsplit("}", 1)[-1]
+        value = to_dict(child)
+        if key in out:
+            if not isinstance(out[key], list):
+                out[key] = [out[key]]
+            out[key].append(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_date(text: str) -> date | None:
+    text = text.strip()
+    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%Y%m%d"):
+        try:
+            return datetime.strptime(text[:10] if fmt != "%Y%m%d" else text[:8], fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def _is_true(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "kyllä", "on")
+
+
+# ------------------------------------------------------------------------- parsing
+
+
+class Customer:
+    """One ``getcustomer.nv`` customer, read through the elements the hub needs."""
+
+    def __init__(self, el: Element) -> None:
+        self.el = el
+        self.base = _child(el, "CustomerBaseInformation")
+        key = _text(self.base, "NetvisorKey") or _text(el, "NetvisorKey")
+        self.key = key
+        self.name = _text(self.base, "Name")
+        self.emails = [v for v in (_text(self.base, "Email"),
+                                   _text(self.base, "EmailInvoicingAddress")) if v]
+        self.phones = [v for v in (_text(self.base, "PhoneNumber"),) if v]
+        self.is_active = _text(self.base, "IsActive")
+        self.contact_details = _child(el, "CustomerContactDetails")
+        self.additional = _child(el, "CustomerAdditionalInformation")
+
+    def contacts(self) -> list[Contact]:
+        """The contact persons: the ``CustomerContactDetails`` contact (id "details")
+        and each element of a contact-person list."""
+        out: list[Contact] = []
+        details = self.contact_details
+        if details is not None:
+            email = _text(details, "ContactPersonEmail")
+            phone = _text(details, "ContactPersonPhone")
+            name = _text(details, "ContactPerson") or _text(details, "ContactName")
+            if email or phone or name or _text(details, "ContactName"):
+                out.append(Contact(self.key, "details", name, email, phone, details))
+        for i, node in enumerate(_contact_nodes(self.el)):
+            cid = (_text(node, "NetvisorKey") or _text(node, "ContactPersonNetvisorKey")
+                   or _text(node, "ContactPersonID") or _text(node, "Id") or f"n{i + 1}")
+            first = _first_text(node, ("firstname",))
+            last = _first_text(node, ("lastname",))
+            name = " ".join(p for p in (first, last) if p) or _first_text(node, ("name",))
+            email = _first_text(node, ("email",))
+            phone = _first_text(node, ("phone",))
+            out.append(Contact(self.key, cid, name, email, phone, node))
+        return out
+
+    def marketing_fields(self) -> list[tuple[str, str, str]]:
+        """(section tag, field tag, value) of every element that looks like a
+        marketing permission or newsletter flag."""
+        out = []
+        for section in self.el:
+            for node in section:
+                if list(node):
+                    continue
+                if any(m in _tag(node) for m in _MARKETING):
+                    out.append((_tag(section), _tag(node), (node.text or "").strip()))
+        return out
+
+
+class Contact:
+    def __init__(self, customer_key: str, contact_id: str, name: str, email: str, phone: str,
+                 el: Element) -> None:
+        self.customer_key = customer_key
+        self.contact_id = contact_id
+        self.name = name
+        self.email = email
+        self.phone = phone
+        self.el = el
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.customer_key}/contact/{self.contact_id}"
+
+
+def _contact_nodes(customer: Element) -> list[Element]:
+    """Elements of a contact-person list (``CustomerContactPersons/…``)."""
+    out = []
+    for section in customer:
+        tag = _tag(section)
+        if "contactperson" in tag and list(section):
+            for node in section:
+                if list(node):
+                    out.append(node)
+    return out
+
+
+def _first_text(node: Element, hints: tuple[str, ...]) -> str:
+    for child in node:
+        tag = _tag(child)
+        if any(h in tag for h in hints) and (child.text or "").strip():
+            return child.text.strip()
+    return ""
+
+
+# ----------------------------------------------------------------------- connector
+
+
+class NetvisorConnector(ConnectorBase):
+    system = SYSTEM
+
+    def __init__(
+        self,
+        settings: NetvisorSettings,
+        *,
+        client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: Limiter | None = None,
+        auth: NetvisorAuth | None = None,
+        today: Callable[[], date] = lambda: now_utc().date(),
+    ) -> None:
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        self.auth = auth or NetvisorAuth(
+            sender=settings.sender, customer_id=settings.customer_id,
+            partner_id=settings.partner_id,
+            customer_key=settings.customer_key.get_secret_value(),
+            partner_key=settings.partner_key.get_secret_value(),
+            organisation_id=settings.organisation_id, language=settings.language,
+        )
+        if client is None:
+            client = make_client(self.base_url, auth=self.auth, transport=transport,
+                                 timeout=httpx.Timeout(settings.timeout, connect=10.0),
+                                 max_connections=1)
+        else:
+            client.auth = self.auth
+        self.http = HttpClient(SYSTEM, client, retry=retry or RetryPolicy(),
+                               # "Send one message at a time and wait for a response."
+                               limiter=limiter if limiter is not None else SerialLimiter())
+        self._today = today
+
+    @classmethod
+    def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
+                 ) -> NetvisorConnector:
+        return cls(load_settings(NetvisorSettings), client=client, **kwargs)
+
+    @property
+    def api_calls(self) -> int:
+        return self.http.api_calls
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ------------------------------------------------------------------ transport
+
+    def _request(self, method: str, resource: str, params: dict[str, Any] | None = None,
+                 body: str | None = None) -> Element:
+        """One Netvisor call through the shared retry policy; the parsed ``<Root>``.
+
+        Parsing happens inside each attempt, so a ``REQUEST_NOT_UNIQUE`` answer is
+        retried like a 5xx, with a new TransactionId (the auth signs every attempt).
+        """
+        url = f"{self.base_url}/{resource}"
+        headers = {"content-type": "text/xml; charset=utf-8"} if body is not None else None
+        content = body.encode("utf-8") if body is not None else None
+
+        def attempt() -> Element:
+            response = self.http.request(method, url, params=params, content=content,
+                                         headers=headers, retry=NO_RETRY)
+            return self._parse(resource, response)
+
+        return self.http.retry.run(attempt)
+
+    def _parse(self, resource: str, response: httpx.Response) -> Element:
+        raw = response.content
+        try:
+            root = SafeET.fromstring(raw)
+        except (SafeET.ParseError, DefusedXmlException, ValueError):
+            try:  # Netvisor's legacy charset, sent without a declaration
+                root = SafeET.fromstring(raw.decode("iso-8859-15"))
+            except (SafeET.ParseError, DefusedXmlException, ValueError):
+                raise BadResponse(SYSTEM, f"{resource}: body is not XML",
+                                  status_code=response.status_code) from None
+        if _tag(root) != "root":
+            raise BadResponse(SYSTEM, f"{resource}: root element is <{root.tag}>, not <Root>",
+                              status_code=response.status_code)
+        status_el = _child(root, "ResponseStatus")
+        statuses = ([_text(s) for s in status_el if _tag(s) == "status"]
+                    if status_el is not None else [])
+        if not statuses:
+            raise BadResponse(SYSTEM, f"{resource}: no ResponseStatus/Status",
+                              status_code=response.status_code)
+        if statuses[0].upper() == "OK":
+            return root
+        if statuses[0].upper() != "FAILED":
+            raise BadResponse(SYSTEM, f"{resource}: unknown status {statuses[0][:40]!r}",
+                              status_code=response.status_code)
+        raise _failure(resource, " ".join(statuses[1:]), response.status_code,
+                       self.auth.last_transaction_id)
+
+    # ------------------------------------------------------------------ reading
+
+    def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
+        """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent."""
+        for i in range(0, len(keys), IDLIST_MAX):
+            chunk = keys[i:i + IDLIST_MAX]
+            try:
+                root = self._request("GET", "getcustomer.nv", {"idlist": ",".join(chunk)})
+            except VendorError as exc:
+                if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
+                    yield []  # a single unknown key: Netvisor calls it invalid data
+                    continue
+                raise
+            yield [c for c in (Customer(el) for el in _find_all(root, "Customer")
+                               if _child(el, "CustomerBaseInformation") is not None) if c.key]
+
+    def _customer(self, key: str) -> Customer | None:
+        for batch in self._customers([key]):
+            for customer in batch:
+                if customer.key == key:
+                    return customer
+        return None
+
+    def _list_keys(self, params: dict[str, Any]) -> tuple[list[str], str]:
+        root = self._request("GET", "customerlist.nv", params)
+        keys = []
+        for el in _find_all(root, "Customer"):
+            key = _text(el, "Netvisorkey", "NetvisorKey")
+            if key:
+                keys.append(key)
+        stamp = _text(_child(root, "ResponseStatus"), "TimeStamp")
+        return list(dict.fromkeys(keys)), stamp
+
+    def _invoices(self, key: str) -> list[dict[str, Any]]:
+        root = self._request("GET", "salesinvoicelist.nv", {"customernetvisorkey": key})
+        out = []
+        for el in root.iter():
+            if _tag(el) == "salesinvoice" and list(el):
+                out.append(to_dict(el))
+        return out
+
+    @staticmethod
+    def _last_invoice_date(invoices: list[dict[str, Any]]) -> date | None:
+        dates = []
+        for inv in invoices:
+            for k, v in inv.items():
+                if k.lower() in ("invoicedate", "invoicingdate") and isinstance(v, str):
+                    d = _parse_date(v)
+                    if d:
+                        dates.append(d)
+        return max(dates) if dates else None
+
+    # ------------------------------------------------------------------- protocol
+
+    def check(self) -> None:
+        self._request("GET", "customerlist.nv", {"keyword": CHECK_KEYWORD})
+
+    def sync(self, since: str | None) -> Iterator[SyncPage]:
+        params: dict[str, Any] = {}
+        if since:
+            params["changedsince"] = _changedsince(since)
+        keys, stamp = self._list_keys(params)
+        cursor_next = _changedsince(stamp) if stamp else since
+        for batch in self._customers(keys):
+            records: list[SourceRecord] = []
+            for c in batch:
+                updated = _local_time(_text(c.el, "LastModified"))
+                records.append(SourceRecord(system=SYSTEM, record_id=c.key,
+                                            emails=tuple(c.emails), phones=tuple(c.phones),
+                                            display_name=c.name or None, updated_at=updated))
+                for contact in c.contacts():
+                    if contact.email or contact.phone:
+                        records.append(SourceRecord(
+                            system=SYSTEM, record_id=contact.record_id,
+                            emails=(contact.email,) if contact.email else (),
+                            phones=(contact.phone,) if contact.phone else (),
+                            display_name=contact.name or None, updated_at=updated))
+            yield SyncPage(records=tuple(records), cursor=since)
+        yield SyncPage(cursor=cursor_next)
+
+    def find(self, identifiers: Sequence[Identifier]) -> list[RecordRef]:
+        emails, phones = wanted(identifiers)
+        keys: list[str] = []
+        for email in sorted(emails):
+            found, _ = self._list_keys({"emailkeyword": email})
+            keys.extend(k for k in found if k not in keys)
+        refs: list[RecordRef] = []
+        for batch in self._customers(keys):
+            for c in batch:
+                if matches(c.emails, c.phones, emails, phones):
+                    refs.append(RecordRef(SYSTEM, "customer", c.key,
+                                          label=f"Netvisor customer {c.key}"))
+                for contact in c.contacts():
+                    if matches([contact.email], [contact.phone], emails, phones):
+                        refs.append(RecordRef(SYSTEM, "contact_person", contact.record_id,
+                                              container=c.key,
+                                              label=f"contact person of customer {c.key}"))
+        return refs
+
+    def export(self, refs: Sequence[RecordRef]) -> Export:
+        start = self.api_calls
+        whole, contacts_only = _split(refs)
+        sections: list[ExportSection] = []
+        missing = 0
+        customers: dict[str, Customer] = {}
+        keys = list(dict.fromkeys([*whole, *contacts_only]))
+        for batch in self._customers(keys):
+            customers.update((c.key, c) for c in batch)
+        for key in whole:
+            c = customers.get(key)
+            if c is None:
+                missing += 1
+                continue
+            sections.append(ExportSection(f"Netvisor customer {key}", f"netvisor:customer/{key}",
+                                          (to_dict(c.el),)))
+            contacts = [to_dict(ct.el) for ct in c.contacts() if ct.contact_id != "details"]
+            if contacts:
+                sections.append(ExportSection(f"Netvisor contact persons of customer {key}",
+                                              f"netvisor:customer/{key}/contacts",
+                                              tuple(contacts)))
+            invoices = self._invoices(key)
+            sections.append(ExportSection(
+                f"Netvisor sales invoices of customer {key} (headers)",
+                f"netvisor:salesinvoicelist?customernetvisorkey={key}", tuple(invoices)))
+        for key, ids in contacts_only.items():
+            c = customers.get(key)
+            picked = [to_dict(ct.el) for ct in (c.contacts() if c else []) if ct.record_id in ids]
+            missing += len(ids) - len(picked)
+            if picked:
+                sections.append(ExportSection(f"Netvisor contact person(s) at customer {key}",
+                                              f"netvisor:customer/{key}/contacts",
+                                              tuple(picked)))
+        return Export(SYSTEM, tuple(sections),
+                      evidence={"api_calls": self.api_calls - start, "not_found": missing,
+                                "customers": len(whole)})
+
+    def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        start = self.api_calls
+        whole, contacts_only = _split(refs)
+        by_id = {r.record_id: r for r in refs if r.system == SYSTEM}
+        results: list[RecordOutcome] = []
+        verified = True
+        for key in whole:
+            ref = by_id.get(key) or RecordRef(SYSTEM, "customer", key)
+            outcome, ok = self._erase_customer(ref, key, policy)
+            results.append(outcome)
+            verified = verified and ok
+        for key, ids in contacts_only.items():
+            for rid in ids:
+                ref = by_id[rid]
+                outcome, ok = self._erase_contact(ref, key, rid)
+                results.append(outcome)
+                verified = verified and ok
+        # Contact-person refs under a customer erased as a whole share its outcome.
+        for ref in refs:
+            if ref.kind == "contact_person" and (ref.container or "") in whole:
+                parent = next(r for r in results if r.ref.record_id == ref.container)
+                results.append(RecordOutcome(
+                    ref, parent.action, detail=f"with its customer: {parent.detail}",
+                    status_code=parent.status_code, vendor_request_id=parent.vendor_request_id,
+                    legal_basis=parent.legal_basis, retained_until=parent.retained_until))
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.action.value] = counts.get(r.action.value, 0) + 1
+        return Outcome(SYSTEM, tuple(results), verified=verified,
+                       evidence={"api_calls": self.api_calls - start, "actions": counts},
+                       at=now_utc())
+
+    def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
+        start = self.api_calls
+        whole, contacts_only = _split(refs)
+        keys = list(dict.fromkeys([*whole, *contacts_only]))
+        customers: dict[str, Customer] = {}
+        for batch in self._customers(keys):
+            customers.update((c.key, c) for c in batch)
+        results: list[RecordOutcome] = []
+        verified = True
+        for ref in refs:
+            if ref.system != SYSTEM:
+                continue
+            key = ref.container if ref.kind == "contact_person" else ref.record_id
+            c = customers.get(key or "")
+            if c is None:
+                results.append(RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer"))
+                continue
+            on = [(s, f) for s, f, v in c.marketing_fields() if _is_true(v)]
+            if not on:
+                results.append(RecordOutcome(
+                    ref, Action.NOTHING_TO_DO,
+                    detail="the Netvisor customer has no marketing permission or newsletter "
+                           "field set; an accounting system sends no marketing"))
+                continue
+            self._edit_customer(c.key, {s: {f: "0" for ss, f in on if ss == s}
+                                        for s, _ in on})
+            rid = self.auth.last_transaction_id
+            after = self._customer(c.key)
+            still = [f for s, f, v in (after.marketing_fields() if after else []) if _is_true(v)]
+            verified = verified and not still
+            results.append(RecordOutcome(ref, Action.UNSUBSCRIBED, status_code=200,
+                                         vendor_request_id=rid,
+                                         detail=f"marketing field(s) {', '.join(f for _, f in on)}"
+                                                " set to 0"))
+        return Outcome(SYSTEM, tuple(results), verified=verified,
+                       evidence={"api_calls": self.api_calls - start}, at=now_utc())
+
+    # ------------------------------------------------------------------ erasure parts
+
+    def _erase_customer(self, ref: RecordRef, key: str, policy: SystemPolicy
+                        ) -> tuple[RecordOutcome, bool]:
+        customer = self._customer(key)
+        if customer is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer"), True
+        if policy.erase == EraseMode.ANONYMISE:
+            refused: HasInvoices | None = None
+        else:
+            try:
+                self._request("GET", "deletecustomer.nv", {"customerid": key})
+            except HasInvoices as exc:
+                refused = exc
+            except VendorError:
+                # A retried delete whose first attempt went through answers "not
+                # found": read back before calling it a failure.
+                if self._customer(key) is not None:
+                    raise
+                return RecordOutcome(ref, Action.DELETED, status_code=200,
+                                     vendor_request_id=self.auth.last_transaction_id,
+                                     detail="deleted (the retried call found it gone); "
+                                            "read back: gone"), True
+            else:
+                rid = self.auth.last_transaction_id
+                gone = self._customer(key) is None
+                return RecordOutcome(ref, Action.DELETED, status_code=200, vendor_request_id=rid,
+                                     detail="deletecustomer.nv OK; read back: "
+                                            + ("gone" if gone else "STILL PRESENT")), gone
+        # Retain under the Accounting Act; minimise and deactivate.
+        invoices = self._invoices(key)
+        last = self._last_invoice_date(invoices)
+        self._minimise(customer)
+        rid = self.auth.last_transaction_id
+        after = self._customer(key)
+        ok = after is not None and _minimised(after)
+        basis = policy.retention_basis or policy.legal_basis
+        until = policy.hold_ends(last or self._today())
+        why = ("Netvisor refused deletion (the customer has invoices)" if refused
+               else "policy says anonymise")
+        detail = (f"{why}: {len(invoices)} invoice(s), last "
+                  f"{last.isoformat() if last else 'unknown (today assumed)'}; kept under the "
+                  "Accounting Act (name, address and codes kept); e-mail, phone, contact "
+                  "details, contact persons' e-mail and phone, comment and marketing fields "
+                  "blanked; "
+                  "deactivated; read back: " + ("minimised" if ok else "NOT minimised"))
+        action = Action.RETAINED if refused or invoices else Action.ANONYMISED
+        return RecordOutcome(ref, action, detail=detail, status_code=200, vendor_request_id=rid,
+                             legal_basis=basis if action == Action.RETAINED else None,
+                             retained_until=until if action == Action.RETAINED else None), ok
+
+    def _minimise(self, customer: Customer) -> None:
+        """Blank what bookkeeping does not need and deactivate; only changed elements go."""
+        base = {tag: "" for tag, name in _BASE_CONTACT if _text(customer.base, name)}
+        base["isactive"] = "0"
+        sections: dict[str, dict[str, str]] = {
+            # in the order of the DTD: phonenumber, faxnumber, email, ..., isactive, ...
+            "customerbaseinformation": dict(sorted(base.items(),
+                                                   key=lambda kv: _BASE_ORDER.index(kv[0]))),
+        }
+        details = customer.contact_details
+        if details is not None:
+            blank = {t: "" for t in _DETAIL_TAGS if _text(details, t)}
+            if blank:
+                sections["customercontactdetails"] = blank
+        if customer.additional is not None and _text(customer.additional, "Comment"):
+            sections["customeradditionalinformation"] = {"comment": ""}
+        for section, field_tag, value in customer.marketing_fields():
+            if _is_true(value):
+                sections.setdefault(section, {})[field_tag] = "0"
+        self._edit_customer(customer.key, sections)
+        for contact in customer.contacts():
+            if contact.contact_id != "details" and (contact.email or contact.phone):
+                self._blank_contact(customer.key, contact)
+
+    def _edit_customer(self, key: str, sections: dict[str, dict[str, str]]) -> None:
+        order = ("customerbaseinformation", "customerfinvoicedetails",
+                 "customerdeliverydetails", "customercontactdetails",
+                 "customeradditionalinformation")
+        parts = []
+        for section in sorted(sections, key=lambda s: order.index(s) if s in order else 99):
+            inner = "".join(_element(f, v) for f, v in sections[section].items())
+            parts.append(f"<{section}>{inner}</{section}>")
+        body = f"<root><customer>{''.join(parts)}</customer></root>"
+        self._request("POST", "customer.nv", {"method": "edit", "id": key}, body)
+
+    def _blank_contact(self, key: str, contact: Contact) -> None:
+        fields = "".join(_element(t, "") for t, v in (("phonenumber", contact.phone),
+                                                     ("email", contact.email)) if v)
+        body = f"<root><contactperson>{fields}</contactperson></root>"
+        self._request("POST", "contactperson.nv", {"method": "edit", "id": contact.contact_id},
+                      body)
+
+    def _erase_contact(self, ref: RecordRef, key: str, rid: str) -> tuple[RecordOutcome, bool]:
+        customer = self._customer(key)
+        contact = next((c for c in (customer.contacts() if customer else [])
+                        if c.record_id == rid), None)
+        if customer is None or contact is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, detail="no such contact person"), True
+        if contact.contact_id == "details":
+            self._edit_customer(key, {"customercontactdetails": {t: "" for t in _DETAIL_TAGS}})
+        else:
+            try:
+                self._request("POST", "contactperson.nv",
+                              {"method": "delete", "id": contact.contact_id})
+            except VendorError as exc:
+                now = self._customer(key)
+                if not any(c.record_id == rid for c in (now.contacts() if now else [])):
+                    pass  # a retried delete whose first attempt went through
+                elif "DEFAULT" in exc.detail.upper():
+                    # The default contact cannot be deleted: blank its e-mail and phone.
+                    self._blank_contact(key, contact)
+                else:
+                    raise
+        tid = self.auth.last_transaction_id
+        after = self._customer(key)
+        left = next((c for c in (after.contacts() if after else []) if c.record_id == rid), None)
+        if contact.contact_id == "details":
+            ok = after is not None and not any(_text(after.contact_details, t)
+                                               for t in _DETAIL_TAGS)
+            return RecordOutcome(ref, Action.ANONYMISED, status_code=200, vendor_request_id=tid,
+                                 detail="the customer's contact details (name, e-mail, phone) "
+                                        "blanked; read back: " + ("blank" if ok else "NOT blank")
+                                 ), ok
+        if left is None:
+            return RecordOutcome(ref, Action.DELETED, status_code=200, vendor_request_id=tid,
+                                 detail="contact person deleted; read back: gone"), True
+        ok = not left.email and not left.phone
+        return RecordOutcome(ref, Action.ANONYMISED, status_code=200, vendor_request_id=tid,
+                             detail="contact person's e-mail and phone blanked; read back: "
+                                    + ("blank" if ok else "NOT blank")), ok
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def _element(tag: str, value: str) -> str:
+    return f"<{tag}>{escape(value)}</{tag}>" if value else f"<{tag}></{tag}>"
+
+
+def _minimised(customer: Customer) -> bool:
+    details = customer.contact_details
+    blank_details = details is None or not any(
+        _text(details, t) for t in _DETAIL_TAGS)
+    blank_comment = customer.additional is None or not _text(customer.additional, "Comment")
+    contacts_blank = all(not c.email and not c.phone for c in customer.contacts()
+                         if c.contact_id != "details")
+    inactive = customer.is_active.strip().lower() in ("0", "false", "ei")
+    blank_own = not any(_text(customer.base, name) for _, name in _BASE_CONTACT)
+    return blank_details and blank_comment and contacts_blank and inactive and blank_own
+
+
+def _split(refs: Sequence[RecordRef]) -> tuple[list[str], dict[str, list[str]]]:
+    """(customer keys erased/exported whole, {customer key: contact record ids} for
+    contact persons whose customer is not itself referenced)."""
+    whole = list(dict.fromkeys(r.record_id for r in refs
+                               if r.system == SYSTEM and r.kind == "customer"))
+    contacts: dict[str, list[str]] = {}
+    for r in refs:
+        if r.system == SYSTEM and r.kind == "contact_person":
+            key = r.container or r.record_id.split("/", 1)[0]
+            if key not in whole:
+                contacts.setdefault(key, []).append(r.record_id)
+    return whole, contacts
+
+
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})")
+
+
+def _local_time(value: str) -> datetime | None:
+    """A Netvisor time (Finnish local, ``YYYY-MM-DD HH:MM:SS``) as an aware datetime."""
+    m = _STAMP.search(value or "")
+    if not m:
+        return None
+    try:
+        naive = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}")
+    except ValueError:
+        return None
+    return naive.replace(tzinfo=HELSINKI)
+
+
+def _changedsince(value: str) -> str:
+    """A cursor or vendor TimeStamp as ``YYYY-MM-DDThh:mm:ss`` (what changedsince takes)."""
+    m = _STAMP.search(value)
+    return f"{m.group(1)}T{m.group(2)}" if m else value
+
+
+def _failure(resource: str, message: str, status: int, transaction_id: str | None
+             ) -> ConnectorError:
+    """The taxonomy error for a ``<Status>FAILED</Status>`` answer."""
+    upper = message.upper()
+    common: dict[str, Any] = {"status_code": status, "vendor_request_id": transaction_id}
+    if "AUTHENTICATION_FAILED" in upper:
+        return AuthError(SYSTEM, f"{resource}: {message}", **common)
+    if "HAS INVOICES" in upper or "INVOICING HISTORY" in upper:
+        return HasInvoices(SYSTEM, f"{resource}: {message}", **common)
+    if "REQUEST_NOT_ALLOWED" in upper or "TOO MANY" in upper or "SIMULTANEOUS" in upper:
+        # Netvisor's throttle (overlapping or too many requests): no Retry-After given.
+        return RateLimited(SYSTEM, f"{resource}: {message}", status_code=status,
+                           vendor_request_id=transaction_id)
+    err = VendorError(SYSTEM, f"{resource}: {message}", **common)
+    # A reused TransactionId is worth another try with a fresh one (the auth signs
+    # every attempt anew); invalid or duplicate data would fail the same way again.
+    err.retryable = "REQUEST_NOT_UNIQUE" in upper or "TRY AGAIN" in upper
+    return err

@@ -1,0 +1,29 @@
+"""Reading connector settings from the environment (and ``.env``) with clear errors.
+
+A missing or invalid variable is a :class:`connectors.errors.ConfigError` naming
+the variable, never showing a secret's value.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from connectors.errors import ConfigError
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = []
+        for err in exc.errors():
+            name = (prefix + ".".join(str(p) for p in err["loc"])).upper()
+            what = "is not set" if err["type"] == "missing" else f"is invalid ({err['msg']})"
+            problems.append(f"{name} {what}")
+        raise ConfigError("; ".join(problems)) from None

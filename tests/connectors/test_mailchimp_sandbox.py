@@ -1,0 +1,134 @@
+"""Mailchimp connector against the sandbox over real HTTP (through the official SDK);
+effects checked through the emulator's /__sandbox/ inspection API, then under faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.errors import AuthError
+from connectors.mailchimp import MailchimpConnector
+from connectors.registry import build_connector
+from hub.domain import Action, Identifier, IdentifierKind
+from hub.policy import EraseMode, SystemPolicy
+
+AINO = "aino.virtanen@example.fi"
+MIKKO = "mikko.hakkinen@example.fi"
+EEVA = "eeva.makela@example.fi"
+
+
+@pytest.fixture
+def mc_vendor(vendor):
+    return vendor("mailchimp")  # reset to the seed before (and after) the test
+
+
+@pytest.fixture
+def mc(mc_vendor, sandbox_env, fast_retry):
+    with MailchimpConnector(sandbox_env["MAILCHIMP_BASE_URL"], sandbox_env["MAILCHIMP_API_KEY"],
+                            retry=fast_retry) as conn:
+        yield conn
+
+
+def email(value):
+    return Identifier(IdentifierKind.EMAIL, value)
+
+
+def members_at_vendor(mc_vendor, address):
+    return {r["id"]: r["state"] for r in mc_vendor.find(email=address)}
+
+
+def test_registry_builds_from_environment(mc_vendor, sandbox_env):
+    with build_connector("mailchimp") as conn:
+        conn.check()
+        assert conn.api_calls == 1
+
+
+def test_wrong_key_is_auth_error(mc_vendor, sandbox_env):
+    conn = MailchimpConnector(sandbox_env["MAILCHIMP_BASE_URL"], "f" * 32 + "-us21")
+    with pytest.raises(AuthError):
+        conn.check()
+
+
+def test_full_then_incremental_sync(mc, mc_vendor):
+    pages = list(mc.sync(None))
+    records = [r for p in pages for r in p.records]
+    ids = [r.record_id for r in records]
+    assert len(ids) == len(set(ids))
+    mikko = [r for r in records if MIKKO in (e.lower() for e in r.emails)]
+    assert len(mikko) == 2  # a member of both audiences: one record each
+    assert mc_vendor.calls()["total"] == mc.api_calls
+    cursor = pages[-1].cursor
+    assert cursor
+    quiet = [r for p in mc.sync(cursor) for r in p.records]
+    assert len(quiet) < len(records) / 10
+    refs = mc.find([email(AINO)])
+    mc.opt_out(refs)
+    changed = {r.record_id for p in mc.sync(cursor) for r in p.records}
+    assert {f"{r.container}:{r.record_id}" for r in refs} <= changed
+
+
+def test_find_every_audience(mc, mc_vendor):
+    refs = mc.find([email("Mikko.Hakkinen@Example.FI")])
+    at_vendor = members_at_vendor(mc_vendor, MIKKO)
+    assert {f"{r.container}:{r.record_id}" for r in refs} == set(at_vendor)
+    assert len(refs) == 2
+    assert mc.find([email("nobody.here@example.fi")]) == []
+
+
+def test_export_member_tags_notes_activity_events(mc):
+    refs = mc.find([email(AINO)])
+    export = mc.export(refs)
+    subscriber = [s for s in export.sections if s.label.endswith(": subscriber")]
+    assert subscriber and subscriber[0].items[0]["email_address"].lower() == AINO
+    labels = {s.label.split(": ", 1)[1] for s in export.sections}
+    assert {"subscriber", "tags", "notes", "recent activity", "events"} <= labels
+
+
+def test_erase_permanently_in_every_audience(mc, mc_vendor):
+    refs = mc.find([email(MIKKO)])
+    out = mc.erase(refs, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert out.verified
+    assert [r.action for r in out.records] == [Action.PERMANENTLY_DELETED] * 2
+    for ref in refs:
+        rec = mc_vendor.record("member", f"{ref.container}:{ref.record_id}")
+        assert rec is None or rec["status"] == "deleted_permanently"
+    assert members_at_vendor(mc_vendor, MIKKO) == {}
+    again = mc.erase(refs, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert again.verified and {r.action for r in again.records} == {Action.NOT_FOUND}
+    assert mc.find([email(MIKKO)]) == []
+
+
+def test_erase_archives_when_policy_says_delete(mc, mc_vendor):
+    refs = mc.find([email(AINO)])
+    out = mc.erase(refs, SystemPolicy(erase=EraseMode.DELETE))
+    assert out.verified and {r.action for r in out.records} == {Action.DELETED}
+    assert set(members_at_vendor(mc_vendor, AINO).values()) == {"archived"}
+    assert mc.erase(refs, SystemPolicy(erase=EraseMode.DELETE)).verified  # twice: harmless
+
+
+def test_opt_out_in_every_audience(mc, mc_vendor):
+    refs = mc.find([email(EEVA)])
+    out = mc.opt_out(refs)
+    assert out.verified
+    assert {r.action for r in out.records} <= {Action.UNSUBSCRIBED, Action.NOTHING_TO_DO}
+    states = members_at_vendor(mc_vendor, EEVA)
+    assert states and all(s in ("unsubscribed", "archived", "cleaned") for s in states.values())
+    assert "unsubscribed" in states.values()
+
+
+def test_every_action_completes_under_faults(mc, mc_vendor):
+    mc_vendor.faults(error_rate=0.2, rate_limit_rate=0.1)
+    records = [r for p in mc.sync(None) for r in p.records]
+    assert len({r.record_id for r in records}) == len(records) > 0
+    refs = mc.find([email(AINO)])
+    assert refs
+    assert mc.export(refs).sections
+    assert mc.opt_out(refs).verified
+    out = mc.erase(refs, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert out.verified
+    calls = mc_vendor.calls()
+    mc_vendor.faults(error_rate=0, rate_limit_rate=0)
+    assert members_at_vendor(mc_vendor, AINO) == {}
+    statuses = {c["status"] for c in calls["calls"]}
+    faulted = sum(c["count"] for c in calls["calls"] if c["status"] in (429, 500, 503))
+    assert faulted > 0 and statuses & {429, 500, 503}  # faults were injected and survived
+    assert calls["total"] == mc.api_calls

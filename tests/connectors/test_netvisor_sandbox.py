@@ -1,0 +1,190 @@
+"""Netvisor connector against the sandbox over real HTTP (the emulator recomputes every
+MAC and refuses reused transaction ids); effects checked through /__sandbox/, then the
+same under fault injection."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from connectors.errors import AuthError
+from connectors.netvisor import NetvisorConnector
+from connectors.registry import build_connector
+from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.policy import load_policy
+
+AINO = "aino.virtanen@example.fi"
+EEVA = "eeva.makela@example.fi"
+POLICY = load_policy().for_system("netvisor")
+
+
+def email(value: str) -> Identifier:
+    return Identifier(IdentifierKind.EMAIL, value)
+
+
+@pytest.fixture
+def live(fresh_vendor):
+    return fresh_vendor("netvisor")
+
+
+@pytest.fixture
+def nv_vendor(live):
+    return live[0]
+
+
+@pytest.fixture
+def nv(live, fast_retry):
+    with NetvisorConnector.from_env(retry=fast_retry) as conn:
+        yield conn
+
+
+def customer_of(nv, mail):
+    (ref,) = [r for r in nv.find([email(mail)]) if r.kind == "customer"]
+    return ref
+
+
+def hold_end(nv_vendor, customer_id, years):
+    record = nv_vendor.record("customer", customer_id)
+    last = max(date.fromisoformat(nv_vendor.record("salesinvoice", str(k))["invoice_date"])
+               for k in record["invoices"])
+    return date(last.year + years, 12, 31)
+
+
+def test_registry_builds_from_the_environment_and_checks(live):
+    with build_connector("netvisor") as conn:
+        conn.check()
+        assert conn.api_calls == 1
+
+
+def test_wrong_key_is_an_auth_error(live, fast_retry, monkeypatch):
+    monkeypatch.setenv("NETVISOR_CUSTOMER_KEY", "0" * 32)
+    with NetvisorConnector.from_env(retry=fast_retry) as conn, pytest.raises(AuthError):
+        conn.check()
+    assert conn.api_calls == 1  # not retried
+
+
+def test_sync_then_incremental(nv, nv_vendor):
+    pages = list(nv.sync(None))
+    records = [r for p in pages for r in p.records]
+    emails = {e.lower() for r in records for e in r.emails}
+    assert {AINO, EEVA} <= emails
+    assert any("/contact/" in r.record_id for r in records)  # contact persons, own records
+    assert all(r.updated_at for r in records)
+    cursor = pages[-1].cursor
+    assert cursor
+    # Only what changed at or after the cursor (the vendor's local time) comes back.
+    # (The sandbox seeds some customers with a modified time later today, so "nothing"
+    # is not what it answers; the bound is what matters.)
+    since = datetime.fromisoformat(cursor).replace(tzinfo=ZoneInfo("Europe/Helsinki"))
+    again = [r for p in nv.sync(cursor) for r in p.records]
+    assert all(r.updated_at >= since for r in again)
+    assert len(again) < len(records) / 10
+    # A change shows up in the next incremental pass, and only it.
+    aino = customer_of(nv, AINO)
+    nv.erase([aino], POLICY)
+    changed = [r for p in nv.sync(cursor) for r in p.records]
+    assert {r.record_id.split("/")[0] for r in changed} == {aino.record_id}
+
+
+def test_find_and_export_aino(nv, nv_vendor):
+    refs = nv.find([email(AINO), Identifier(IdentifierKind.PHONE, "+358401234567")])
+    held = {r["id"] for r in nv_vendor.find(email=AINO) if r["kind"] == "customer"}
+    assert {r.record_id for r in refs if r.kind == "customer"} == held
+    export = nv.export(refs)
+    customer = export.sections[0].items[0]
+    assert customer["CustomerBaseInformation"]["Email"].lower() == AINO
+    invoices = [s for s in export.sections if "invoices" in s.label]
+    (key,) = held
+    assert len(invoices[0].items) == len(nv_vendor.record("customer", key)["invoices"]) > 0
+
+
+def test_eeva_without_invoices_is_deleted(nv, nv_vendor):
+    ref = customer_of(nv, EEVA)
+    assert nv_vendor.record("customer", ref.record_id)["invoices"] == []
+    outcome = nv.erase([ref], POLICY)
+    assert [r.action for r in outcome.records] == [Action.DELETED]
+    assert outcome.verified
+    assert nv_vendor.record("customer", ref.record_id)["state"] == "deleted"
+    again = nv.erase([ref], POLICY)
+    assert [r.action for r in again.records] == [Action.NOT_FOUND]
+
+
+def test_aino_with_an_open_invoice_is_retained_minimised_and_deactivated(nv, nv_vendor):
+    ref = customer_of(nv, AINO)
+    outcome = nv.erase([ref], POLICY)
+    (rec,) = outcome.records
+    assert rec.action == Action.RETAINED
+    assert rec.retained_until == hold_end(nv_vendor, ref.record_id, POLICY.retention_years)
+    assert rec.retained_until >= date(date.today().year + 6, 12, 31)  # invoice this year
+    assert rec.legal_basis == POLICY.retention_basis
+    assert outcome.verified
+    after = nv_vendor.record("customer", ref.record_id)
+    assert after["state"] == "inactive"
+    fields = after["fields"]
+    for name in ("Email", "PhoneNumber", "ContactPerson", "ContactPersonEmail",
+                 "ContactPersonPhone", "Comment"):
+        assert fields[name] == "", name
+    assert fields["Name"] == "Aino Virtanen" and fields["StreetAddress"]  # bookkeeping kept
+    assert all(not c["email"] and not c["phone"] for c in after["contacts"])
+    again = nv.erase([ref], POLICY)  # idempotent
+    assert again.records[0].retained_until == rec.retained_until and again.verified
+
+
+def test_company_customer_contact_person_is_blanked(nv, nv_vendor):
+    records = [r for p in nv.sync(None) for r in p.records]
+    contact = next(r for r in records if "/contact/" in r.record_id
+                   and not r.record_id.endswith("/details"))
+    key, _, contact_id = contact.record_id.partition("/contact/")
+    ref = RecordRef("netvisor", "contact_person", contact.record_id, container=key)
+    outcome = nv.erase([ref], POLICY)
+    (rec,) = outcome.records
+    # The only contact of the company is its default one: Netvisor will not delete it,
+    # so its e-mail and phone are blanked instead.
+    assert rec.action in (Action.DELETED, Action.ANONYMISED)
+    assert outcome.verified
+    after = nv_vendor.record("contactperson", contact_id)
+    if rec.action == Action.DELETED:
+        assert after["state"] == "deleted"
+    else:
+        assert after["email"] == "" and after["phone"] == ""
+    assert nv_vendor.record("customer", key)["state"] == "active"  # the company stays
+
+
+def test_contact_details_on_a_company_customer_are_blanked(nv, nv_vendor):
+    records = [r for p in nv.sync(None) for r in p.records]
+    details = next(r for r in records if r.record_id.endswith("/contact/details"))
+    key = details.record_id.split("/")[0]
+    ref = RecordRef("netvisor", "contact_person", details.record_id, container=key)
+    outcome = nv.erase([ref], POLICY)
+    assert [r.action for r in outcome.records] == [Action.ANONYMISED] and outcome.verified
+    fields = nv_vendor.record("customer", key)["fields"]
+    assert fields["ContactPerson"] == fields["ContactPersonEmail"] == ""
+    assert fields["ContactPersonPhone"] == "" and fields["Name"]
+
+
+def test_opt_out_is_nothing_to_do(nv, nv_vendor):
+    ref = customer_of(nv, AINO)
+    outcome = nv.opt_out([ref])
+    assert [r.action for r in outcome.records] == [Action.NOTHING_TO_DO]
+    assert nv_vendor.record("customer", ref.record_id)["state"] == "active"
+
+
+@pytest.mark.parametrize("seed", [4, 13])  # fault streams with early, repeated faults
+def test_every_action_completes_under_faults(nv, nv_vendor, seed):
+    nv_vendor.faults(error_rate=0.2, rate_limit_rate=0.1, seed=seed)
+    records = [r for p in nv.sync(None) for r in p.records]
+    assert {AINO, EEVA} <= {e.lower() for r in records for e in r.emails}
+    aino = customer_of(nv, AINO)
+    eeva = customer_of(nv, EEVA)
+    assert nv.export([aino, eeva]).sections
+    outcome = nv.erase([aino, eeva], POLICY)
+    assert outcome.verified
+    assert [r.action for r in outcome.records] == [Action.RETAINED, Action.DELETED]
+    assert nv.opt_out([aino]).records
+    calls = nv_vendor.calls()["calls"]
+    assert any(c["status"] >= 500 for c in calls), calls  # the faults did happen
+    nv_vendor.faults(error_rate=0, rate_limit_rate=0)
+    assert nv_vendor.record("customer", eeva.record_id)["state"] == "deleted"
+    assert nv_vendor.record("customer", aino.record_id)["state"] == "inactive"

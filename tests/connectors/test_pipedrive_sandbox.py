@@ -1,0 +1,168 @@
+"""Pipedrive connector against the sandbox over real HTTP; effects checked through
+the emulator's /__sandbox/ inspection API, then the same under fault injection."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.errors import AuthError
+from connectors.pipedrive import PipedriveConnector
+from connectors.registry import build_connector
+from hub.domain import Action, Identifier, IdentifierKind
+from hub.policy import DealsMode, SystemPolicy
+
+AINO = "aino.virtanen@example.fi"
+MIKKO = "mikko.hakkinen@example.fi"
+EEVA = "eeva.makela@example.fi"
+
+
+@pytest.fixture
+def live(fresh_vendor):
+    # A fresh emulator per test: the Pipedrive emulator's /__sandbox/reset leaves the
+    # v2 deals/activities/organizations routes on stale tables (reported upstream).
+    return fresh_vendor("pipedrive")
+
+
+@pytest.fixture
+def pd_vendor(live):
+    return live[0]
+
+
+@pytest.fixture
+def sandbox_env(live):
+    return live[1]
+
+
+@pytest.fixture
+def pd(pd_vendor, sandbox_env, fast_retry):
+    conn = PipedriveConnector(sandbox_env["PIPEDRIVE_BASE_URL"],
+                              sandbox_env["PIPEDRIVE_API_TOKEN"], retry=fast_retry)
+    with conn:
+        yield conn
+
+
+def ident(kind, value):
+    return Identifier(IdentifierKind(kind), value)
+
+
+def active_persons(pd_vendor, **query):
+    return [r for r in pd_vendor.find(**query) if r["kind"] == "person"
+            and r["state"] == "active"]
+
+
+def test_registry_builds_from_environment(pd_vendor, sandbox_env):
+    with build_connector("pipedrive") as conn:
+        conn.check()
+        assert conn.api_calls == 1
+
+
+def test_wrong_token_is_auth_error(pd_vendor, sandbox_env):
+    with PipedriveConnector(sandbox_env["PIPEDRIVE_BASE_URL"], "0" * 40) as conn, \
+            pytest.raises(AuthError):
+        conn.check()
+
+
+def test_full_then_incremental_sync(pd, pd_vendor):
+    pages = list(pd.sync(None))
+    records = [r for p in pages for r in p.records]
+    ids = {r.record_id for r in records}
+    assert len(ids) == len(records)  # no duplicates across pages
+    aino = [r for r in records if "Aino.Virtanen@Example.fi" in r.emails]
+    assert len(aino) == 1 and aino[0].phones == ("040 123 4567",)
+    calls = pd_vendor.calls()
+    assert calls["total"] == pd.api_calls  # the connector counts what the vendor saw
+    cursor = pages[-1].cursor
+    assert cursor is not None
+    # nothing changed: the incremental pass returns at most the boundary records
+    again = [r for p in pd.sync(cursor) for r in p.records]
+    assert len(again) < 5
+    # a change shows up incrementally
+    (ref,) = pd.find([ident("email", MIKKO)])
+    pd.opt_out([ref])
+    changed = [r for p in pd.sync(cursor) for r in p.records]
+    assert ref.record_id in {r.record_id for r in changed}
+
+
+def test_find_by_email_in_any_case_and_by_phone(pd, pd_vendor):
+    by_email = pd.find([ident("email", "AINO.virtanen@example.FI")])
+    by_phone = pd.find([ident("phone", "+358401234567")])
+    expected = {str(r["id"]) for r in active_persons(pd_vendor, email=AINO)}
+    assert expected and {r.record_id for r in by_email} == expected
+    assert {r.record_id for r in by_phone} == expected
+    assert pd.find([ident("email", "nobody.here@example.fi")]) == []
+
+
+def test_export_holds_person_and_related(pd):
+    refs = pd.find([ident("email", AINO)])
+    export = pd.export(refs)
+    sections = {s.label: s for s in export.sections}
+    person = sections["Pipedrive person"].items[0]
+    assert person["emails"][0]["value"] == "Aino.Virtanen@Example.fi"  # vendor field names
+    assert "marketing_status" in person
+    for label in ("Deals", "Notes", "Leads", "Mail messages"):
+        assert sections[label].items, label
+
+
+def test_erase_removes_person_notes_leads_and_unlinks_deals(pd, pd_vendor):
+    refs = pd.find([ident("email", AINO)])
+    before = pd.export(refs)
+    deal_ids = [d["id"] for s in before.sections if s.label == "Deals" for d in s.items]
+    out = pd.erase(refs, SystemPolicy(deals=DealsMode.KEEP))
+    assert out.verified
+    assert not active_persons(pd_vendor, email=AINO)
+    assert not active_persons(pd_vendor, phone="+358401234567")
+    person = pd_vendor.record("person", refs[0].record_id)
+    assert person["is_deleted"] is True
+    for did in deal_ids:
+        deal = pd_vendor.record("deal", str(did))
+        assert deal is not None and deal["person_id"] is None and not deal["is_deleted"]
+    kinds = {(r.ref.kind, r.action) for r in out.records}
+    assert ("deal", Action.UNLINKED) in kinds and ("note", Action.DELETED) in kinds
+    assert ("lead", Action.DELETED) in kinds and ("person", Action.DELETED) in kinds
+    for r in out.records:
+        if r.ref.kind == "note":
+            assert pd_vendor.record("note", r.ref.record_id)["active_flag"] is False
+        if r.ref.kind == "lead":
+            assert pd_vendor.record("lead", r.ref.record_id) is None
+    # twice is harmless, and a second find no longer finds the person
+    again = pd.erase(refs, SystemPolicy())
+    assert again.verified and [r.action for r in again.records] == [Action.NOT_FOUND]
+    assert pd.find([ident("email", AINO)]) == []
+
+
+def test_erase_with_deals_deleted(pd, pd_vendor):
+    refs = pd.find([ident("email", EEVA)])
+    out = pd.erase(refs, SystemPolicy(deals=DealsMode.DELETE))
+    assert out.verified
+    for r in out.records:
+        if r.ref.kind == "deal":
+            assert r.action == Action.DELETED
+            assert pd_vendor.record("deal", r.ref.record_id)["is_deleted"] is True
+
+
+def test_opt_out_sets_marketing_status_unsubscribed(pd, pd_vendor):
+    refs = pd.find([ident("email", AINO)])
+    out = pd.opt_out(refs)
+    assert out.verified and [r.action for r in out.records] == [Action.UNSUBSCRIBED]
+    assert pd_vendor.record("person", refs[0].record_id)["marketing_status"] == "unsubscribed"
+    assert pd.opt_out(refs).records[0].action == Action.UNSUBSCRIBED  # idempotent
+
+
+def test_every_action_completes_under_faults(pd, pd_vendor):
+    pd_vendor.faults(error_rate=0.2, rate_limit_rate=0.1)
+    records = [r for p in pd.sync(None) for r in p.records]
+    assert len({r.record_id for r in records}) == len(records) > 0
+    refs = pd.find([ident("email", AINO), ident("phone", "040 123 4567")])
+    assert len(refs) == 1
+    assert pd.export(refs).sections[0].items
+    assert pd.opt_out(refs).verified
+    out = pd.erase(refs, SystemPolicy())
+    assert out.verified
+    calls = pd_vendor.calls()
+    pd_vendor.faults(error_rate=0, rate_limit_rate=0)
+    assert not active_persons(pd_vendor, email=AINO)
+    assert pd_vendor.record("person", refs[0].record_id)["marketing_status"] == "unsubscribed"
+    statuses = {c["status"] for c in calls["calls"]}
+    faulted = sum(c["count"] for c in calls["calls"] if c["status"] in (429, 500, 503))
+    assert faulted > 0 and statuses & {429, 500, 503}  # faults were injected and survived
+    assert calls["total"] == pd.api_calls
