@@ -246,6 +246,34 @@ def request_extend(
         typer.echo(f"{row.id} now due {row.extended_due_on.isoformat()}")
 
 
+@request_app.command("run")
+@guarded
+def request_run(request_id: str) -> None:
+    """Run a verified request's job now on the configured Dagster instance and wait."""
+    from dagster import DagsterInstance
+
+    from pipelines.launch import ensure_dagster_home, run_request
+
+    settings = load_settings()
+    with store() as opened, opened.session() as session:
+        row = ledger.get_request(session, request_id)
+        kind = row.kind
+    ensure_dagster_home(settings.home)
+    typer.echo(f"running {request_id} ({kind}) on {os.environ['DAGSTER_HOME']} ...")
+    with DagsterInstance.get() as instance:
+        result = run_request(request_id, kind, instance)
+    with store() as opened, opened.session() as session:
+        row = ledger.get_request(session, request_id)
+        typer.echo(f"{'system':<10} {'outcome':<15} {'action':<20} attempts")
+        for task in ledger.tasks_of(session, request_id):
+            typer.echo(f"{task.system:<10} {task.state:<15} {task.action or '-':<20} "
+                       f"{task.attempts}" + (f"   {task.error}" if task.error else ""))
+        typer.echo(f"request {row.id} is {row.state} (Dagster run {result.run_id})")
+    if not result.success:
+        raise _fail("some systems failed; `hub request run` again re-runs only those",
+                    EXIT_INPUT)
+
+
 @request_app.command("reject")
 @guarded
 def request_reject(

@@ -241,6 +241,21 @@ def list_requests(session: Session, *, today: date, overdue: bool = False,
     return list(session.execute(query).scalars())
 
 
+def verified_page(session: Session, *, after: tuple[datetime, str] | None,
+                  limit: int) -> list[SubjectRequestRow]:
+    """Verified requests waiting to run, in (verified_at, id) order, after a cursor."""
+    query = (select(SubjectRequestRow)
+             .where(SubjectRequestRow.state == RS.VERIFIED.value)
+             .order_by(SubjectRequestRow.verified_at, SubjectRequestRow.id).limit(limit))
+    if after is not None:
+        at, request_id = after
+        query = query.where(
+            (SubjectRequestRow.verified_at > at)
+            | ((SubjectRequestRow.verified_at == at) & (SubjectRequestRow.id > request_id))
+        )
+    return list(session.execute(query).scalars())
+
+
 def identifiers_of(session: Session, request_id: str) -> list[Identifier]:
     """The subject's plaintext identifiers; empty once the request has been scrubbed."""
     rows = session.execute(

@@ -1,0 +1,36 @@
+"""The Dagster code location: `dagster dev -m pipelines.definitions`."""
+
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    ScheduleDefinition,
+    define_asset_job,
+)
+
+from pipelines.reconciliation import SYNC_ASSETS, person_index
+from pipelines.requests import subject_request
+from pipelines.resources import ConnectorsResource, HubResource
+from pipelines.sensors import verified_requests
+
+reconciliation_job = define_asset_job(
+    "nightly_reconciliation",
+    selection=AssetSelection.groups("reconciliation"),
+    description="Sync every system into the person index, then check for drift.",
+)
+
+nightly = ScheduleDefinition(
+    name="nightly_reconciliation_schedule",
+    job=reconciliation_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="Europe/Helsinki",
+    default_status=DefaultScheduleStatus.RUNNING,
+)
+
+defs = Definitions(
+    assets=[*SYNC_ASSETS, person_index],
+    jobs=[reconciliation_job, subject_request],
+    schedules=[nightly],
+    sensors=[verified_requests],
+    resources={"hub": HubResource(), "connectors": ConnectorsResource()},
+)

@@ -1,0 +1,226 @@
+"""The subject-request job: plan → one op per system → record completion.
+
+One run per request, config `request_id` only (DESIGN.md, Dagster shape).
+Nothing personal enters Dagster: ops pass the request id and small summaries
+(states, actions, counts); identifiers are read from the hub inside each op,
+and access exports travel through owner-only files in the hub's home, not
+through Dagster outputs (rule 7).
+
+Each system's op looks the person up live and acts (rule 4). A vendor failure
+is retried by the op's own policy; the last failure is written to the task with
+the vendor's answer and fails the step, so "re-execute from failure" redoes that
+system alone while the systems that finished are skipped (rules 1, 8).
+"""
+
+import json
+import os
+from pathlib import Path
+
+from dagster import (
+    Backoff,
+    Config,
+    Failure,
+    In,
+    Jitter,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    RetryPolicy,
+    job,
+    op,
+)
+
+from connectors.errors import ConnectorError
+from hub import audit, index, ledger, outcomes
+from hub.bundle import write_bundle
+from hub.domain import Action, Export, ExportSection, Identifier, Outcome, RecordOutcome
+from hub.identity import mask
+from hub.ledger import RequestKind, RequestState
+from pipelines.reconciliation import SYSTEMS
+from pipelines.resources import ConnectorsResource, HubResource
+
+SYSTEM_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL,
+                           jitter=Jitter.PLUS_MINUS)
+RUNNABLE = (RequestState.VERIFIED, RequestState.IN_PROGRESS, RequestState.PARTIALLY_COMPLETED)
+
+
+class RequestConfig(Config):
+    request_id: str
+
+
+def subject_identifiers(session, request_id: str) -> list[Identifier]:
+    """The subject's own identifiers plus every identifier of their index cluster."""
+    own = ledger.identifiers_of(session, request_id)
+    found: dict[Identifier, None] = dict.fromkeys(own)
+    for ident in own:
+        person = index.lookup(session, ident)
+        if person is not None:
+            found.update(dict.fromkeys(index.identifiers_of_person(session, person)))
+    return list(found)
+
+
+def parts_dir(hub_home: Path, request_id: str) -> Path:
+    return hub_home / "exports" / ".parts" / request_id
+
+
+@op(out=Out(str), description="Check the request may run, resolve identifiers, create tasks.")
+def plan(context: OpExecutionContext, config: RequestConfig, hub: HubResource) -> str:
+    policy = hub.policy()
+    with hub.store() as store, store.session() as session:
+        row = ledger.get_request(session, config.request_id)
+        state = RequestState(row.state)
+        if state not in RUNNABLE:
+            raise Failure(f"request {row.id} is {state.value}; only verified requests run",
+                          allow_retries=False)
+        if state != RequestState.IN_PROGRESS:
+            ledger.transition(session, row, RequestState.IN_PROGRESS)
+        identifiers = subject_identifiers(session, row.id)
+        if not identifiers:
+            raise Failure(f"request {row.id} has no identifiers left to act on",
+                          allow_retries=False)
+        tasks = ledger.ensure_tasks(session, row, policy.enabled_systems)
+        context.add_output_metadata({
+            "kind": row.kind,
+            "identifiers": MetadataValue.text(", ".join(mask(i) for i in identifiers)),
+            "systems": MetadataValue.text(", ".join(t.system for t in tasks)),
+        })
+    return config.request_id
+
+
+def _act(connector, kind: RequestKind, identifiers, system_policy, part_file: Path) -> Outcome:
+    refs = connector.find(identifiers)
+    if kind == RequestKind.ERASURE:
+        return connector.erase(refs, system_policy)
+    if kind == RequestKind.OPT_OUT:
+        return connector.opt_out(refs)
+    export = connector.export(refs)
+    _write_part(part_file, export)
+    records = tuple(RecordOutcome(ref, Action.EXPORTED) for ref in refs)
+    return Outcome(system=connector.system, records=records, verified=True,
+                   evidence={"sections": len(export.sections),
+                             "items": sum(len(s.items) for s in export.sections)})
+
+
+def _write_part(path: Path, export: Export) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {"system": export.system, "sections": [
+        {"label": s.label, "source": s.source, "items": list(s.items)} for s in export.sections]}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, default=str)
+
+
+def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
+    @op(name=f"{system}_task", ins={"request_id": In(str)}, out=Out(dict), pool=system,
+        retry_policy=SYSTEM_RETRY, description=f"Find the subject live in {system} and act.")
+    def system_task(context: OpExecutionContext, request_id: str, hub: HubResource,
+                    connectors: ConnectorsResource) -> dict:
+        policy = hub.policy()
+        if system not in policy.enabled_systems:
+            return {"system": system, "state": "disabled"}
+        with hub.store() as store:
+            with store.session() as session:
+                task = outcomes.begin(session, request_id, system)
+                if task is None:
+                    done = ledger.get_task(session, request_id, system)
+                    return {"system": system, "state": done.state, "action": done.action,
+                            "skipped": True}
+                row = ledger.get_request(session, request_id)
+                kind = RequestKind(row.kind)
+                identifiers = subject_identifiers(session, request_id)
+            part = parts_dir(store.settings.home, request_id) / f"{system}.json"
+            try:
+                with connectors.connect(system) as connector:
+                    outcome = _act(connector, kind, identifiers, policy.for_system(system),
+                                   part)
+                    calls = connector.api_calls
+            except ConnectorError as exc:
+                last = context.retry_number >= SYSTEM_RETRY.max_retries or not exc.retryable
+                if last:
+                    with store.session() as session:
+                        outcomes.record_failure(session, request_id, system, str(exc), {
+                            "status_code": exc.status_code,
+                            "vendor_request_id": exc.vendor_request_id,
+                            "error": type(exc).__name__,
+                        })
+                raise Failure(f"{system}: {exc}", allow_retries=not last) from None
+            with store.session() as session:
+                outcomes.record(session, request_id, outcome)
+        summary = {"system": system, "state": outcomes.state_for(outcome).value,
+                   "action": outcomes.summary_action(outcome).value,
+                   "records": len(outcome.records), "verified": outcome.verified,
+                   "api_calls": calls}
+        context.add_output_metadata({k: v for k, v in summary.items() if k != "system"})
+        return summary
+
+    return system_task
+
+
+SYSTEM_OPS = {system: make_system_op(system) for system in SYSTEMS}
+
+
+def outcome_table(rows: list[tuple[str, str, str | None, dict | None]]) -> str:
+    """Markdown for the UI: system, state, action, evidence summary; nothing personal."""
+    lines = ["| system | outcome | action | evidence |", "|---|---|---|---|"]
+    for system, state, action, evidence in rows:
+        evidence = evidence or {}
+        summary = []
+        if evidence.get("counts"):
+            summary.append(", ".join(f"{k} {v}" for k, v in sorted(evidence["counts"].items())))
+        if evidence.get("verified"):
+            summary.append("read back")
+        for rec in evidence.get("records", []):
+            if rec.get("retained_until"):
+                summary.append(f"held until {rec['retained_until']} ({rec.get('legal_basis')})")
+        if evidence.get("status_code"):
+            summary.append(f"HTTP {evidence['status_code']}")
+        lines.append(f"| {system} | {state} | {action or '-'} | {'; '.join(summary) or '-'} |")
+    return "\n".join(lines)
+
+
+@op(ins={system: In(dict) for system in SYSTEMS}, out=Out(str),
+    description="Settle the request from its tasks; write the export bundle for access.")
+def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> str:
+    with hub.store() as store, store.session() as session:
+        request_id = _request_of_run(context)
+        row = ledger.get_request(session, request_id)
+        if RequestKind(row.kind) == RequestKind.ACCESS:
+            _bundle(store, session, row.id, hub)
+        final = ledger.finalise(session, store.hasher, row)
+        tasks = ledger.tasks_of(session, row.id)
+        table = outcome_table([(t.system, t.state, t.action, t.evidence) for t in tasks])
+    context.add_output_metadata({"state": final.value, "outcomes": MetadataValue.md(table)})
+    return final.value
+
+
+def _request_of_run(context: OpExecutionContext) -> str:
+    return context.run_config["ops"]["plan"]["config"]["request_id"]
+
+
+def _bundle(store, session, request_id: str, hub: HubResource) -> None:
+    folder = parts_dir(store.settings.home, request_id)
+    exports = []
+    for part in sorted(folder.glob("*.json")) if folder.exists() else []:
+        data = json.loads(part.read_text("utf-8"))
+        exports.append(Export(data["system"], tuple(
+            ExportSection(s["label"], s["source"], tuple(s["items"])) for s in data["sections"]
+        )))
+    retained = {
+        t.system: [r for r in (t.evidence or {}).get("records", []) if r.get("retained_until")]
+        for t in ledger.tasks_of(session, request_id)
+    }
+    bundle = write_bundle(store.settings.home / "exports", request_id, exports, hub.policy(),
+                          retained={k: v for k, v in retained.items() if v})
+    audit.append(session, "export.written", {"sha256": bundle.sha256,
+                                             "files": list(bundle.files)},
+                 request_id=request_id)
+    for part in folder.glob("*.json"):
+        part.unlink()
+    folder.rmdir()
+
+
+@job(description="One subject request: live lookup and action in every system, with "
+                 "evidence; config is the request id only.")
+def subject_request() -> None:
+    request_id = plan()
+    complete(**{system: op_def(request_id) for system, op_def in SYSTEM_OPS.items()})

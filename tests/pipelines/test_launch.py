@@ -1,0 +1,49 @@
+"""The job on a real instance with the multiprocess executor: fan-out and re-execution."""
+
+import httpx
+import pytest
+from dagster import instance_for_test, materialize
+
+from hub import ledger
+from hub.domain import Identifier, IdentifierKind
+from hub.ledger import RequestKind, RequestState
+from pipelines.launch import run_request
+from pipelines.reconciliation import SYNC_ASSETS, person_index
+
+
+@pytest.fixture
+def indexed(vendors, resources, hub_store, hub_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_DATABASE_URL", hub_db)  # the run's child processes read it
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+    assert materialize([*SYNC_ASSETS, person_index], resources=resources).success
+    return hub_store
+
+
+def test_failed_system_reruns_alone_on_reexecution(indexed, vendors):
+    with indexed.session() as session:
+        row = ledger.create_request(session, indexed.hasher, RequestKind.ERASURE,
+                                    [Identifier(IdentifierKind.EMAIL, "eeva.makela@example.fi")])
+        ledger.verify(session, row.id)
+        rid = row.id
+    netvisor = vendors.urls["netvisor"]
+    with instance_for_test() as instance:
+        httpx.put(f"{netvisor}/__sandbox/faults", json={"error_rate": 1.0}, timeout=10)
+        try:
+            first = run_request(rid, "erasure", instance)
+        finally:
+            httpx.put(f"{netvisor}/__sandbox/faults", json={"error_rate": 0}, timeout=10)
+        assert not first.success
+        with indexed.session() as session:
+            after_first = {t.system: (t.state, t.attempts) for t in ledger.tasks_of(session, rid)}
+        assert after_first["netvisor"][0] == "failed"
+        assert {after_first[s][0] for s in ("pipedrive", "mailchimp", "typeform")} == {"done"}
+
+        second = run_request(rid, "erasure", instance)
+        assert second.success
+        assert instance.get_run_by_id(second.run_id).parent_run_id == first.run_id
+    with indexed.session() as session:
+        final = {t.system: (t.state, t.attempts) for t in ledger.tasks_of(session, rid)}
+        assert ledger.get_request(session, rid).state == RequestState.COMPLETED
+    assert final["netvisor"] == ("done", after_first["netvisor"][1] + 1)
+    for system in ("pipedrive", "mailchimp", "typeform"):
+        assert final[system] == after_first[system]  # not run again

@@ -1,0 +1,138 @@
+"""The subject-request job end to end against the sandbox, for each request kind."""
+
+import stat
+
+import httpx
+import pytest
+from dagster import materialize
+
+from hub import audit, ledger
+from hub.domain import Identifier, IdentifierKind
+from hub.ledger import RequestKind, RequestState
+from hub.models import AuditEventRow
+from pipelines.reconciliation import SYNC_ASSETS, person_index
+from pipelines.requests import subject_request
+
+
+@pytest.fixture
+def indexed(vendors, resources, hub_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+    assert materialize([*SYNC_ASSETS, person_index], resources=resources).success
+    return hub_store
+
+
+def file_request(store, kind: RequestKind, email: str) -> str:
+    with store.session() as session:
+        row = ledger.create_request(session, store.hasher, kind,
+                                    [Identifier(IdentifierKind.EMAIL, email)])
+        ledger.verify(session, row.id)
+        return row.id
+
+
+def run(request_id: str, resources):
+    return subject_request.execute_in_process(
+        run_config={"ops": {"plan": {"config": {"request_id": request_id}}}},
+        resources=resources, raise_on_error=False)
+
+
+def tasks(store, request_id):
+    with store.session() as session:
+        return {t.system: t for t in ledger.tasks_of(session, request_id)}
+
+
+def at_vendor(vendors, system, email):
+    return httpx.get(f"{vendors.urls[system]}/__sandbox/find", params={"email": email},
+                     timeout=10).json()["records"]
+
+
+def writes(vendors) -> int:
+    total = 0
+    for url in vendors.urls.values():
+        for call in httpx.get(f"{url}/__sandbox/calls", timeout=10).json()["calls"]:
+            if call["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+                total += call["count"]
+    return total
+
+
+def test_erasure_deletes_everywhere_but_retains_the_invoiced_customer(indexed, vendors,
+                                                                     resources):
+    rid = file_request(indexed, RequestKind.ERASURE, "aino.virtanen@example.fi")
+    assert run(rid, resources).success
+    done = tasks(indexed, rid)
+    assert {s: t.state for s, t in done.items()} == {
+        "pipedrive": "done", "mailchimp": "done", "typeform": "done", "netvisor": "retained"}
+    hold = next(r for r in done["netvisor"].evidence["records"] if r["action"] == "retained")
+    assert hold["legal_basis"] and hold["retained_until"] >= "2032-12-31"
+    assert done["mailchimp"].evidence["verified"] is True
+    # Proof at the vendors, not just in our books.
+    assert at_vendor(vendors, "mailchimp", "aino.virtanen@example.fi") == []
+    assert at_vendor(vendors, "typeform", "aino.virtanen@example.fi") == []
+    persons = [r for r in at_vendor(vendors, "pipedrive", "aino.virtanen@example.fi")
+               if r["kind"] == "person"]
+    assert persons and all(r["state"] == "deleted" for r in persons)
+    with indexed.session() as session:
+        row = ledger.get_request(session, rid)
+        assert row.state == RequestState.PARTIALLY_COMPLETED
+        assert ledger.identifiers_of(session, rid) == []  # scrubbed: only hashes remain
+        assert audit.verify(session).ok
+
+
+def test_erasure_run_twice_changes_nothing_the_second_time(indexed, vendors, resources):
+    rid = file_request(indexed, RequestKind.ERASURE, "eeva.makela@example.fi")
+    assert run(rid, resources).success
+    first = {s: (t.state, t.attempts) for s, t in tasks(indexed, rid).items()}
+    for url in vendors.urls.values():
+        httpx.delete(f"{url}/__sandbox/calls", timeout=10)
+    second = run(rid, resources)
+    assert not second.success  # a completed request does not run again
+    assert writes(vendors) == 0
+    assert {s: (t.state, t.attempts) for s, t in tasks(indexed, rid).items()} == first
+
+
+def test_opt_out_unsubscribes_in_every_marketing_system(indexed, vendors, resources):
+    rid = file_request(indexed, RequestKind.OPT_OUT, "mikko.hakkinen@example.fi")
+    assert run(rid, resources).success
+    done = tasks(indexed, rid)
+    assert done["mailchimp"].action == "unsubscribed"
+    assert done["pipedrive"].action == "unsubscribed"
+    assert done["typeform"].action == "nothing_to_do"
+    members = [r for r in at_vendor(vendors, "mailchimp", "mikko.hakkinen@example.fi")]
+    assert members and all(r["state"] == "unsubscribed" for r in members)
+    with indexed.session() as session:
+        assert ledger.get_request(session, rid).state == RequestState.COMPLETED
+
+
+def test_access_writes_a_private_bundle_with_its_checksum_audited(indexed, vendors, resources,
+                                                                  tmp_path):
+    rid = file_request(indexed, RequestKind.ACCESS, "eeva.makela@example.fi")
+    assert run(rid, resources).success
+    folder = tmp_path / "home" / "exports" / rid
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["data.json", "index.html", "mailchimp.csv", "netvisor.csv",
+                     "pipedrive.csv", "typeform.csv"]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
+    assert "eeva.makela@example.fi" in (folder / "data.json").read_text().lower()
+    assert not (tmp_path / "home" / "exports" / ".parts" / rid).exists()
+    with indexed.session() as session:
+        events = session.query(AuditEventRow).filter_by(request_id=rid,
+                                                        action="export.written").all()
+        assert len(events) == 1 and "sha256" in events[0].payload
+
+
+def test_a_failing_vendor_fails_only_its_task_with_the_vendors_answer(indexed, vendors,
+                                                                      resources):
+    httpx.put(f"{vendors.urls['netvisor']}/__sandbox/faults", json={"error_rate": 1.0},
+              timeout=10).raise_for_status()
+    try:
+        rid = file_request(indexed, RequestKind.ERASURE, "eeva.makela@example.fi")
+        result = run(rid, resources)
+    finally:
+        httpx.put(f"{vendors.urls['netvisor']}/__sandbox/faults", json={"error_rate": 0},
+                  timeout=10)
+    assert not result.success
+    done = tasks(indexed, rid)
+    assert done["netvisor"].state == "failed"
+    assert done["netvisor"].attempts == 4  # the op's retry policy: 1 + 3 retries
+    assert done["netvisor"].error and "eeva" not in done["netvisor"].error.lower()
+    assert {done[s].state for s in ("pipedrive", "mailchimp", "typeform")} == {"done"}
