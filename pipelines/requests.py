@@ -30,7 +30,8 @@ from dagster import (
     op,
 )
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, scrub
+from connectors.settings import ConfigError
 from hub import audit, index, ledger, outcomes
 from hub.bundle import write_bundle
 from hub.domain import Action, Export, ExportSection, Identifier, Outcome, RecordOutcome
@@ -134,16 +135,21 @@ def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
                     outcome = _act(connector, kind, identifiers, policy.for_system(system),
                                    part)
                     calls = connector.api_calls
-            except ConnectorError as exc:
-                last = context.retry_number >= SYSTEM_RETRY.max_retries or not exc.retryable
+            except Exception as exc:  # noqa: BLE001 - every failure must end in a task state
+                # Outside the taxonomy (a missing setting, a bug) the message is scrubbed
+                # too, and the task still ends failed: nothing stays running (rule 1).
+                retryable = exc.retryable if isinstance(exc, ConnectorError) else not isinstance(
+                    exc, ConfigError)
+                last = context.retry_number >= SYSTEM_RETRY.max_retries or not retryable
+                message = f"{type(exc).__name__}: {scrub(exc)}"
                 if last:
                     with store.session() as session:
-                        outcomes.record_failure(session, request_id, system, str(exc), {
-                            "status_code": exc.status_code,
-                            "vendor_request_id": exc.vendor_request_id,
+                        outcomes.record_failure(session, request_id, system, message, {
+                            "status_code": getattr(exc, "status_code", None),
+                            "vendor_request_id": getattr(exc, "vendor_request_id", None),
                             "error": type(exc).__name__,
                         })
-                raise Failure(f"{system}: {exc}", allow_retries=not last) from None
+                raise Failure(f"{system}: {message}", allow_retries=not last) from None
             with store.session() as session:
                 outcomes.record(session, request_id, outcome)
         summary = {"system": system, "state": outcomes.state_for(outcome).value,

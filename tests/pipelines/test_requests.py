@@ -136,3 +136,15 @@ def test_a_failing_vendor_fails_only_its_task_with_the_vendors_answer(indexed, v
     assert done["netvisor"].attempts == 4  # the op's retry policy: 1 + 3 retries
     assert done["netvisor"].error and "eeva" not in done["netvisor"].error.lower()
     assert {done[s].state for s in ("pipedrive", "mailchimp", "typeform")} == {"done"}
+
+
+def test_a_missing_secret_fails_its_task_with_a_clear_message(indexed, vendors, resources,
+                                                              monkeypatch):
+    monkeypatch.delenv("NETVISOR_CUSTOMER_KEY")
+    rid = file_request(indexed, RequestKind.ERASURE, "eeva.makela@example.fi")
+    assert not run(rid, resources).success
+    failed = tasks(indexed, rid)["netvisor"]
+    assert failed.state == "failed" and failed.attempts == 1  # not retried: config, not luck
+    assert "NETVISOR_CUSTOMER_KEY" in failed.error
+    assert {tasks(indexed, rid)[s].state for s in ("pipedrive", "mailchimp", "typeform")} == {
+        "done"}
