@@ -2,7 +2,7 @@
 
 Runs in sandbox mode on its own database under `.hub/demo/`, so it never touches
 a real deployment's data. What it runs grows with the project: today the person
-index and the request ledger; the fan-out through Dagster comes with pipelines/.
+index and the request ledger; the fan-out through Dagster joins it next.
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ def main() -> int:
     with store.session() as session:
         report = audit.verify(session)
     print(f"    {'intact' if report.ok else 'BROKEN'}: {report.events} events")
-    print("\nThe fan-out to the vendors (Dagster) arrives with pipelines/; "
-          f"this run's database is {settings.resolved_database_url}")
+    print("\nTo act in the emulated vendors: `hub sandbox serve` in one terminal, then "
+          "`hub request new ...`, `hub request verify ID`, `hub request run ID` in another.\n"
+          f"This run's database is {settings.resolved_database_url}")
     store.close()
     return 0 if report.ok and person else 1
 
