@@ -1,4 +1,4 @@
-"""Reading connector settings from the environment (and ``.env``) with clear errors.
+"""Reading connector settings from the environment (and its env files) with clear errors.
 
 A missing or invalid variable is a :class:`connectors.errors.ConfigError` naming
 the variable, never showing a secret's value.
@@ -14,6 +14,11 @@ from pydantic_settings import BaseSettings
 from connectors.errors import ConfigError
 
 S = TypeVar("S", bound=BaseSettings)
+
+# The same files the hub reads, in the same order: the sandbox's credentials
+# (written by `hub sandbox serve`), then the deployment's `.env`; the
+# environment wins over both.
+ENV_FILES = (".hub/sandbox.env", ".env")
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:

@@ -29,7 +29,7 @@ from connectors.base import ConnectorBase, now_utc, parse_time, wanted
 from connectors.errors import BadResponse, NotFound, RequestRejected
 from connectors.http import Limiter, RetryPolicy
 from connectors.mailchimp.sdk import DEFAULT_TIMEOUT, MailchimpApi
-from connectors.settings import load_settings
+from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
     Export,
@@ -50,7 +50,7 @@ MEMBER_FIELDS = ["id", "email_address", "status", "list_id", "full_name"]
 
 
 class MailchimpSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MAILCHIMP_", env_file=".env",
+    model_config = SettingsConfigDict(env_prefix="MAILCHIMP_", env_file=ENV_FILES,
                                       extra="ignore")
 
     base_url: str

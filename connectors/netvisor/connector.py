@@ -56,7 +56,7 @@ from connectors.errors import (
 )
 from connectors.http import NO_RETRY, HttpClient, Limiter, RetryPolicy, SerialLimiter, make_client
 from connectors.netvisor.signing import NetvisorAuth
-from connectors.settings import load_settings
+from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
     Export,
@@ -87,7 +87,7 @@ _MARKETING = ("marketing", "markkinointi", "newsletter", "uutiskirje")
 class NetvisorSettings(BaseSettings):
     """NETVISOR_* variables (environment first, then ``.env``)."""
 
-    model_config = SettingsConfigDict(env_prefix="NETVISOR_", env_file=".env",
+    model_config = SettingsConfigDict(env_prefix="NETVISOR_", env_file=ENV_FILES,
                                       env_file_encoding="utf-8", extra="ignore")
 
     base_url: str = Field(min_length=1)

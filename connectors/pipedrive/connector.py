@@ -48,7 +48,7 @@ from connectors.http import (
     parse_json,
     request_id,
 )
-from connectors.settings import load_settings
+from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
     Export,
@@ -69,7 +69,7 @@ ANONYMISED_NAME = "Erased person"
 
 
 class PipedriveSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PIPEDRIVE_", env_file=".env",
+    model_config = SettingsConfigDict(env_prefix="PIPEDRIVE_", env_file=ENV_FILES,
                                       extra="ignore")
 
     base_url: str

@@ -47,7 +47,7 @@ from connectors.base import (
 )
 from connectors.errors import BadResponse, NotFound, VendorError
 from connectors.http import HttpClient, Limiter, RetryPolicy, TokenBucket, make_client
-from connectors.settings import load_settings
+from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
     Export,
@@ -81,7 +81,7 @@ _EMAIL_CHARS = "a-z0-9._%+-"
 class TypeformSettings(BaseSettings):
     """TYPEFORM_* variables (environment first, then ``.env``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TYPEFORM_", env_file=".env",
+    model_config = SettingsConfigDict(env_prefix="TYPEFORM_", env_file=ENV_FILES,
                                       env_file_encoding="utf-8", extra="ignore")
 
     base_url: str = Field(min_length=1)

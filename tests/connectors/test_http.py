@@ -313,3 +313,22 @@ def test_make_client_sets_timeouts_and_headers():
     assert client.headers["x-api-token"] == "t"
     assert str(client.base_url) == "http://v.test"
     client.close()
+
+
+def test_connectors_read_the_sandbox_env_file_like_the_hub(tmp_path, monkeypatch):
+    """`hub sandbox serve` writes .hub/sandbox.env; connectors must find it with
+    nothing exported, and the environment still wins over it."""
+    from connectors.registry import build_connector
+
+    monkeypatch.chdir(tmp_path)
+    for key in ("PIPEDRIVE_BASE_URL", "PIPEDRIVE_API_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / ".hub").mkdir()
+    (tmp_path / ".hub" / "sandbox.env").write_text(
+        "PIPEDRIVE_BASE_URL=http://127.0.0.1:1\nPIPEDRIVE_API_TOKEN=from-file\n")
+    with build_connector("pipedrive") as connector:
+        assert connector.system == "pipedrive"
+    monkeypatch.setenv("PIPEDRIVE_BASE_URL", "http://127.0.0.1:2")
+    from connectors.pipedrive.connector import PipedriveSettings
+    from connectors.settings import load_settings
+    assert load_settings(PipedriveSettings).base_url.startswith("http://127.0.0.1:2")
