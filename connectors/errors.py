@@ -21,6 +21,7 @@ Messages never carry personal data or secrets: ``detail`` passes through
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from hub.identity import mask_email, mask_phone
 
@@ -31,7 +32,9 @@ _MAX_DETAIL = 300
 
 def scrub(text: object) -> str:
     """Mask e-mails and phone-like digit runs in a vendor message; keep it short."""
-    value = " ".join(str(text).split())
+    # Decode percent-escapes first: a URL in a vendor message can carry
+    # `aino.virtanen%40example.fi`, which the pattern would otherwise miss.
+    value = " ".join(unquote(str(text)).split())
     value = _EMAIL.sub(lambda m: mask_email(m.group(0)), value)
     value = _PHONE.sub(lambda m: mask_phone(m.group(0).replace(" ", "").replace("-", "")), value)
     if len(value) > _MAX_DETAIL:

@@ -332,3 +332,12 @@ def test_connectors_read_the_sandbox_env_file_like_the_hub(tmp_path, monkeypatch
     from connectors.pipedrive.connector import PipedriveSettings
     from connectors.settings import load_settings
     assert load_settings(PipedriveSettings).base_url.startswith("http://127.0.0.1:2")
+
+
+def test_scrub_masks_url_encoded_addresses_and_phones():
+    from connectors.errors import scrub
+
+    text = scrub("GET /forms/x/responses?query=aino.virtanen%40example.fi failed; "
+                 "call +358401234567")
+    assert "aino.virtanen" not in text and "a***@example.fi" in text
+    assert "401234567" not in text
