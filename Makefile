@@ -24,6 +24,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The Dagster UI and daemon on the local instance, with the sandbox behind them;
+# Ctrl-C stops all of it.
+DAGSTER_HOME ?= $(CURDIR)/.hub/dagster
+UI_PORT ?= 3000
+
+ui: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
+	@$(BIN)/hub sandbox serve & sandbox=$$!; \
+	  trap 'kill $$sandbox 2>/dev/null; wait $$sandbox 2>/dev/null' EXIT INT TERM; \
+	  DAGSTER_HOME=$(DAGSTER_HOME) HUB_MODE=sandbox $(BIN)/dagster dev -m pipelines.definitions -p $(UI_PORT)
+
 bench: $(STAMP)
 	$(BIN)/python bench/index.py
 
