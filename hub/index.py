@@ -52,6 +52,7 @@ RIT = RecordIdentifierRow.__table__
 
 def _executemany(session: Session, table, sql: str, columns: Sequence[str],
                  rows: Sequence[Sequence]) -> None:
+    # `table` and `columns` name the bind processors to apply; () applies none.
     """Hand rows straight to the driver's executemany.
 
     The bulk paths write hundreds of thousands of rows; SQLAlchemy's per-row
@@ -304,13 +305,6 @@ def sync_cursor(session: Session, system: str) -> str | None:
     return state.cursor if state else None
 
 
-def reset_cursor(session: Session, system: str) -> None:
-    """Forget the cursor: the next sync of the system is a full pass."""
-    state = session.get(SyncStateRow, system)
-    if state is not None:
-        state.cursor = None
-
-
 # --- clustering ------------------------------------------------------------------
 
 
@@ -418,7 +412,7 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
     stats.persons = len(mapping)
 
     _exec(session, "CREATE TEMP TABLE cl_map (label BIGINT PRIMARY KEY, person_id VARCHAR(32))")
-    _executemany(session, SRT, _INSERT_MAP, (), list(mapping.items()))
+    _executemany(session, None, _INSERT_MAP, (), list(mapping.items()))
     _exec(session, _APPLY_MAP)
     # A person whose records all went is in no cluster: remember it to retire it.
     old_persons = {old for _, old, _ in groups if old is not None}

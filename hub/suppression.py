@@ -53,12 +53,3 @@ def is_suppressed(session: Session, hasher: Hasher, identifier: Identifier,
                   reason: str | None = None) -> bool:
     found = reasons_for(session, hasher, identifier)
     return bool(found) if reason is None else reason in found
-
-
-def hashes(session: Session, reason: str) -> dict[str, str | None]:
-    """Every suppressed hash for a reason, with its request: for bulk drift checks."""
-    rows = session.execute(
-        select(SuppressionRow.hash, SuppressionRow.request_id)
-        .where(SuppressionRow.reason == reason)
-    )
-    return {h: r for h, r in rows}

@@ -139,14 +139,3 @@ def fresh_vendor(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     for box in boxes:
         box.stop()
 
-
-def poll(check: Callable[[], Any], *, timeout: float = 10.0, every: float = 0.05) -> Any:
-    """Call ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(every)

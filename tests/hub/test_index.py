@@ -255,9 +255,6 @@ def test_cursor_is_kept_after_finish(store):
         writer.finish(cursor="2025-03-01T00:00:00Z")
     with store.session() as session:
         assert index.sync_cursor(session, "mailchimp") == "2025-03-01T00:00:00Z"
-        index.reset_cursor(session, "mailchimp")
-    with store.session() as session:
-        assert index.sync_cursor(session, "mailchimp") is None
 
 
 def test_changed_record_that_leaves_a_cluster_is_a_recorded_split(store):

@@ -7,26 +7,12 @@ same surface a connector does.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from sandbox import Sandbox
-
-
-def poll(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Call `check` until it returns something truthy; bounded, never a bare sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from sandbox import Sandbox, credentials, generate_people
 from sandbox.people import business_id_check_digit, render_email, render_phone
 from sandbox.server import env_for
-from tests.sandbox.conftest import poll
+from tests.polling import poll
 
 
 def test_people_are_deterministic_and_personas_fixed() -> None:

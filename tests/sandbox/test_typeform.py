@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from sandbox import Sandbox
+from tests.polling import poll
 
 AINO = "aino.virtanen@example.fi"
 JUSSI = "jussi.lindstrom@example.fi"
@@ -44,17 +44,6 @@ def form_ids(tf: httpx.Client) -> dict[str, str]:
 def feedback(tf: httpx.Client) -> str:
     return form_ids(tf)["Kurssipalaute"]
 
-
-def poll(check: Any, timeout: float = 10.0) -> Any:
-    """Bounded polling for the asynchronous deletes and jobs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def all_tokens(tf: httpx.Client, form_id: str) -> list[str]:
