@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from hub import audit, index, ledger, suppression
+from hub import audit, index, ledger, outcomes, suppression
 from hub.db import DatabaseUnavailable
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
@@ -264,10 +264,7 @@ def request_run(request_id: str) -> None:
         result = run_request(request_id, kind, instance)
     with store() as opened, opened.session() as session:
         row = ledger.get_request(session, request_id)
-        typer.echo(f"{'system':<10} {'outcome':<15} {'action':<20} attempts")
-        for task in ledger.tasks_of(session, request_id):
-            typer.echo(f"{task.system:<10} {task.state:<15} {task.action or '-':<20} "
-                       f"{task.attempts}" + (f"   {task.error}" if task.error else ""))
+        typer.echo(outcomes.text_table(ledger.tasks_of(session, request_id)))
         typer.echo(f"request {row.id} is {row.state} (Dagster run {result.run_id})")
     if not result.success:
         raise _fail("some systems failed; `hub request run` again re-runs only those",

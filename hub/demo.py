@@ -1,94 +1,272 @@
-"""`make demo`: the hub's main job, end to end, on emulated vendors.
+"""`make demo`: the hub's main job, end to end, against the emulated vendors.
 
-Runs in sandbox mode on its own database under `.hub/demo/`, so it never touches
-a real deployment's data. What it runs grows with the project: today the person
-index and the request ledger; the fan-out through Dagster joins it next.
+Like hub/cli.py this is a shell on top of every layer (DESIGN.md, Layers): it starts
+the sandbox in child processes, runs the nightly reconciliation and three subject
+requests through a real Dagster instance with the multiprocess executor, and then
+reads back from the vendors, not from the hub's own books, that each request took
+effect. Everything lives under `.hub/demo/`, recreated on every run, in sandbox mode:
+it never touches a real deployment's database, instance or `.env` settings.
+
+Exit 0 only if every outcome is the one expected; the sandbox is stopped either way.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import stat
 import sys
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from faker import Faker
+import httpx
 
-from hub import audit, index, ledger
-from hub.domain import Identifier, IdentifierKind, SourceRecord
+from hub import audit, ledger, outcomes
+from hub.domain import Identifier, IdentifierKind
 from hub.identity import mask_email
-from hub.ledger import RequestKind
-from hub.settings import Mode, Settings
-from hub.store import open_store
+from hub.ledger import RequestKind, RequestState
+from hub.settings import load_settings
+from hub.store import Store, open_store
 
 HOME = Path(".hub/demo")
+PEOPLE = 200
+SEED = 42
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request the demo files, and what each system must end as: (state, action)."""
+
+    kind: RequestKind
+    email: str
+    story: str
+    tasks: dict[str, tuple[str, str]]
+    state: RequestState
+
+
+CASES = (
+    Case(RequestKind.ACCESS, "eeva.makela@example.fi",
+         "a customer asks what the company holds on her",
+         {"pipedrive": ("done", "exported"), "mailchimp": ("done", "exported"),
+          "typeform": ("done", "exported"), "netvisor": ("done", "exported")},
+         RequestState.COMPLETED),
+    Case(RequestKind.OPT_OUT, "mikko.hakkinen@example.fi",
+         "a subscriber forbids direct marketing",
+         {"pipedrive": ("done", "unsubscribed"), "mailchimp": ("done", "unsubscribed"),
+          "typeform": ("done", "nothing_to_do"), "netvisor": ("not_found", "not_found")},
+         RequestState.COMPLETED),
+    Case(RequestKind.ERASURE, "aino.virtanen@example.fi",
+         "a customer with an open invoice asks to be erased",
+         {"pipedrive": ("done", "deleted"), "mailchimp": ("done", "permanently_deleted"),
+          "typeform": ("done", "deleted"), "netvisor": ("retained", "retained")},
+         RequestState.PARTIALLY_COMPLETED),
+)
+
+
+@dataclass
+class Verdict:
+    """What was checked and what went wrong; the demo's exit code comes from here."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, good: str, bad: str) -> None:
+        print(f"    {'ok ' if ok else 'FAIL'} {good if ok else bad}", flush=True)
+        if not ok:
+            self.problems.append(bad)
 
 
 def step(text: str) -> None:
-    print(f"==> {text}", flush=True)
+    print(f"\n==> {text}", flush=True)
 
 
-def synthetic_records(seed: int = 42, people: int = 200) -> dict[str, list[SourceRecord]]:
-    """Finnish people spread over the four systems, written each system's way."""
-    fake = Faker("fi_FI")
-    fake.seed_instance(seed)
-    systems: dict[str, list[SourceRecord]] = {
-        "pipedrive": [], "mailchimp": [], "typeform": [], "netvisor": []}
-    for i in range(people):
-        first, last = fake.first_name(), fake.last_name()
-        email = f"{first}.{last}.{i}@example.fi".lower()
-        phone = f"+35840{fake.random_number(digits=7, fix_len=True)}"
-        for n, (system, records) in enumerate(systems.items()):
-            if (i + n) % 3 == 0 and n:
-                continue
-            shown_email = email.title() if system == "pipedrive" else email
-            shown_phone = f"0{phone[4:6]} {phone[6:9]} {phone[9:]}" if n % 2 else phone
-            records.append(SourceRecord(system, f"{system}-{i}", (shown_email,), (shown_phone,),
-                                        f"{first} {last}", datetime.now(UTC)))
-    return systems
+def timed(label: str, action: Callable[[], object]) -> object:
+    print(f"    {label} ...", end="", flush=True)
+    started = time.monotonic()
+    result = action()
+    print(f" {time.monotonic() - started:.1f} s", flush=True)
+    return result
 
 
 def main() -> int:
-    shutil.rmtree(HOME, ignore_errors=True)
-    settings = Settings(_env_file=None, mode=Mode.SANDBOX, home=HOME)
-    store = open_store(settings)
-    step("indexing synthetic people from four systems")
-    data = synthetic_records()
-    with store.session() as session:
-        for system, records in data.items():
-            writer = index.IndexWriter(session, system, full=True)
-            writer.add(records)
-            stats = writer.finish()
-            print(f"    {system:<10} {stats.new:>4} records")
-        clusters = index.recluster(session)
-        print(f"    {clusters.records} records form {clusters.persons} persons")
-        subject = data["pipedrive"][0]
-        email = subject.emails[0].lower()
-        person = index.lookup(session, Identifier(IdentifierKind.EMAIL, email))
-        held = index.records_of(session, person) if person else {}
-        print(f"    {mask_email(email)} is {person}, held in: {', '.join(sorted(held))}")
+    from dagster import DagsterInstance
 
-    step("filing an access, an opt-out and an erasure request")
+    from pipelines.launch import ensure_dagster_home, run_reconciliation, run_request
+    from sandbox.server import Sandbox
+
+    home = HOME.resolve()
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    verdict = Verdict()
+    step(f"starting the sandbox: four emulated vendors, {PEOPLE} seeded Finnish people")
+    with Sandbox(people=PEOPLE, seed=SEED, in_process=False) as box:
+        for vendor, url in box.urls.items():
+            print(f"    {vendor:<10} {url}")
+        # Child processes (Dagster's run and step workers) inherit this environment.
+        os.environ.update(box.env)
+        os.environ.update({"HUB_MODE": "sandbox", "HUB_HOME": str(home),
+                           "HUB_DATABASE_URL": f"sqlite:///{home / 'hub.db'}",
+                           "DAGSTER_HOME": str(home / "dagster")})
+        ensure_dagster_home(home)
+        store = open_store(load_settings())
+        try:
+            with DagsterInstance.get() as instance:
+                _reconcile(instance, run_reconciliation, verdict)
+                ids = _file_requests(store)
+                _run_requests(instance, run_request, store, ids, verdict)
+                _prove(box.urls, store, ids, verdict)
+            _audit(store, verdict)
+        finally:
+            store.close()
+        print("\n    stopping the sandbox", flush=True)
+    print(f"\nEverything is under {HOME}/ (hub database, Dagster instance, exports); "
+          "`make ui` shows the runs in Dagster.")
+    if verdict.problems:
+        print(f"\nDEMO FAILED: {len(verdict.problems)} outcome(s) not as expected", flush=True)
+        return 1
+    print("\nDemo passed: every outcome as expected.", flush=True)
+    return 0
+
+
+def _reconcile(instance, run_reconciliation, verdict: Verdict) -> None:
+    from dagster import AssetKey
+
+    step("nightly reconciliation: every system synced into the person index (Dagster run)")
+    result = timed("running the reconciliation job", lambda: run_reconciliation(
+        instance, full=True, log_level="WARNING"))
+    verdict.check(result.success, f"run {result.run_id[:8]} succeeded",
+                  f"reconciliation run {result.run_id[:8]} failed")
+    for name in ("pipedrive_people", "mailchimp_people", "typeform_people", "netvisor_people",
+                 "person_index"):
+        event = instance.get_latest_materialization_event(AssetKey(name))
+        if event is None:
+            continue
+        meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        if name == "person_index":
+            print(f"    {name:<18} {meta.get('records_reclustered')} records clustered into "
+                  f"persons, {meta.get('merges')} merges")
+        else:
+            print(f"    {name:<18} {meta.get('records_seen'):>5} records, "
+                  f"{meta.get('api_calls')} API calls, {meta.get('duration_s')} s")
+
+
+def _file_requests(store: Store) -> dict[RequestKind, str]:
+    step("filing and verifying three subject requests (due one calendar month after receipt)")
+    ids: dict[RequestKind, str] = {}
     with store.session() as session:
-        ids = []
-        for kind in (RequestKind.ACCESS, RequestKind.OPT_OUT, RequestKind.ERASURE):
-            row = ledger.create_request(session, store.hasher, kind,
-                                        [Identifier(IdentifierKind.EMAIL, email)])
+        for case in CASES:
+            row = ledger.create_request(session, store.hasher, case.kind,
+                                        [Identifier(IdentifierKind.EMAIL, case.email)])
             ledger.verify(session, row.id)
-            ids.append(row.id)
-            print(f"    {row.id}  {kind.value:<8} due {row.due_on}  (verified)")
-        ledger.extend(session, ids[2], "erasure spans four systems and a legal hold", months=2)
-        print(f"    {ids[2]} extended to {ledger.get_request(session, ids[2]).extended_due_on}")
+            ids[case.kind] = row.id
+            print(f"    {row.id}  {case.kind.value:<8} {mask_email(case.email):<18} "
+                  f"due {row.due_on}  ({case.story})")
+    return ids
 
-    step("checking the audit trail")
+
+def _run_requests(instance, run_request, store: Store, ids: dict[RequestKind, str],
+                  verdict: Verdict) -> None:
+    step("running each request through Dagster: one op per system, in parallel")
+    for case in CASES:
+        rid = ids[case.kind]
+        result = timed(f"{rid} {case.kind.value}", lambda rid=rid, case=case: run_request(
+            rid, case.kind.value, instance, log_level="WARNING"))
+        with store.session() as session:
+            row = ledger.get_request(session, rid)
+            tasks = ledger.tasks_of(session, rid)
+            print(outcomes.text_table(tasks, indent="      "))
+            got = {t.system: (t.state, t.action) for t in tasks}
+            state = row.state
+        verdict.check(result.success and got == case.tasks and state == case.state,
+                      f"{case.kind.value}: request {state}, every system as expected "
+                      f"(Dagster run {result.run_id[:8]})",
+                      f"{case.kind.value} {rid}: request {state}, systems {got}")
+
+
+def _find(urls: dict[str, str], system: str, email: str) -> list[dict]:
+    response = httpx.get(f"{urls[system]}/__sandbox/find", params={"email": email}, timeout=30)
+    response.raise_for_status()
+    return response.json()["records"]
+
+
+def _record(urls: dict[str, str], system: str, kind: str, record_id: str) -> dict | None:
+    response = httpx.get(f"{urls[system]}/__sandbox/records/{kind}/{record_id}", timeout=30)
+    return response.json() if response.status_code == 200 else None
+
+
+def _prove(urls: dict[str, str], store: Store, ids: dict[RequestKind, str],
+           verdict: Verdict) -> None:
+    step("proof, read back from the vendors (the sandbox's inspection API)")
+    erased = next(c for c in CASES if c.kind == RequestKind.ERASURE).email
+    who = mask_email(erased)
+    verdict.check(_find(urls, "mailchimp", erased) == [],
+                  f"mailchimp: {who} is in no audience (permanently deleted)",
+                  f"mailchimp still holds {who}")
+    verdict.check(_find(urls, "typeform", erased) == [],
+                  f"typeform: no response holds {who}", f"typeform still holds {who}")
+    persons = [r for r in _find(urls, "pipedrive", erased) if r["kind"] == "person"]
+    verdict.check(bool(persons) and all(r["state"] == "deleted" for r in persons),
+                  f"pipedrive: {len(persons)} person(s) of {who} deleted",
+                  f"pipedrive persons of {who}: {[r['state'] for r in persons]}")
+    _prove_retained(urls, store, ids[RequestKind.ERASURE], verdict)
+
+    opted = next(c for c in CASES if c.kind == RequestKind.OPT_OUT).email
+    who = mask_email(opted)
+    members = _find(urls, "mailchimp", opted)
+    verdict.check(bool(members) and all(m["state"] == "unsubscribed" for m in members),
+                  f"mailchimp: {who} unsubscribed in {len(members)} audience(s)",
+                  f"mailchimp members of {who}: {[m['state'] for m in members]}")
+    statuses = [(_record(urls, "pipedrive", "person", str(r["id"])) or {}).get(
+        "marketing_status") for r in _find(urls, "pipedrive", opted) if r["kind"] == "person"]
+    verdict.check(bool(statuses) and set(statuses) == {"unsubscribed"},
+                  f"pipedrive: marketing status of {who} is unsubscribed",
+                  f"pipedrive marketing status of {who}: {statuses}")
+    _prove_bundle(store, ids[RequestKind.ACCESS], verdict)
+
+
+def _prove_retained(urls: dict[str, str], store: Store, request_id: str,
+                    verdict: Verdict) -> None:
+    with store.session() as session:
+        task = ledger.get_task(session, request_id, "netvisor")
+        held = [r for r in (task.evidence or {}).get("records", []) if r.get("retained_until")]
+    for rec in held:
+        live = _record(urls, "netvisor", "customer", rec["record_id"]) or {}
+        fields = live.get("fields", {})
+        invoices = live.get("invoices", [])
+        verdict.check(
+            bool(invoices) and not fields.get("Email") and not fields.get("PhoneNumber"),
+            f"netvisor: customer {rec['record_id']} kept with {len(invoices)} invoice(s), "
+            f"held until {rec['retained_until']} ({rec['legal_basis']}); its e-mail and "
+            f"phone blanked, state {live.get('state')}",
+            f"netvisor customer {rec['record_id']}: invoices {len(invoices)}, "
+            f"state {live.get('state')}")
+    verdict.check(bool(held), "netvisor: the legal hold is in the evidence",
+                  "netvisor: no retained record in the evidence")
+
+
+def _prove_bundle(store: Store, request_id: str, verdict: Verdict) -> None:
+    folder = store.settings.home / "exports" / request_id
+    files = sorted(folder.iterdir()) if folder.exists() else []
+    private = bool(files) and stat.S_IMODE(folder.stat().st_mode) == 0o700 and all(
+        stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    systems = []
+    if (folder / "data.json").exists():
+        systems = sorted(json.loads((folder / "data.json").read_text("utf-8")).get("systems", {}))
+    verdict.check(private and len(systems) == 4,
+                  f"access export: {HOME / 'exports' / request_id}/ "
+                  f"({', '.join(f.name for f in files)}), owner-only, {len(systems)} systems",
+                  f"access export {folder}: files {[f.name for f in files]}, "
+                  f"systems {systems}, owner-only {private}")
+
+
+def _audit(store: Store, verdict: Verdict) -> None:
+    step("the audit trail")
     with store.session() as session:
         report = audit.verify(session)
-    print(f"    {'intact' if report.ok else 'BROKEN'}: {report.events} events")
-    print("\nTo act in the emulated vendors: `hub sandbox serve` in one terminal, then "
-          "`hub request new ...`, `hub request verify ID`, `hub request run ID` in another.\n"
-          f"This run's database is {settings.resolved_database_url}")
-    store.close()
-    return 0 if report.ok and person else 1
+    verdict.check(report.ok, f"hash chain intact over {report.events} events",
+                  f"audit trail broken at event {report.seq}: {report.problem}")
 
 
 if __name__ == "__main__":

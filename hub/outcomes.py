@@ -8,6 +8,7 @@ request (op retry, run re-execution) redoes only the systems that did not.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,3 +90,33 @@ def record_failure(session: Session, request_id: str, system: str, error: str,
     ledger.move_task(session, task, TaskState.FAILED, error=error, evidence=evidence or {},
                      now=now)
     return task
+
+
+def describe(evidence: dict[str, Any] | None) -> str:
+    """One line of evidence for people: counts, read-back, holds, the vendor's status.
+
+    Built from the evidence dict alone, which holds no identifiers, so the line is
+    safe for Dagster's UI and a terminal alike.
+    """
+    evidence = evidence or {}
+    parts = []
+    if evidence.get("counts"):
+        parts.append(", ".join(f"{k} {v}" for k, v in sorted(evidence["counts"].items())))
+    if evidence.get("verified"):
+        parts.append("read back")
+    for rec in evidence.get("records", []):
+        if rec.get("retained_until"):
+            parts.append(f"held until {rec['retained_until']} ({rec.get('legal_basis')})")
+    if evidence.get("status_code"):
+        parts.append(f"HTTP {evidence['status_code']}")
+    return "; ".join(parts) or "-"
+
+
+def text_table(tasks: Sequence[TaskRow], indent: str = "") -> str:
+    """The per-system outcome table for a terminal (`hub request run`, `make demo`)."""
+    lines = [f"{indent}{'system':<10} {'outcome':<10} {'action':<20} {'tries':>5}  evidence"]
+    for t in tasks:
+        detail = t.error if t.error else describe(t.evidence)
+        lines.append(f"{indent}{t.system:<10} {t.state:<10} {t.action or '-':<20} "
+                     f"{t.attempts:>5}  {detail}")
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ from dagster import (
     reconstructable,
 )
 
+from pipelines.reconciliation import SYSTEMS, asset_name
 from pipelines.sensors import run_request_for
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
@@ -29,6 +30,19 @@ def subject_request_job():  # noqa: ANN201 - reconstructable target
     from pipelines.definitions import defs
 
     return defs.get_job_def("subject_request")
+
+
+def reconciliation_job():  # noqa: ANN201 - reconstructable target
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def("nightly_reconciliation")
+
+
+def _quiet(run_config: dict, log_level: str | None) -> dict:
+    """Console logging at `log_level` for people at a terminal; None keeps Dagster's."""
+    if log_level is None:
+        return run_config
+    return {**run_config, "loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
 def ensure_dagster_home(hub_home: Path) -> Path:
@@ -41,7 +55,16 @@ def ensure_dagster_home(hub_home: Path) -> Path:
     return home
 
 
-def run_request(request_id: str, kind: str, instance: DagsterInstance) -> JobExecutionResult:
+def run_reconciliation(instance: DagsterInstance, *, full: bool = False,
+                       log_level: str | None = None) -> JobExecutionResult:
+    """The nightly reconciliation job, now: every system's sync, the index, the checks."""
+    config = {"ops": {asset_name(s): {"config": {"full": True}} for s in SYSTEMS}} if full else {}
+    return execute_job(reconstructable(reconciliation_job), instance,
+                       run_config=_quiet(config, log_level))
+
+
+def run_request(request_id: str, kind: str, instance: DagsterInstance, *,
+                log_level: str | None = None) -> JobExecutionResult:
     """Run (or re-execute from failure) the job for one request and wait for it."""
     previous = instance.get_run_records(
         RunsFilter(job_name="subject_request", tags={"hub/request_id": request_id}), limit=1)
@@ -50,4 +73,5 @@ def run_request(request_id: str, kind: str, instance: DagsterInstance) -> JobExe
         options = ReexecutionOptions.from_failure(previous[0].dagster_run.run_id, instance)
         return execute_job(job, instance, reexecution_options=options)
     request = run_request_for(request_id, kind)
-    return execute_job(job, instance, run_config=request.run_config, tags=request.tags)
+    return execute_job(job, instance, run_config=_quiet(request.run_config, log_level),
+                       tags=request.tags)

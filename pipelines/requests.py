@@ -169,18 +169,7 @@ def outcome_table(rows: list[tuple[str, str, str | None, dict | None]]) -> str:
     """Markdown for the UI: system, state, action, evidence summary; nothing personal."""
     lines = ["| system | outcome | action | evidence |", "|---|---|---|---|"]
     for system, state, action, evidence in rows:
-        evidence = evidence or {}
-        summary = []
-        if evidence.get("counts"):
-            summary.append(", ".join(f"{k} {v}" for k, v in sorted(evidence["counts"].items())))
-        if evidence.get("verified"):
-            summary.append("read back")
-        for rec in evidence.get("records", []):
-            if rec.get("retained_until"):
-                summary.append(f"held until {rec['retained_until']} ({rec.get('legal_basis')})")
-        if evidence.get("status_code"):
-            summary.append(f"HTTP {evidence['status_code']}")
-        lines.append(f"| {system} | {state} | {action or '-'} | {'; '.join(summary) or '-'} |")
+        lines.append(f"| {system} | {state} | {action or '-'} | {outcomes.describe(evidence)} |")
     return "\n".join(lines)
 
 

@@ -93,3 +93,21 @@ def test_recording_a_task_that_is_not_running_is_refused(store):
         row = _request(store, session)
         with pytest.raises(IllegalTransition, match="pending"):
             outcomes.record(session, row.id, Outcome(system="mailchimp"), now=NOW)
+
+
+def test_the_outcome_table_shows_counts_holds_and_errors_but_no_identifiers(store):
+    held = RecordOutcome(_ref("netvisor", "1000"), Action.RETAINED, legal_basis="KPL 2:10",
+                         retained_until=date(2032, 12, 31))
+    with store.session() as session:
+        row = _request(store, session)
+        outcomes.begin(session, row.id, "netvisor", now=NOW)
+        outcomes.record(session, row.id, Outcome("netvisor", (held,), verified=True), now=NOW)
+        outcomes.begin(session, row.id, "mailchimp", now=NOW)
+        outcomes.record_failure(session, row.id, "mailchimp", "ServerError: HTTP 503",
+                                {"status_code": 503}, now=NOW)
+        table = outcomes.text_table(ledger.tasks_of(session, row.id))
+    lines = table.splitlines()
+    assert lines[1].split()[:4] == ["mailchimp", "failed", "-", "1"]
+    assert lines[1].endswith("ServerError: HTTP 503")
+    assert "retained 1; read back; held until 2032-12-31 (KPL 2:10)" in lines[2]
+    assert "aino" not in table
