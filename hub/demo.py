@@ -117,6 +117,7 @@ def main() -> int:
                 ids = _file_requests(store)
                 _run_requests(instance, run_request, store, ids, verdict)
                 _prove(box.urls, store, ids, verdict)
+                _next_night(instance, run_reconciliation, verdict)
             _audit(store, verdict)
         finally:
             store.close()
@@ -259,6 +260,20 @@ def _prove_bundle(store: Store, request_id: str, verdict: Verdict) -> None:
                   f"({', '.join(f.name for f in files)}), owner-only, {len(systems)} systems",
                   f"access export {folder}: files {[f.name for f in files]}, "
                   f"systems {systems}, owner-only {private}")
+
+
+def _next_night(instance, run_reconciliation, verdict: Verdict) -> None:
+    step("the next night's reconciliation: the promises checked against every system")
+    result = timed("running the reconciliation job", lambda: run_reconciliation(
+        instance, log_level="WARNING"))
+    verdict.check(result.success, f"run {result.run_id[:8]} succeeded",
+                  f"reconciliation run {result.run_id[:8]} failed")
+    checks = [e.event_specific_data for e in result.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    for check in sorted(checks, key=lambda c: c.check_name):
+        verdict.check(check.passed, f"check {check.check_name} passed",
+                      f"check {check.check_name} failed: {check.description}")
+    verdict.check(len(checks) == 4, "4 checks evaluated", f"{len(checks)} checks evaluated")
 
 
 def _audit(store: Store, verdict: Verdict) -> None:

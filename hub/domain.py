@@ -52,6 +52,8 @@ class SourceRecord:
     phones: tuple[str, ...] = ()
     display_name: str | None = None
     updated_at: datetime | None = None
+    subscribed: bool | None = None
+    """Whether the record receives direct marketing; None where the system sends none."""
 
 
 @dataclass(frozen=True, slots=True)

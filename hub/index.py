@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from hub.domain import Identifier, IdentifierKind, SourceRecord
@@ -72,7 +72,7 @@ def _executemany(session: Session, table, sql: str, columns: Sequence[str],
 
 
 _SR_COLUMNS = ("system", "record_id", "display_name", "name_key", "vendor_updated_at",
-               "content_hash", "ident_hash", "seen_sync", "dirty")
+               "content_hash", "ident_hash", "seen_sync", "dirty", "subscribed")
 _INSERT_SR = (f"INSERT INTO source_records ({', '.join(_SR_COLUMNS)}) "
               f"VALUES ({', '.join(['{mark}'] * len(_SR_COLUMNS))})")
 _INSERT_RI = ("INSERT INTO record_identifiers (record_pk, kind, value) "
@@ -132,7 +132,8 @@ def _prepare(record: SourceRecord) -> _Prepared:
     updated = record.updated_at.isoformat() if record.updated_at else ""
     return _Prepared(
         record=record, idents=idents, name=name, key=name_key(name) if name else None,
-        content_hash=_digest(f"{ident_text}\x1e{name or ''}\x1e{updated}"),
+        content_hash=_digest(
+            f"{ident_text}\x1e{name or ''}\x1e{updated}\x1e{record.subscribed}"),
         ident_hash=_digest(ident_text),
     )
 
@@ -266,7 +267,8 @@ class IndexWriter:
                     display_name=bindparam("display_name"), name_key=bindparam("name_key"),
                     vendor_updated_at=bindparam("vendor_updated_at"),
                     content_hash=bindparam("content_hash"), ident_hash=bindparam("ident_hash"),
-                    seen_sync=bindparam("seen_sync"), gone_at=None,
+                    seen_sync=bindparam("seen_sync"), subscribed=bindparam("subscribed"),
+                    gone_at=None,
                     dirty=SRT.c.dirty | bindparam("dirty"),
                 ),
                 # Only the keys named in values(): any other column key in the
@@ -297,6 +299,7 @@ class IndexWriter:
             "vendor_updated_at": prep.record.updated_at,
             "content_hash": prep.content_hash, "ident_hash": prep.ident_hash,
             "seen_sync": self.sync_no, "dirty": True, "gone_at": None, "person_id": None,
+            "subscribed": prep.record.subscribed,
         }
 
 
@@ -552,3 +555,85 @@ def identifiers_of_person(session: Session, person_id: str) -> list[Identifier]:
         .distinct().order_by(RI.kind, RI.value)
     )
     return [Identifier(IdentifierKind(k), v) for k, v in rows]
+
+
+@dataclass(frozen=True)
+class IndexedIdentifier:
+    """One identifier of one live record, as the reconciliation compares it."""
+
+    system: str
+    record_id: str
+    person_id: str | None
+    subscribed: bool | None
+    identifier: Identifier
+
+
+def live_identifiers(session: Session, batch: int = 5000) -> Iterator[IndexedIdentifier]:
+    """Every matchable identifier of every live record, streamed in key order."""
+    last = (-1, "", "")
+    while True:
+        rows = session.execute(
+            select(RI.record_pk, RI.kind, RI.value, SR.system, SR.record_id, SR.person_id,
+                   SR.subscribed)
+            .join(SR, SR.pk == RI.record_pk)
+            .where(SR.gone_at.is_(None), RI.kind.in_(MATCHABLE),
+                   tuple_(RI.record_pk, RI.kind, RI.value) > tuple_(*last))
+            .order_by(RI.record_pk, RI.kind, RI.value).limit(batch)
+        ).all()
+        for _pk, kind, value, system, record_id, person_id, subscribed in rows:
+            yield IndexedIdentifier(system, record_id, person_id, subscribed,
+                                    Identifier(IdentifierKind(kind), value))
+        if len(rows) < batch:
+            return
+        last = (rows[-1][0], rows[-1][1], rows[-1][2])
+
+
+def _records_holding(session: Session, identifiers: Sequence[Identifier]) -> list[int]:
+    pks: set[int] = set()
+    for ident in identifiers:
+        pks.update(session.execute(
+            select(RI.record_pk).where(RI.kind == ident.kind.value, RI.value == ident.value)
+        ).scalars())
+    return sorted(pks)
+
+
+def forget(session: Session, identifiers: Sequence[Identifier], *,
+           now: datetime | None = None) -> int:
+    """Drop every record holding these identifiers once an erasure completed (rule 6).
+
+    Their persons are retired when no record is left; only the suppression list's
+    hashes (and any legal hold's pointer) remain. Returns the records dropped.
+    """
+    pks = _records_holding(session, identifiers)
+    if not pks:
+        return 0
+    now = now or datetime.now(UTC)
+    persons: set[str] = set()
+    for chunk in _chunks(pks):
+        persons.update(p for p in session.execute(
+            select(SR.person_id).where(SR.pk.in_(chunk))).scalars() if p)
+        session.execute(delete(RI).where(RI.record_pk.in_(chunk)))
+        session.execute(delete(SR).where(SR.pk.in_(chunk)))
+    for person_id in persons:
+        left = session.execute(
+            select(func.count()).select_from(SR).where(SR.person_id == person_id)
+        ).scalar_one()
+        row = session.get(PersonRow, person_id)
+        if row is not None:
+            row.record_count, row.updated_at = left, now
+            if left == 0:
+                row.retired_at = now
+    session.flush()
+    return len(pks)
+
+
+def mark_unsubscribed(session: Session, identifiers: Sequence[Identifier]) -> int:
+    """After an opt-out, until the next sync says otherwise: these records get no marketing."""
+    pks = _records_holding(session, identifiers)
+    for chunk in _chunks(pks):
+        # The content hash is cleared too, so the next sync rewrites the row with the
+        # vendor's word even if it is unchanged since the sync before.
+        session.execute(update(SR).where(SR.pk.in_(chunk), SR.subscribed.is_(True))
+                        .values(subscribed=False, content_hash="")
+                        .execution_options(synchronize_session=False))
+    return len(pks)

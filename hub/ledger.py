@@ -224,6 +224,37 @@ def extend(session: Session, request_id: str, reason: str, *, months: int = 2,
     return row
 
 
+def awaiting_work() -> Any:
+    """Requests the company still owes an answer: not yet run, running, or with failed tasks.
+
+    A request partially completed only because of legal holds is answered; one with
+    a failed task is not, and its deadline still runs.
+    """
+    failed = select(TaskRow.pk).where(TaskRow.request_id == SubjectRequestRow.id,
+                                      TaskRow.state == TS.FAILED.value).exists()
+    waiting = (RS.RECEIVED.value, RS.VERIFIED.value, RS.IN_PROGRESS.value)
+    return SubjectRequestRow.state.in_(waiting) | (
+        (SubjectRequestRow.state == RS.PARTIALLY_COMPLETED.value) & failed)
+
+
+def stuck_tasks(session: Session, *, older_than: datetime) -> list[TaskRow]:
+    """Tasks running (or waiting to run for a started request) since before `older_than`."""
+    return list(session.execute(
+        select(TaskRow).where(TaskRow.state.in_([TS.RUNNING.value, TS.PENDING.value]),
+                              TaskRow.updated_at < older_than)
+        .order_by(TaskRow.updated_at)
+    ).scalars())
+
+
+def unlaunched(session: Session, *, older_than: datetime) -> list[SubjectRequestRow]:
+    """Verified requests that no run has started since before `older_than`."""
+    return list(session.execute(
+        select(SubjectRequestRow).where(SubjectRequestRow.state == RS.VERIFIED.value,
+                                        SubjectRequestRow.verified_at < older_than)
+        .order_by(SubjectRequestRow.verified_at)
+    ).scalars())
+
+
 def list_requests(session: Session, *, today: date, overdue: bool = False,
                   due_within: int | None = None, state: RequestState | None = None,
                   limit: int = 500) -> list[SubjectRequestRow]:
@@ -233,7 +264,7 @@ def list_requests(session: Session, *, today: date, overdue: bool = False,
     if state is not None:
         query = query.where(SubjectRequestRow.state == state.value)
     if overdue or due_within is not None:
-        query = query.where(SubjectRequestRow.state.in_([s.value for s in OPEN_REQUEST_STATES]))
+        query = query.where(awaiting_work())
     if overdue:
         query = query.where(due < today)
     if due_within is not None:

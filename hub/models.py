@@ -75,6 +75,9 @@ class SourceRecordRow(Base):
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     person_id: Mapped[str | None] = mapped_column(String(32))
     dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Marketing consent as last synced (None: the system sends no marketing); what the
+    # reconciliation compares with the opt-out list.
+    subscribed: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class RecordIdentifierRow(Base):
@@ -183,6 +186,23 @@ class SuppressionRow(Base):
     reason: Mapped[str] = mapped_column(String(16), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LegalHoldRow(Base):
+    """A record kept at a vendor by law after an erasure: a pointer, basis and end date.
+
+    The reconciliation must not mistake a held record for a reappearance, and the
+    hold's end is when the record becomes erasable.
+    """
+
+    __tablename__ = "legal_holds"
+
+    system: Mapped[str] = mapped_column(String(32), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    held_until: Mapped[date] = mapped_column(Date, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

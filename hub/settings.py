@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     timezone: str = "Europe/Helsinki"
     due_soon_days: int = Field(default=7, ge=0)
+    # A task running (or a verified request not started) longer than this is flagged.
+    stuck_after_minutes: int = Field(default=120, ge=1)
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,7 +8,8 @@ from dagster import (
     define_asset_job,
 )
 
-from pipelines.reconciliation import SYNC_ASSETS, person_index
+from pipelines.checks import CHECKS
+from pipelines.reconciliation import SYNC_ASSETS, person_drift, person_index
 from pipelines.requests import subject_request
 from pipelines.resources import ConnectorsResource, HubResource
 from pipelines.sensors import verified_requests
@@ -28,7 +29,8 @@ nightly = ScheduleDefinition(
 )
 
 defs = Definitions(
-    assets=[*SYNC_ASSETS, person_index],
+    assets=[*SYNC_ASSETS, person_index, person_drift],
+    asset_checks=CHECKS,
     jobs=[reconciliation_job, subject_request],
     schedules=[nightly],
     sensors=[verified_requests],

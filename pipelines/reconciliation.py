@@ -8,6 +8,7 @@ and an erasure never overrun a vendor's rate limit together.
 
 
 import time
+from datetime import UTC, datetime
 
 from dagster import (
     AssetExecutionContext,
@@ -15,11 +16,14 @@ from dagster import (
     Config,
     Jitter,
     MaterializeResult,
+    MetadataValue,
     RetryPolicy,
     asset,
 )
 
-from hub import index
+from hub import drift, index
+from hub.deadlines import local_date
+from hub.ledger import RequestKind
 from pipelines.resources import ConnectorsResource, HubResource
 
 SYSTEMS = ("pipedrive", "mailchimp", "typeform", "netvisor")
@@ -84,4 +88,33 @@ def person_index(context: AssetExecutionContext, hub: HubResource) -> Materializ
         "records_reclustered": stats.records, "persons_touched": stats.persons,
         "new_persons": stats.new_persons, "merges": stats.merges, "splits": stats.splits,
         "retired": stats.retired, "duration_s": round(time.monotonic() - started, 2),
+    })
+
+
+def _filings_table(filings: list) -> str:
+    lines = ["| request | kind | systems | filed |", "|---|---|---|---|"]
+    lines += [f"| {f.request_id} | {f.kind.value} | {', '.join(f.systems)} | "
+              f"{'now' if f.new else 'already waiting'} |" for f in filings]
+    return "\n".join(lines)
+
+
+@asset(group_name=GROUP, deps=[person_index], kinds={"python"},
+       description="Drift acted on: erased people found again get a new erasure request, "
+                   "opted-out people subscribed again a new opt-out, both verified for the "
+                   "sensor to run.")
+def person_drift(context: AssetExecutionContext, hub: HubResource) -> MaterializeResult:
+    with hub.store() as store, store.session() as session:
+        today = local_date(datetime.now(UTC), store.settings.timezone)
+        found = drift.find(session, store.hasher, today)
+        filings = drift.act(session, store.hasher, found, timezone=store.settings.timezone)
+    new = [f.request_id for f in filings if f.new]
+    if filings:
+        context.log.warning(f"drift: {len(found.reappeared)} identifiers of erased people, "
+                            f"{len(found.resubscribed)} of opted-out people subscribed; "
+                            f"requests filed: {', '.join(new) or 'none (already waiting)'}")
+    return MaterializeResult(metadata={
+        "reappeared_records": sum(found.per_system(RequestKind.ERASURE).values()),
+        "resubscribed_records": sum(found.per_system(RequestKind.OPT_OUT).values()),
+        "requests_filed": len(new),
+        "requests": MetadataValue.md(_filings_table(filings)),
     })

@@ -32,7 +32,7 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import audit, index, ledger, outcomes
+from hub import audit, holds, index, ledger, outcomes
 from hub.bundle import write_bundle
 from hub.domain import Action, Export, ExportSection, Identifier, Outcome, RecordOutcome
 from hub.identity import mask
@@ -179,10 +179,19 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
     with hub.store() as store, store.session() as session:
         request_id = _request_of_run(context)
         row = ledger.get_request(session, request_id)
-        if RequestKind(row.kind) == RequestKind.ACCESS:
+        kind = RequestKind(row.kind)
+        if kind == RequestKind.ACCESS:
             _bundle(store, session, row.id, hub)
+        identifiers = subject_identifiers(session, row.id)
         final = ledger.finalise(session, store.hasher, row)
         tasks = ledger.tasks_of(session, row.id)
+        settled = not ledger.identifiers_of(session, row.id)  # nothing left to retry
+        if kind == RequestKind.ERASURE:
+            holds.record_from_tasks(session, tasks)
+            if settled:  # rule 6: from now on only hashes (and held pointers) remain
+                context.log.info(f"dropped {index.forget(session, identifiers)} index records")
+        elif kind == RequestKind.OPT_OUT and settled:
+            index.mark_unsubscribed(session, identifiers)
         table = outcome_table([(t.system, t.state, t.action, t.evidence) for t in tasks])
     context.add_output_metadata({"state": final.value, "outcomes": MetadataValue.md(table)})
     return final.value

@@ -284,6 +284,9 @@ class MailchimpConnector(ConnectorBase):
         return _outcome(results, verified, self.api_calls)
 
 
+SENDS_TO = ("subscribed", "pending")
+
+
 def _members(refs: Sequence[RecordRef]) -> list[RecordRef]:
     return [r for r in refs if r.system == SYSTEM and r.kind == "member" and r.container]
 
@@ -302,6 +305,8 @@ def _source_record(list_id: str, m: dict[str, Any]) -> SourceRecord:
         phones=phones,
         display_name=name,
         updated_at=parse_time(m.get("last_changed")),
+        # "pending" is a double opt-in on its way: it will receive campaigns once confirmed.
+        subscribed=m.get("status") in SENDS_TO,
     )
 
 

@@ -197,7 +197,7 @@ class PipedriveConnector(ConnectorBase):
 
     def sync(self, since: str | None) -> Iterator[SyncPage]:
         params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
-                                  "sort_direction": "asc"}
+                                  "sort_direction": "asc", "include_fields": "marketing_status"}
         if since:
             params["updated_since"] = since
         cursor = since
@@ -470,6 +470,9 @@ def _source_record(person: dict[str, Any]) -> SourceRecord:
         phones=_values(person.get("phones", person.get("phone"))),
         display_name=person.get("name") or None,
         updated_at=parse_time(person.get("update_time")),
+        # Absent when the account has no Campaigns add-on: then Pipedrive sends nothing.
+        subscribed=(person["marketing_status"] == "subscribed"
+                    if "marketing_status" in person else None),
     )
 
 

@@ -1,0 +1,114 @@
+"""Asset checks after the nightly index: the promises, checked every night.
+
+They run after `person_drift` has filed requests for what it found, so a failed
+check names both what is wrong (counts per system) and the requests that will
+answer it (ids); it is an error only when something has no request to answer it.
+Only request ids, counts and masked identifiers reach Dagster (rule 7).
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
+
+from hub import drift, ledger
+from hub.deadlines import local_date
+from hub.ledger import RequestKind
+from pipelines.reconciliation import person_drift, person_index
+from pipelines.resources import HubResource
+
+
+def _drift_result(hub: HubResource, kind: RequestKind, what: str) -> AssetCheckResult:
+    with hub.store() as store, store.session() as session:
+        today = local_date(datetime.now(UTC), store.settings.timezone)
+        found = drift.find(session, store.hasher, today)
+        findings = found.reappeared if kind == RequestKind.ERASURE else found.resubscribed
+        request_ids, unanswered = drift.answered_by(session, store.hasher, findings)
+    per_system = found.per_system(kind)
+    records = sum(per_system.values())
+    where = ", ".join(f"{system} {n}" for system, n in sorted(per_system.items()))
+    return AssetCheckResult(
+        passed=not findings,
+        severity=AssetCheckSeverity.ERROR if unanswered else AssetCheckSeverity.WARN,
+        description=(f"{records} records {what} ({where}); answered by "
+                     f"{', '.join(request_ids) or 'no request'}") if findings else None,
+        metadata={"records": records, "per_system": MetadataValue.json(per_system),
+                  "requests": MetadataValue.text(", ".join(request_ids) or "-"),
+                  "unanswered_identifiers": unanswered},
+    )
+
+
+@asset_check(asset=person_index, additional_deps=[person_drift], blocking=False,
+             description="No identifier of an erased person is present in any system "
+                         "(records kept under a legal hold excepted).")
+def no_erased_person_present(hub: HubResource) -> AssetCheckResult:
+    return _drift_result(hub, RequestKind.ERASURE, "of erased people found again")
+
+
+@asset_check(asset=person_index, additional_deps=[person_drift], blocking=False,
+             description="Every opted-out person is unsubscribed in every marketing system.")
+def opted_out_people_unsubscribed(hub: HubResource) -> AssetCheckResult:
+    return _drift_result(hub, RequestKind.OPT_OUT, "of opted-out people subscribed")
+
+
+def _request_table(session, rows, today) -> str:
+    lines = ["| request | kind | state | due | days left | subject |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        view = ledger.view(session, row)
+        due = view.due_on
+        subject = ", ".join(masked for _, masked in view.identifiers) or "(scrubbed)"
+        lines.append(f"| {row.id} | {row.kind} | {row.state} | {due} | "
+                     f"{(due - today).days} | {subject} |")
+    return "\n".join(lines)
+
+
+@asset_check(asset=person_index, blocking=False,
+             description="No request is past its due date; those due within the next days "
+                         "(HUB_DUE_SOON_DAYS, 7) are listed.")
+def request_deadlines(hub: HubResource) -> AssetCheckResult:
+    with hub.store() as store, store.session() as session:
+        settings = store.settings
+        today = local_date(datetime.now(UTC), settings.timezone)
+        overdue = ledger.list_requests(session, today=today, overdue=True)
+        soon = [r for r in ledger.list_requests(session, today=today,
+                                                due_within=settings.due_soon_days)
+                if r not in overdue]
+        table = _request_table(session, [*overdue, *soon], today)
+    return AssetCheckResult(
+        passed=not overdue, severity=AssetCheckSeverity.ERROR,
+        description=(f"{len(overdue)} past due: {', '.join(r.id for r in overdue)}"
+                     if overdue else None),
+        metadata={"overdue": len(overdue), "due_soon": len(soon),
+                  "overdue_requests": MetadataValue.text(
+                      ", ".join(r.id for r in overdue) or "-"),
+                  "requests": MetadataValue.md(table)},
+    )
+
+
+@asset_check(asset=person_index, blocking=False,
+             description="Nothing stays in progress past its maximum age "
+                         "(HUB_STUCK_AFTER_MINUTES, 120): running or pending tasks, and "
+                         "verified requests no run has picked up.")
+def nothing_stuck(hub: HubResource) -> AssetCheckResult:
+    with hub.store() as store, store.session() as session:
+        limit = datetime.now(UTC) - timedelta(minutes=store.settings.stuck_after_minutes)
+        tasks = ledger.stuck_tasks(session, older_than=limit)
+        waiting = ledger.unlaunched(session, older_than=limit)
+        found = [f"{t.request_id}/{t.system} {t.state} since {t.updated_at:%Y-%m-%d %H:%M}Z"
+                 for t in tasks]
+        found += [f"{r.id} verified at {r.verified_at:%Y-%m-%d %H:%M}Z, not started"
+                  for r in waiting]
+    return AssetCheckResult(
+        passed=not found, severity=AssetCheckSeverity.ERROR,
+        description=f"{len(found)} stuck: {'; '.join(found[:20])}" if found else None,
+        metadata={"stuck_tasks": len(tasks), "unstarted_requests": len(waiting),
+                  "stuck": MetadataValue.text("\n".join(found) or "-")},
+    )
+
+
+CHECKS = [no_erased_person_present, opted_out_people_unsubscribed, request_deadlines,
+          nothing_stuck]
