@@ -23,3 +23,17 @@ def test_each_sync_asset_uses_its_vendors_pool():
             next(k for k in repo.assets_defs_by_key if k.to_user_string() == f"{system}_people")
         ].node_def
         assert node.pool == system
+
+
+def test_the_nightly_job_acts_on_drift_then_runs_every_check():
+    job = defs.resolve_job_def("nightly_reconciliation")
+    nodes = {n.name for n in job.graph.node_defs}
+    assert "person_drift" in nodes
+    checks = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
+    assert checks == {"no_erased_person_present", "opted_out_people_unsubscribed",
+                      "request_deadlines", "nothing_stuck"}
+    # The drift checks wait for the drift to be acted on, so they can name its requests.
+    deps = job.graph.dependency_structure
+    upstream = {h.node_name for h in deps.all_upstream_outputs_from_node(
+        "person_index_no_erased_person_present")}
+    assert "person_drift" in upstream
