@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import email.utils
 import json as _json
+import logging
 import random
 import threading
 import time
@@ -42,6 +43,7 @@ from connectors.errors import (
     RateLimited,
     RequestRejected,
     VendorError,
+    scrub,
 )
 
 T = TypeVar("T")
@@ -50,6 +52,19 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=30.0)
 REQUEST_ID_HEADERS = ("x-request-id", "x-correlation-id", "request-id", "x-amzn-requestid",
                       "cf-ray")
 USER_AGENT = "gdpr-hub-connectors/0.1 (+httpx)"
+
+
+class _ScrubbedUrls(logging.Filter):
+    """httpx logs each request's URL at INFO, and a lookup's URL holds the e-mail or phone
+    searched for (`?term=`, `?emailkeyword=`, `?query=`). Whoever turns INFO logging on,
+    including Dagster capturing the `httpx` logger, gets masked values only (rule 7)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        return True
+
+
+logging.getLogger("httpx").addFilter(_ScrubbedUrls())
 
 
 # --------------------------------------------------------------------------- client
