@@ -4,6 +4,7 @@ documents (§C), paging, the RTBF job and its bound, local confirmation of match
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -116,6 +117,28 @@ def make(fake: FakeTypeform, sleeps: list[float], **settings: Any) -> TypeformCo
     return TypeformConnector(conf, transport=httpx.MockTransport(fake),
                              retry=RetryPolicy(sleep=sleeps.append, jitter=lambda: 0.0),
                              limiter=Limiter(), sleep=sleeps.append, page_size=2)
+
+
+# ------------------------------------------------------------------------ pacing
+
+
+def test_default_pacing_leaves_headroom_under_two_requests_per_sliding_second():
+    """Typeform counts arrivals in a sliding second: three requests paced exactly 500 ms
+    apart land on its edge and a little jitter turns the third into a 429."""
+    sent: list[float] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(time.monotonic())
+        return httpx.Response(200, json={"user_id": "u", "account_id": "a"})
+
+    conf = TypeformSettings(_env_file=None, base_url=BASE, token=TOKEN)
+    connector = TypeformConnector(conf, transport=httpx.MockTransport(record))
+    for _ in range(4):
+        connector.check()
+    gaps = [later - first for first, later in zip(sent, sent[2:], strict=False)]
+    assert len(gaps) == 2
+    # sleeps never end early, so these lower bounds hold on any machine
+    assert min(gaps) >= 1.1
 
 
 # ------------------------------------------------------------------------ settings
