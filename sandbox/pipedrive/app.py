@@ -598,6 +598,14 @@ def build_routes(state: PipedriveState) -> list[Route]:
     def alive(r: dict) -> bool:
         return not r.get("is_deleted") and not r.get("is_archived")
 
+    # Since 2025-07-15 the deal list leaves archived deals out and /deals/archived lists
+    # them; one archived deal is still read, changed and deleted by its id.
+    def archived(r: dict) -> bool:
+        return not r.get("is_deleted") and bool(r.get("is_archived"))
+
+    def not_deleted(r: dict) -> bool:
+        return not r.get("is_deleted")
+
     # -- v1 ---------------------------------------------------------------------------------
     def v1_person(p: dict[str, Any]) -> dict[str, Any]:
         org = s.orgs.get(p["org_id"]) if p["org_id"] else None
@@ -844,7 +852,8 @@ def build_routes(state: PipedriveState) -> list[Route]:
         Route("/api/v2/organizations/{id}", v2_one("orgs", "Organization", alive),
               methods=["GET", "PATCH", "DELETE"]),
         Route("/api/v2/deals", v2_list("deals", "deals", alive), methods=["GET"]),
-        Route("/api/v2/deals/{id}", v2_one("deals", "Deal", alive),
+        Route("/api/v2/deals/archived", v2_list("deals", "deals", archived), methods=["GET"]),
+        Route("/api/v2/deals/{id}", v2_one("deals", "Deal", not_deleted),
               methods=["GET", "PATCH", "DELETE"]),
         Route("/api/v2/activities", v2_list("activities", "activities", alive),
               methods=["GET"]),

@@ -130,6 +130,19 @@ def test_erase_removes_person_notes_leads_and_unlinks_deals(pd, pd_vendor):
     assert pd.find([ident("email", AINO)]) == []
 
 
+def test_erase_unlinks_archived_deals_too(pd, pd_vendor, sandbox_env):
+    refs = pd.find([ident("email", AINO)])
+    deal = next(s for s in pd.export(refs).sections if s.label == "Deals").items[0]
+    pd.http.request("PATCH", f"/api/v2/deals/{deal['id']}", json={"is_archived": True})
+    archived = next(s for s in pd.export(refs).sections if s.label == "Deals").items
+    assert [d["id"] for d in archived] == [deal["id"]]  # the export still shows it
+    out = pd.erase(refs, SystemPolicy(deals=DealsMode.KEEP))
+    assert out.verified
+    assert [(r.ref.record_id, r.action) for r in out.records if r.ref.kind == "deal"] == [
+        (str(deal["id"]), Action.UNLINKED)]
+    assert pd_vendor.record("deal", str(deal["id"]))["person_id"] is None
+
+
 def test_erase_with_deals_deleted(pd, pd_vendor):
     refs = pd.find([ident("email", EEVA)])
     out = pd.erase(refs, SystemPolicy(deals=DealsMode.DELETE))

@@ -241,3 +241,19 @@ def test_inspection_find_is_generous_and_search_lag(pd: httpx.Client,
     hits = pd.get("/api/v2/persons/search", params={"term": "viive@example.com",
                                                     "exact_match": "true"}).json()
     assert hits["data"]["items"] == []
+
+
+def test_archived_deals_listed_apart(pd: httpx.Client) -> None:
+    pid = pd.get("/api/v2/persons/search", params={"term": AINO, "fields": "email",
+                                                   "exact_match": "true"}
+                 ).json()["data"]["items"][0]["item"]["id"]
+    deals = pd.get("/api/v2/deals", params={"person_id": pid}).json()["data"]
+    assert deals and pd.get("/api/v2/deals/archived",
+                            params={"person_id": pid}).json()["data"] == []
+    did = deals[0]["id"]
+    assert pd.patch(f"/api/v2/deals/{did}", json={"is_archived": True}).status_code == 200
+    listed = [d["id"] for d in pd.get("/api/v2/deals", params={"person_id": pid}).json()["data"]]
+    archived = pd.get("/api/v2/deals/archived", params={"person_id": pid}).json()["data"]
+    assert did not in listed and [d["id"] for d in archived] == [did]
+    assert pd.get(f"/api/v2/deals/{did}").json()["data"]["is_archived"] is True
+    assert pd.patch(f"/api/v2/deals/{did}", json={"is_archived": False}).status_code == 200
