@@ -75,6 +75,7 @@ class MailchimpConnector(ConnectorBase):
     ) -> None:
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
                                 limiter=limiter)
+        self._audience_list: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_env(cls, *, client: Any = None, **kwargs: Any) -> MailchimpConnector:
@@ -93,6 +94,13 @@ class MailchimpConnector(ConnectorBase):
     # ----------------------------------------------------------------- plumbing
 
     def _audiences(self) -> list[dict[str, Any]]:
+        """Every audience, read once per connector: a connector lives for one sync or
+        one request's op, and audiences are created by hand, not within seconds."""
+        if self._audience_list is None:
+            self._audience_list = self._read_audiences()
+        return self._audience_list
+
+    def _read_audiences(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         offset = 0
         while True:

@@ -295,6 +295,9 @@ class NetvisorConnector(ConnectorBase):
                                # "Send one message at a time and wait for a response."
                                limiter=limiter if limiter is not None else SerialLimiter())
         self._today = today
+        # Customers as `find` read them: one op finds and then exports within seconds,
+        # so the export reuses these reads. Erasure and opt-out read afresh: they write.
+        self._found: dict[str, Customer] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
@@ -444,6 +447,7 @@ class NetvisorConnector(ConnectorBase):
         refs: list[RecordRef] = []
         for batch in self._customers(keys):
             for c in batch:
+                self._found[c.key] = c
                 if matches(c.emails, c.phones, emails, phones):
                     refs.append(RecordRef(SYSTEM, "customer", c.key,
                                           label=f"Netvisor customer {c.key}"))
@@ -459,9 +463,9 @@ class NetvisorConnector(ConnectorBase):
         whole, contacts_only = _split(refs)
         sections: list[ExportSection] = []
         missing = 0
-        customers: dict[str, Customer] = {}
         keys = list(dict.fromkeys([*whole, *contacts_only]))
-        for batch in self._customers(keys):
+        customers = {k: self._found[k] for k in keys if k in self._found}
+        for batch in self._customers([k for k in keys if k not in customers]):
             customers.update((c.key, c) for c in batch)
         for key in whole:
             c = customers.get(key)

@@ -74,13 +74,15 @@ def test_find_every_audience(mc, mc_vendor):
     assert mc.find([email("nobody.here@example.fi")]) == []
 
 
-def test_export_member_tags_notes_activity_events(mc):
+def test_export_member_tags_notes_activity_events(mc, mc_vendor):
     refs = mc.find([email(AINO)])
     export = mc.export(refs)
     subscriber = [s for s in export.sections if s.label.endswith(": subscriber")]
     assert subscriber and subscriber[0].items[0]["email_address"].lower() == AINO
     labels = {s.label.split(": ", 1)[1] for s in export.sections}
     assert {"subscriber", "tags", "notes", "recent activity", "events"} <= labels
+    lists = sum(c["count"] for c in mc_vendor.calls()["calls"] if c["route"] == "/3.0/lists")
+    assert lists == 1  # the audiences are read once for find and export together
 
 
 def test_erase_permanently_in_every_audience(mc, mc_vendor):

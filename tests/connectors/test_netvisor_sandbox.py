@@ -100,6 +100,17 @@ def test_find_and_export_aino(nv, nv_vendor):
     assert len(invoices[0].items) == len(nv_vendor.record("customer", key)["invoices"]) > 0
 
 
+def test_export_reuses_what_find_read(nv, nv_vendor):
+    def reads() -> int:
+        return sum(c["count"] for c in nv_vendor.calls()["calls"]
+                   if c["route"].startswith("/getcustomer"))
+
+    refs = nv.find([email(AINO)])
+    before = reads()
+    assert nv.export(refs).sections[0].items
+    assert reads() == before  # the customer find read seconds ago is not read again
+
+
 def test_eeva_without_invoices_is_deleted(nv, nv_vendor):
     ref = customer_of(nv, EEVA)
     assert nv_vendor.record("customer", ref.record_id)["invoices"] == []
