@@ -32,9 +32,10 @@ Runs use the multiprocess executor with the `forkserver` start method preloading
 `pipelines.definitions` and the connectors. `spawn` (Dagster's default, what `hub request
 run` does) re-imports Dagster and the hub in every op process, about 3 s of CPU each,
 six per run, which on a 2-core machine would measure Python imports, not the fan-out
-(`--start-method spawn` measures it anyway). Ops per run at a time: Dagster's default
-(the CPU count), as the job ships, unless `--max-concurrent`; the single requests are
-also run with one process per system when the default is fewer.
+(`--start-method spawn` measures it anyway). Ops per run at a time: as the job ships
+(one process per system), unless `--max-concurrent`; on a machine with fewer cores than
+systems the single requests are also run with Dagster's default of one per core, to
+show what that default would cost.
 
 Pools: the repository's dagster.yaml gives every vendor one slot (`default_limit: 1`).
 `--pools` raises a pool to what the vendor's API allows; the default raises only
@@ -370,7 +371,7 @@ class Bench:
             for subject in subjects:
                 ledger.verify(session, subject.request_id, actor="bench")
 
-    def run_one(self, subject: Subject, max_concurrent: int) -> RunFacts:
+    def run_one(self, subject: Subject, max_concurrent: int | None) -> RunFacts:
         """One run in this process (the single requests)."""
         facts = RunFacts(subject.request_id, subject.kind)
         executor = executor_config(self.args.start_method, max_concurrent)
@@ -504,12 +505,13 @@ class Bench:
 # ------------------------------------------------------------------ running the job
 
 
-def executor_config(start_method: str, max_concurrent: int) -> dict[str, Any]:
-    """The multiprocess executor's config; max_concurrent 0 keeps Dagster's default."""
+def executor_config(start_method: str, max_concurrent: int | None) -> dict[str, Any]:
+    """The job's executor config; max_concurrent None keeps the job's own default (one
+    process per system), 0 is Dagster's (one per core)."""
     start: dict[str, Any] = ({"forkserver": {"preload_modules": list(PRELOAD)}}
                              if start_method == "forkserver" else {"spawn": {}})
     config: dict[str, Any] = {"start_method": start}
-    if max_concurrent:
+    if max_concurrent is not None:
         config["max_concurrent"] = max_concurrent
     return config
 
@@ -522,7 +524,7 @@ def run_config(request_id: str, kind: str, executor: dict[str, Any]
     request = run_request_for(request_id, kind)
     config = {
         **request.run_config,
-        "execution": {"config": {"multiprocess": executor}},
+        "execution": {"config": executor},
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
     }
     return config, dict(request.tags)
@@ -858,14 +860,14 @@ def main() -> None:
                         help="pool limits over dagster.yaml's default 1, e.g. mailchimp=10")
     parser.add_argument("--start-method", choices=("forkserver", "spawn"),
                         default="forkserver")
-    parser.add_argument("--max-concurrent", type=int, default=0,
-                        help="ops at a time within a run; 0 = Dagster's default (CPU count), "
-                             "as the job ships")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="ops at a time within a run; default: as the job ships (one "
+                             "process per system); 0 = Dagster's default (one per core)")
     args = parser.parse_args()
-    # The single runs: as configured, and (when that is fewer) one process per system.
-    settings = [args.max_concurrent]
-    if (args.max_concurrent or os.cpu_count() or 1) < len(SYSTEMS):
-        settings.append(len(SYSTEMS))
+    # The single runs: as configured, and on a small machine with Dagster's per-core default.
+    settings: list[int | None] = [args.max_concurrent]
+    if args.max_concurrent is None and (os.cpu_count() or 1) < len(SYSTEMS):
+        settings.append(0)
     if args.people < args.requests + 3 * len(settings) + 4:
         raise SystemExit("--people is too small for that many --requests")
 
@@ -911,7 +913,9 @@ def main() -> None:
                   + (" preloading pipelines.definitions and the connectors"
                      if args.start_method == "forkserver"
                      else "")
-                  + f", ops per run at a time: {args.max_concurrent or 'CPU count (default)'}")
+                  + ", ops per run at a time: "
+                  + ("one per system (as the job ships)" if args.max_concurrent is None
+                     else str(args.max_concurrent or f"one per core ({os.cpu_count()})")))
             for system, n in pools.items():
                 if n > 1:
                     print(f"  pool {system} raised to {n}: {VENDOR_POOL_NOTES[system]}")
@@ -935,9 +939,10 @@ def main() -> None:
                     diff = sandbox_calls(bench.urls)
                     bench.collect([subject], [facts])
                     rows.append((facts, diff))
-                label = (f"max_concurrent {max_concurrent}" if max_concurrent else
-                         f"max_concurrent as shipped (Dagster's default: CPU count = "
-                         f"{os.cpu_count()})")
+                label = ("one op process per system, as the job ships"
+                         if max_concurrent is None else
+                         f"max_concurrent {max_concurrent}" if max_concurrent else
+                         f"Dagster's default of one op process per core ({os.cpu_count()})")
                 single_sets.append((label, rows))
                 print_single(label, rows, calls=i == 0)
 
