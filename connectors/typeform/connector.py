@@ -128,6 +128,7 @@ class TypeformConnector(ConnectorBase):
         self._sleep = sleep
         self.page_size = max(1, min(page_size, RESPONSES_PAGE_SIZE))
         self._account: str | None = None
+        self._form_list: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
@@ -167,7 +168,14 @@ class TypeformConnector(ConnectorBase):
             raise BadResponse(SYSTEM, f"GET {_shape(path)}: 'items' is not a list of objects")
         return items
 
-    def _forms(self) -> Iterator[dict[str, Any]]:
+    def _forms(self) -> list[dict[str, Any]]:
+        """Every form, read once per connector: a connector lives for one sync or one
+        request's op, and forms are made by hand, not within seconds."""
+        if self._form_list is None:
+            self._form_list = list(self._read_forms())
+        return self._form_list
+
+    def _read_forms(self) -> Iterator[dict[str, Any]]:
         page = 1
         while True:
             body = self._get("/forms", {"page": page, "page_size": FORMS_PAGE_SIZE})

@@ -102,6 +102,8 @@ def test_erase_runs_rtbf_and_the_responses_are_gone(tf, tf_vendor):
     for job in outcome.evidence["rtbf_jobs"]:
         assert tf_vendor.record("job", job)["state"] == "Done"
     assert active(tf_vendor, MIKKO) == mikko_before  # nobody else touched
+    forms_listed = sum(c["count"] for c in tf_vendor.calls()["calls"] if c["route"] == "/forms")
+    assert forms_listed == 1  # one list of forms serves the lookup and the read-back
     again = tf.erase(refs, POLICY)  # idempotent: a second run finds nothing to do
     assert {r.action for r in again.records} == {Action.NOT_FOUND}
     assert tf.find([email(AINO)]) == []
