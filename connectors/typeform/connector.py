@@ -129,6 +129,9 @@ class TypeformConnector(ConnectorBase):
         self.page_size = max(1, min(page_size, RESPONSES_PAGE_SIZE))
         self._account: str | None = None
         self._form_list: list[dict[str, Any]] | None = None
+        # Responses as `find` read them, by record id: an access export in the same op
+        # reuses them (erasure reads afresh before it deletes).
+        self._found: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
@@ -303,6 +306,7 @@ class TypeformConnector(ConnectorBase):
                             if _holds(item, emails, phones):
                                 ref = _ref(form_id, form.get("title"), item)
                                 refs.setdefault(ref.record_id, ref)
+                                self._found[ref.record_id] = item
             except NotFound:
                 continue
         return list(refs.values())
@@ -314,7 +318,10 @@ class TypeformConnector(ConnectorBase):
         for form_id, tokens in _by_form(refs).items():
             try:
                 definition = self._get(f"/forms/{form_id}")
-                items = self._fetch(form_id, tokens)
+                items = [self._found[f"{form_id}:{t}"] for t in dict.fromkeys(tokens)
+                         if f"{form_id}:{t}" in self._found]
+                items += self._fetch(form_id, [t for t in tokens
+                                               if f"{form_id}:{t}" not in self._found])
             except NotFound:
                 missing += len(tokens)
                 continue

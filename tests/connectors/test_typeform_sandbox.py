@@ -81,8 +81,15 @@ def test_find_and_export(tf, tf_vendor):
     expected = {r["id"] for r in active(tf_vendor, AINO)}
     assert {r.record_id.split(":", 1)[1] for r in refs} >= expected
     assert expected
+
+    def response_reads() -> int:
+        return sum(c["count"] for c in tf_vendor.calls()["calls"]
+                   if c["route"] == "/forms/{form_id}/responses")
+
+    before = response_reads()
     export = tf.export(refs)
     assert sum(len(s.items) for s in export.sections) == len(refs)
+    assert response_reads() == before  # the responses the lookup read are exported as read
     answers = [a for s in export.sections for item in s.items for a in item["answers"]]
     assert all(a["question"] for a in answers)
 
