@@ -46,7 +46,6 @@ from hub.policy import EraseMode, SystemPolicy
 SYSTEM = "mailchimp"
 PAGE = 1000
 LOOKBACK = timedelta(seconds=1)
-MEMBER_FIELDS = ["id", "email_address", "status", "list_id", "full_name"]
 
 
 class MailchimpSettings(BaseSettings):
@@ -76,6 +75,9 @@ class MailchimpConnector(ConnectorBase):
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
                                 limiter=limiter)
         self._audience_list: list[dict[str, Any]] | None = None
+        # Members as `find` read them, whole: an access export in the same op reuses
+        # them (erasure and opt-out read afresh: they write).
+        self._found: dict[tuple[str, str], dict[str, Any]] = {}
 
     @classmethod
     def from_env(cls, *, client: Any = None, **kwargs: Any) -> MailchimpConnector:
@@ -176,9 +178,10 @@ class MailchimpConnector(ConnectorBase):
         for audience in self._audiences():
             for email in sorted(emails):
                 member = self._member(audience["id"], subscriber_hash(email),
-                                      fields=MEMBER_FIELDS)
+                                      exclude_fields=["_links"])
                 if member is None:
                     continue
+                self._found[(audience["id"], str(member.get("id")))] = member
                 refs.append(RecordRef(SYSTEM, "member", str(member.get("id")),
                                       container=audience["id"],
                                       label=f"member of audience {audience['id']}"))
@@ -190,7 +193,8 @@ class MailchimpConnector(ConnectorBase):
         missing = 0
         for ref in _members(refs):
             lid, mh = ref.container or "", ref.record_id
-            member = self._member(lid, mh, exclude_fields=["_links"])
+            member = self._found.get((lid, mh)) or self._member(lid, mh,
+                                                                exclude_fields=["_links"])
             if member is None:
                 missing += 1
                 continue
