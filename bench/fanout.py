@@ -59,10 +59,12 @@ in every system). E = the subject's e-mails, P = phones (E.164), F = Typeform fo
   it must change. Erasure, per person: 5 lists (deals, archived deals, notes, leads,
   mail messages) + one write per deal unlinked, note and lead deleted + DELETE person +
   read-backs: the person, and each of the deal, note and lead lists written to.
-- Mailchimp. Lookup: E (`search-members` searches every audience at once and returns
-  whole members, tags and status included). Access, per member: notes, activity,
-  events (3). Opt-out, per member that must change: PATCH + read-back. Erasure, per
-  member: delete-permanent + read-back.
+- Mailchimp. Lookup: 1 audience list + A x E member reads by subscriber hash (A =
+  audiences), each whole. `search-members` would find every audience in E calls, but it
+  reads a search index that users have seen miss exact e-mails, and a lookup before an
+  erasure must not miss anyone, so the exact read is the minimum here. Access, per
+  member: tags, notes, activity, events (4). Opt-out, per member that must change: PATCH
+  + read-back. Erasure, per member: delete-permanent + read-back.
 - Typeform. Lookup: 1 form list + F x (E + P) response queries (no cross-form search).
   Access, per form with hits: its definition (question titles; the responses came with
   the query). Opt-out: nothing (no consent to withdraw). Erasure, per form with hits:
@@ -259,6 +261,7 @@ class Bench:
         self.instance: Any = None
         self.store: Any = None
         self.forms = 0
+        self.audiences = 0
         self.coordinator_cpu = 0.0
 
     def _database(self) -> str:
@@ -330,6 +333,13 @@ class Bench:
         if not result.success:
             raise SystemExit("the reconciliation failed; see the errors above")
         return time.perf_counter() - start
+
+    def count_audiences(self) -> int:
+        response = httpx.get(f"{os.environ['MAILCHIMP_BASE_URL']}/lists",
+                             params={"count": 1000, "fields": "total_items"},
+                             auth=("bench", os.environ["MAILCHIMP_API_KEY"]), timeout=30)
+        response.raise_for_status()
+        return int(response.json()["total_items"])
 
     def count_forms(self) -> int:
         headers = {"authorization": f"Bearer {os.environ['TYPEFORM_TOKEN']}"}
@@ -617,13 +627,14 @@ def min_pipedrive(bench: Bench, kind: str, e: int, p: int, records: list[dict]) 
 
 def min_mailchimp(bench: Bench, kind: str, e: int, p: int, records: list[dict]) -> int:
     members = _recs(records, "member")
+    lookup = 1 + bench.audiences * e if e else 0
     if kind == "access":
-        return e + 3 * len(_recs(records, "member", "exported"))
+        return lookup + 4 * len(_recs(records, "member", "exported"))
     if kind == "opt_out":
         changed = [m for m in members if m.get("action") == "unsubscribed"
                    and m.get("status_code")]
-        return e + 2 * len(changed)
-    return e + 2 * len(_recs(records, "member", "permanently_deleted", "deleted"))
+        return lookup + 2 * len(changed)
+    return lookup + 2 * len(_recs(records, "member", "permanently_deleted", "deleted"))
 
 
 def min_typeform(bench: Bench, kind: str, e: int, p: int, records: list[dict]) -> int:
@@ -905,8 +916,10 @@ def main() -> None:
             bench.open()
             secs = bench.reconcile()
             bench.forms = bench.count_forms()
+            bench.audiences = bench.count_audiences()
             print(f"hub: {bench.db_label()}; reconciliation (4 syncs + person_index, in "
-                  f"process, no added latency) {secs:.1f}s; Typeform forms: {bench.forms}")
+                  f"process, no added latency) {secs:.1f}s; Typeform forms: {bench.forms}, "
+                  f"Mailchimp audiences: {bench.audiences}")
             print("dagster: temporary instance with the repository's dagster.yaml; pools "
                   + ", ".join(f"{s} {n}" for s, n in pools.items())
                   + f"; multiprocess executor, start method {args.start_method}"
