@@ -397,7 +397,7 @@ class Bench:
         results: Any = ctx.Queue()
         executor = executor_config(self.args.start_method, self.args.max_concurrent)
         # Not daemonic: a worker's runs start op processes of their own.
-        workers = [ctx.Process(target=worker_main, args=(jobs, results, executor),
+        workers = [ctx.Process(target=worker_main, args=(jobs, results, executor, os.getpid()),
                                name=f"fanout-worker-{i}")
                    for i in range(self.args.in_flight)]
         for worker in workers:
@@ -567,7 +567,7 @@ def warm_forkserver() -> None:
     child.join()
 
 
-def worker_main(jobs: Any, results: Any, executor: dict[str, Any]) -> None:
+def worker_main(jobs: Any, results: Any, executor: dict[str, Any], parent: int) -> None:
     """A batch worker: one run at a time, requests taken from the shared queue.
 
     Processes, not threads: Dagster configures Python logging while it sets a run up
@@ -586,7 +586,8 @@ def worker_main(jobs: Any, results: Any, executor: dict[str, Any]) -> None:
         return
     results.put(("ready",))
     try:
-        while (item := jobs.get()) is not None:
+        # Requests already queued are not run once the benchmark itself has gone.
+        while os.getppid() == parent and (item := jobs.get()) is not None:
             request_id, kind = item
             results.put(("done", request_id, *execute_request(instance, request_id, kind,
                                                               executor)))
