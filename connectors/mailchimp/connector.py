@@ -76,7 +76,7 @@ class MailchimpConnector(ConnectorBase):
                                 limiter=limiter)
         self._audience_list: list[dict[str, Any]] | None = None
         # Members as `find` read them, whole: an access export in the same op reuses
-        # them (erasure and opt-out read afresh: they write).
+        # them. Erasure and opt-out read afresh and drop them: they write.
         self._found: dict[tuple[str, str], dict[str, Any]] = {}
 
     @classmethod
@@ -221,6 +221,7 @@ class MailchimpConnector(ConnectorBase):
                                 "not_found": missing, "api_calls": self.api_calls})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        self._found.clear()
         archive = policy.erase == EraseMode.DELETE
         results: list[RecordOutcome] = []
         verified = True
@@ -269,6 +270,7 @@ class MailchimpConnector(ConnectorBase):
                              status_code=204, vendor_request_id=self.api.last_request_id)
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
+        self._found.clear()
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):

@@ -296,7 +296,8 @@ class NetvisorConnector(ConnectorBase):
                                limiter=limiter if limiter is not None else SerialLimiter())
         self._today = today
         # Customers as `find` read them: one op finds and then exports within seconds,
-        # so the export reuses these reads. Erasure and opt-out read afresh: they write.
+        # so the export reuses these reads. Erasure and opt-out read afresh and drop
+        # them: they write.
         self._found: dict[str, Customer] = {}
 
     @classmethod
@@ -496,6 +497,7 @@ class NetvisorConnector(ConnectorBase):
                                 "customers": len(whole)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        self._found.clear()
         start = self.api_calls
         whole, contacts_only = _split(refs)
         by_id = {r.record_id: r for r in refs if r.system == SYSTEM}
@@ -528,6 +530,7 @@ class NetvisorConnector(ConnectorBase):
                        at=now_utc())
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
+        self._found.clear()
         start = self.api_calls
         whole, contacts_only = _split(refs)
         keys = list(dict.fromkeys([*whole, *contacts_only]))

@@ -130,7 +130,7 @@ class TypeformConnector(ConnectorBase):
         self._account: str | None = None
         self._form_list: list[dict[str, Any]] | None = None
         # Responses as `find` read them, by record id: an access export in the same op
-        # reuses them (erasure reads afresh before it deletes).
+        # reuses them. Erasure reads afresh and drops them: it deletes.
         self._found: dict[str, dict[str, Any]] = {}
 
     @classmethod
@@ -344,6 +344,7 @@ class TypeformConnector(ConnectorBase):
 
         Typeform cannot edit a response, so every erase mode means deletion here.
         """
+        self._found.clear()
         start = self.api_calls
         by_form = _by_form(refs)
         present: dict[str, dict[str, Any]] = {}

@@ -97,6 +97,8 @@ def test_erase_permanently_in_every_audience(mc, mc_vendor):
         rec = mc_vendor.record("member", f"{ref.container}:{ref.record_id}")
         assert rec is None or rec["status"] == "deleted_permanently"
     assert members_at_vendor(mc_vendor, MIKKO) == {}
+    # what the lookup read before the erasure is not exported after it
+    assert mc.export(refs).evidence["not_found"] == len(refs)
     again = mc.erase(refs, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
     assert again.verified and {r.action for r in again.records} == {Action.NOT_FOUND}
     assert mc.find([email(MIKKO)]) == []
