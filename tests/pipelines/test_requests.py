@@ -148,3 +148,34 @@ def test_a_missing_secret_fails_its_task_with_a_clear_message(indexed, vendors, 
     assert "NETVISOR_CUSTOMER_KEY" in failed.error
     assert {tasks(indexed, rid)[s].state for s in ("pipedrive", "mailchimp", "typeform")} == {
         "done"}
+
+
+def test_every_request_kind_completes_under_vendor_faults(indexed, vendors, resources):
+    """5xx, 429 and dropped connections at every vendor: the retries absorb them, every
+    system answers (rule 1) and what was done is done once (rule 8)."""
+    faults = {"error_rate": 0.1, "rate_limit_rate": 0.05, "drop_rate": 0.05, "seed": 7}
+    people = {RequestKind.ACCESS: "eeva.makela@example.fi",
+              RequestKind.OPT_OUT: "mikko.hakkinen@example.fi",
+              RequestKind.ERASURE: "aino.virtanen@example.fi"}
+    for url in vendors.urls.values():
+        httpx.put(f"{url}/__sandbox/faults", json=faults, timeout=10).raise_for_status()
+    try:
+        ids = {kind: file_request(indexed, kind, email) for kind, email in people.items()}
+        results = {kind: run(rid, resources).success for kind, rid in ids.items()}
+        injected = sum(c["count"] for url in vendors.urls.values()
+                       for c in httpx.get(f"{url}/__sandbox/calls", timeout=10).json()["calls"]
+                       if c["status"] in (0, 429, 500, 503))
+    finally:
+        for url in vendors.urls.values():
+            httpx.put(f"{url}/__sandbox/faults", json={"error_rate": 0, "rate_limit_rate": 0,
+                                                      "drop_rate": 0}, timeout=10)
+    assert injected >= 5  # the faults did happen
+    assert results == dict.fromkeys(people, True)
+    for kind, rid in ids.items():
+        states = {s: t.state for s, t in tasks(indexed, rid).items()}
+        assert set(states) == {"pipedrive", "mailchimp", "typeform", "netvisor"}
+        assert "failed" not in states.values() and "running" not in states.values(), kind
+    assert tasks(indexed, ids[RequestKind.ERASURE])["netvisor"].state == "retained"
+    assert at_vendor(vendors, "mailchimp", people[RequestKind.ERASURE]) == []
+    members = at_vendor(vendors, "mailchimp", people[RequestKind.OPT_OUT])
+    assert members and all(r["state"] == "unsubscribed" for r in members)
