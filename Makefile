@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m hub.demo
+	$(BIN)/python -m demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ def test_the_demo_runs_every_request_kind_and_proves_it_at_the_vendors(tmp_path:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HUB_", "DAGSTER_", "PIPEDRIVE_", "MAILCHIMP_", "TYPEFORM_",
                                 "NETVISOR_"))}
-    done = subprocess.run([sys.executable, "-m", "hub.demo"], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "demo"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr[-3000:]

@@ -1,6 +1,6 @@
 """`make demo`: the hub's main job, end to end, against the emulated vendors.
 
-Like hub/cli.py this is a shell on top of every layer (DESIGN.md, Layers): it starts
+A shell on top of every layer, like hub/cli.py (DESIGN.md, Layers): it starts
 the sandbox in child processes, runs the nightly reconciliation and three subject
 requests through a real Dagster instance with the multiprocess executor, and then
 reads back from the vendors, not from the hub's own books, that each request took
