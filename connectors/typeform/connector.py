@@ -318,10 +318,9 @@ class TypeformConnector(ConnectorBase):
         for form_id, tokens in _by_form(refs).items():
             try:
                 definition = self._get(f"/forms/{form_id}")
-                items = [self._found[f"{form_id}:{t}"] for t in dict.fromkeys(tokens)
-                         if f"{form_id}:{t}" in self._found]
-                items += self._fetch(form_id, [t for t in tokens
-                                               if f"{form_id}:{t}" not in self._found])
+                read = {t: self._found.get(f"{form_id}:{t}") for t in tokens}
+                items = [i for i in read.values() if i is not None]
+                items += self._fetch(form_id, [t for t, i in read.items() if i is None])
             except NotFound:
                 missing += len(tokens)
                 continue
