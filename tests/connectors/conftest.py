@@ -79,6 +79,12 @@ class VendorInspector:
     def calls(self) -> dict[str, Any]:
         return self.http.get("/__sandbox/calls").json()
 
+    def count(self, route: str, *, method: str = "GET", status: int | None = None) -> int:
+        """Calls so far to one route template (e.g. ``/forms``), any status unless given."""
+        return sum(c["count"] for c in self.calls()["calls"]
+                   if c["route"] == route and c["method"] == method
+                   and (status is None or c["status"] == status))
+
     def settings(self, **values: Any) -> None:
         self.http.put("/__sandbox/settings", json=values).raise_for_status()
 

@@ -130,7 +130,7 @@ def test_erase_removes_person_notes_leads_and_unlinks_deals(pd, pd_vendor):
     assert pd.find([ident("email", AINO)]) == []
 
 
-def test_erase_unlinks_archived_deals_too(pd, pd_vendor, sandbox_env):
+def test_erase_unlinks_archived_deals_too(pd, pd_vendor):
     refs = pd.find([ident("email", AINO)])
     deal = next(s for s in pd.export(refs).sections if s.label == "Deals").items[0]
     pd.http.request("PATCH", f"/api/v2/deals/{deal['id']}", json={"is_archived": True})
