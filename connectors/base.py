@@ -16,7 +16,7 @@ treats every system alike through this protocol:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -26,6 +26,7 @@ from hub.domain import (
     Identifier,
     IdentifierKind,
     Outcome,
+    RecordOutcome,
     RecordRef,
     SyncPage,
 )
@@ -60,10 +61,27 @@ class Connector(Protocol):
                  tb: TracebackType | None) -> None: ...
 
 
+def _no_journal(outcome: RecordOutcome) -> None:
+    return None
+
+
 class ConnectorBase:
-    """Context-manager plumbing shared by the implementations."""
+    """Context-manager plumbing shared by the implementations, and the action journal.
+
+    ``journal`` is called with each action on a vendor record the moment the vendor
+    confirmed it, before the next one is taken (DESIGN.md rule 3). The hub writes it
+    to its database, so a retry after a lost write or a killed process resumes from
+    what was done instead of finding nothing and concluding "not found". A journal
+    that raises stops the connector before its next action.
+    """
 
     system: str = ""
+    journal: Callable[[RecordOutcome], None] = staticmethod(_no_journal)
+
+    def done(self, outcome: RecordOutcome) -> RecordOutcome:
+        """Journal an action the vendor confirmed; return it for the outcome list."""
+        self.journal(outcome)
+        return outcome
 
     def close(self) -> None:  # pragma: no cover - overridden
         pass

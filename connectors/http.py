@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+import pydantic
 import tenacity
 
 from connectors.errors import (
@@ -47,6 +48,7 @@ from connectors.errors import (
 )
 
 T = TypeVar("T")
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=30.0)
 REQUEST_ID_HEADERS = ("x-request-id", "x-correlation-id", "request-id", "x-amzn-requestid",
@@ -522,18 +524,24 @@ class HttpClient:
         return policy.run(lambda: self._send_once(method, url, limiter, kwargs))
 
     def json(self, method: str, url: str, *, retry: RetryPolicy | None = None,
-             **kwargs: Any) -> Any:
-        """``request`` and parse the JSON body; garbage becomes BadResponse.
+             parse: type[M] | None = None, **kwargs: Any) -> Any:
+        """``request``, parse the JSON body and, with ``parse``, validate its shape.
 
-        For reads (GET/HEAD) a garbage body (a truncated answer, a proxy's HTML
-        page) is retried like a 5xx; a write is never repeated for it."""
+        The one parse path: garbage (a truncated answer, a proxy's HTML page) and a
+        body that is JSON but not what the connector reads (``{}``, a list where an
+        object belongs) both become BadResponse, never "nothing here". For reads
+        (GET/HEAD) either is retried like a 5xx; a write is never repeated for it."""
         policy = retry or self.retry
         safe = method.upper() in ("GET", "HEAD")
 
         def once() -> Any:
             response = self.request(method, url, retry=NO_RETRY, **kwargs)
             try:
-                return parse_json(self.system, response, self.request_id_headers)
+                body = parse_json(self.system, response, self.request_id_headers)
+                if parse is None:
+                    return body
+                return validate(self.system, parse, body, response=response,
+                                request_id_headers=self.request_id_headers)
             except BadResponse as exc:
                 exc.retryable = safe
                 raise
@@ -542,6 +550,28 @@ class HttpClient:
 
     def close(self) -> None:
         self.client.close()
+
+
+def validate(system: str, model: type[M], body: Any, *,
+             response: httpx.Response | None = None,
+             request_id_headers: tuple[str, ...] = ()) -> M:
+    """``body`` as the vendor model ``model``, or BadResponse naming what was wrong.
+
+    The models (``connectors/<vendor>/models.py``) declare what each connector
+    reads from each answer; a body without it is a vendor protocol error. The
+    message names the field and the kind of problem, never the value.
+    """
+    try:
+        return model.model_validate(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadResponse(
+            system, f"unexpected response shape for {model.__name__}: {where}: {first['type']}",
+            status_code=response.status_code if response is not None else None,
+            vendor_request_id=(request_id(response.headers, request_id_headers)
+                               if response is not None else None),
+        ) from None
 
 
 def parse_json(system: str, response: httpx.Response,

@@ -57,6 +57,21 @@ class SourceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """What a vendor record itself says about whose it is, as read live by ``find``.
+
+    The hub decides from these whether a record belongs to the subject or is only a
+    candidate (DESIGN.md rule 9): a phone shared with a colleague, an info@ address.
+    Values are as the vendor wrote them; the hub normalises. Never stored, never
+    put into evidence.
+    """
+
+    name: str | None = None
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RecordRef:
     """A pointer to a record found live in a system during a request.
 
@@ -70,6 +85,8 @@ class RecordRef:
     record_id: str
     container: str | None = None
     label: str | None = None
+    facts: RecordFacts | None = field(default=None, compare=False, repr=False)
+    """Filled by ``find``; not part of the record's identity (equality, hashing)."""
 
 
 class Action(StrEnum):
