@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from hub import linking
 from hub.domain import Identifier, IdentifierKind, SourceRecord
 from hub.identity import (
     identifiers_of,
@@ -376,7 +377,7 @@ def _exec(session: Session, sql: str) -> int:
 
 
 def _drop_temp(session: Session) -> None:
-    for table in ("cl_scope", "cl_ident", "cl_map"):
+    for table in ("cl_scope", "cl_ident", "cl_map", "cl_suspect"):
         _exec(session, f"DROP TABLE IF EXISTS {table}")
 
 
@@ -407,6 +408,7 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
         if not changed:
             break
 
+    _split_disagreeing(session)
     groups = session.connection().exec_driver_sql(
         "SELECT label, old_person, COUNT(*) FROM cl_scope GROUP BY label, old_person"
     ).all()
@@ -429,6 +431,48 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
     _drop_temp(session)
     _write_persons(session, sizes, old_persons, lineage, now, stats)
     return stats
+
+
+# Label propagation links through every identifier. A component whose records all
+# carry one name (or none) and at most one e-mail is one person under the linking
+# rule as it stands; only the others (a shared phone, an info@ address, a person
+# with two addresses) are re-partitioned by hub.linking, in Python, one at a time.
+_SUSPECTS = """
+CREATE TEMP TABLE cl_suspect AS
+SELECT s.label AS label FROM cl_scope s CROSS JOIN source_records sr
+WHERE sr.pk = s.pk GROUP BY s.label HAVING COUNT(DISTINCT sr.name_key) > 1
+UNION
+SELECT s.label FROM cl_scope s CROSS JOIN record_identifiers ri
+WHERE ri.record_pk = s.pk AND ri.kind = 'email' GROUP BY s.label
+HAVING COUNT(DISTINCT ri.value) > 1"""
+_SUSPECT_RECORDS = f"""
+SELECT s.label, sr.pk, sr.display_name, ri.kind, ri.value
+FROM cl_suspect x CROSS JOIN cl_scope s CROSS JOIN source_records sr
+LEFT JOIN record_identifiers ri ON ri.record_pk = sr.pk AND ri.kind IN {_KINDS_SQL}
+WHERE s.label = x.label AND sr.pk = s.pk ORDER BY s.label, sr.pk"""
+_RELABEL = "UPDATE cl_scope SET label = {mark} WHERE pk = {mark}"
+
+
+def _split_disagreeing(session: Session) -> int:
+    """Re-partition components that hold disagreeing records by the linking rule."""
+    _exec(session, _SUSPECTS)
+    rows = session.connection().exec_driver_sql(_SUSPECT_RECORDS).all()
+    _exec(session, "DROP TABLE cl_suspect")
+    by_label: dict[int, dict[int, tuple[str | None, set[str], set[str]]]] = defaultdict(dict)
+    for label, pk, name, kind, value in rows:
+        _, emails, phones = by_label[label].setdefault(pk, (name, set(), set()))
+        if kind == IdentifierKind.EMAIL.value:
+            emails.add(value)
+        elif kind == IdentifierKind.PHONE.value:
+            phones.add(value)
+    moves: list[tuple[int, int]] = []
+    for label, records in by_label.items():
+        people = linking.resolve([
+            linking.Holder(pk, linking.name_words(name), frozenset(e), frozenset(p))
+            for pk, (name, e, p) in records.items()])
+        moves.extend((new, pk) for pk, new in people.items() if new != label)
+    _executemany(session, None, _RELABEL, (), moves)
+    return len(moves)
 
 
 def _assign_ids(groups: Sequence[tuple[int, str | None, int]]

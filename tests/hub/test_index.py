@@ -111,9 +111,12 @@ def test_mark_gone_and_revive(store):
 
 def test_transitive_clustering_and_format_variants(store):
     sync(store, "pipedrive", [rec("pipedrive", "A", ["Aino.Virtanen@Example.FI"])])
+    # B and C hold different addresses joined only by a phone: the same name on both
+    # says it is one human (hub.linking, rule 2); without names they stay apart.
     sync(store, "mailchimp", [rec("mailchimp", "B", ["aino.virtanen@example.fi"],
-                                  ["+358 40 1234567"])])
-    sync(store, "netvisor", [rec("netvisor", "C", ["laskutus@yritys.fi"], ["040 123 4567"])])
+                                  ["+358 40 1234567"], name="Aino Virtanen")])
+    sync(store, "netvisor", [rec("netvisor", "C", ["laskutus@yritys.fi"], ["040 123 4567"],
+                                 name="Virtanen Aino")])
     sync(store, "typeform", [rec("typeform", "D", ["other@example.fi"], ["+358401234568"])])
     stats = recluster(store)
     assert stats.persons == 2
@@ -167,16 +170,17 @@ def lineage(store):
 
 
 def test_merge_keeps_the_larger_id_and_records_lineage(store):
-    sync(store, "pipedrive", [rec("pipedrive", "1", ["big@example.fi"]),
+    # One human with two addresses (the same name on both), joined later by a phone.
+    sync(store, "pipedrive", [rec("pipedrive", "1", ["big@example.fi"], name="Iso Ihminen"),
                               rec("pipedrive", "2", ["big@example.fi"]),
                               rec("pipedrive", "3", ["big@example.fi"], ["040 111 2222"])])
-    sync(store, "mailchimp", [rec("mailchimp", "m1", ["small@example.fi"])])
+    sync(store, "mailchimp", [rec("mailchimp", "m1", ["small@example.fi"], name="Iso Ihminen")])
     recluster(store)
     big, small = person(store, "pipedrive", "1"), person(store, "mailchimp", "m1")
     assert big != small
     # The small person's record gains the big person's phone: one person now.
     stats = sync(store, "mailchimp", [rec("mailchimp", "m1", ["small@example.fi"],
-                                          ["+358401112222"])])
+                                          ["+358401112222"], name="Iso Ihminen")])
     assert stats.changed == 1
     stats = recluster(store)
     assert stats.merges == 1 and stats.retired == 1
