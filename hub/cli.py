@@ -20,12 +20,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from hub import audit, index, ledger, outcomes, suppression
+from hub import audit, index, ledger, outcomes, review, suppression
 from hub.db import DatabaseUnavailable
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
-from hub.ledger import LedgerError, RequestKind
+from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.policy import PolicyError
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
@@ -42,7 +42,9 @@ request_app = typer.Typer(help="Subject requests: access, erasure, opt-out.",
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 person_app = typer.Typer(help="The person index.", no_args_is_help=True)
+task_app = typer.Typer(help="A request's task in one system.", no_args_is_help=True)
 app.add_typer(request_app, name="request")
+app.add_typer(task_app, name="task")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(person_app, name="person")
@@ -258,6 +260,8 @@ def request_run(request_id: str) -> None:
     with store() as opened, opened.session() as session:
         row = ledger.get_request(session, request_id)
         kind = row.kind
+        if RequestState(row.state) == RequestState.AWAITING_REVIEW:
+            raise LedgerError(_waiting_for(session, row.id))
     ensure_dagster_home(settings.home)
     typer.echo(f"running {request_id} ({kind}) on {os.environ['DAGSTER_HOME']} ...")
     with DagsterInstance.get() as instance:
@@ -266,9 +270,100 @@ def request_run(request_id: str) -> None:
         row = ledger.get_request(session, request_id)
         typer.echo(outcomes.text_table(ledger.tasks_of(session, request_id)))
         typer.echo(f"request {row.id} is {row.state} (Dagster run {result.run_id})")
+        if RequestState(row.state) == RequestState.AWAITING_REVIEW:
+            typer.echo(_waiting_for(session, row.id))
     if not result.success:
         raise _fail("some systems failed; `hub request run` again re-runs only those",
                     EXIT_INPUT)
+
+
+def _waiting_for(session: Any, request_id: str) -> str:
+    """What an operator must do before the request runs again, as commands to type."""
+    parts = []
+    pending = review.pending_count(session, request_id)
+    if pending:
+        parts.append(f"{pending} candidate record(s) to review: hub request review {request_id}")
+    for task in ledger.tasks_of(session, request_id):
+        if TaskState(task.state) == TaskState.MANUAL_PENDING:
+            parts.append(f"{task.system} left something to confirm: hub task confirm "
+                         f"{request_id} {task.system} --note '...'")
+    return f"request {request_id} waits for an operator: " + "; ".join(parts)
+
+
+def _numbers(values: list[str], total: int) -> list[int]:
+    if values == ["all"]:
+        return list(range(1, total + 1))
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise LedgerError("give candidate numbers as listed by hub request review, "
+                          "or 'all'") from None
+
+
+def _operator() -> str:
+    return os.environ.get("HUB_OPERATOR") or os.environ.get("USER") or ""
+
+
+@request_app.command("review")
+@guarded
+def request_review(
+    request_id: str,
+    approve: Annotated[list[str] | None, typer.Option(
+        help="Act on this candidate too (its number, or 'all'); repeatable.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        help="Never act on this candidate (its number, or 'all'); repeatable.")] = None,
+    operator: Annotated[str | None, typer.Option(
+        help="Who decides (default $HUB_OPERATOR, then $USER); in the audit trail.")] = None,
+) -> None:
+    """Candidate records a request reached but may not act on without an operator.
+
+    Without options, lists them with why each matched. A record matched through the
+    index cluster or a shared phone or address may be someone else's: approve only
+    what is the subject's; the rest is never touched.
+    """
+    with store() as opened, opened.session() as session:
+        listed = review.items(session, request_id)
+        actor = (operator or _operator()).strip()
+        for values, decision in ((approve, review.Decision.APPROVED),
+                                 (exclude, review.Decision.EXCLUDED)):
+            if values:
+                review.decide(session, request_id, _numbers(values, len(listed)), decision,
+                              actor=actor)
+        listed = review.items(session, request_id)
+        if not listed:
+            typer.echo(f"request {request_id} has no candidate records")
+        for item in listed:
+            who = f" by {item.decided_by}" if item.decided_by else ""
+            typer.echo(f"{item.number:>3}  {item.decision:<9} {item.system:<10} "
+                       f"{item.kind:<15} {item.record:<24} {item.reason}{who}")
+        row = ledger.get_request(session, request_id)
+        if RequestState(row.state) == RequestState.AWAITING_REVIEW:
+            typer.echo(_waiting_for(session, request_id))
+        elif (approve or exclude) and RequestState(row.state) == RequestState.VERIFIED:
+            typer.echo(f"every decision made: {request_id} runs again "
+                       f"(the sensor starts it, or hub request run {request_id})")
+
+
+@task_app.command("confirm")
+@guarded
+def task_confirm(
+    request_id: str,
+    system: str,
+    note: Annotated[str, typer.Option(help="What was done, for the audit trail.")],
+    outcome: Annotated[str, typer.Option(help="done, not_found or retained")] = "done",
+    operator: Annotated[str | None, typer.Option(
+        help="Who did it (default $HUB_OPERATOR, then $USER).")] = None,
+) -> None:
+    """Confirm what a task left for a person to do (e.g. delete a synced mail by hand)."""
+    try:
+        state = TaskState(outcome)
+    except ValueError:
+        raise LedgerError("--outcome is done, not_found or retained") from None
+    with store() as opened, opened.session() as session:
+        review.confirm_task(session, request_id, system, state, note=note,
+                            actor=(operator or _operator()).strip())
+        row = ledger.get_request(session, request_id)
+        typer.echo(f"{request_id}/{system} confirmed {state.value}; request is {row.state}")
 
 
 @request_app.command("reject")

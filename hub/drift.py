@@ -72,10 +72,15 @@ def find(session: Session, hasher: Hasher, today: date) -> Drift:
     if not suppressed:
         return drift
     held = holds.held_records(session, today)
+    shared: dict[Identifier, bool] = {}
     for item in index.live_identifiers(session):
         reasons = suppressed.get(hasher.identifier(item.identifier))
         if not reasons:
             continue
+        if item.identifier not in shared:
+            shared[item.identifier] = bool(index.shared_identifiers(session, [item.identifier]))
+        if shared[item.identifier]:
+            continue  # a switchboard or info@ address: it says nothing about who is back
         if "erasure" in reasons:
             if (item.system, item.record_id) not in held:
                 drift.reappeared.append(Finding(RequestKind.ERASURE, item.system,

@@ -14,13 +14,13 @@ import hashlib
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from hub import linking
+from hub import holds, linking
 from hub.domain import Identifier, IdentifierKind, SourceRecord
 from hub.identity import (
     identifiers_of,
@@ -165,11 +165,17 @@ class IndexWriter:
         self.state = state
         self.sync_no = state.sync_counter
         self._pending: list[SourceRecord] = []
+        # Kept at the vendor by law after an erasure: the index keeps the pointer only,
+        # so the next sync does not put the erased person's name back (rule 6).
+        self._held = {rid for s, rid in holds.held_records(session, self.now.date())
+                      if s == system}
 
     def add(self, records: Iterable[SourceRecord]) -> None:
         for record in records:
             if record.system != self.system:
                 raise ValueError(f"a {record.system} record in a {self.system} sync")
+            if record.record_id in self._held:
+                record = replace(record, emails=(), phones=(), display_name=None)
             self._pending.append(record)
             if len(self._pending) >= BATCH:
                 self._flush()
@@ -681,3 +687,41 @@ def mark_unsubscribed(session: Session, identifiers: Sequence[Identifier]) -> in
                         .values(subscribed=False, content_hash="")
                         .execution_options(synchronize_session=False))
     return len(pks)
+
+
+def shared_identifiers(session: Session, identifiers: Sequence[Identifier]) -> set[Identifier]:
+    """Those of these identifiers that live records of different persons hold.
+
+    Under hub.linking an identifier links everyone holding it unless it is shared,
+    so holders in two persons mean the index found it shared (a switchboard, info@).
+    """
+    shared = set()
+    for ident in identifiers:
+        persons = session.execute(
+            select(func.count(func.distinct(SR.person_id))).join(RI, RI.record_pk == SR.pk)
+            .where(RI.kind == ident.kind.value, RI.value == ident.value,
+                   SR.gone_at.is_(None), SR.person_id.is_not(None))
+        ).scalar_one()
+        if persons > 1:
+            shared.add(ident)
+    return shared
+
+
+def persons_holding(session: Session, identifiers: Sequence[Identifier]) -> list[str]:
+    """The persons whose live records hold any of these identifiers."""
+    found: dict[str, None] = {}
+    for ident in identifiers:
+        found.update(dict.fromkeys(session.execute(
+            select(SR.person_id).join(RI, RI.record_pk == SR.pk)
+            .where(RI.kind == ident.kind.value, RI.value == ident.value,
+                   SR.gone_at.is_(None), SR.person_id.is_not(None)).distinct()
+        ).scalars()))
+    return list(found)
+
+
+def names_of_person(session: Session, person_id: str) -> set[str]:
+    """The display names on a person's live records."""
+    return set(session.execute(
+        select(SR.display_name).where(SR.person_id == person_id, SR.gone_at.is_(None),
+                                      SR.display_name.is_not(None)).distinct()
+    ).scalars())

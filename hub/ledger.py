@@ -45,6 +45,10 @@ class RequestState(StrEnum):
     COMPLETED = "completed"
     PARTIALLY_COMPLETED = "partially_completed"
     REJECTED = "rejected"
+    # An operator must decide: candidate records to approve or exclude (rule 9), or
+    # leftovers to confirm. Neither stuck nor silently narrowed: it runs again once
+    # every decision is made.
+    AWAITING_REVIEW = "awaiting_review"
 
 
 class TaskState(StrEnum):
@@ -54,7 +58,11 @@ class TaskState(StrEnum):
     FAILED = "failed"
     RETAINED = "retained"
     NOT_FOUND = "not_found"
+    # Done what it could; an operator must confirm what is left (a synced mail the
+    # API cannot delete, an activity that names the person).
     MANUAL_PENDING = "manual_pending"
+    # Acted on the subject's own records; candidates wait for an operator's decision.
+    REVIEW = "review"
 
 
 RS, TS = RequestState, TaskState
@@ -62,7 +70,8 @@ RS, TS = RequestState, TaskState
 REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RS.RECEIVED: frozenset({RS.VERIFIED, RS.REJECTED}),
     RS.VERIFIED: frozenset({RS.IN_PROGRESS, RS.REJECTED}),
-    RS.IN_PROGRESS: frozenset({RS.COMPLETED, RS.PARTIALLY_COMPLETED}),
+    RS.IN_PROGRESS: frozenset({RS.COMPLETED, RS.PARTIALLY_COMPLETED, RS.AWAITING_REVIEW}),
+    RS.AWAITING_REVIEW: frozenset({RS.VERIFIED, RS.REJECTED}),
     # A partial result with failed tasks is retried; one with only legal holds is final.
     RS.PARTIALLY_COMPLETED: frozenset({RS.IN_PROGRESS}),
     RS.COMPLETED: frozenset(),
@@ -71,8 +80,10 @@ REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
 
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TS.PENDING: frozenset({TS.RUNNING, TS.MANUAL_PENDING}),
-    TS.RUNNING: frozenset({TS.DONE, TS.FAILED, TS.RETAINED, TS.NOT_FOUND, TS.RUNNING}),
+    TS.RUNNING: frozenset({TS.DONE, TS.FAILED, TS.RETAINED, TS.NOT_FOUND, TS.RUNNING,
+                           TS.REVIEW, TS.MANUAL_PENDING}),
     TS.FAILED: frozenset({TS.RUNNING}),
+    TS.REVIEW: frozenset({TS.RUNNING}),
     TS.MANUAL_PENDING: frozenset({TS.DONE, TS.RETAINED, TS.NOT_FOUND}),
     TS.DONE: frozenset(),
     TS.RETAINED: frozenset(),
@@ -80,7 +91,13 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 FINISHED_TASK_STATES = frozenset({TS.DONE, TS.RETAINED, TS.NOT_FOUND})
-OPEN_REQUEST_STATES = (RS.RECEIVED, RS.VERIFIED, RS.IN_PROGRESS, RS.PARTIALLY_COMPLETED)
+# Waiting for a person, not for the machine: the request waits in AWAITING_REVIEW.
+OPERATOR_TASK_STATES = frozenset({TS.REVIEW, TS.MANUAL_PENDING})
+OPEN_REQUEST_STATES = (RS.RECEIVED, RS.VERIFIED, RS.IN_PROGRESS, RS.PARTIALLY_COMPLETED,
+                       RS.AWAITING_REVIEW)
+
+
+GIVEN, FOUND = "given", "found"
 
 
 class LedgerError(ValueError):
@@ -143,7 +160,7 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
     for ident in dict.fromkeys(matchable):
         session.add(RequestIdentifierRow(
             request_id=row.id, kind=ident.kind.value, hash=hasher.identifier(ident),
-            value=ident.value, masked=mask(ident),
+            value=ident.value, masked=mask(ident), source=GIVEN,
         ))
     session.flush()
     audit.append(session, "request.received", {
@@ -232,7 +249,8 @@ def awaiting_work() -> Any:
     """
     failed = select(TaskRow.pk).where(TaskRow.request_id == SubjectRequestRow.id,
                                       TaskRow.state == TS.FAILED.value).exists()
-    waiting = (RS.RECEIVED.value, RS.VERIFIED.value, RS.IN_PROGRESS.value)
+    waiting = (RS.RECEIVED.value, RS.VERIFIED.value, RS.IN_PROGRESS.value,
+               RS.AWAITING_REVIEW.value)
     return SubjectRequestRow.state.in_(waiting) | (
         (SubjectRequestRow.state == RS.PARTIALLY_COMPLETED.value) & failed)
 
@@ -287,12 +305,39 @@ def verified_page(session: Session, *, after: tuple[datetime, str] | None,
     return list(session.execute(query).scalars())
 
 
-def identifiers_of(session: Session, request_id: str) -> list[Identifier]:
-    """The subject's plaintext identifiers; empty once the request has been scrubbed."""
+def identifiers_of(session: Session, request_id: str, *, source: str = GIVEN
+                   ) -> list[Identifier]:
+    """The subject's plaintext identifiers as given (or as found on records it erased);
+    empty once the request has been scrubbed."""
     rows = session.execute(
-        select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == request_id)
+        select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == request_id,
+                                           RequestIdentifierRow.source == source)
+        .order_by(RequestIdentifierRow.kind, RequestIdentifierRow.masked)
     ).scalars()
     return [Identifier(IdentifierKind(r.kind), r.value) for r in rows if r.value is not None]
+
+
+def add_found_identifiers(session: Session, hasher: Hasher, request_id: str,
+                          identifiers: Sequence[Identifier]) -> int:
+    """Remember identifiers read on records the request erased, for the suppression list.
+
+    The operator types one e-mail; the erased CRM record also held a phone. Without
+    the phone's hash on the list, the person re-entered with only that phone is not
+    caught (rule 6). Kept like the given ones: plaintext until the request is scrubbed.
+    """
+    known = {h for _, h in identifier_hashes(session, request_id)}
+    added = 0
+    for ident in dict.fromkeys(i for i in identifiers if i.kind != IdentifierKind.PHONE_RAW):
+        digest = hasher.identifier(ident)
+        if digest in known:
+            continue
+        known.add(digest)
+        session.add(RequestIdentifierRow(request_id=request_id, kind=ident.kind.value,
+                                         hash=digest, value=ident.value, masked=mask(ident),
+                                         source=FOUND))
+        added += 1
+    session.flush()
+    return added
 
 
 def identifier_hashes(session: Session, request_id: str) -> list[tuple[str, str]]:
@@ -394,16 +439,23 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
 
     completed: every task done or not found. partially completed: some retained
     under a legal hold (final) or failed (retryable: identifiers are kept so the
-    failed systems can run again alone). Suppression entries are written for
-    erasures and opt-outs as soon as nothing remains to retry.
+    failed systems can run again alone). awaiting review: some task waits for an
+    operator's decision. Suppression entries are written for erasures and opt-outs
+    as soon as nothing remains to retry or decide.
     """
     tasks = tasks_of(session, row.id)
     states = {TaskState(t.state) for t in tasks}
-    unfinished = states - FINISHED_TASK_STATES - {TS.FAILED}
+    unfinished = states - FINISHED_TASK_STATES - OPERATOR_TASK_STATES - {TS.FAILED}
     if unfinished:
         raise LedgerError(
             f"request {row.id} still has tasks {', '.join(sorted(s.value for s in unfinished))}"
         )
+    if states & OPERATOR_TASK_STATES:
+        # Nothing is settled, scrubbed or suppressed while an operator still decides.
+        if RequestState(row.state) != RS.AWAITING_REVIEW:
+            transition(session, row, RS.AWAITING_REVIEW, now=now,
+                       reason="waiting for an operator: hub request review " + row.id)
+        return RS.AWAITING_REVIEW
     target = RS.COMPLETED if states <= {TS.DONE, TS.NOT_FOUND} else RS.PARTIALLY_COMPLETED
     if RequestState(row.state) != target:
         transition(session, row, target, now=now)
@@ -428,7 +480,8 @@ def scrub(session: Session, row: SubjectRequestRow) -> None:
 
 def view(session: Session, row: SubjectRequestRow, *, reveal: bool = False) -> RequestView:
     idents = session.execute(
-        select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == row.id)
+        select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == row.id,
+                                           RequestIdentifierRow.source == GIVEN)
         .order_by(RequestIdentifierRow.kind)
     ).scalars()
     shown = tuple(

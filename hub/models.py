@@ -142,6 +142,9 @@ class SubjectRequestRow(Base):
     subject_name: Mapped[str | None] = mapped_column(String(255))
     person_id: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Bumped each time an operator's decision lets the request run again: the sensor's
+    # run key, so Dagster launches the next round instead of deduplicating it away.
+    run_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RequestIdentifierRow(Base):
@@ -157,6 +160,9 @@ class RequestIdentifierRow(Base):
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str | None] = mapped_column(String(320))
     masked: Mapped[str] = mapped_column(String(320))
+    # "given": typed by the operator, what the request acts on; "found": read on a
+    # record the request erased, kept (hashed, after scrubbing) for suppression.
+    source: Mapped[str] = mapped_column(String(8), default="given", server_default="given")
 
 
 class TaskRow(Base):
@@ -177,6 +183,56 @@ class TaskRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReviewItemRow(Base):
+    """A record a request reached but may not act on until an operator decides (rule 9).
+
+    Why it matched is masked text; the decision, who made it and when are kept.
+    """
+
+    __tablename__ = "review_items"
+    __table_args__ = (UniqueConstraint("request_id", "system", "kind", "container", "record_id",
+                                       name="uq_review_items_record"),)
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("subject_requests.id", ondelete="CASCADE"), index=True
+    )
+    system: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    container: Mapped[str] = mapped_column(String(160), default="")
+    record_id: Mapped[str] = mapped_column(String(160))
+    reason: Mapped[str] = mapped_column(Text)
+    decision: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TaskActionRow(Base):
+    """The journal: each record a task set out to act on, and each action the vendor
+    confirmed, written before the next one (rule 3), so a retry resumes from it."""
+
+    __tablename__ = "task_actions"
+    __table_args__ = (Index("ix_task_actions_task", "request_id", "system"),)
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("subject_requests.id", ondelete="CASCADE")
+    )
+    system: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    container: Mapped[str] = mapped_column(String(160), default="")
+    record_id: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    vendor_request_id: Mapped[str | None] = mapped_column(String(160))
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    retained_until: Mapped[date | None] = mapped_column(Date)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SuppressionRow(Base):

@@ -37,7 +37,18 @@ def begin(session: Session, request_id: str, system: str, *,
     return task
 
 
-def state_for(outcome: Outcome) -> TaskState:
+def state_for(outcome: Outcome, *, candidates: int = 0) -> TaskState:
+    """The task's state from what was done; waiting for a person comes first.
+
+    Candidates to review keep the task open (rule 9); so does anything the vendor's
+    API could not remove (``Action.KEPT``: a synced mail, an activity that names the
+    person), which an operator must deal with and confirm. The caller has already
+    failed the task when the read-back did not show the intended state (rule 3).
+    """
+    if candidates:
+        return TaskState.REVIEW
+    if any(r.action == Action.KEPT for r in outcome.records):
+        return TaskState.MANUAL_PENDING
     if outcome.not_found:
         return TaskState.NOT_FOUND
     if outcome.retained:
@@ -73,12 +84,24 @@ def evidence_of(outcome: Outcome, *, now: datetime | None = None) -> dict[str, A
     }
 
 
-def record(session: Session, request_id: str, outcome: Outcome, *,
+def record(session: Session, request_id: str, outcome: Outcome, *, candidates: int = 0,
+           excluded: Sequence[tuple[str, str, str, str]] = (),
            now: datetime | None = None) -> TaskRow:
-    """Finish a running task from the connector's outcome."""
+    """Finish a running task from the connector's outcome (or leave it for an operator)."""
     task = ledger.get_task(session, request_id, outcome.system)
-    ledger.move_task(session, task, state_for(outcome), action=summary_action(outcome).value,
-                     evidence=evidence_of(outcome, now=now), now=now)
+    evidence = evidence_of(outcome, now=now)
+    if candidates:
+        evidence["candidates_pending"] = candidates
+    if excluded:
+        evidence["excluded_by_operator"] = [
+            {"kind": kind, "container": container or None, "record_id": record_id}
+            for _system, kind, container, record_id in excluded]
+    left = [r for r in evidence["records"] if r["action"] == Action.KEPT.value]
+    if left:
+        evidence["follow_up"] = (f"{len(left)} record(s) the API cannot remove: deal with "
+                                 f"them, then hub task confirm {request_id} {outcome.system}")
+    ledger.move_task(session, task, state_for(outcome, candidates=candidates),
+                     action=summary_action(outcome).value, evidence=evidence, now=now)
     return task
 
 
@@ -107,6 +130,14 @@ def describe(evidence: dict[str, Any] | None) -> str:
     for rec in evidence.get("records", []):
         if rec.get("retained_until"):
             parts.append(f"held until {rec['retained_until']} ({rec.get('legal_basis')})")
+    if evidence.get("candidates_pending"):
+        parts.append(f"{evidence['candidates_pending']} candidate(s) to review")
+    if evidence.get("excluded_by_operator"):
+        parts.append(f"{len(evidence['excluded_by_operator'])} excluded by an operator")
+    if evidence.get("follow_up"):
+        parts.append(evidence["follow_up"])
+    if evidence.get("confirmed"):
+        parts.append(f"confirmed by {evidence['confirmed']['by']}")
     if evidence.get("status_code"):
         parts.append(f"HTTP {evidence['status_code']}")
     return "; ".join(parts) or "-"

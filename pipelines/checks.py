@@ -15,9 +15,9 @@ from dagster import (
     asset_check,
 )
 
-from hub import drift, ledger
+from hub import drift, ledger, review
 from hub.deadlines import local_date
-from hub.ledger import RequestKind
+from hub.ledger import RequestKind, RequestState
 from pipelines.reconciliation import person_drift, person_index
 from pipelines.resources import HubResource
 
@@ -92,7 +92,8 @@ def request_deadlines(hub: HubResource) -> AssetCheckResult:
 @asset_check(asset=person_index, blocking=False,
              description="Nothing stays in progress past its maximum age "
                          "(HUB_STUCK_AFTER_MINUTES, 120): running or pending tasks, and "
-                         "verified requests no run has picked up.")
+                         "verified requests no run has picked up (error); requests waiting "
+                         "that long for an operator's review or confirmation (warning).")
 def nothing_stuck(hub: HubResource) -> AssetCheckResult:
     with hub.store() as store, store.session() as session:
         limit = datetime.now(UTC) - timedelta(minutes=store.settings.stuck_after_minutes)
@@ -102,11 +103,20 @@ def nothing_stuck(hub: HubResource) -> AssetCheckResult:
                  for t in tasks]
         found += [f"{r.id} verified at {r.verified_at:%Y-%m-%d %H:%M}Z, not started"
                   for r in waiting]
+        operator = [f"{r.id} waits for an operator since {r.updated_at:%Y-%m-%d %H:%M}Z: "
+                    f"{review.pending_count(session, r.id)} candidate(s) to review"
+                    for r in ledger.list_requests(session, today=limit.date(),
+                                                  state=RequestState.AWAITING_REVIEW)
+                    if r.updated_at < limit]
+    lines = found + operator
     return AssetCheckResult(
-        passed=not found, severity=AssetCheckSeverity.ERROR,
-        description=f"{len(found)} stuck: {'; '.join(found[:20])}" if found else None,
+        passed=not lines,
+        severity=AssetCheckSeverity.ERROR if found else AssetCheckSeverity.WARN,
+        description=(f"{len(found)} stuck, {len(operator)} waiting for an operator: "
+                     f"{'; '.join(lines[:20])}") if lines else None,
         metadata={"stuck_tasks": len(tasks), "unstarted_requests": len(waiting),
-                  "stuck": MetadataValue.text("\n".join(found) or "-")},
+                  "awaiting_operator": len(operator),
+                  "stuck": MetadataValue.text("\n".join(lines) or "-")},
     )
 
 

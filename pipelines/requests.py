@@ -33,11 +33,11 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import audit, holds, index, ledger, outcomes
+from hub import audit, holds, index, journal, ledger, outcomes, review, scope
 from hub.bundle import write_bundle
-from hub.domain import Action, Export, ExportSection, Identifier, Outcome, RecordOutcome
+from hub.domain import Action, Export, ExportSection, Outcome, RecordOutcome
 from hub.identity import mask
-from hub.ledger import RequestKind, RequestState
+from hub.ledger import RequestKind, RequestState, TaskState
 from pipelines.reconciliation import SYSTEMS
 from pipelines.resources import ConnectorsResource, HubResource
 
@@ -69,17 +69,6 @@ class RequestConfig(Config):
     request_id: str
 
 
-def subject_identifiers(session, request_id: str) -> list[Identifier]:
-    """The subject's own identifiers plus every identifier of their index cluster."""
-    own = ledger.identifiers_of(session, request_id)
-    found: dict[Identifier, None] = dict.fromkeys(own)
-    for ident in own:
-        person = index.lookup(session, ident)
-        if person is not None:
-            found.update(dict.fromkeys(index.identifiers_of_person(session, person)))
-    return list(found)
-
-
 def parts_dir(hub_home: Path, request_id: str) -> Path:
     return hub_home / "exports" / ".parts" / request_id
 
@@ -95,7 +84,7 @@ def plan(context: OpExecutionContext, config: RequestConfig, hub: HubResource) -
                           allow_retries=False)
         if state != RequestState.IN_PROGRESS:
             ledger.transition(session, row, RequestState.IN_PROGRESS)
-        identifiers = subject_identifiers(session, row.id)
+        identifiers = scope.search_identifiers(session, row.id)
         if not identifiers:
             raise Failure(f"request {row.id} has no identifiers left to act on",
                           allow_retries=False)
@@ -108,8 +97,7 @@ def plan(context: OpExecutionContext, config: RequestConfig, hub: HubResource) -
     return config.request_id
 
 
-def _act(connector, kind: RequestKind, identifiers, system_policy, part_file: Path) -> Outcome:
-    refs = connector.find(identifiers)
+def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path) -> Outcome:
     if kind == RequestKind.ERASURE:
         return connector.erase(refs, system_policy)
     if kind == RequestKind.OPT_OUT:
@@ -131,6 +119,93 @@ def _write_part(path: Path, export: Export) -> None:
         json.dump(data, handle, ensure_ascii=False, default=str)
 
 
+class TaskFailed(Exception):
+    """A task ended failed; ``retryable`` says whether another attempt may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _journal_writer(store, request_id: str, attempt: int):  # noqa: ANN202 - a callback
+    """Each action the vendor confirmed, committed before the connector takes the next."""
+    def write(done: RecordOutcome) -> None:
+        with store.session() as session:
+            journal.record(session, request_id, done, attempt=attempt)
+    return write
+
+
+def run_task(store, connectors: ConnectorsResource, policy, request_id: str, system: str, *,
+             last_attempt: bool) -> dict | None:
+    """One (request × system) task: live lookup, split, act, journal, read back, record.
+
+    Returns the summary for Dagster (nothing personal), None when the task had already
+    finished. Raises TaskFailed after writing the failure to the task when it could not
+    finish; a failure that is not the last attempt is left running for the retry.
+    """
+    with store.session() as session:
+        task = outcomes.begin(session, request_id, system)
+        if task is None:
+            done = ledger.get_task(session, request_id, system)
+            return {"system": system, "state": done.state, "action": done.action,
+                    "skipped": True}
+        attempt = task.attempts
+        kind = RequestKind(ledger.get_request(session, request_id).kind)
+        subject = scope.subject_of(session, request_id)
+        search = scope.search_identifiers(session, request_id)
+        decided = review.decisions(session, request_id, system)
+        seen_before = journal.planned(session, request_id, system)
+    part = parts_dir(store.settings.home, request_id) / f"{system}.json"
+    try:
+        with connectors.connect(system) as connector:
+            connector.journal = _journal_writer(store, request_id, attempt)
+            found = scope.split(subject, connector.find(search), decided)
+            targets = list({review.key_of(r): r for r in (*seen_before, *found.act)}.values())
+            with store.session() as session:
+                journal.plan(session, request_id, system, found.act, attempt=attempt)
+                review.register(session, request_id, found.candidates)
+            outcome = _act(connector, kind, targets, policy.for_system(system), part)
+            calls = connector.api_calls
+    except Exception as exc:  # noqa: BLE001 - every failure must end in a task state
+        # Outside the taxonomy (a missing setting, a bug) the message is scrubbed too,
+        # and the task still ends failed: nothing stays running (rule 1).
+        evidence = exc.evidence() if isinstance(exc, ConnectorError) else {
+            "error": type(exc).__name__}
+        retryable = exc.retryable if isinstance(exc, ConnectorError) else not isinstance(
+            exc, ConfigError)
+        _fail(store, request_id, system, f"{type(exc).__name__}: {scrub(exc)}", evidence,
+              retryable=retryable, last_attempt=last_attempt)
+    with store.session() as session:
+        outcome = journal.merge(outcome, journal.actions(session, request_id, system),
+                                [*seen_before, *found.act], erasure=kind == RequestKind.ERASURE)
+    if kind != RequestKind.ACCESS and not outcome.verified:
+        unproven = [f"{r.ref.kind} {r.ref.record_id}: {r.detail}" for r in outcome.records
+                    if r.action not in (Action.NOT_FOUND, Action.NOTHING_TO_DO)]
+        _fail(store, request_id, system,
+              "the read-back did not show the intended state: " + scrub("; ".join(unproven)),
+              outcomes.evidence_of(outcome), retryable=True, last_attempt=last_attempt)
+    with store.session() as session:
+        if kind == RequestKind.ERASURE:
+            ledger.add_found_identifiers(session, store.hasher, request_id,
+                                         scope.found_identifiers(session, found.act))
+        waiting = review.pending_count(session, request_id, system)
+        outcomes.record(session, request_id, outcome, candidates=waiting,
+                        excluded=[review.key_of(r) for r in found.excluded])
+    return {"system": system, "state": outcomes.state_for(outcome, candidates=waiting).value,
+            "action": outcomes.summary_action(outcome).value, "records": len(outcome.records),
+            "candidates": waiting, "verified": outcome.verified, "api_calls": calls}
+
+
+def _fail(store, request_id: str, system: str, message: str, evidence: dict, *,
+          retryable: bool, last_attempt: bool) -> None:
+    """End the task failed with the vendor's answer (last attempt) and raise TaskFailed."""
+    last = last_attempt or not retryable
+    if last:
+        with store.session() as session:
+            outcomes.record_failure(session, request_id, system, message, evidence)
+    raise TaskFailed(f"{system}: {message}", retryable=not last)
+
+
 def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
     @op(name=f"{system}_task", ins={"request_id": In(str)}, out=Out(dict), pool=system,
         retry_policy=SYSTEM_RETRY, description=f"Find the subject live in {system} and act.")
@@ -140,42 +215,11 @@ def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
         if system not in policy.enabled_systems:
             return {"system": system, "state": "disabled"}
         with hub.store() as store:
-            with store.session() as session:
-                task = outcomes.begin(session, request_id, system)
-                if task is None:
-                    done = ledger.get_task(session, request_id, system)
-                    return {"system": system, "state": done.state, "action": done.action,
-                            "skipped": True}
-                row = ledger.get_request(session, request_id)
-                kind = RequestKind(row.kind)
-                identifiers = subject_identifiers(session, request_id)
-            part = parts_dir(store.settings.home, request_id) / f"{system}.json"
             try:
-                with connectors.connect(system) as connector:
-                    outcome = _act(connector, kind, identifiers, policy.for_system(system),
-                                   part)
-                    calls = connector.api_calls
-            except Exception as exc:  # noqa: BLE001 - every failure must end in a task state
-                # Outside the taxonomy (a missing setting, a bug) the message is scrubbed
-                # too, and the task still ends failed: nothing stays running (rule 1).
-                retryable = exc.retryable if isinstance(exc, ConnectorError) else not isinstance(
-                    exc, ConfigError)
-                last = context.retry_number >= SYSTEM_RETRY.max_retries or not retryable
-                message = f"{type(exc).__name__}: {scrub(exc)}"
-                if last:
-                    with store.session() as session:
-                        outcomes.record_failure(session, request_id, system, message, {
-                            "status_code": getattr(exc, "status_code", None),
-                            "vendor_request_id": getattr(exc, "vendor_request_id", None),
-                            "error": type(exc).__name__,
-                        })
-                raise Failure(f"{system}: {message}", allow_retries=not last) from None
-            with store.session() as session:
-                outcomes.record(session, request_id, outcome)
-        summary = {"system": system, "state": outcomes.state_for(outcome).value,
-                   "action": outcomes.summary_action(outcome).value,
-                   "records": len(outcome.records), "verified": outcome.verified,
-                   "api_calls": calls}
+                summary = run_task(store, connectors, policy, request_id, system,
+                                   last_attempt=context.retry_number >= SYSTEM_RETRY.max_retries)
+            except TaskFailed as exc:
+                raise Failure(str(exc), allow_retries=exc.retryable) from None
         context.add_output_metadata({k: v for k, v in summary.items() if k != "system"})
         return summary
 
@@ -200,9 +244,12 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
         request_id = _request_of_run(context)
         row = ledger.get_request(session, request_id)
         kind = RequestKind(row.kind)
-        if kind == RequestKind.ACCESS:
+        waiting = any(TaskState(t.state) in ledger.OPERATOR_TASK_STATES
+                      for t in ledger.tasks_of(session, row.id))
+        if kind == RequestKind.ACCESS and not waiting:  # no bundle before every decision
             _bundle(store, session, row.id, hub)
-        identifiers = subject_identifiers(session, row.id)
+        identifiers = [*ledger.identifiers_of(session, row.id),
+                       *ledger.identifiers_of(session, row.id, source=ledger.FOUND)]
         final = ledger.finalise(session, store.hasher, row)
         tasks = ledger.tasks_of(session, row.id)
         settled = not ledger.identifiers_of(session, row.id)  # nothing left to retry

@@ -57,6 +57,9 @@ class Faults:
     drop_rate: float = 0
     malformed_rate: float = 0
     seed: int = 0
+    # The next N writes (POST/PUT/PATCH/DELETE) are applied, then the connection drops
+    # before the answer: the vendor did it, the client cannot know.
+    lose_answers: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a partial JSON dict, validating names and types (400 on nonsense)."""
@@ -68,7 +71,9 @@ class Faults:
                 raise ValueError(f"{key} must be a number")
             if key.endswith("_rate") and not 0 <= value <= 1:
                 raise ValueError(f"{key} must be between 0 and 1")
-            setattr(self, key, int(value) if key == "seed" else float(value))
+            if key == "lose_answers" and value < 0:
+                raise ValueError("lose_answers must be 0 or more")
+            setattr(self, key, int(value) if key in ("seed", "lose_answers") else float(value))
 
     @property
     def any_rate(self) -> bool:
@@ -206,6 +211,13 @@ class SandboxMiddleware:
                 control.count(method, route, response.status_code)
                 await response(scope, receive, send)
                 return
+        if faults.lose_answers and method in _WRITES:
+            with control.lock:
+                lose = faults.lose_answers > 0
+                faults.lose_answers -= lose
+            if lose:
+                await self._apply_and_lose(scope, receive, send, method, route)
+                return
         status_holder = [0]
 
         async def counting_send(message: dict[str, Any]) -> None:
@@ -217,6 +229,24 @@ class SandboxMiddleware:
             await self.app(scope, receive, counting_send)
         finally:
             control.count(method, route, status_holder[0] or 500)
+
+
+    async def _apply_and_lose(self, scope: Scope, receive: Receive, send: Send, method: str,
+                              route: str) -> None:
+        status_holder = [0]
+
+        async def swallow(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+
+        await self.app(scope, receive, swallow)
+        self.control.count(method, route, status_holder[0] or 500)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"1000")]})
+        raise _Drop("sandbox: the answer of an applied write was lost")
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _inspection_routes(control: Control) -> list[Route]:

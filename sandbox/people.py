@@ -17,7 +17,7 @@ import functools
 import hashlib
 import random
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from faker import Faker
 
@@ -43,6 +43,8 @@ class Person:
     birth_year: int
     systems: frozenset[str]
     special_diet: str | None
+    # A second, private address that some systems hold instead of `email`.
+    private_email: str | None = None
 
     @property
     def name(self) -> str:
@@ -133,8 +135,9 @@ def _systems(rng: random.Random) -> frozenset[str]:
 def generate_people(n: int = 200, seed: int = 42) -> list[Person]:
     """Deterministic population for a seed; the first four are the fixed personas.
 
-    About 60% of people are in two or more systems; idx 4 and 5 (when n > 5) share
-    one company phone on purpose, so phone-based matching must not merge them blindly.
+    About 60% of people are in two or more systems. SHARED_CASES are planted on
+    purpose (a switchboard phone, an info@ address, one person with two addresses),
+    so every suite meets the cases identity resolution must not get wrong.
     """
     rng = random.Random(seed)
     pools = _pools(seed)
@@ -183,15 +186,37 @@ def generate_people(n: int = 200, seed: int = 42) -> list[Person]:
             Person(idx, first, last, email, phone, company, business_id, street, postcode,
                    city, birth_year, systems, diet)
         )
-    if n > 5:  # idx 4 and 5 share the phone, so make them colleagues at one company
-        p4, p5 = people[4], people[5]
-        people[5] = Person(p5.idx, p5.first_name, p5.last_name, p5.email, p5.phone, p4.company,
-                           p4.business_id, p5.street, p5.postcode, p5.city, p5.birth_year,
-                           p5.systems | {"pipedrive"}, p5.special_diet)
-        people[4] = Person(p4.idx, p4.first_name, p4.last_name, p4.email, p4.phone, p4.company,
-                           p4.business_id, p4.street, p4.postcode, p4.city, p4.birth_year,
-                           p4.systems | {"pipedrive"}, p4.special_diet)
+    _seed_shared_identifiers(people)
     return people
+
+
+SHARED_CASES = {
+    "switchboard": (4, 5),  # two colleagues, one company phone
+    "info_address": (6, 7),  # two colleagues, one info@ address
+    "two_addresses": (8,),  # one person, a work and a private address, one own mobile
+}
+
+
+def _seed_shared_identifiers(people: list[Person]) -> None:
+    """Plant the cases a conservative identity resolution must get right (SHARED_CASES).
+
+    Done after generation so the random stream, and everyone else, stays as it was.
+    """
+    if len(people) > 5:  # idx 4 and 5 share the phone: colleagues at one company
+        p4, p5 = people[4], people[5]
+        people[5] = replace(p5, company=p4.company, business_id=p4.business_id,
+                            systems=p5.systems | {"pipedrive"})
+        people[4] = replace(p4, systems=p4.systems | {"pipedrive"})
+    if len(people) > 7:  # idx 6 and 7 write from the company's shared info@ address
+        p6, p7 = people[6], people[7]
+        info = f"info@{ascii_fold(p6.company.split()[0]) or 'yritys'}.example.fi"
+        people[6] = replace(p6, email=info, systems=frozenset({"pipedrive", "typeform"}))
+        people[7] = replace(p7, email=info, company=p6.company, business_id=p6.business_id,
+                            systems=frozenset({"pipedrive", "netvisor"}))
+    if len(people) > 8:  # idx 8: work address in the CRM and books, private one elsewhere
+        p8 = people[8]
+        private = f"{ascii_fold(p8.first_name)}.{ascii_fold(p8.last_name)}.koti@example.com"
+        people[8] = replace(p8, private_email=private, systems=frozenset(SYSTEMS))
 
 
 def _variant(person: Person, system: str) -> int:
@@ -200,8 +225,16 @@ def _variant(person: Person, system: str) -> int:
     return int.from_bytes(digest, "big") % 10
 
 
+PRIVATE_EMAIL_SYSTEMS = ("mailchimp", "typeform")
+
+
 def render_email(person: Person, system: str) -> str:
-    """The e-mail as `system` stores it: sometimes capitalised ("Aino.Virtanen@Example.fi")."""
+    """The e-mail as `system` stores it: sometimes capitalised ("Aino.Virtanen@Example.fi").
+
+    A person with a private address gives it to the mailing list and the forms.
+    """
+    if person.private_email and system.partition(":")[0] in PRIVATE_EMAIL_SYSTEMS:
+        return person.private_email
     if person.idx == 0 and system == "pipedrive":
         return "Aino.Virtanen@Example.fi"
     if person.idx < 4:

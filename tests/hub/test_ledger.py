@@ -29,6 +29,9 @@ ALLOWED_REQUEST = {
     (RS.VERIFIED, RS.IN_PROGRESS), (RS.VERIFIED, RS.REJECTED),
     (RS.IN_PROGRESS, RS.COMPLETED), (RS.IN_PROGRESS, RS.PARTIALLY_COMPLETED),
     (RS.PARTIALLY_COMPLETED, RS.IN_PROGRESS),
+    # an operator decides, then the request runs again (or is rejected)
+    (RS.IN_PROGRESS, RS.AWAITING_REVIEW), (RS.AWAITING_REVIEW, RS.VERIFIED),
+    (RS.AWAITING_REVIEW, RS.REJECTED),
 }
 ALLOWED_TASK = {
     (TS.PENDING, TS.RUNNING), (TS.PENDING, TS.MANUAL_PENDING),
@@ -37,6 +40,7 @@ ALLOWED_TASK = {
     (TS.FAILED, TS.RUNNING),
     (TS.MANUAL_PENDING, TS.DONE), (TS.MANUAL_PENDING, TS.RETAINED),
     (TS.MANUAL_PENDING, TS.NOT_FOUND),
+    (TS.RUNNING, TS.REVIEW), (TS.RUNNING, TS.MANUAL_PENDING), (TS.REVIEW, TS.RUNNING),
 }
 
 
@@ -226,7 +230,7 @@ def test_finalise_refuses_unfinished_tasks(store, hasher):
         ledger.transition(session, row, RS.VERIFIED, now=NOW)
         ledger.transition(session, row, RS.IN_PROGRESS, now=NOW)
         ledger.move_task(session, tasks[0], TS.MANUAL_PENDING, now=NOW)
-        with pytest.raises(LedgerError, match="still has tasks manual_pending, pending"):
+        with pytest.raises(LedgerError, match="still has tasks pending"):
             ledger.finalise(session, hasher, row, now=NOW)
         assert row.state == "in_progress"
         assert set(ledger.identifiers_of(session, row.id)) == {EMAIL, PHONE}

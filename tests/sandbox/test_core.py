@@ -28,9 +28,10 @@ def test_people_are_deterministic_and_personas_fixed() -> None:
 
 def test_people_data_rules() -> None:
     people = generate_people(1000, seed=42)
-    assert all(p.email.split("@")[1] in {"example.fi", "example.com", "example.net"}
+    assert all(p.email.split("@")[1].endswith(("example.fi", "example.com", "example.net"))
                for p in people)
-    assert len({p.email for p in people}) == len(people)
+    # idx 6 and 7 share an info@ address on purpose (SHARED_CASES)
+    assert len({p.email for p in people}) == len(people) - 1
     multi = sum(len(p.systems) >= 2 for p in people) / len(people)
     assert 0.5 < multi < 0.7
     assert any(len(p.systems) == 1 for p in people)
