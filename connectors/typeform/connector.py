@@ -350,33 +350,20 @@ class TypeformConnector(ConnectorBase):
         self._found.clear()
         start = self.api_calls
         records: dict[RecordRef, RecordOutcome] = {}
-        asked: dict[str, dict[str, RecordRef]] = {}
         for form_id, by_token in _by_form(refs).items():
-            present = self._present(form_id, list(by_token))
-            for token, ref in by_token.items():
-                if token not in present:
-                    records[ref] = RecordOutcome(ref, Action.NOT_FOUND,
-                                                 "no such response (already deleted?)")
-            wanted_gone = {t: r for t, r in by_token.items() if t in present}
-            for ref in self._delete(form_id, wanted_gone):
-                records[ref.ref] = ref
-            asked[form_id] = {t: r for t, r in wanted_gone.items()
-                              if records[r].action == Action.DELETED}
-        left = self._await_gone(asked)
-        for form_id, tokens in left.items():
-            for token in tokens:
-                ref = asked[form_id][token]
-                records[ref] = replace(records[ref], detail=(
-                    f"{records[ref].detail}; read back: still present after "
-                    f"{self.settings.delete_max_polls} polls"))
-        outcomes = [records[r] for forms in _by_form(refs).values() for r in forms.values()]
-        evidence = {"api_calls": self.api_calls - start,
-                    "deleted_by_id": sum(len(t) for t in asked.values()),
-                    "still_present": sum(len(t) for t in left.values()),
+            records.update((o.ref, o) for o in self._erase_form(form_id, by_token))
+        deleted = [ref for ref, o in records.items() if o.action == Action.DELETED]
+        left = self._await_gone(deleted)
+        polls = self.settings.delete_max_polls
+        for ref in left:
+            records[ref] = replace(records[ref], detail=(
+                f"{records[ref].detail}; read back: still present after {polls} polls"))
+        outcomes = tuple(records.values())
+        evidence = {"api_calls": self.api_calls - start, "deleted_by_id": len(deleted),
+                    "still_present": len(left),
                     "actions": {a.value: sum(1 for r in outcomes if r.action == a)
                                 for a in {r.action for r in outcomes}}}
-        return Outcome(SYSTEM, tuple(outcomes), verified=not left, evidence=evidence,
-                       at=now_utc())
+        return Outcome(SYSTEM, outcomes, verified=not left, evidence=evidence, at=now_utc())
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         records = tuple(RecordOutcome(ref, Action.NOTHING_TO_DO, detail=NOTHING_TO_DO)
@@ -385,6 +372,14 @@ class TypeformConnector(ConnectorBase):
                        evidence={"api_calls": 0, "reason": NOTHING_TO_DO}, at=now_utc())
 
     # ------------------------------------------------------------------ erasure parts
+
+    def _erase_form(self, form_id: str, by_token: dict[str, RecordRef]
+                    ) -> list[RecordOutcome]:
+        """Not found for what is already gone; a deletion asked for the rest."""
+        present = self._present(form_id, list(by_token))
+        out = [RecordOutcome(ref, Action.NOT_FOUND, "no such response (already deleted?)")
+               for token, ref in by_token.items() if token not in present]
+        return out + self._delete(form_id, {t: r for t, r in by_token.items() if t in present})
 
     def _present(self, form_id: str, tokens: list[str]) -> set[str]:
         """The tokens that exist now (none when the form itself is gone)."""
@@ -413,19 +408,19 @@ class TypeformConnector(ConnectorBase):
                 vendor_request_id=request_id(response.headers))) for t in chunk]
         return out
 
-    def _await_gone(self, asked: dict[str, dict[str, RecordRef]]) -> dict[str, list[str]]:
-        """Read back until every deleted response is gone; what is left after
-        ``delete_max_polls`` reads, per form (empty: all gone)."""
-        remaining = {f: list(t) for f, t in asked.items() if t}
+    def _await_gone(self, refs: Sequence[RecordRef]) -> list[RecordRef]:
+        """Read back until every deleted response is gone; those still there after
+        ``delete_max_polls`` reads (empty: all gone)."""
+        remaining = _by_form(refs)
         polls = self.settings.delete_max_polls
         for attempt in range(polls):
-            remaining = {f: left for f, tokens in remaining.items()
-                         if (left := sorted(self._present(f, tokens)))}
+            remaining = {form_id: kept for form_id, by_token in remaining.items()
+                         if (kept := _only(by_token, self._present(form_id, list(by_token))))}
             if not remaining:
-                return {}
+                return []
             if attempt < polls - 1:
                 self._sleep(self.settings.delete_poll_interval)
-        return remaining
+        return [ref for by_token in remaining.values() for ref in by_token.values()]
 
 
 # ---------------------------------------------------------------------- pure helpers
@@ -444,6 +439,10 @@ def _by_form(refs: Sequence[RecordRef]) -> dict[str, dict[str, RecordRef]]:
             continue
         out.setdefault(form_id, {}).setdefault(token, ref)
     return out
+
+
+def _only(by_token: dict[str, RecordRef], tokens: set[str]) -> dict[str, RecordRef]:
+    return {t: r for t, r in by_token.items() if t in tokens}
 
 
 def _fields(definition: Definition) -> list[dict[str, Any]]:
