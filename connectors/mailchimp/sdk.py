@@ -90,13 +90,13 @@ def translate_error(exc: ApiClientError) -> ConnectorError:
 def translate_response(resp: requests.Response) -> ConnectorError | None:
     """None for a good ``requests.Response`` the SDK returned, else the error it hides.
 
-    A 2xx comes back as a Response for 204s (fine) and also when the body could
-    not be parsed (the SDK swallows the JSON error): that is a BadResponse,
-    retried when the request was a read."""
+    A 2xx comes back as a Response for 204s (fine) and also when the body is not
+    JSON (the SDK swallows the error) or is an empty ``{}``/``[]`` (falsy, so the SDK
+    does not return it): a BadResponse, retried when the request was a read."""
     if resp.ok:
         if resp.status_code == 204 or not resp.content.strip():
             return None
-        error = BadResponse(SYSTEM, "body could not be parsed as JSON",
+        error = BadResponse(SYSTEM, "body is not JSON, or an empty {} or []",
                             status_code=resp.status_code,
                             vendor_request_id=request_id(resp.headers))
         method = resp.request.method if resp.request is not None else None
