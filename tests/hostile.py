@@ -69,6 +69,9 @@ class HostileVendor:
 
         class _Request(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes; with Nagle on, the body waits for the
+            # client's delayed ACK (~40 ms a request on Linux loopback).
+            disable_nagle_algorithm = True
 
             def _answer(self) -> None:
                 parts = urlsplit(self.path)
@@ -94,7 +97,9 @@ class HostileVendor:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Request)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits up to one poll interval (0.5 s by default).
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:

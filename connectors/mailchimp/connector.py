@@ -9,25 +9,46 @@
   from and only the last carries the newest ``last_changed`` seen: a crash
   half-way re-reads, never skips.
 - Find: in every audience, GET the member by subscriber hash (MD5 of the
-  lower-cased e-mail); 404 is simply "not a member there".
+  lower-cased e-mail); 404 is simply "not a member there". Each ref carries what the
+  member holds (e-mail, FNAME+LNAME, PHONE) for the hub to judge whose it is.
 - Erase: ``delete-permanent`` in every audience (policy ``permanent_delete``),
   or archive (policy ``delete``); read back: 404, or status archived.
 - Opt out: PATCH ``status`` unsubscribed in every audience; read back.
+- Every action is journalled (``self.done``) the moment Mailchimp confirms it; a
+  read-back that does not show the intended state leaves the outcome unverified and
+  says what it saw on the record.
+- Every read the SDK returns is validated by ``models.py`` (``MailchimpApi.read``):
+  ``{}``, an HTML page or a list where a member belongs is a BadResponse, never
+  "not a member".
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import ConnectorBase, now_utc, parse_time, wanted
-from connectors.errors import BadResponse, NotFound, RequestRejected
+from connectors.errors import NotFound, RequestRejected
 from connectors.http import Limiter, RetryPolicy
+from connectors.mailchimp.models import (
+    Activity,
+    Audience,
+    AudiencePage,
+    Events,
+    Member,
+    MemberPage,
+    MemberStatus,
+    Notes,
+    Ping,
+    Tags,
+    dump,
+)
 from connectors.mailchimp.sdk import DEFAULT_TIMEOUT, MailchimpApi
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
@@ -36,6 +57,7 @@ from hub.domain import (
     ExportSection,
     Identifier,
     Outcome,
+    RecordFacts,
     RecordOutcome,
     RecordRef,
     SourceRecord,
@@ -46,6 +68,7 @@ from hub.policy import EraseMode, SystemPolicy
 SYSTEM = "mailchimp"
 PAGE = 1000
 LOOKBACK = timedelta(seconds=1)
+M = TypeVar("M", bound=BaseModel)
 
 
 class MailchimpSettings(BaseSettings):
@@ -74,7 +97,7 @@ class MailchimpConnector(ConnectorBase):
     ) -> None:
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
                                 limiter=limiter)
-        self._audience_list: list[dict[str, Any]] | None = None
+        self._audience_list: list[Audience] | None = None
         # Members as `find` read them, whole: an access export in the same op reuses
         # them. Erasure and opt-out read afresh and drop them: they write.
         self._found: dict[tuple[str, str], dict[str, Any]] = {}
@@ -95,42 +118,43 @@ class MailchimpConnector(ConnectorBase):
 
     # ----------------------------------------------------------------- plumbing
 
-    def _audiences(self) -> list[dict[str, Any]]:
+    def _audiences(self) -> list[Audience]:
         """Every audience, read once per connector: a connector lives for one sync or
         one request's op, and audiences are created by hand, not within seconds."""
         if self._audience_list is None:
             self._audience_list = self._read_audiences()
         return self._audience_list
 
-    def _read_audiences(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _read_audiences(self) -> list[Audience]:
+        out: list[Audience] = []
         offset = 0
         while True:
-            body = self.api.call(self.api.lists.get_all_lists, count=PAGE, offset=offset,
-                                 fields=["lists.id", "lists.name", "total_items"])
-            lists = body.get("lists") if isinstance(body, dict) else None
-            if not isinstance(lists, list):
-                raise BadResponse(SYSTEM, "lists: no 'lists' array")
-            out.extend(x for x in lists if isinstance(x, dict) and x.get("id"))
-            offset += len(lists)
-            total = body.get("total_items")
-            if not lists or not isinstance(total, int) or offset >= total:
+            page = self.api.read(AudiencePage, self.api.lists.get_all_lists, count=PAGE,
+                                 offset=offset, fields=["lists.id", "lists.name", "total_items"])
+            out.extend(page.lists)
+            offset += len(page.lists)
+            if not page.lists or offset >= page.total_items:
                 return out
 
-    def _member(self, list_id: str, member_hash: str, **kwargs: Any) -> dict[str, Any] | None:
+    def _member(self, list_id: str, member_hash: str, model: type[M], **kwargs: Any
+                ) -> M | None:
+        """The member as ``model``, or None on a 404 (the only "not a member")."""
         try:
-            member = self.api.call(self.api.lists.get_list_member, list_id, member_hash,
-                                   **kwargs)
+            return self.api.read(model, self.api.lists.get_list_member, list_id, member_hash,
+                                 **kwargs)
         except NotFound:
             return None
-        if not isinstance(member, dict):
-            raise BadResponse(SYSTEM, "member is not an object")
-        return member
+
+    def _status(self, ref: RecordRef) -> str | None:
+        """The member's live status, or None when it is not a member (404)."""
+        member = self._member(ref.container or "", ref.record_id, MemberStatus,
+                              fields=["status"])
+        return None if member is None else member.status
 
     # ----------------------------------------------------------------- protocol
 
     def check(self) -> None:
-        self.api.call(self.api.client.ping.get)
+        self.api.read(Ping, self.api.client.ping.get)
 
     def sync(self, since: str | None) -> Iterator[SyncPage]:
         since_param = None
@@ -140,102 +164,106 @@ class MailchimpConnector(ConnectorBase):
         newest = since
         pending: SyncPage | None = None
         for audience in self._audiences():
-            list_id = audience["id"]
             offset = 0
             while True:
                 kwargs: dict[str, Any] = {"count": PAGE, "offset": offset,
                                           "exclude_fields": ["members._links", "_links"]}
                 if since_param:
                     kwargs["since_last_changed"] = since_param
-                body = self.api.call(self.api.lists.get_list_members_info, list_id, **kwargs)
-                members = body.get("members") if isinstance(body, dict) else None
-                if not isinstance(members, list):
-                    raise BadResponse(SYSTEM, "members: no 'members' array")
+                page = self.api.read(MemberPage, self.api.lists.get_list_members_info,
+                                     audience.id, **kwargs)
                 records = []
-                for m in members:
-                    if not isinstance(m, dict) or not m.get("id"):
-                        continue
-                    records.append(_source_record(list_id, m))
-                    changed = m.get("last_changed")
-                    if isinstance(changed, str) and (newest is None or _later(changed, newest)):
-                        newest = changed
+                for m in page.members:
+                    records.append(_source_record(audience.id, m))
+                    if m.last_changed and (newest is None or _later(m.last_changed, newest)):
+                        newest = m.last_changed
                 if pending is not None:
                     yield pending
                 pending = SyncPage(records=tuple(records), cursor=since)
-                offset += len(members)
-                total = body.get("total_items")
-                if not members or not isinstance(total, int) or offset >= total:
+                offset += len(page.members)
+                if not page.members or offset >= page.total_items:
                     break
         if pending is None:
             pending = SyncPage(cursor=since)
         yield SyncPage(records=pending.records, gone=pending.gone, cursor=newest)
 
     def find(self, identifiers: Sequence[Identifier]) -> list[RecordRef]:
+        """The subject's membership in every audience, each with what the member holds
+        (e-mail, FNAME+LNAME, PHONE) so the hub can tell whose it is (rule 9)."""
         emails, _phones = wanted(identifiers)
         if not emails:
             return []
         refs: list[RecordRef] = []
         for audience in self._audiences():
             for email in sorted(emails):
-                member = self._member(audience["id"], subscriber_hash(email),
+                member = self._member(audience.id, subscriber_hash(email), Member,
                                       exclude_fields=["_links"])
                 if member is None:
                     continue
-                self._found[(audience["id"], str(member.get("id")))] = member
-                refs.append(RecordRef(SYSTEM, "member", str(member.get("id")),
-                                      container=audience["id"],
-                                      label=f"member of audience {audience['id']}"))
+                self._found[(audience.id, member.id)] = dump(member)
+                refs.append(RecordRef(SYSTEM, "member", member.id, container=audience.id,
+                                      label=f"member of audience {audience.id}",
+                                      facts=_facts(member)))
         return refs
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
-        names = {a["id"]: a.get("name") or a["id"] for a in self._audiences()}
+        names = {a.id: a.name or a.id for a in self._audiences()}
         sections: list[ExportSection] = []
         missing = 0
         for ref in _members(refs):
             lid, mh = ref.container or "", ref.record_id
-            member = self._found.get((lid, mh)) or self._member(lid, mh,
-                                                                exclude_fields=["_links"])
+            member = self._found.get((lid, mh))
+            if member is None:
+                live = self._member(lid, mh, Member, exclude_fields=["_links"])
+                member = dump(live) if live is not None else None
             if member is None:
                 missing += 1
                 continue
             name = names.get(lid, lid)
             src = f"{SYSTEM}:lists/{lid}/members/{mh}"
             sections.append(ExportSection(f"Audience '{name}': subscriber", src, (member,)))
-            parts = (
-                ("tags", self.api.lists.get_list_member_tags, "tags", "tags"),
-                ("notes", self.api.lists.get_list_member_notes, "notes", "notes"),
-                ("activity", self.api.lists.get_list_member_activity, "activity",
-                 "recent activity"),
-                ("events", self.api.lists.get_list_member_events, "events", "events"),
-            )
-            for key, fn, field_name, label in parts:
-                try:
-                    body = self.api.call(fn, lid, mh)
-                except NotFound:
-                    body = {}
-                items = body.get(field_name, []) if isinstance(body, dict) else []
+            for key, items, label in self._member_parts(lid, mh):
                 sections.append(ExportSection(f"Audience '{name}': {label}", f"{src}/{key}",
-                                              tuple(i for i in items if isinstance(i, dict))))
+                                              items))
         return Export(SYSTEM, tuple(sections),
                       evidence={"members": len(_members(refs)) - missing,
                                 "not_found": missing, "api_calls": self.api_calls})
 
+    def _member_parts(self, lid: str, mh: str
+                      ) -> Iterator[tuple[str, tuple[dict[str, Any], ...], str]]:
+        """(key, items, label) of the member's tags, notes, activity and events."""
+        lists = self.api.lists
+        parts: tuple[tuple[str, Any, type[Any], str], ...] = (
+            ("tags", lists.get_list_member_tags, Tags, "tags"),
+            ("notes", lists.get_list_member_notes, Notes, "notes"),
+            ("activity", lists.get_list_member_activity, Activity, "recent activity"),
+            ("events", lists.get_list_member_events, Events, "events"),
+        )
+        for key, fn, model, label in parts:
+            try:
+                items = getattr(self.api.read(model, fn, lid, mh), key)
+            except NotFound:
+                items = []
+            yield key, tuple(items), label
+
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        """Permanently delete (or archive, per policy) each membership, journalled as
+        Mailchimp confirms it, then read back: a member still there (or not archived)
+        makes the outcome unverified, with what the read-back saw on its record."""
         self._found.clear()
         archive = policy.erase == EraseMode.DELETE
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):
-            lid, mh = ref.container or "", ref.record_id
-            if archive:
-                results.append(self._archive(ref))
-                member = self._member(lid, mh, fields=["status"])
-                if member is not None and member.get("status") != "archived":
-                    verified = False
-            else:
-                results.append(self._forget(ref))
-                if self._member(lid, mh, fields=["status"]) is not None:
-                    verified = False
+            record = self._archive(ref) if archive else self._forget(ref)
+            status = self._status(ref)
+            if archive and status not in (None, "archived"):
+                record = _with_read_back(record, f"read back: status is still {status}")
+                verified = False
+            elif not archive and status is not None:
+                record = _with_read_back(record, f"read back: still a member ({status})")
+                verified = False
+            results.append(record)
         return _outcome(results, verified, self.api_calls,
                         mode="archive" if archive else "delete-permanent")
 
@@ -247,9 +275,10 @@ class MailchimpConnector(ConnectorBase):
             return RecordOutcome(ref, Action.NOT_FOUND, "not a member (or already forgotten)",
                                  status_code=exc.status_code,
                                  vendor_request_id=exc.vendor_request_id)
-        return RecordOutcome(ref, Action.PERMANENTLY_DELETED,
-                             "delete-permanent: PII removed, cannot be re-imported",
-                             status_code=204, vendor_request_id=self.api.last_request_id)
+        return self.done(RecordOutcome(ref, Action.PERMANENTLY_DELETED,
+                                       "delete-permanent: PII removed, cannot be re-imported",
+                                       status_code=204,
+                                       vendor_request_id=self.api.last_request_id))
 
     def _archive(self, ref: RecordRef) -> RecordOutcome:
         try:
@@ -259,43 +288,44 @@ class MailchimpConnector(ConnectorBase):
                                  status_code=exc.status_code,
                                  vendor_request_id=exc.vendor_request_id)
         except RequestRejected as exc:
-            if exc.status_code == 405:  # cannot archive an archived/cleaned/pending member
-                member = self._member(ref.container or "", ref.record_id, fields=["status"])
-                if member is not None and member.get("status") == "archived":
-                    return RecordOutcome(ref, Action.DELETED, "already archived",
-                                         status_code=405,
-                                         vendor_request_id=exc.vendor_request_id)
+            # 405: cannot archive an archived/cleaned/pending member
+            if exc.status_code == 405 and self._status(ref) == "archived":
+                return RecordOutcome(ref, Action.DELETED, "already archived", status_code=405,
+                                     vendor_request_id=exc.vendor_request_id)
             raise
-        return RecordOutcome(ref, Action.DELETED, "archived (policy erase=delete)",
-                             status_code=204, vendor_request_id=self.api.last_request_id)
+        return self.done(RecordOutcome(ref, Action.DELETED, "archived (policy erase=delete)",
+                                       status_code=204,
+                                       vendor_request_id=self.api.last_request_id))
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         self._found.clear()
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):
-            lid, mh = ref.container or "", ref.record_id
-            member = self._member(lid, mh, fields=["status"])
-            if member is None:
-                results.append(RecordOutcome(ref, Action.NOT_FOUND, "not a member",
-                                             status_code=404))
-                continue
-            status = member.get("status")
-            if status == "unsubscribed":
-                results.append(RecordOutcome(ref, Action.UNSUBSCRIBED, "already unsubscribed"))
-                continue
-            if status in ("archived", "cleaned"):
-                results.append(RecordOutcome(ref, Action.NOTHING_TO_DO,
-                                             f"status {status}: receives no campaigns"))
-                continue
-            self.api.call(self.api.lists.update_list_member, lid, mh,
-                          {"status": "unsubscribed"})
-            results.append(RecordOutcome(ref, Action.UNSUBSCRIBED,
-                                         f"status {status} -> unsubscribed", status_code=200))
-            live = self._member(lid, mh, fields=["status"])
-            if live is None or live.get("status") != "unsubscribed":
-                verified = False
+            record, ok = self._opt_out_one(ref)
+            results.append(record)
+            verified = verified and ok
         return _outcome(results, verified, self.api_calls)
+
+    def _opt_out_one(self, ref: RecordRef) -> tuple[RecordOutcome, bool]:
+        """(outcome, whether the read-back shows it) for one membership."""
+        status = self._status(ref)
+        if status is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "not a member", status_code=404), True
+        if status == "unsubscribed":
+            return RecordOutcome(ref, Action.UNSUBSCRIBED, "already unsubscribed"), True
+        if status in ("archived", "cleaned"):
+            return RecordOutcome(ref, Action.NOTHING_TO_DO,
+                                 f"status {status}: receives no campaigns"), True
+        self.api.call(self.api.lists.update_list_member, ref.container, ref.record_id,
+                      {"status": "unsubscribed"})
+        record = self.done(RecordOutcome(ref, Action.UNSUBSCRIBED,
+                                         f"status {status} -> unsubscribed", status_code=200))
+        live = self._status(ref)
+        if live == "unsubscribed":
+            return record, True
+        seen = "not a member any more" if live is None else f"status is still {live}"
+        return _with_read_back(record, f"read back: {seen}"), False
 
 
 SENDS_TO = ("subscribed", "pending")
@@ -305,23 +335,38 @@ def _members(refs: Sequence[RecordRef]) -> list[RecordRef]:
     return [r for r in refs if r.system == SYSTEM and r.kind == "member" and r.container]
 
 
-def _source_record(list_id: str, m: dict[str, Any]) -> SourceRecord:
-    merge = m.get("merge_fields") if isinstance(m.get("merge_fields"), dict) else {}
-    phones = tuple(p for p in (merge.get("PHONE"), m.get("sms_phone_number"))
-                   if isinstance(p, str) and p.strip())
-    name = m.get("full_name") or " ".join(
-        str(x) for x in (merge.get("FNAME"), merge.get("LNAME")) if x) or None
-    email = m.get("email_address")
+def _phones(m: Member) -> tuple[str, ...]:
+    return tuple(p for p in (m.merge_fields.get("PHONE"), m.sms_phone_number)
+                 if isinstance(p, str) and p.strip())
+
+
+def _name(m: Member) -> str | None:
+    """FNAME and LNAME joined (as the member holds them), else Mailchimp's full_name."""
+    parts = [m.merge_fields.get(k) for k in ("FNAME", "LNAME")]
+    joined = " ".join(str(x).strip() for x in parts if isinstance(x, str) and x.strip())
+    return joined or m.full_name or None
+
+
+def _facts(m: Member) -> RecordFacts:
+    return RecordFacts(name=_name(m), emails=(m.email_address,), phones=_phones(m))
+
+
+def _source_record(list_id: str, m: Member) -> SourceRecord:
     return SourceRecord(
         system=SYSTEM,
-        record_id=f"{list_id}:{m['id']}",
-        emails=(email,) if isinstance(email, str) and email else (),
-        phones=phones,
-        display_name=name,
-        updated_at=parse_time(m.get("last_changed")),
+        record_id=f"{list_id}:{m.id}",
+        emails=(m.email_address,) if m.email_address else (),
+        phones=_phones(m),
+        display_name=m.full_name or _name(m),
+        updated_at=parse_time(m.last_changed),
         # "pending" is a double opt-in on its way: it will receive campaigns once confirmed.
-        subscribed=m.get("status") in SENDS_TO,
+        subscribed=m.status in SENDS_TO,
     )
+
+
+def _with_read_back(record: RecordOutcome, seen: str) -> RecordOutcome:
+    """The record with what the read-back saw appended."""
+    return replace(record, detail=f"{record.detail}; {seen}")
 
 
 def _later(a: str, b: str) -> bool:

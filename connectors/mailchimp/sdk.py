@@ -25,11 +25,12 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import mailchimp_marketing
 import requests
 from mailchimp_marketing.api_client import ApiClientError
+from pydantic import BaseModel
 
 from connectors.errors import BadResponse, ConnectionFailed, ConnectorError, RateLimited
 from connectors.http import (
@@ -40,9 +41,11 @@ from connectors.http import (
     error_detail,
     error_for_status,
     request_id,
+    validate,
 )
 
 SYSTEM = "mailchimp"
+M = TypeVar("M", bound=BaseModel)
 MAX_CONCURRENT = 10
 DEFAULT_TIMEOUT = (5.0, 30.0)
 
@@ -87,13 +90,13 @@ def translate_error(exc: ApiClientError) -> ConnectorError:
 def translate_response(resp: requests.Response) -> ConnectorError | None:
     """None for a good ``requests.Response`` the SDK returned, else the error it hides.
 
-    A 2xx comes back as a Response for 204s (fine) and also when the body could
-    not be parsed (the SDK swallows the JSON error): that is a BadResponse,
-    retried when the request was a read."""
+    A 2xx comes back as a Response for 204s (fine) and also when the body is not
+    JSON (the SDK swallows the error) or is an empty ``{}``/``[]`` (falsy, so the SDK
+    does not return it): a BadResponse, retried when the request was a read."""
     if resp.ok:
         if resp.status_code == 204 or not resp.content.strip():
             return None
-        error = BadResponse(SYSTEM, "body could not be parsed as JSON",
+        error = BadResponse(SYSTEM, "body is not JSON, or an empty {} or []",
                             status_code=resp.status_code,
                             vendor_request_id=request_id(resp.headers))
         method = resp.request.method if resp.request is not None else None
@@ -139,23 +142,40 @@ class MailchimpApi:
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call an SDK method with retries; returns its data (None for a 204)."""
+        return self.retry.run(lambda: self._once(fn, args, kwargs))
 
-        def once() -> Any:
-            with self.limiter.slot():
-                self.counter.add()
-                try:
-                    result = fn(*args, **kwargs)
-                except ApiClientError as exc:
-                    raise translate_error(exc) from None
-            if isinstance(result, requests.Response):
-                error = translate_response(result)
-                if error is not None:
-                    raise error
-                self.last_request_id = request_id(result.headers)
-                return None
-            return result
+    def read(self, model: type[M], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> M:
+        """Call an SDK *read* (a GET) and validate what it returned as ``model``.
+
+        The SDK hands back whatever it got: ``{}`` or an empty body as a bare Response
+        (None here), an HTML page as its text, a list where an object belongs. None of
+        those is what the connector reads, so each is a BadResponse, retried like a
+        5xx because a GET can be repeated."""
+
+        def once() -> M:
+            try:
+                return validate(SYSTEM, model, self._once(fn, args, kwargs))
+            except BadResponse as exc:
+                exc.retryable = True
+                raise
 
         return self.retry.run(once)
+
+    def _once(self, fn: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        with self.limiter.slot():
+            self.counter.add()
+            try:
+                result = fn(*args, **kwargs)
+            except ApiClientError as exc:
+                raise translate_error(exc) from None
+        if isinstance(result, requests.Response):
+            error = translate_response(result)
+            if error is not None:
+                raise error
+            self.last_request_id = request_id(result.headers)
+            return None
+        return result
 
     @property
     def lists(self) -> Any:

@@ -13,20 +13,27 @@ Reference: /work/shared/reference/saas-apis.md section A. Choices:
   index upserts: harmless) and none is ever skipped.
 - Find searches ``/api/v2/persons/search`` with ``exact_match`` by each e-mail and
   by each way a phone number may be written, then keeps only the persons whose
-  own values normalise to a wanted identifier.
+  own values normalise to a wanted identifier; each ref carries the person's name,
+  e-mails and phones (``facts``) so the hub can tell the subject from a namesake.
 - Erase deletes the person (soft: Pipedrive purges after 30 days) and what only
   describes them (notes, leads); deals are unlinked and kept, or deleted, per
-  ``policy.deals``; every record gets its own outcome; then everything is read back.
+  ``policy.deals``. Activities, files and synced mail that name the person are not
+  touched but reported one by one as ``kept`` with what the operator must do. Every
+  action is journalled (``self.done``) as Pipedrive confirms it; then everything is
+  read back, and what the read-back still shows is named on its record.
 - Opt out PATCHes ``marketing_status`` to ``unsubscribed`` and reads it back.
+- Every body is validated by ``models.py``: a 200 without what is read there is a
+  protocol error (BadResponse), never "not found".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import (
@@ -47,6 +54,26 @@ from connectors.http import (
     make_client,
     parse_json,
     request_id,
+    validate,
+)
+from connectors.pipedrive.models import (
+    Activity,
+    ActivityPage,
+    Deal,
+    DealEnvelope,
+    DealPage,
+    Deleted,
+    Item,
+    ItemEnvelope,
+    MailMessage,
+    MailPage,
+    Person,
+    PersonEnvelope,
+    PersonPage,
+    SearchPage,
+    SearchPerson,
+    V1Page,
+    dump,
 )
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
@@ -55,6 +82,7 @@ from hub.domain import (
     ExportSection,
     Identifier,
     Outcome,
+    RecordFacts,
     RecordOutcome,
     RecordRef,
     SourceRecord,
@@ -66,6 +94,7 @@ SYSTEM = "pipedrive"
 PAGE_LIMIT = 500
 V1_LIMIT = 100
 ANONYMISED_NAME = "Erased person"
+M = TypeVar("M", bound=BaseModel)
 
 
 class PipedriveSettings(BaseSettings):
@@ -125,75 +154,63 @@ class PipedriveConnector(ConnectorBase):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _get(self, path: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
-        body = self.http.json("GET", path, params=params, **kw)
-        if not isinstance(body, dict) or body.get("success") is not True:
-            raise BadResponse(SYSTEM, f"{path}: response is not a success envelope")
-        return body
+    def _get(self, path: str, model: type[M], params: dict[str, Any] | None = None, *,
+             limiter: Limiter | None = None) -> M:
+        """A read, validated as ``model``: a wrong-shaped 200 is retried, then BadResponse."""
+        return self.http.json("GET", path, params=params, parse=model, limiter=limiter)
 
-    def _envelope(self, response: httpx.Response) -> Any:
-        body = parse_json(SYSTEM, response)
-        if not isinstance(body, dict) or body.get("success") is not True:
-            raise BadResponse(SYSTEM, "response is not a success envelope",
-                              status_code=response.status_code)
-        return body
+    def _write(self, method: str, path: str, model: type[M], json: Any = None
+               ) -> tuple[M, httpx.Response]:
+        """A write and its validated answer: only an answer of the documented shape
+        confirms the action (and lets it be journalled). Never repeated for a bad body."""
+        response = self.http.request(method, path, json=json)
+        body = validate(SYSTEM, model, parse_json(SYSTEM, response), response=response)
+        return body, response
 
-    def _v2_items(self, path: str, params: dict[str, Any], *, limiter: Limiter | None = None
-                  ) -> Iterator[list[dict[str, Any]]]:
-        """Pages of a v2 cursor-paged list; stops when ``next_cursor`` is absent/null."""
+    def _v2_pages(self, path: str, params: dict[str, Any], model: type[Any], *,
+                  limiter: Limiter | None = None) -> Iterator[list[Any]]:
+        """Pages of a v2 cursor-paged list (or search); stops when ``next_cursor`` is
+        absent/null. A cursor that does not move is a protocol error, not the end."""
         cursor: str | None = None
         while True:
-            body = self._get(path, {**params, "cursor": cursor}, limiter=limiter)
-            data = body.get("data")
-            if data is None:
-                data = []
-            if isinstance(data, dict) and "items" in data:  # search results
-                data = data["items"]
-            if not isinstance(data, list):
-                raise BadResponse(SYSTEM, f"{path}: data is not a list")
-            yield [item for item in data if isinstance(item, dict)]
-            extra = body.get("additional_data") or {}
-            cursor = extra.get("next_cursor") if isinstance(extra, dict) else None
-            if not cursor:
+            page = self._get(path, model, {**params, "cursor": cursor}, limiter=limiter)
+            yield page.data.items if isinstance(page, SearchPage) else page.data
+            following = page.additional_data.next_cursor if page.additional_data else None
+            if not following:
                 return
+            if following == cursor:
+                raise BadResponse(SYSTEM, f"{path}: next_cursor does not advance")
+            cursor = following
 
-    def _v1_items(self, path: str, params: dict[str, Any] | None = None
-                  ) -> Iterator[dict[str, Any]]:
-        """Items of a v1 start/limit list."""
+    def _v1_items(self, path: str, model: type[Any] = V1Page,
+                  params: dict[str, Any] | None = None) -> Iterator[Any]:
+        """Items of a v1 start/limit list (``data: null`` is an empty list there)."""
         start = 0
         while True:
-            body = self._get(path, {**(params or {}), "start": start, "limit": V1_LIMIT})
-            data = body.get("data") or []
-            if not isinstance(data, list):
-                raise BadResponse(SYSTEM, f"{path}: data is not a list")
-            yield from (item for item in data if isinstance(item, dict))
-            pagination = (body.get("additional_data") or {}).get("pagination") or {}
-            next_start = pagination.get("next_start")
-            if not pagination.get("more_items_in_collection") or not isinstance(next_start,
-                                                                                 int):
+            page = self._get(path, model, {**(params or {}), "start": start, "limit": V1_LIMIT})
+            yield from page.data or []
+            extra = page.additional_data
+            pagination = extra.pagination if extra else None
+            if pagination is None or not pagination.more_items_in_collection:
                 return
-            if next_start <= start:
-                raise BadResponse(SYSTEM, f"{path}: pagination does not advance")
-            start = next_start
+            following = pagination.next_start
+            if following is None or following <= start:
+                raise BadResponse(SYSTEM, f"{path}: more items promised, pagination stuck")
+            start = following
 
-    def _person(self, person_id: str) -> dict[str, Any] | None:
+    def _person(self, person_id: str) -> Person | None:
         """The live person, or None when Pipedrive says it is not there (or deleted)."""
         try:
-            body = self._get(f"/api/v2/persons/{person_id}",
+            body = self._get(f"/api/v2/persons/{person_id}", PersonEnvelope,
                              {"include_fields": "marketing_status,doi_status"})
         except NotFound:
             return None
-        person = body.get("data")
-        if not isinstance(person, dict):
-            raise BadResponse(SYSTEM, "person is not an object")
-        if person.get("is_deleted") is True:
-            return None
-        return person
+        return None if body.data.is_deleted else body.data
 
     # ----------------------------------------------------------------- protocol
 
     def check(self) -> None:
-        self._get("/api/v2/persons", {"limit": 1})
+        self._get("/api/v2/persons", PersonPage, {"limit": 1})
 
     def sync(self, since: str | None) -> Iterator[SyncPage]:
         params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
@@ -201,28 +218,28 @@ class PipedriveConnector(ConnectorBase):
         if since:
             params["updated_since"] = since
         cursor = since
-        for page in self._v2_items("/api/v2/persons", params):
+        for page in self._v2_pages("/api/v2/persons", params, PersonPage):
             records: list[SourceRecord] = []
             gone: list[str] = []
             newest: str | None = None
             for person in page:
-                if "id" not in person:
-                    raise BadResponse(SYSTEM, "person without id")
-                if person.get("is_deleted") is True:
-                    gone.append(str(person["id"]))
+                if person.is_deleted:
+                    gone.append(str(person.id))
                 else:
                     records.append(_source_record(person))
-                updated = person.get("update_time")
+                updated = person.update_time
                 # sorted by update_time asc: the newest is normally the last; compare
                 # anyway (cheap on equal-format strings) so a vendor quirk cannot
                 # move the cursor backwards.
-                if isinstance(updated, str) and (newest is None or _later(updated, newest)):
+                if updated and (newest is None or _later(updated, newest)):
                     newest = updated
             if newest is not None and (cursor is None or _later(newest, cursor)):
                 cursor = newest
             yield SyncPage(records=tuple(records), gone=tuple(gone), cursor=cursor)
 
     def find(self, identifiers: Sequence[Identifier]) -> list[RecordRef]:
+        """Persons whose own e-mails or phones match, each with what it holds (facts):
+        the hub, not the connector, decides whose record it is (rule 9)."""
         want_emails, want_phones = wanted(identifiers)
         searches: list[tuple[str, str]] = [(e, "email") for e in sorted(want_emails)]
         for phone in sorted(want_phones):
@@ -231,17 +248,12 @@ class PipedriveConnector(ConnectorBase):
         for term, field_name in searches:
             params = {"term": term, "fields": field_name, "exact_match": "true",
                       "limit": PAGE_LIMIT}
-            for page in self._v2_items("/api/v2/persons/search", params,
+            for page in self._v2_pages("/api/v2/persons/search", params, SearchPage,
                                        limiter=self._search_limiter):
                 for result in page:
-                    item = result.get("item")
-                    if not isinstance(item, dict) or item.get("id") is None:
-                        continue
-                    emails = [e for e in item.get("emails") or [] if isinstance(e, str)]
-                    phones = [p for p in item.get("phones") or [] if isinstance(p, str)]
-                    if matches(emails, phones, want_emails, want_phones):
-                        pid = str(item["id"])
-                        found.setdefault(pid, _person_ref(pid))
+                    item = result.item
+                    if matches(item.emails, item.phones, want_emails, want_phones):
+                        found.setdefault(str(item.id), _person_ref(item))
         return list(found.values())
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
@@ -262,26 +274,19 @@ class PipedriveConnector(ConnectorBase):
                 missing += 1
                 continue
             pid = ref.record_id
-            sections["person"][1].append(person)
-            org_id = person.get("org_id")
-            if isinstance(org_id, dict):
-                org_id = org_id.get("value")
-            if org_id:
+            sections["person"][1].append(dump(person))
+            if person.org_id:
                 try:
-                    org = self._get(f"/api/v2/organizations/{org_id}").get("data")
+                    org = self._get(f"/api/v2/organizations/{person.org_id}", ItemEnvelope)
+                    sections["organization"][1].append(dump(org.data))
                 except NotFound:
-                    org = None
-                if isinstance(org, dict):
-                    sections["organization"][1].append(org)
-            sections["deals"][1].extend(self._deals(pid))
-            for page in self._v2_items("/api/v2/activities", {"person_id": pid,
-                                                              "limit": PAGE_LIMIT}):
-                sections["activities"][1].extend(page)
-            sections["notes"][1].extend(self._v1_items("/v1/notes", {"person_id": pid}))
-            sections["leads"][1].extend(self._v1_items("/v1/leads", {"person_id": pid}))
-            sections["mail_messages"][1].extend(
-                self._v1_items(f"/v1/persons/{pid}/mailMessages"))
-            sections["files"][1].extend(self._v1_items(f"/v1/persons/{pid}/files"))
+                    pass
+            sections["deals"][1].extend(dump(d) for d in self._deals(pid))
+            sections["activities"][1].extend(dump(a) for a in self._activities(pid))
+            sections["notes"][1].extend(dump(n) for n in self._notes(pid))
+            sections["leads"][1].extend(dump(x) for x in self._leads(pid))
+            sections["mail_messages"][1].extend(dump(m) for m in self._mails(pid))
+            sections["files"][1].extend(dump(f) for f in self._files(pid))
         out = tuple(
             ExportSection(label=label, source=f"{SYSTEM}:{key}", items=tuple(items))
             for key, (label, items) in sections.items()
@@ -292,22 +297,42 @@ class PipedriveConnector(ConnectorBase):
                                 "counts": {k: len(v[1]) for k, v in sections.items()},
                                 "api_calls": self.api_calls})
 
-    def _deals(self, person_id: str) -> list[dict[str, Any]]:
+    # ------------------------------------------------------ what hangs off a person
+
+    def _deals(self, person_id: str) -> list[Deal]:
         """Open, won, lost and archived deals whose main person is this person."""
-        deals: dict[Any, dict[str, Any]] = {}
-        for page in self._v2_items("/api/v2/deals", {"person_id": person_id,
-                                                     "limit": PAGE_LIMIT}):
+        deals: dict[int | str, Deal] = {}
+        params = {"person_id": person_id, "limit": PAGE_LIMIT}
+        for page in self._v2_pages("/api/v2/deals", params, DealPage):
             for deal in page:
-                deals.setdefault(deal.get("id"), deal)
+                deals.setdefault(deal.id, deal)
         try:
-            for page in self._v2_items("/api/v2/deals/archived",
-                                       {"person_id": person_id, "limit": PAGE_LIMIT}):
+            for page in self._v2_pages("/api/v2/deals/archived", params, DealPage):
                 for deal in page:
-                    deals.setdefault(deal.get("id"), deal)
+                    deals.setdefault(deal.id, deal)
         except NotFound:
             pass  # an account (or emulator) without archived deals
         return [d for d in deals.values()
-                if str(d.get("person_id")) == person_id and d.get("status") != "deleted"]
+                if str(d.person_id) == person_id and d.status != "deleted"]
+
+    def _activities(self, person_id: str) -> list[Activity]:
+        params = {"person_id": person_id, "limit": PAGE_LIMIT}
+        return [a for page in self._v2_pages("/api/v2/activities", params, ActivityPage)
+                for a in page]
+
+    def _notes(self, person_id: str) -> list[Item]:
+        return list(self._v1_items("/v1/notes", V1Page, {"person_id": person_id}))
+
+    def _leads(self, person_id: str) -> list[Item]:
+        return list(self._v1_items("/v1/leads", V1Page, {"person_id": person_id}))
+
+    def _mails(self, person_id: str) -> list[MailMessage]:
+        return list(self._v1_items(f"/v1/persons/{person_id}/mailMessages", MailPage))
+
+    def _files(self, person_id: str) -> list[Item]:
+        return list(self._v1_items(f"/v1/persons/{person_id}/files", V1Page))
+
+    # ------------------------------------------------------------------ erasure
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
         results: list[RecordOutcome] = []
@@ -321,158 +346,205 @@ class PipedriveConnector(ConnectorBase):
 
     def _erase_person(self, ref: RecordRef, policy: SystemPolicy
                       ) -> tuple[list[RecordOutcome], bool]:
+        """Act on what only describes the person, report what is left for an operator,
+        then the person; each action journalled as Pipedrive confirms it. Then read
+        back; whatever the read-back still shows is named on its record."""
         pid = ref.record_id
-        person = self._person(pid)
-        if person is None:
+        if self._person(pid) is None:
             return [RecordOutcome(ref, Action.NOT_FOUND, "no such person (already erased?)",
                                   status_code=404)], True
         out: list[RecordOutcome] = []
         deals = self._deals(pid)
         for deal in deals:
-            deal_ref = RecordRef(SYSTEM, "deal", str(deal.get("id")), label=f"deal {deal['id']}")
-            if policy.deals == DealsMode.DELETE:
-                out.append(self._delete(deal_ref, f"/api/v2/deals/{deal['id']}", Action.DELETED,
-                                        "deal deleted (policy deals=delete)"))
-            else:
-                out.append(self._unlink_deal(deal_ref, deal))
-        for note in list(self._v1_items("/v1/notes", {"person_id": pid})):
-            note_ref = RecordRef(SYSTEM, "note", str(note.get("id")), label=f"note {note['id']}")
-            out.append(self._delete(note_ref, f"/v1/notes/{note['id']}", Action.DELETED,
-                                    "note about the person deleted"))
-        for lead in list(self._v1_items("/v1/leads", {"person_id": pid})):
-            lead_ref = RecordRef(SYSTEM, "lead", str(lead.get("id")), label=f"lead {lead['id']}")
-            out.append(self._delete(lead_ref, f"/v1/leads/{lead['id']}", Action.DELETED,
-                                    "lead of the person deleted"))
-        for item in list(self._v1_items(f"/v1/persons/{pid}/mailMessages")):
-            # Pipedrive's API cannot delete synced mail; say so on the record.
-            mail = item.get("data") if isinstance(item.get("data"), dict) else item
-            mail_ref = RecordRef(SYSTEM, "mailMessage", str(mail.get("id")),
-                                 label=f"mail message {mail.get('id')}")
-            out.append(RecordOutcome(mail_ref, Action.KEPT,
-                                     "synced mail message: no API to delete it; remove it in "
-                                     "the mailbox or the Pipedrive UI"))
-        if policy.erase == EraseMode.ANONYMISE:
-            response = self.http.request(
-                "PATCH", f"/api/v2/persons/{pid}",
-                json={"name": f"{ANONYMISED_NAME} {pid}", "emails": [], "phones": []})
-            self._envelope(response)
-            out.append(RecordOutcome(ref, Action.ANONYMISED, "name, e-mails and phones blanked",
-                                     status_code=response.status_code,
-                                     vendor_request_id=_rid(response)))
-        else:
-            detail = "soft-deleted; Pipedrive purges it for good after 30 days"
-            out.append(self._delete(ref, f"/api/v2/persons/{pid}", Action.DELETED, detail))
-        return out, self._verify_erased(pid, deals, policy)
+            out.append(self._act_on_deal(deal, policy))
+        for note in self._notes(pid):
+            out.append(self._delete(_ref("note", note.id), f"/v1/notes/{note.id}",
+                                    Action.DELETED, "note about the person deleted"))
+        for lead in self._leads(pid):
+            out.append(self._delete(_ref("lead", lead.id), f"/v1/leads/{lead.id}",
+                                    Action.DELETED, "lead of the person deleted"))
+        out.extend(self._leftovers(pid))
+        out.append(self._erase_person_record(ref, policy))
+        problems = _onto_known(self._read_back(ref, deals, policy), out, ref)
+        return [_with_read_back(r, problems.get(r.ref)) for r in out], not problems
+
+    def _act_on_deal(self, deal: Deal, policy: SystemPolicy) -> RecordOutcome:
+        ref = _ref("deal", deal.id)
+        if policy.deals == DealsMode.DELETE:
+            return self._delete(ref, f"/api/v2/deals/{deal.id}", Action.DELETED,
+                                "deal deleted (policy deals=delete)")
+        return self._unlink_deal(ref)
+
+    def _leftovers(self, pid: str) -> list[RecordOutcome]:
+        """What names the person and this connector does not remove: each its own KEPT
+        record with what the operator must do (ids and kinds only, no personal data)."""
+        out = [RecordOutcome(_ref("activity", a.id), Action.KEPT,
+                             f"activity {a.id} ({a.type or 'activity'}) has the person as "
+                             "its main participant: delete it, or edit it to remove the "
+                             "person, in Pipedrive")
+               for a in self._activities(pid)]
+        out += [RecordOutcome(_ref("file", f.id), Action.KEPT,
+                              f"file {f.id} is attached to the person: delete it in "
+                              "Pipedrive (Files of the person) unless it must be kept")
+                for f in self._files(pid)]
+        out += [RecordOutcome(_ref("mailMessage", m.data.id), Action.KEPT,
+                              f"mail message {m.data.id} is synced to the person and "
+                              "Pipedrive's API cannot delete it: delete it in the mailbox "
+                              "or the Pipedrive UI")
+                for m in self._mails(pid)]
+        return out
+
+    def _erase_person_record(self, ref: RecordRef, policy: SystemPolicy) -> RecordOutcome:
+        pid = ref.record_id
+        if policy.erase != EraseMode.ANONYMISE:
+            return self._delete(ref, f"/api/v2/persons/{pid}", Action.DELETED,
+                                "soft-deleted; Pipedrive purges it for good after 30 days")
+        try:
+            _, response = self._write("PATCH", f"/api/v2/persons/{pid}", PersonEnvelope,
+                                      {"name": f"{ANONYMISED_NAME} {pid}", "emails": [],
+                                       "phones": []})
+        except NotFound as exc:
+            return _not_found(ref, exc, "person gone before it could be anonymised")
+        return self.done(RecordOutcome(ref, Action.ANONYMISED,
+                                       "name, e-mails and phones blanked",
+                                       status_code=response.status_code,
+                                       vendor_request_id=_rid(response)))
 
     def _delete(self, ref: RecordRef, path: str, action: Action, detail: str) -> RecordOutcome:
         try:
-            response = self.http.request("DELETE", path)
+            _, response = self._write("DELETE", path, Deleted)
         except NotFound as exc:
-            return RecordOutcome(ref, Action.NOT_FOUND, "already gone",
-                                 status_code=exc.status_code,
-                                 vendor_request_id=exc.vendor_request_id)
-        return RecordOutcome(ref, action, detail, status_code=response.status_code,
-                             vendor_request_id=_rid(response))
+            return _not_found(ref, exc, "already gone")
+        return self.done(RecordOutcome(ref, action, detail, status_code=response.status_code,
+                                       vendor_request_id=_rid(response)))
 
-    def _unlink_deal(self, ref: RecordRef, deal: dict[str, Any]) -> RecordOutcome:
+    def _unlink_deal(self, ref: RecordRef) -> RecordOutcome:
         try:
-            response = self.http.request("PATCH", f"/api/v2/deals/{deal['id']}",
-                                         json={"person_id": None})
+            _, response = self._write("PATCH", f"/api/v2/deals/{ref.record_id}", DealEnvelope,
+                                      {"person_id": None})
         except NotFound as exc:
-            return RecordOutcome(ref, Action.NOT_FOUND, "deal already gone",
-                                 status_code=exc.status_code)
-        self._envelope(response)
-        return RecordOutcome(ref, Action.UNLINKED,
-                             "deal kept as a business record; person unlinked (policy deals=keep)",
-                             status_code=response.status_code, vendor_request_id=_rid(response))
+            return _not_found(ref, exc, "deal already gone")
+        return self.done(RecordOutcome(
+            ref, Action.UNLINKED,
+            "deal kept as a business record; person unlinked (policy deals=keep)",
+            status_code=response.status_code, vendor_request_id=_rid(response)))
 
-    def _verify_erased(self, pid: str, deals: list[dict[str, Any]],
-                       policy: SystemPolicy) -> bool:
-        if policy.erase == EraseMode.ANONYMISE:
-            person = self._person(pid)
-            if person is not None and (person.get("emails") or person.get("phones")):
-                return False
-        elif self._person(pid) is not None:
-            return False
+    def _read_back(self, ref: RecordRef, deals: list[Deal], policy: SystemPolicy
+                   ) -> dict[RecordRef, str]:
+        """What the vendor still shows after the erasure, per record (empty: all done)."""
+        problems: dict[RecordRef, str] = {}
+        pid = ref.record_id
+        person = self._person(pid)
+        if person is not None and policy.erase != EraseMode.ANONYMISE:
+            problems[ref] = "read back: the person is still there"
+        elif person is not None and (person.emails or person.phones):
+            problems[ref] = "read back: the person still has e-mails or phones"
         for deal in deals:
-            try:
-                live = self._get(f"/api/v2/deals/{deal['id']}").get("data")
-            except NotFound:
-                continue
-            if not isinstance(live, dict):
-                return False
-            if policy.deals == DealsMode.DELETE:
-                if live.get("status") != "deleted" and live.get("is_deleted") is not True:
-                    return False
-            elif live.get("person_id") not in (None, 0):
-                return False
-        if any(True for _ in self._v1_items("/v1/notes", {"person_id": pid})):
-            return False
-        return not any(True for _ in self._v1_items("/v1/leads", {"person_id": pid}))
+            seen = self._deal_state(deal, policy)
+            if seen:
+                problems[_ref("deal", deal.id)] = f"read back: {seen}"
+        for kind, left in (("note", self._notes(pid)), ("lead", self._leads(pid))):
+            for item in left:
+                problems[_ref(kind, item.id)] = f"read back: {kind} still linked to the person"
+        return problems
+
+    def _deal_state(self, deal: Deal, policy: SystemPolicy) -> str | None:
+        """What is wrong with a deal after the erasure, or None."""
+        try:
+            live = self._get(f"/api/v2/deals/{deal.id}", DealEnvelope).data
+        except NotFound:
+            return None
+        if policy.deals == DealsMode.DELETE:
+            if live.status != "deleted" and live.is_deleted is not True:
+                return "the deal is still there"
+        elif live.person_id not in (None, 0):
+            return "the deal is still linked to the person"
+        return None
+
+    # ------------------------------------------------------------------ opt-out
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        results: list[RecordOutcome] = []
-        verified = True
-        for ref in _persons(refs):
-            person = self._person(ref.record_id)
-            if person is None:
-                results.append(RecordOutcome(ref, Action.NOT_FOUND, "no such person",
-                                             status_code=404))
-                continue
-            status = person.get("marketing_status")
-            if status == "unsubscribed":
-                results.append(RecordOutcome(ref, Action.UNSUBSCRIBED, "already unsubscribed"))
-                continue
-            if status == "no_consent":
-                results.append(RecordOutcome(ref, Action.NOTHING_TO_DO,
-                                             "no marketing consent on record"))
-                continue
-            response = self.http.request("PATCH", f"/api/v2/persons/{ref.record_id}",
-                                         json={"marketing_status": "unsubscribed"})
-            self._envelope(response)
-            results.append(RecordOutcome(ref, Action.UNSUBSCRIBED,
+        results = [self._opt_out_one(ref) for ref in _persons(refs)]
+        return _outcome([record for record, _ in results], all(ok for _, ok in results),
+                        self.api_calls)
+
+    def _opt_out_one(self, ref: RecordRef) -> tuple[RecordOutcome, bool]:
+        """(outcome, whether the read-back shows it) for one person."""
+        person = self._person(ref.record_id)
+        if person is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "no such person", status_code=404), True
+        status = person.marketing_status
+        if status == "unsubscribed":
+            return RecordOutcome(ref, Action.UNSUBSCRIBED, "already unsubscribed"), True
+        if status == "no_consent":
+            return RecordOutcome(ref, Action.NOTHING_TO_DO, "no marketing consent on record"), True
+        try:
+            _, response = self._write("PATCH", f"/api/v2/persons/{ref.record_id}",
+                                      PersonEnvelope, {"marketing_status": "unsubscribed"})
+        except NotFound as exc:
+            return _not_found(ref, exc, "person gone before the opt-out"), True
+        record = self.done(RecordOutcome(ref, Action.UNSUBSCRIBED,
                                          f"marketing_status {status} -> unsubscribed",
                                          status_code=response.status_code,
                                          vendor_request_id=_rid(response)))
-            live = self._person(ref.record_id)
-            if live is not None and live.get("marketing_status") != "unsubscribed":
-                verified = False
-        return _outcome(results, verified, self.api_calls)
+        live = self._person(ref.record_id)
+        if live is None or live.marketing_status == "unsubscribed":
+            return record, True
+        seen = f"read back: marketing_status is still {live.marketing_status}"
+        return _with_read_back(record, seen), False
 
 
 # ---------------------------------------------------------------------- helpers
 
 
-def _person_ref(pid: str) -> RecordRef:
-    return RecordRef(SYSTEM, "person", pid, label=f"person {pid}")
+def _person_ref(item: SearchPerson) -> RecordRef:
+    pid = str(item.id)
+    return RecordRef(SYSTEM, "person", pid, label=f"person {pid}",
+                     facts=RecordFacts(name=item.name or None, emails=tuple(item.emails),
+                                       phones=tuple(item.phones)))
+
+
+def _ref(kind: str, rid: int | str) -> RecordRef:
+    return RecordRef(SYSTEM, kind, str(rid), label=f"{kind} {rid}")
 
 
 def _persons(refs: Sequence[RecordRef]) -> list[RecordRef]:
     return [r for r in refs if r.system == SYSTEM and r.kind == "person"]
 
 
-def _values(items: Any) -> tuple[str, ...]:
-    if not items:
-        return ()
-    out = []
-    for item in items:
-        value = item.get("value") if type(item) is dict else item
-        if type(value) is str and value:
-            out.append(value)
-    return tuple(out)
+def _not_found(ref: RecordRef, exc: NotFound, detail: str) -> RecordOutcome:
+    return RecordOutcome(ref, Action.NOT_FOUND, detail, status_code=exc.status_code,
+                         vendor_request_id=exc.vendor_request_id)
 
 
-def _source_record(person: dict[str, Any]) -> SourceRecord:
+def _with_read_back(record: RecordOutcome, seen: str | None) -> RecordOutcome:
+    """The record with what the read-back saw appended (unchanged when all was well)."""
+    return record if not seen else replace(record, detail=f"{record.detail}; {seen}")
+
+
+def _onto_known(problems: dict[RecordRef, str], records: list[RecordOutcome],
+                person: RecordRef) -> dict[RecordRef, str]:
+    """Problems keyed by the records acted on; one about something not acted on (a note
+    that appeared meanwhile) is told on the person's record, so none is lost."""
+    known = {r.ref for r in records}
+    out = {k: v for k, v in problems.items() if k in known}
+    stray = [f"{k.kind} {k.record_id}: {v}" for k, v in problems.items() if k not in known]
+    if stray:
+        out[person] = "; ".join(([out[person]] if person in out else []) + stray)
+    return out
+
+
+def _source_record(person: Person) -> SourceRecord:
     return SourceRecord(
         system=SYSTEM,
-        record_id=str(person["id"]),
-        emails=_values(person.get("emails", person.get("email"))),
-        phones=_values(person.get("phones", person.get("phone"))),
-        display_name=person.get("name") or None,
-        updated_at=parse_time(person.get("update_time")),
+        record_id=str(person.id),
+        emails=tuple(e.value for e in person.emails if e.value),
+        phones=tuple(p.value for p in person.phones if p.value),
+        display_name=person.name or None,
+        updated_at=parse_time(person.update_time),
         # Absent when the account has no Campaigns add-on: then Pipedrive sends nothing.
-        subscribed=(person["marketing_status"] == "subscribed"
-                    if "marketing_status" in person else None),
+        subscribed=(person.marketing_status == "subscribed"
+                    if person.marketing_status is not None else None),
     )
 
 

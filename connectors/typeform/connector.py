@@ -14,15 +14,22 @@ What each action does:
   free-text search over answers, hidden fields and variables), every hit then
   confirmed locally: an e-mail/hidden/variable value equal to the e-mail, a text
   answer that mentions it, or a phone answer equal to the number once normalised.
+  Each ref carries what the response itself holds (its e-mail and phone answers,
+  hidden fields, a name answer) so the hub can tell the subject's own response from
+  one that only mentions them (rule 9).
 - ``export``: the responses by id, each answer given its question title from
   ``GET /forms/{id}``; vendor field names kept.
-- ``erase``: Typeform's "right to be forgotten" job (``DELETE /rtbf/{account}/
-  responses`` with the subject's e-mails), polled to ``Done`` with a bound; then
-  every form is queried again for those e-mails and the referenced responses are
-  read back. Whatever is still there (a response matched by phone only, or one
-  the job did not cover) is deleted by id and read back until gone (bounded).
+- ``erase``: the referenced responses, and only those, deleted by id
+  (``DELETE /forms/{id}/responses?included_response_ids=``), each journalled when
+  Typeform accepts it, then read back until gone (bounded). Typeform's "right to be
+  forgotten" job is not used: it deletes every response of the account whose text
+  merely *contains* the address, other people's included, which nobody approved
+  (rule 9), and it cannot say which responses it deleted (rule 3).
 - ``opt_out``: Typeform holds no subscription or consent to withdraw: the outcome
   says so per record (``nothing_to_do``).
+
+Every body is validated by ``models.py``: ``{}``, an HTML page or a list where an
+object belongs is a BadResponse, never "no responses".
 """
 
 from __future__ import annotations
@@ -30,11 +37,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import (
@@ -45,15 +53,34 @@ from connectors.base import (
     phone_variants,
     wanted,
 )
-from connectors.errors import BadResponse, NotFound, VendorError
-from connectors.http import HttpClient, Limiter, RetryPolicy, TokenBucket, make_client
+from connectors.errors import NotFound
+from connectors.http import (
+    HttpClient,
+    Limiter,
+    RetryPolicy,
+    TokenBucket,
+    make_client,
+    request_id,
+)
 from connectors.settings import ENV_FILES, load_settings
+from connectors.typeform.models import (
+    Definition,
+    FirstFormsPage,
+    FirstResponsesPage,
+    Form,
+    FormsPage,
+    Me,
+    Response,
+    ResponsesPage,
+    dump,
+)
 from hub.domain import (
     Action,
     Export,
     ExportSection,
     Identifier,
     Outcome,
+    RecordFacts,
     RecordOutcome,
     RecordRef,
     SourceRecord,
@@ -63,10 +90,10 @@ from hub.identity import normalise_email
 from hub.policy import SystemPolicy
 
 SYSTEM = "typeform"
+M = TypeVar("M", bound=BaseModel)
 FORMS_PAGE_SIZE = 200  # the documented maximum for GET /forms
 RESPONSES_PAGE_SIZE = 1000  # the documented maximum for GET /forms/{id}/responses
 IDS_PER_CALL = 100  # included_response_ids per request: keeps the URL well under 8 kB
-MAX_DELETE_IDS = 1000  # DELETE /forms/{id}/responses accepts up to 1000 ids
 # Typeform allows 2 requests/s per account (saas-apis §C.7) and counts arrivals in a
 # sliding second. Requests paced exactly 500 ms apart reach it up to a network jitter
 # apart, so every third one lands on the window's edge and earns a 429 and a one-second
@@ -93,9 +120,10 @@ class TypeformSettings(BaseSettings):
     base_url: str = Field(min_length=1)
     token: SecretStr = Field(min_length=1)
     timeout: float = Field(default=30.0, gt=0)
-    # The RTBF job is asynchronous; Typeform gives no duration. Bounded: 90 x 2 s.
-    rtbf_poll_interval: float = Field(default=2.0, ge=0)
-    rtbf_max_polls: int = Field(default=90, ge=1)
+    # Deletion is asynchronous (200 = registered); Typeform gives no duration. The
+    # read-back polls until the responses are gone, bounded: 90 x 2 s.
+    delete_poll_interval: float = Field(default=2.0, ge=0)
+    delete_max_polls: int = Field(default=90, ge=1)
     # Responses may show up in the API up to ~30 min after submission (§C.3):
     # an incremental cursor never moves past "now - lag", so none is skipped.
     visibility_lag_minutes: int = Field(default=30, ge=0)
@@ -127,11 +155,10 @@ class TypeformConnector(ConnectorBase):
         self._headers = {"authorization": f"Bearer {settings.token.get_secret_value()}"}
         self._sleep = sleep
         self.page_size = max(1, min(page_size, RESPONSES_PAGE_SIZE))
-        self._account: str | None = None
-        self._form_list: list[dict[str, Any]] | None = None
+        self._form_list: list[Form] | None = None
         # Responses as `find` read them, by record id: an access export in the same op
         # reuses them. Erasure reads afresh and drops them: it deletes.
-        self._found: dict[str, dict[str, Any]] = {}
+        self._found: dict[str, Response] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
@@ -151,54 +178,38 @@ class TypeformConnector(ConnectorBase):
         return self.http.request(method, self.base_url + path, params=params, json=json,
                                  headers=self._headers)
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = self._call("GET", path, params=params)
-        try:
-            body = response.json()
-        except ValueError:
-            raise BadResponse(SYSTEM, f"GET {_shape(path)}: body is not JSON",
-                              status_code=response.status_code) from None
-        if not isinstance(body, dict):
-            raise BadResponse(SYSTEM, f"GET {_shape(path)}: expected a JSON object",
-                              status_code=response.status_code)
-        return body
+    def _get(self, path: str, model: type[M], params: dict[str, Any] | None = None) -> M:
+        """A read validated as ``model``: a wrong-shaped 200 is retried, then BadResponse."""
+        return self.http.json("GET", self.base_url + path, params=params,
+                              headers=self._headers, parse=model)
 
-    def _items(self, body: dict[str, Any], path: str) -> list[dict[str, Any]]:
-        items = body.get("items")
-        if items is None:
-            items = []
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise BadResponse(SYSTEM, f"GET {_shape(path)}: 'items' is not a list of objects")
-        return items
-
-    def _forms(self) -> list[dict[str, Any]]:
+    def _forms(self) -> list[Form]:
         """Every form, read once per connector: a connector lives for one sync or one
         request's op, and forms are made by hand, not within seconds."""
         if self._form_list is None:
             self._form_list = list(self._read_forms())
         return self._form_list
 
-    def _read_forms(self) -> Iterator[dict[str, Any]]:
+    def _read_forms(self) -> Iterator[Form]:
         page = 1
         while True:
-            body = self._get("/forms", {"page": page, "page_size": FORMS_PAGE_SIZE})
-            items = self._items(body, "/forms")
-            for item in items:
-                if isinstance(item.get("id"), str) and item["id"]:
-                    yield item
-            page_count = body.get("page_count")
-            if (not items or len(items) < FORMS_PAGE_SIZE
-                    or not isinstance(page_count, int) or page >= page_count):
+            model = FirstFormsPage if page == 1 else FormsPage
+            body = self._get("/forms", model, {"page": page, "page_size": FORMS_PAGE_SIZE})
+            yield from (form for form in body.items if form.id)
+            if (not body.items or len(body.items) < FORMS_PAGE_SIZE
+                    or page >= body.page_count):
                 return
             page += 1
 
     def _response_pages(self, form_id: str, *, since: str | None = None,
                         query: str | None = None,
-                        included: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
+                        included: Sequence[str] | None = None) -> Iterator[list[Response]]:
         """Pages of a form's responses, oldest first, walked with ``after`` tokens.
 
         Ends at the first empty or short page, or when the vendor hands back a
         page whose last token does not advance (so a misbehaving API cannot loop).
+        A first page that is empty while counting items is a protocol error (the
+        models say so).
         """
         path = f"/forms/{form_id}/responses"
         base: dict[str, Any] = {"page_size": self.page_size}
@@ -215,44 +226,34 @@ class TypeformConnector(ConnectorBase):
                 params["after"] = after
             else:
                 params["sort"] = "submitted_at,asc"
-            items = self._items(self._get(path, params), path)
-            if not items:
+            body = self._get(path, FirstResponsesPage if after is None else ResponsesPage,
+                             params)
+            if not body.items:
                 return
-            yield items
-            last = _token(items[-1])
-            if len(items) < self.page_size or not last or last == after:
+            yield body.items
+            last = body.items[-1].id
+            if len(body.items) < self.page_size or last == after:
                 return
             after = last
 
-    def _fetch(self, form_id: str, tokens: Iterable[str]) -> list[dict[str, Any]]:
+    def _fetch(self, form_id: str, tokens: Iterable[str]) -> list[Response]:
         """The responses with these ids that exist now (unknown ids are simply absent)."""
         wanted_tokens = list(dict.fromkeys(tokens))
-        found: list[dict[str, Any]] = []
+        found: list[Response] = []
         for i in range(0, len(wanted_tokens), IDS_PER_CALL):
             chunk = wanted_tokens[i:i + IDS_PER_CALL]
             keep = set(chunk)
             for items in self._response_pages(form_id, included=chunk):
-                found.extend(item for item in items if _token(item) in keep)
+                found.extend(item for item in items if item.id in keep)
         return found
 
-    def _account_id(self) -> str:
-        """The account id RTBF needs: from ``/me``, else from the first workspace."""
-        if self._account:
-            return self._account
-        me = self._get("/me")
-        account = me.get("account_id")
-        if not isinstance(account, str) or not account:
-            workspaces = self._items(self._get("/workspaces", {"page_size": 1}), "/workspaces")
-            account = workspaces[0].get("account_id") if workspaces else None
-        if not isinstance(account, str) or not account:
-            raise BadResponse(SYSTEM, "neither /me nor /workspaces gives an account_id")
-        self._account = account
-        return account
+    def _definition(self, form_id: str) -> Definition:
+        return self._get(f"/forms/{form_id}", Definition)
 
     # ------------------------------------------------------------------- protocol
 
     def check(self) -> None:
-        self._get("/me")
+        self._get("/me", Me)
 
     def sync(self, since: str | None) -> Iterator[SyncPage]:
         """Every form's responses submitted at or after ``since``.
@@ -266,16 +267,15 @@ class TypeformConnector(ConnectorBase):
         since_param = since_dt.strftime(CURSOR_FORMAT) if since_dt else None
         newest: datetime | None = None
         for form in self._forms():
-            form_id = form["id"]
             try:
-                name_fields = _name_fields(self._get(f"/forms/{form_id}"))
-                for items in self._response_pages(form_id, since=since_param):
+                name_fields = _name_fields(self._definition(form.id))
+                for items in self._response_pages(form.id, since=since_param):
                     records = []
                     for item in items:
-                        submitted = parse_time(item.get("submitted_at"))
+                        submitted = parse_time(item.submitted_at)
                         if submitted and (newest is None or submitted > newest):
                             newest = submitted
-                        record = _record(form_id, item, name_fields, submitted)
+                        record = _record(form.id, item, name_fields, submitted)
                         if record is not None:
                             records.append(record)
                     yield SyncPage(records=tuple(records), cursor=since_param)
@@ -298,37 +298,38 @@ class TypeformConnector(ConnectorBase):
         # form is the query; free-text mentions are confirmed in all notations.
         needles = sorted(emails) + sorted(phones)
         for form in self._forms():
-            form_id = form["id"]
             try:
-                for needle in needles:
-                    for items in self._response_pages(form_id, query=needle):
-                        for item in items:
-                            if _holds(item, emails, phones):
-                                ref = _ref(form_id, form.get("title"), item)
-                                refs.setdefault(ref.record_id, ref)
-                                self._found[ref.record_id] = item
+                hits = {item.id: item for needle in needles
+                        for items in self._response_pages(form.id, query=needle)
+                        for item in items if _holds(item, emails, phones)}
+                name_fields = _name_fields(self._definition(form.id)) if hits else {}
             except NotFound:
                 continue
+            for item in hits.values():
+                ref = _ref(form, item, name_fields)
+                refs.setdefault(ref.record_id, ref)
+                self._found[ref.record_id] = item
         return list(refs.values())
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
         start = self.api_calls
         sections: list[ExportSection] = []
         found = missing = 0
-        for form_id, tokens in _by_form(refs).items():
+        for form_id, by_token in _by_form(refs).items():
+            tokens = list(by_token)
             try:
-                definition = self._get(f"/forms/{form_id}")
+                definition = self._definition(form_id)
                 read = {t: self._found.get(f"{form_id}:{t}") for t in tokens}
                 items = [i for i in read.values() if i is not None]
                 items += self._fetch(form_id, [t for t, i in read.items() if i is None])
             except NotFound:
                 missing += len(tokens)
                 continue
-            titles = {f["id"]: f.get("title") for f in _walk_fields(definition.get("fields"))}
+            titles = {f["id"]: f.get("title") for f in _walk_fields(_fields(definition))}
             found += len(items)
-            missing += len(set(tokens)) - len(items)
+            missing += len(tokens) - len(items)
             if items:
-                title = definition.get("title") or form_id
+                title = definition.title or form_id
                 sections.append(ExportSection(
                     label=f"Typeform: responses to the form “{title}”",
                     source=f"typeform:forms/{form_id}/responses",
@@ -339,59 +340,30 @@ class TypeformConnector(ConnectorBase):
                                 "not_found": missing, "forms": len(sections)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
-        """Delete the responses (RTBF job by e-mail, then by id for the rest), read back.
+        """Delete exactly the referenced responses by id, journal each as Typeform
+        accepts it, and read back until they are gone (bounded).
 
-        Typeform cannot edit a response, so every erase mode means deletion here.
+        Typeform cannot edit a response, so every erase mode means deletion here. A
+        response the read-back still shows leaves the outcome unverified, and its
+        record says so.
         """
         self._found.clear()
         start = self.api_calls
-        by_form = _by_form(refs)
-        present: dict[str, dict[str, Any]] = {}
-        for form_id, tokens in by_form.items():
-            try:
-                for item in self._fetch(form_id, tokens):
-                    present[f"{form_id}:{_token(item)}"] = item
-            except NotFound:
-                continue  # the form itself is gone, and its responses with it
-        emails = _subject_emails(present.values())
-        evidence: dict[str, Any] = {"rtbf_emails": len(emails), "rtbf_jobs": [],
-                                    "deleted_by_id": 0}
-        jobs: list[str] = []
-        if emails:
-            account = self._account_id()
-            jobs = self._start_rtbf(account, emails)
-            evidence["rtbf_jobs"] = jobs
-            self._await_jobs(account, jobs)
-        # Read back: every form queried again for each e-mail, and the references.
-        leftover = self._matching(emails) if emails else {}
-        for form_id, tokens in _by_form([r for r in refs if r.record_id in present]).items():
-            try:
-                for item in self._fetch(form_id, tokens):
-                    leftover[f"{form_id}:{_token(item)}"] = item
-            except NotFound:
-                continue
-        by_id: set[str] = set()
-        if leftover:
-            by_id = set(leftover)
-            self._delete_by_id(leftover)
-            evidence["deleted_by_id"] = len(by_id)
-        records = []
-        for ref in refs:
-            if ref.record_id not in present:
-                records.append(RecordOutcome(ref, Action.NOT_FOUND,
-                                             detail="no such response (already deleted?)"))
-            elif ref.record_id in by_id:
-                records.append(RecordOutcome(ref, Action.DELETED, status_code=200,
-                                             detail="deleted by id; read back: gone"))
-            else:
-                records.append(RecordOutcome(
-                    ref, Action.DELETED, status_code=200,
-                    vendor_request_id=",".join(jobs) or None,
-                    detail="deleted by the RTBF job (Done); read back: gone"))
-        evidence["api_calls"] = self.api_calls - start
-        evidence["actions"] = {a.value: sum(1 for r in records if r.action == a)
-                               for a in {r.action for r in records}}
-        return Outcome(SYSTEM, tuple(records), verified=True, evidence=evidence, at=now_utc())
+        records: dict[RecordRef, RecordOutcome] = {}
+        for form_id, by_token in _by_form(refs).items():
+            records.update((o.ref, o) for o in self._erase_form(form_id, by_token))
+        deleted = [ref for ref, o in records.items() if o.action == Action.DELETED]
+        left = self._await_gone(deleted)
+        polls = self.settings.delete_max_polls
+        for ref in left:
+            records[ref] = replace(records[ref], detail=(
+                f"{records[ref].detail}; read back: still present after {polls} polls"))
+        outcomes = tuple(records.values())
+        evidence = {"api_calls": self.api_calls - start, "deleted_by_id": len(deleted),
+                    "still_present": len(left),
+                    "actions": {a.value: sum(1 for r in outcomes if r.action == a)
+                                for a in {r.action for r in outcomes}}}
+        return Outcome(SYSTEM, outcomes, verified=not left, evidence=evidence, at=now_utc())
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         records = tuple(RecordOutcome(ref, Action.NOTHING_TO_DO, detail=NOTHING_TO_DO)
@@ -401,116 +373,62 @@ class TypeformConnector(ConnectorBase):
 
     # ------------------------------------------------------------------ erasure parts
 
-    def _start_rtbf(self, account: str, emails: Sequence[str]) -> list[str]:
-        response = self._call("DELETE", f"/rtbf/{account}/responses", json=list(emails))
+    def _erase_form(self, form_id: str, by_token: dict[str, RecordRef]
+                    ) -> list[RecordOutcome]:
+        """Not found for what is already gone; a deletion asked for the rest."""
+        present = self._present(form_id, list(by_token))
+        out = [RecordOutcome(ref, Action.NOT_FOUND, "no such response (already deleted?)")
+               for token, ref in by_token.items() if token not in present]
+        return out + self._delete(form_id, {t: r for t, r in by_token.items() if t in present})
+
+    def _present(self, form_id: str, tokens: list[str]) -> set[str]:
+        """The tokens that exist now (none when the form itself is gone)."""
         try:
-            jobs = response.json()
-        except ValueError:
-            raise BadResponse(SYSTEM, "RTBF: body is not JSON",
-                              status_code=response.status_code) from None
-        if not isinstance(jobs, list) or not all(isinstance(j, str) and j for j in jobs):
-            raise BadResponse(SYSTEM, "RTBF: expected a JSON array of job ids",
-                              status_code=response.status_code)
-        return jobs
+            return {item.id for item in self._fetch(form_id, tokens)}
+        except NotFound:
+            return set()
 
-    def _await_jobs(self, account: str, jobs: Sequence[str]) -> None:
-        """Poll each job until ``Done``, at most ``rtbf_max_polls`` rounds.
-
-        A job-status endpoint that answers 404 (Typeform may retire it) is not an
-        error: the read-back that follows proves the deletion either way.
-        """
-        pending = list(jobs)
-        polls = self.settings.rtbf_max_polls
-        for attempt in range(polls):
-            still = []
-            for job in pending:
-                try:
-                    body = self._get(f"/rtbf/{account}/job/{job}")
-                except NotFound:
-                    continue
-                status = str(body.get("status", "")).lower()
-                if status == "failed":
-                    raise VendorError(SYSTEM, f"RTBF job {job} reported status Failed")
-                if status != "done":
-                    still.append(job)
-            pending = still
-            if not pending:
-                return
-            if attempt < polls - 1:
-                self._sleep(self.settings.rtbf_poll_interval)
-        waited = self.settings.rtbf_poll_interval * (polls - 1)
-        raise VendorError(
-            SYSTEM,
-            f"RTBF job(s) {', '.join(pending)} not Done after {polls} polls "
-            f"(~{waited:g} s); the deletion is not confirmed, retry the task later")
-
-    def _matching(self, emails: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Responses in any form that still hold one of these e-mails."""
-        want = set(emails)
-        hits: dict[str, dict[str, Any]] = {}
-        for form in self._forms():
-            form_id = form["id"]
+    def _delete(self, form_id: str, by_token: dict[str, RecordRef]) -> list[RecordOutcome]:
+        """Ask Typeform to delete these responses, a chunk at a time; each response is
+        journalled the moment its chunk is accepted (200 = deletion registered)."""
+        out: list[RecordOutcome] = []
+        tokens = list(by_token)
+        for i in range(0, len(tokens), IDS_PER_CALL):
+            chunk = tokens[i:i + IDS_PER_CALL]
             try:
-                for email in emails:
-                    for items in self._response_pages(form_id, query=email):
-                        for item in items:
-                            if _holds(item, want, set()):
-                                hits[f"{form_id}:{_token(item)}"] = item
-            except NotFound:
+                response = self._call("DELETE", f"/forms/{form_id}/responses",
+                                      params={"included_response_ids": ",".join(chunk)})
+            except NotFound as exc:
+                out += [RecordOutcome(by_token[t], Action.NOT_FOUND, "the form is gone",
+                                      status_code=exc.status_code) for t in chunk]
                 continue
-        return hits
+            out += [self.done(RecordOutcome(
+                by_token[t], Action.DELETED, "deleted by id (Typeform deletes asynchronously)",
+                status_code=response.status_code,
+                vendor_request_id=request_id(response.headers))) for t in chunk]
+        return out
 
-    def _delete_by_id(self, items: dict[str, dict[str, Any]]) -> None:
-        by_form: dict[str, list[str]] = {}
-        for key in items:
-            form_id, _, token = key.partition(":")
-            by_form.setdefault(form_id, []).append(token)
-        for form_id, tokens in by_form.items():
-            for i in range(0, len(tokens), IDS_PER_CALL):
-                chunk = tokens[i:i + IDS_PER_CALL]
-                try:
-                    self._call("DELETE", f"/forms/{form_id}/responses",
-                               params={"included_response_ids": ",".join(chunk)})
-                except NotFound:
-                    continue
-        # Deletion is asynchronous (200 = registered): read back until gone, bounded.
-        polls = self.settings.rtbf_max_polls
-        remaining = dict(by_form)
+    def _await_gone(self, refs: Sequence[RecordRef]) -> list[RecordRef]:
+        """Read back until every deleted response is gone; those still there after
+        ``delete_max_polls`` reads (empty: all gone)."""
+        remaining = _by_form(refs)
+        polls = self.settings.delete_max_polls
         for attempt in range(polls):
-            nxt: dict[str, list[str]] = {}
-            for form_id, tokens in remaining.items():
-                try:
-                    left = [_token(i) for i in self._fetch(form_id, tokens)]
-                except NotFound:
-                    left = []
-                if left:
-                    nxt[form_id] = left
-            remaining = nxt
+            remaining = {form_id: kept for form_id, by_token in remaining.items()
+                         if (kept := _only(by_token, self._present(form_id, list(by_token))))}
             if not remaining:
-                return
+                return []
             if attempt < polls - 1:
-                self._sleep(self.settings.rtbf_poll_interval)
-        count = sum(len(t) for t in remaining.values())
-        raise VendorError(SYSTEM, f"{count} response(s) still present after deletion by id "
-                                  f"and {polls} read-backs; retry the task later")
+                self._sleep(self.settings.delete_poll_interval)
+        return [ref for by_token in remaining.values() for ref in by_token.values()]
 
 
 # ---------------------------------------------------------------------- pure helpers
 
 
-def _shape(path: str) -> str:
-    """A path with ids replaced, for error messages (ids are not personal data, but
-    a query string could carry an e-mail)."""
-    return path.split("?", 1)[0]
-
-
-def _token(item: dict[str, Any]) -> str:
-    value = item.get("token") or item.get("response_id")
-    return value if isinstance(value, str) else ""
-
-
-def _by_form(refs: Sequence[RecordRef]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
+def _by_form(refs: Sequence[RecordRef]) -> dict[str, dict[str, RecordRef]]:
+    """form id -> token -> ref, for this system's response refs."""
+    out: dict[str, dict[str, RecordRef]] = {}
     for ref in refs:
         if ref.system != SYSTEM:
             continue
@@ -519,10 +437,16 @@ def _by_form(refs: Sequence[RecordRef]) -> dict[str, list[str]]:
             form_id = ref.container
         if not sep or not token or not form_id:
             continue
-        out.setdefault(form_id, [])
-        if token not in out[form_id]:
-            out[form_id].append(token)
+        out.setdefault(form_id, {}).setdefault(token, ref)
     return out
+
+
+def _only(by_token: dict[str, RecordRef], tokens: set[str]) -> dict[str, RecordRef]:
+    return {t: r for t, r in by_token.items() if t in tokens}
+
+
+def _fields(definition: Definition) -> list[dict[str, Any]]:
+    return [dump(f) for f in definition.fields]
 
 
 def _walk_fields(fields: Any) -> Iterator[dict[str, Any]]:
@@ -539,10 +463,10 @@ def _walk_fields(fields: Any) -> Iterator[dict[str, Any]]:
             yield from _walk_fields(props.get("fields"))
 
 
-def _name_fields(definition: dict[str, Any]) -> dict[str, str]:
+def _name_fields(definition: Definition) -> dict[str, str]:
     """field id -> "first" | "last" | "full", recognised by ref or title."""
     roles: dict[str, str] = {}
-    for f in _walk_fields(definition.get("fields")):
+    for f in _walk_fields(_fields(definition)):
         if f.get("type") not in ("short_text", None):
             continue
         words = " ".join(str(f.get(k) or "") for k in ("ref", "title")).lower()
@@ -556,48 +480,32 @@ def _name_fields(definition: dict[str, Any]) -> dict[str, str]:
     return roles
 
 
-def _answers(item: dict[str, Any]) -> list[dict[str, Any]]:
-    answers = item.get("answers")
-    return [a for a in answers if isinstance(a, dict)] if isinstance(answers, list) else []
-
-
-def _field_id(answer: dict[str, Any]) -> str | None:
-    field = answer.get("field")
-    return field.get("id") if isinstance(field, dict) else None
-
-
-def _exact_values(item: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _exact_values(item: Response) -> tuple[list[str], list[str]]:
     """(e-mails, phones) the response holds as values of their own: e-mail and phone
     answers, hidden fields, text variables."""
     emails: list[str] = []
     phones: list[str] = []
-    for a in _answers(item):
-        if a.get("type") == "email" and isinstance(a.get("email"), str):
-            emails.append(a["email"])
-        elif a.get("type") == "phone_number" and isinstance(a.get("phone_number"), str):
-            phones.append(a["phone_number"])
-    hidden = item.get("hidden")
-    if isinstance(hidden, dict):
-        for key, value in hidden.items():
-            if not isinstance(value, str) or not value.strip():
-                continue
-            if "@" in value and normalise_email(value.strip()):
-                emails.append(value.strip())
-            elif any(h in str(key).lower() for h in _PHONE_KEYS):
-                phones.append(value)
-    variables = item.get("variables")
-    if isinstance(variables, list):
-        for var in variables:
-            if (isinstance(var, dict) and var.get("type") == "text"
-                    and isinstance(var.get("text"), str) and "@" in var["text"]
-                    and normalise_email(var["text"].strip())):
-                emails.append(var["text"].strip())
+    for a in item.answers or []:
+        if a.type == "email" and a.email:
+            emails.append(a.email)
+        elif a.type == "phone_number" and a.phone_number:
+            phones.append(a.phone_number)
+    for key, value in (item.hidden or {}).items():
+        if not isinstance(value, str) or not value.strip():
+            continue
+        if "@" in value and normalise_email(value.strip()):
+            emails.append(value.strip())
+        elif any(h in str(key).lower() for h in _PHONE_KEYS):
+            phones.append(value)
+    for var in item.variables or []:
+        if var.type == "text" and var.text and "@" in var.text and normalise_email(
+                var.text.strip()):
+            emails.append(var.text.strip())
     return emails, phones
 
 
-def _texts(item: dict[str, Any]) -> list[str]:
-    return [a["text"] for a in _answers(item)
-            if a.get("type") == "text" and isinstance(a.get("text"), str)]
+def _texts(item: Response) -> list[str]:
+    return [a.text for a in item.answers or [] if a.type == "text" and a.text]
 
 
 def _mentions(text: str, email: str) -> bool:
@@ -606,7 +514,7 @@ def _mentions(text: str, email: str) -> bool:
     return re.search(pattern, text.casefold()) is not None
 
 
-def _holds(item: dict[str, Any], emails: set[str], phones: set[str]) -> bool:
+def _holds(item: Response, emails: set[str], phones: set[str]) -> bool:
     """Local confirmation that a response holds one of the subject's identifiers."""
     own_emails, own_phones = _exact_values(item)
     if matches(own_emails, own_phones, emails, phones):
@@ -619,59 +527,48 @@ def _holds(item: dict[str, Any], emails: set[str], phones: set[str]) -> bool:
     return False
 
 
-def _record(form_id: str, item: dict[str, Any], name_fields: dict[str, str],
-            submitted: datetime | None) -> SourceRecord | None:
-    token = _token(item)
-    emails, phones = _exact_values(item)
-    if not token or (not emails and not phones):
-        return None
+def _name(item: Response, name_fields: dict[str, str]) -> str | None:
+    """The respondent's name from the form's name questions, if it has any."""
     parts: dict[str, str] = {}
-    for a in _answers(item):
-        role = name_fields.get(_field_id(a) or "")
-        if role and isinstance(a.get("text"), str) and a["text"].strip():
-            parts.setdefault(role, a["text"].strip())
+    for a in item.answers or []:
+        role = name_fields.get(a.field.id or "")
+        if role and a.text and a.text.strip():
+            parts.setdefault(role, a.text.strip())
     name = parts.get("full") or " ".join(p for p in (parts.get("first"), parts.get("last")) if p)
+    return name or None
+
+
+def _record(form_id: str, item: Response, name_fields: dict[str, str],
+            submitted: datetime | None) -> SourceRecord | None:
+    emails, phones = _exact_values(item)
+    if not emails and not phones:
+        return None
     return SourceRecord(
         system=SYSTEM,
-        record_id=f"{form_id}:{token}",
+        record_id=f"{form_id}:{item.id}",
         emails=tuple(dict.fromkeys(emails)),
         phones=tuple(dict.fromkeys(phones)),
-        display_name=name or None,
+        display_name=_name(item, name_fields),
         updated_at=submitted,
     )
 
 
-def _ref(form_id: str, title: Any, item: dict[str, Any]) -> RecordRef:
-    submitted = str(item.get("submitted_at") or "")[:10]
-    label = f"response to “{title or form_id}”" + (f" submitted {submitted}" if submitted else "")
-    return RecordRef(system=SYSTEM, kind="response", record_id=f"{form_id}:{_token(item)}",
-                     container=form_id, label=label)
+def _ref(form: Form, item: Response, name_fields: dict[str, str]) -> RecordRef:
+    """A found response, with what it holds as its own values (facts): a response that
+    only mentions the subject in free text has none of theirs there."""
+    submitted = (item.submitted_at or "")[:10]
+    label = f"response to “{form.title or form.id}”" + (
+        f" submitted {submitted}" if submitted else "")
+    emails, phones = _exact_values(item)
+    facts = RecordFacts(name=_name(item, name_fields), emails=tuple(dict.fromkeys(emails)),
+                        phones=tuple(dict.fromkeys(phones)))
+    return RecordRef(system=SYSTEM, kind="response", record_id=f"{form.id}:{item.id}",
+                     container=form.id, label=label, facts=facts)
 
 
-def _labelled(item: dict[str, Any], titles: dict[str, Any]) -> dict[str, Any]:
+def _labelled(item: Response, titles: dict[str, Any]) -> dict[str, Any]:
     """The response as Typeform gave it, each answer with its question title added."""
-    out = dict(item)
-    answers = []
-    for a in _answers(item):
-        a = dict(a)
-        a["question"] = titles.get(_field_id(a) or "")
-        answers.append(a)
-    out["answers"] = answers
+    out = dump(item)
+    out["answers"] = [{**dump(a), "question": titles.get(a.field.id or "")}
+                      for a in item.answers or []]
     return out
-
-
-def _subject_emails(items: Iterable[dict[str, Any]]) -> list[str]:
-    """The e-mails to hand the RTBF job: those that are the *only* address a response
-    holds in an e-mail answer, hidden field or variable.
-
-    RTBF deletes every response of the account that holds an address, so an address
-    that only ever appears next to another one (a "colleague's e-mail" question)
-    is not given to it; such responses are deleted by id instead.
-    """
-    out: set[str] = set()
-    for item in items:
-        own, _ = _exact_values(item)
-        normalised = {e for e in (normalise_email(x) for x in own) if e}
-        if len(normalised) == 1:
-            out |= normalised
-    return sorted(out)

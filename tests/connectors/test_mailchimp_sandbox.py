@@ -74,6 +74,17 @@ def test_find_every_audience(mc, mc_vendor):
     assert mc.find([email("nobody.here@example.fi")]) == []
 
 
+def test_find_fills_the_facts_the_member_holds(mc, mc_vendor):
+    refs = mc.find([email(MIKKO)])
+    assert len(refs) == 2
+    for ref in refs:
+        held = mc_vendor.record("member", f"{ref.container}:{ref.record_id}")
+        merge = held["merge_fields"]
+        assert ref.facts.emails == (held["email_address"],)
+        assert ref.facts.name == f"{merge['FNAME']} {merge['LNAME']}"
+        assert merge["PHONE"] and ref.facts.phones == (merge["PHONE"],)
+
+
 def test_export_member_tags_notes_activity_events(mc, mc_vendor):
     refs = mc.find([email(AINO)])
     export = mc.export(refs)

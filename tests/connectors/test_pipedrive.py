@@ -232,6 +232,10 @@ class FakeAccount:
         self.deals = {50: {"id": 50, "person_id": 7, "title": "Koulutus", "status": "open"}}
         self.notes = {60: {"id": 60, "person_id": 7, "content": "soitti"}}
         self.leads = {"l-1": {"id": "l-1", "person_id": 7, "title": "Lead"}}
+        self.activities = {70: {"id": 70, "type": "call", "person_id": 7,
+                                "subject": "Soitto Ainolle"}}
+        self.files = {80: {"id": 80, "person_id": 7, "name": "sopimus_aino.pdf"}}
+        self.mails = {90: {"id": 90, "subject": "Hei Aino"}}
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path, method = request.url.path, request.method
@@ -269,8 +273,16 @@ class FakeAccount:
             if method == "DELETE":
                 del self.deals[did]
                 return ok({"id": did})
+        if path == "/api/v2/activities" and method == "GET":
+            pid = int(params["person_id"])
+            return ok([a for a in self.activities.values() if a["person_id"] == pid],
+                      {"next_cursor": None})
+        v1_end = {"pagination": {"more_items_in_collection": False}}
+        if path == "/v1/persons/7/files":
+            return ok(list(self.files.values()) or None, v1_end)
         if path == "/v1/persons/7/mailMessages":
-            return ok([], {"pagination": {"more_items_in_collection": False}})
+            return ok([{"object": "mailMessage", "data": m} for m in self.mails.values()]
+                      or None, v1_end)
         for prefix, table in (("/v1/notes", self.notes), ("/v1/leads", self.leads)):
             if path == prefix:
                 pid = int(params["person_id"])
@@ -304,6 +316,42 @@ def test_erase_keeps_deals_unlinked_deletes_notes_leads_person_and_verifies(pd, 
     assert out.verified
     assert account.person is None and account.notes == {} and account.leads == {}
     assert account.deals[50]["person_id"] is None  # the deal is kept, unlinked
+
+
+def test_erase_reports_what_it_leaves_as_kept_without_personal_data(pd, account):
+    out = pd.erase([REF], SystemPolicy(deals=DealsMode.KEEP))
+    kept = {(r.ref.kind, r.ref.record_id): r.detail for r in out.records
+            if r.action == Action.KEPT}
+    assert set(kept) == {("activity", "70"), ("file", "80"), ("mailMessage", "90")}
+    assert "activity 70 (call)" in kept[("activity", "70")]
+    assert "file 80" in kept[("file", "80")] and "mail message 90" in kept[("mailMessage", "90")]
+    for detail in kept.values():
+        assert "Pipedrive" in detail  # says where the operator acts
+        assert "Aino" not in detail and "sopimus" not in detail and "Soitto" not in detail
+    assert out.verified  # what it did is done; what it left is reported, not hidden
+    assert account.activities and account.files  # left for the operator, not touched
+
+
+def test_every_action_is_journalled_before_the_next(pd, account):
+    journal = []
+    pd.journal = journal.append
+    out = pd.erase([REF], SystemPolicy(deals=DealsMode.KEEP))
+    acted = [r for r in out.records if r.action not in (Action.KEPT, Action.NOT_FOUND)]
+    assert [(r.ref.kind, r.action) for r in journal] == [
+        ("deal", Action.UNLINKED), ("note", Action.DELETED), ("lead", Action.DELETED),
+        ("person", Action.DELETED)]
+    assert journal == acted
+
+
+def test_a_failing_journal_stops_before_the_next_action(pd, account):
+    def journal(outcome):
+        raise RuntimeError("hub database down")
+
+    pd.journal = journal
+    with pytest.raises(RuntimeError):
+        pd.erase([REF], SystemPolicy(deals=DealsMode.KEEP))
+    assert account.deals[50]["person_id"] is None  # the first action happened ...
+    assert account.notes and account.person is not None  # ... and nothing after it
 
 
 def test_erase_deletes_deals_when_policy_says_so(pd, account):

@@ -92,6 +92,27 @@ def test_find_by_email_in_any_case_and_by_phone(pd, pd_vendor):
     assert pd.find([ident("email", "nobody.here@example.fi")]) == []
 
 
+def test_find_fills_the_facts_the_person_holds(pd, pd_vendor):
+    (ref,) = pd.find([ident("email", AINO)])
+    vendor_person = pd_vendor.record("person", ref.record_id)
+    assert ref.facts is not None
+    assert ref.facts.name == vendor_person["name"]
+    assert ref.facts.emails == tuple(e["value"] for e in vendor_person["emails"])
+    assert ref.facts.phones == tuple(p["value"] for p in vendor_person["phones"])
+    assert "Aino.Virtanen@Example.fi" in ref.facts.emails  # as the vendor wrote it
+
+
+def test_erase_reports_activities_files_and_mail_left_for_the_operator(pd, pd_vendor):
+    refs = pd.find([ident("email", AINO)])
+    export = {s.label: s.items for s in pd.export(refs).sections}
+    out = pd.erase(refs, SystemPolicy(deals=DealsMode.KEEP))
+    kept = {(r.ref.kind, r.ref.record_id) for r in out.records if r.action == Action.KEPT}
+    expected = {("activity", str(a["id"])) for a in export["Activities"]}
+    expected |= {("file", str(f["id"])) for f in export["Files"]}
+    expected |= {("mailMessage", str(m["data"]["id"])) for m in export["Mail messages"]}
+    assert expected and kept == expected
+
+
 def test_export_holds_person_and_related(pd):
     refs = pd.find([ident("email", AINO)])
     export = pd.export(refs)

@@ -1,9 +1,9 @@
 """Typeform connector against an injected transport: every error path the reference
-documents (§C), paging, the RTBF job and its bound, local confirmation of matches."""
+documents (§C), paging, deletion by id and its bounded read-back, local confirmation of
+matches."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.errors import AuthError, BadResponse, ConfigError, RateLimited, VendorError
+from connectors.errors import AuthError, BadResponse, ConfigError, RateLimited
 from connectors.http import Limiter, RetryPolicy
 from connectors.typeform import TypeformConnector, TypeformSettings
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
@@ -113,7 +113,7 @@ def sleeps() -> list[float]:
 
 def make(fake: FakeTypeform, sleeps: list[float], **settings: Any) -> TypeformConnector:
     conf = TypeformSettings(_env_file=None, base_url=BASE, token=TOKEN,
-                            **{"rtbf_poll_interval": 1.0, "rtbf_max_polls": 5, **settings})
+                            **{"delete_poll_interval": 1.0, "delete_max_polls": 5, **settings})
     return TypeformConnector(conf, transport=httpx.MockTransport(fake),
                              retry=RetryPolicy(sleep=sleeps.append, jitter=lambda: 0.0),
                              limiter=Limiter(), sleep=sleeps.append, page_size=2)
@@ -189,7 +189,7 @@ def test_429_with_retry_after_waits_that_long_then_succeeds(fake, sleeps):
 
 def test_429_without_headers_backs_off_then_succeeds(fake, sleeps):
     fake.on("GET", "/me", httpx.Response(429), httpx.Response(429),
-            always=httpx.Response(200, json={}))
+            always=httpx.Response(200, json={"account_id": "acc"}))
     conn = make(fake, sleeps)
     conn.check()
     assert conn.api_calls == 3
@@ -227,6 +227,8 @@ def test_unknown_form_during_find_is_skipped_not_fatal(fake, sleeps):
     fake.on("GET", f"/forms/{FORM_A}/responses",
             always=httpx.Response(404, json={"code": "FORM_NOT_FOUND"}))
     fake.on("GET", f"/forms/{FORM_B}/responses", always=page([response("t1")]))
+    fake.on("GET", f"/forms/{FORM_B}", always=httpx.Response(200, json={**DEFINITION,
+                                                                        "id": FORM_B}))
     refs = make(fake, sleeps).find([email("aino.virtanen@example.fi")])
     assert [r.record_id for r in refs] == [f"{FORM_B}:t1"]
 
@@ -294,6 +296,7 @@ def test_incremental_sync_sends_since_and_keeps_the_cursor_when_nothing_is_new(f
 
 def test_find_queries_each_form_and_confirms_matches_locally(fake, sleeps):
     fake.on("GET", "/forms", always=forms(FORM_A))
+    fake.on("GET", f"/forms/{FORM_A}", always=httpx.Response(200, json=DEFINITION))
     fake.on("GET", f"/forms/{FORM_A}/responses", always=lambda r: page([
         response("own", "AINO.VIRTANEN@example.fi"),
         response("mention", None, text="Lähettäkää osoitteeseen Aino.Virtanen@Example.fi"),
@@ -306,14 +309,21 @@ def test_find_queries_each_form_and_confirms_matches_locally(fake, sleeps):
     assert all(r.kind == "response" and r.container == FORM_A for r in refs)
     call = fake.calls("GET", f"/forms/{FORM_A}/responses")[0]
     assert call.url.params["query"] == "aino.virtanen@example.fi"
+    facts = {r.record_id: r.facts for r in refs}
+    own, mention = facts[f"{FORM_A}:own"], facts[f"{FORM_A}:mention"]
+    assert own.emails == ("AINO.VIRTANEN@example.fi",) and own.name == "Aino Virtanen"
+    # only mentioned in free text: none of her identifiers is the response's own
+    assert mention.emails == () and mention.phones == ()
 
 
 def test_find_by_phone_matches_the_normalised_number(fake, sleeps):
     fake.on("GET", "/forms", always=forms(FORM_A))
+    fake.on("GET", f"/forms/{FORM_A}", always=httpx.Response(200, json=DEFINITION))
     fake.on("GET", f"/forms/{FORM_A}/responses",
             always=page([response("p", None, phone="+358401234567")]))
     refs = make(fake, sleeps).find([Identifier(IdentifierKind.PHONE, "+358401234567")])
     assert [r.record_id for r in refs] == [f"{FORM_A}:p"]
+    assert refs[0].facts.phones == ("+358401234567",)
 
 
 # ------------------------------------------------------------------------- export
@@ -337,89 +347,84 @@ def test_export_gives_each_answer_its_question_title(fake, sleeps):
 # -------------------------------------------------------------------------- erase
 
 
-def rtbf_world(fake: FakeTypeform, job_statuses: list[str]) -> dict[str, Any]:
-    state: dict[str, Any] = {"deleted": False, "bodies": []}
-    fake.on("GET", "/me", always=httpx.Response(200, json={"account_id": "acc1"}))
-    fake.on("GET", "/forms", always=forms(FORM_A))
+class Deletions:
+    """A form whose responses Typeform deletes by id, asynchronously: each is gone
+    after ``lag`` read-backs (never, with ``lag=None``)."""
 
-    def responses(request: httpx.Request) -> httpx.Response:
-        return page([] if state["deleted"] else [response("t1")])
+    def __init__(self, fake: FakeTypeform, items: list[dict[str, Any]],
+                 lag: int | None = 0) -> None:
+        self.items = {i["token"]: i for i in items}
+        self.lag = lag
+        self.asked: list[str] = []
+        self.reads_after_delete = 0
+        fake.on("GET", f"/forms/{FORM_A}/responses", always=self.read)
+        fake.on("DELETE", f"/forms/{FORM_A}/responses", always=self.delete)
 
-    def start(request: httpx.Request) -> httpx.Response:
-        state["bodies"].append(json.loads(request.content))
-        return httpx.Response(200, json=["job-1"])
+    def read(self, request: httpx.Request) -> httpx.Response:
+        wanted = request.url.params.get("included_response_ids", "")
+        if self.asked:
+            self.reads_after_delete += 1
+            if self.lag is not None and self.reads_after_delete > self.lag:
+                for token in self.asked:
+                    self.items.pop(token, None)
+        return page([i for t, i in self.items.items() if not wanted or t in wanted.split(",")])
 
-    statuses = list(job_statuses)
-
-    def job(request: httpx.Request) -> httpx.Response:
-        status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
-        if status == "Done":
-            state["deleted"] = True
-        return httpx.Response(200, json={"accountID": "acc1", "status": status,
-                                         "token": "job-1"})
-
-    fake.on("GET", f"/forms/{FORM_A}/responses", always=responses)
-    fake.on("DELETE", "/rtbf/acc1/responses", always=start)
-    fake.on("GET", "/rtbf/acc1/job/job-1", always=job)
-    return state
-
-
-def test_erase_runs_the_rtbf_job_polls_to_done_and_verifies(fake, sleeps):
-    state = rtbf_world(fake, ["Queued", "Queued", "Done"])
-    ref = RecordRef("typeform", "response", f"{FORM_A}:t1", container=FORM_A)
-    outcome = make(fake, sleeps).erase([ref], SystemPolicy())
-    assert state["bodies"] == [["aino.virtanen@example.fi"]]
-    (rec,) = outcome.records
-    assert rec.action == Action.DELETED and rec.vendor_request_id == "job-1"
-    assert outcome.verified
-    assert len(fake.calls("GET", "/rtbf/acc1/job/job-1")) == 3
-    assert sleeps == [1.0, 1.0]  # the poll interval, injected: no real waiting
-    assert outcome.evidence["api_calls"] > 0
-
-
-def test_rtbf_job_that_never_finishes_is_a_clear_bounded_error(fake, sleeps):
-    rtbf_world(fake, ["Queued"])
-    ref = RecordRef("typeform", "response", f"{FORM_A}:t1", container=FORM_A)
-    with pytest.raises(VendorError, match=r"job-1 not Done after 5 polls"):
-        make(fake, sleeps).erase([ref], SystemPolicy())
-    assert len(fake.calls("GET", "/rtbf/acc1/job/job-1")) == 5
-
-
-def test_erase_of_a_response_already_gone_is_not_found_and_calls_no_rtbf(fake, sleeps):
-    fake.on("GET", f"/forms/{FORM_A}/responses", always=page([]))
-    ref = RecordRef("typeform", "response", f"{FORM_A}:t1", container=FORM_A)
-    outcome = make(fake, sleeps).erase([ref], SystemPolicy())
-    assert [r.action for r in outcome.records] == [Action.NOT_FOUND]
-    assert outcome.not_found
-    assert fake.calls("DELETE", "/rtbf/acc1/responses") == []
-
-
-def test_erase_deletes_by_id_what_rtbf_cannot_reach(fake, sleeps):
-    # Found by phone only: no e-mail to give the RTBF job, so delete by id and read back.
-    state = {"deleted": False}
-    fake.on("GET", f"/forms/{FORM_A}/responses", always=lambda r: page(
-        [] if state["deleted"] else [response("t1", None, phone="+358401234567")]))
-
-    def delete(request: httpx.Request) -> httpx.Response:
-        assert request.url.params["included_response_ids"] == "t1"
-        state["deleted"] = True
+    def delete(self, request: httpx.Request) -> httpx.Response:
+        self.asked += request.url.params["included_response_ids"].split(",")
         return httpx.Response(200)
 
-    fake.on("DELETE", f"/forms/{FORM_A}/responses", always=delete)
-    ref = RecordRef("typeform", "response", f"{FORM_A}:t1", container=FORM_A)
-    outcome = make(fake, sleeps).erase([ref], SystemPolicy())
-    assert [r.action for r in outcome.records] == [Action.DELETED]
+
+REF_T1 = RecordRef("typeform", "response", f"{FORM_A}:t1", container=FORM_A)
+
+
+def test_erase_deletes_exactly_the_referenced_responses_and_reads_back(fake, sleeps):
+    world = Deletions(fake, [response("t1"), response("t2")], lag=1)
+    journal: list[Any] = []
+    conn = make(fake, sleeps)
+    conn.journal = journal.append
+    outcome = conn.erase([REF_T1], SystemPolicy())
+    assert world.asked == ["t1"]  # t2 holds the same e-mail but was not referenced
+    assert "t2" in world.items
+    (rec,) = outcome.records
+    assert rec.action == Action.DELETED and rec.status_code == 200
     assert outcome.verified and outcome.evidence["deleted_by_id"] == 1
+    assert journal == [rec]  # journalled as Typeform accepted it
+    assert sleeps == [1.0]  # one read-back still showed it: poll interval, injected
+    assert not [r for r in fake.requests if "/rtbf/" in r.url.path]
 
 
-def test_wrong_account_for_rtbf_is_an_auth_error(fake, sleeps):
-    rtbf_world(fake, ["Done"])
-    fake.routes[("DELETE", "/rtbf/acc1/responses")] = []
-    fake.default[("DELETE", "/rtbf/acc1/responses")] = lambda r: httpx.Response(
-        403, json={"code": "FORBIDDEN", "description": "no access"})
-    ref = RecordRef("typeform", "response", f"{FORM_A}:t1", container=FORM_A)
+def test_erase_read_back_still_present_after_the_bound_is_unverified(fake, sleeps):
+    Deletions(fake, [response("t1")], lag=None)
+    journal: list[Any] = []
+    conn = make(fake, sleeps)
+    conn.journal = journal.append
+    outcome = conn.erase([REF_T1], SystemPolicy())
+    assert outcome.verified is False
+    (rec,) = outcome.records
+    assert rec.action == Action.DELETED
+    assert "read back: still present after 5 polls" in rec.detail
+    assert [r.action for r in journal] == [Action.DELETED]
+    assert outcome.evidence["still_present"] == 1
+
+
+def test_erase_of_a_response_already_gone_is_not_found_and_deletes_nothing(fake, sleeps):
+    fake.on("GET", f"/forms/{FORM_A}/responses", always=page([]))
+    outcome = make(fake, sleeps).erase([REF_T1], SystemPolicy())
+    assert [r.action for r in outcome.records] == [Action.NOT_FOUND]
+    assert outcome.not_found and outcome.verified
+    assert fake.calls("DELETE", f"/forms/{FORM_A}/responses") == []
+
+
+def test_forbidden_delete_is_an_auth_error_and_nothing_is_journalled(fake, sleeps):
+    fake.on("GET", f"/forms/{FORM_A}/responses", always=page([response("t1")]))
+    fake.on("DELETE", f"/forms/{FORM_A}/responses", always=httpx.Response(
+        403, json={"code": "FORBIDDEN", "description": "no access"}))
+    journal: list[Any] = []
+    conn = make(fake, sleeps)
+    conn.journal = journal.append
     with pytest.raises(AuthError):
-        make(fake, sleeps).erase([ref], SystemPolicy())
+        conn.erase([REF_T1], SystemPolicy())
+    assert journal == []
 
 
 # ------------------------------------------------------------------------ opt out

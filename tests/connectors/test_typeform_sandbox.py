@@ -26,9 +26,9 @@ def email(value: str) -> Identifier:
 def live(fresh_vendor, monkeypatch):
     inspector, env = fresh_vendor("typeform")
     # Short asynchronous delays and poll interval: the connector still has to poll.
-    inspector.settings(rtbf_delay=0.2, delete_delay=0.1, rate_limit_per_second=0)
-    monkeypatch.setenv("TYPEFORM_RTBF_POLL_INTERVAL", "0.05")
-    monkeypatch.setenv("TYPEFORM_RTBF_MAX_POLLS", "400")
+    inspector.settings(delete_delay=0.1, rate_limit_per_second=0)
+    monkeypatch.setenv("TYPEFORM_DELETE_POLL_INTERVAL", "0.05")
+    monkeypatch.setenv("TYPEFORM_DELETE_MAX_POLLS", "400")
     return inspector, env
 
 
@@ -90,20 +90,36 @@ def test_find_and_export(tf, tf_vendor):
     assert all(a["question"] for a in answers)
 
 
-def test_erase_runs_rtbf_and_the_responses_are_gone(tf, tf_vendor):
+def test_find_fills_the_facts_each_response_holds(tf, tf_vendor):
+    refs = tf.find([email(AINO)])
+    assert refs
+    for ref in refs:
+        item = tf_vendor.record("response", ref.record_id.split(":", 1)[1])["item"]
+        answers = item.get("answers") or []
+        emails = [a["email"] for a in answers if a["type"] == "email"]
+        emails += [v for v in (item.get("hidden") or {}).values() if "@" in str(v)]
+        phones = [a["phone_number"] for a in answers if a["type"] == "phone_number"]
+        assert set(ref.facts.emails) == set(emails)  # as the vendor holds them
+        assert set(ref.facts.phones) <= set(phones) | set((item.get("hidden") or {}).values())
+    assert any(AINO in {e.lower() for e in r.facts.emails} for r in refs)
+    assert any(r.facts.name == "Aino Virtanen" for r in refs)
+
+
+def test_erase_deletes_the_referenced_responses_by_id_and_they_are_gone(tf, tf_vendor):
     refs = tf.find([email(AINO)])
     mikko_before = active(tf_vendor, MIKKO)
     assert refs and mikko_before
+    journal = []
+    tf.journal = journal.append
     outcome = tf.erase(refs, POLICY)
     assert outcome.verified
     assert {r.action for r in outcome.records} == {Action.DELETED}
-    assert outcome.evidence["rtbf_jobs"]
+    assert {r.ref for r in journal} == set(refs)
     assert active(tf_vendor, AINO) == []
     for ref in refs:
         token = ref.record_id.split(":", 1)[1]
         assert tf_vendor.record("response", token)["state"] == "deleted"
-    for job in outcome.evidence["rtbf_jobs"]:
-        assert tf_vendor.record("job", job)["state"] == "Done"
+    assert tf_vendor.count("/rtbf/{account_id}/responses", method="DELETE") == 0
     assert active(tf_vendor, MIKKO) == mikko_before  # nobody else touched
     assert tf_vendor.count("/forms") == 1  # one list of forms: the lookup and the read-back
     again = tf.erase(refs, POLICY)  # idempotent: a second run finds nothing to do

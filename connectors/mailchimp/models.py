@@ -1,0 +1,86 @@
+"""What the Mailchimp connector reads from each answer the SDK hands back.
+
+The SDK returns whatever it parsed (a dict, a list, the text of an HTML page) or a
+bare ``requests.Response``; :meth:`MailchimpApi.read` puts every read through one of
+these models with :func:`connectors.http.validate`, so an answer without what the
+connector relies on is a ``BadResponse`` (retried like a 5xx), never "not a member".
+
+Honest empties (reference §B.3, §B.5): ``{"lists": [], "total_items": 0}``,
+``{"members": [], "total_items": 0}`` and an empty ``tags``/``notes``/``activity``/
+``events`` array. "Not a member" is only ever a 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Audience(_Model):
+    id: str
+    name: str | None = None
+
+
+class AudiencePage(_Model):
+    """``GET /lists``: the audiences and the total, for offset paging."""
+
+    lists: list[Audience]
+    total_items: int
+
+
+class Member(_Model):
+    """A list member as find, sync and export read it: who it is and its status.
+
+    ``merge_fields`` holds FNAME/LNAME/PHONE (and ADDRESS, which may be an object or
+    ``""``); it is optional because an audience can define none."""
+
+    id: str
+    email_address: str
+    status: str
+    full_name: str | None = None
+    merge_fields: dict[str, Any] = {}
+    sms_phone_number: str | None = None
+    last_changed: str | None = None
+
+
+class MemberStatus(_Model):
+    """A member read back with ``fields=status``: what erase and opt-out check."""
+
+    status: str
+
+
+class MemberPage(_Model):
+    """``GET /lists/{id}/members``: a page of members and the total."""
+
+    members: list[Member]
+    total_items: int
+
+
+class Tags(_Model):
+    tags: list[dict[str, Any]]
+
+
+class Notes(_Model):
+    notes: list[dict[str, Any]]
+
+
+class Activity(_Model):
+    activity: list[dict[str, Any]]
+
+
+class Events(_Model):
+    events: list[dict[str, Any]]
+
+
+class Ping(_Model):
+    health_status: str
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """The object as Mailchimp sent it (extras included, no defaults added)."""
+    return model.model_dump(mode="json", exclude_unset=True)

@@ -1,0 +1,139 @@
+"""Mailchimp (through the official SDK) against a hostile vendor on a real socket:
+whatever the SDK hands back for a wrong-shaped 200 is a protocol error, never "not a
+member"; a read-back that still shows the member makes the outcome unverified."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.errors import BadResponse
+from connectors.mailchimp import MailchimpConnector, subscriber_hash
+from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.policy import EraseMode, SystemPolicy
+from tests.hostile import Answer, HostileVendor, Seen
+
+KEY = "0123456789abcdef0123456789abcdef-us21"
+AINO = "aino.virtanen@example.fi"
+H = subscriber_hash(AINO)
+REF = RecordRef("mailchimp", "member", H, container="aud1")
+MEMBER = f"/3.0/lists/aud1/members/{H}"
+LISTS = Answer(200, {"lists": [{"id": "aud1", "name": "Uutiskirje"}], "total_items": 1})
+NO_CONTENT = Answer(204, b"")
+
+WRONG_SHAPES = {
+    "empty object": {},
+    "object without the member": {"success": True},
+    "html page": "<html><body>Mailchimp is down for maintenance</body></html>",
+    "list for object": [{"id": H, "email_address": AINO, "status": "subscribed"}],
+    "empty body": b"",
+}
+
+
+def member(status: str = "subscribed") -> dict:
+    return {"id": H, "email_address": AINO, "status": status, "list_id": "aud1",
+            "merge_fields": {"FNAME": "Aino", "LNAME": "Virtanen", "PHONE": "040 123 4567",
+                             "ADDRESS": ""}}
+
+
+def connector(vendor: HostileVendor, fast_retry) -> MailchimpConnector:
+    return MailchimpConnector(vendor.url + "/3.0", KEY, retry=fast_retry)
+
+
+def gets(vendor: HostileVendor, path: str) -> int:
+    return sum(1 for s in vendor.seen if s.method == "GET" and s.path == path)
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_wrong_shaped_member_on_find_is_bad_response_not_absent(body, fast_retry):
+    def handler(req: Seen) -> Answer:
+        return LISTS if req.path == "/3.0/lists" else Answer(200, body)
+
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc, \
+            pytest.raises(BadResponse):
+        mc.find([Identifier(IdentifierKind.EMAIL, AINO)])
+    assert gets(vendor, MEMBER) == fast_retry.max_attempts  # a read: retried
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_wrong_shaped_audience_list_is_bad_response_not_no_audiences(body, fast_retry):
+    with HostileVendor(lambda req: Answer(200, body)) as vendor, \
+            connector(vendor, fast_retry) as mc, pytest.raises(BadResponse):
+        mc.find([Identifier(IdentifierKind.EMAIL, AINO)])
+
+
+def test_no_audiences_is_an_honest_empty_result(fast_retry):
+    answer = Answer(200, {"lists": [], "total_items": 0})
+    with HostileVendor(lambda req: answer) as vendor, connector(vendor, fast_retry) as mc:
+        assert mc.find([Identifier(IdentifierKind.EMAIL, AINO)]) == []
+
+
+@pytest.mark.parametrize("policy", [EraseMode.PERMANENT_DELETE, EraseMode.DELETE])
+@pytest.mark.parametrize("body", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_wrong_shaped_read_back_is_bad_response(body, policy, fast_retry):
+    def handler(req: Seen) -> Answer:
+        return NO_CONTENT if req.method in ("POST", "DELETE") else Answer(200, body)
+
+    journal = []
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc:
+        mc.journal = journal.append
+        with pytest.raises(BadResponse):
+            mc.erase([REF], SystemPolicy(erase=policy))
+    assert len(journal) == 1  # the action was confirmed and journalled before
+    assert gets(vendor, MEMBER) == fast_retry.max_attempts
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_wrong_shaped_member_on_opt_out_acts_on_nothing(body, fast_retry):
+    with HostileVendor(lambda req: Answer(200, body)) as vendor, \
+            connector(vendor, fast_retry) as mc, pytest.raises(BadResponse):
+        mc.opt_out([REF])
+    assert {s.method for s in vendor.seen} == {"GET"}
+
+
+def test_permanent_delete_read_back_still_a_member_is_unverified(fast_retry):
+    def handler(req: Seen) -> Answer:
+        return NO_CONTENT if req.method == "POST" else Answer(200, member())
+
+    journal = []
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc:
+        mc.journal = journal.append
+        out = mc.erase([REF], SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert out.verified is False
+    (record,) = out.records
+    assert record.action == Action.PERMANENTLY_DELETED
+    assert "read back: still a member (subscribed)" in record.detail
+    assert [r.action for r in journal] == [Action.PERMANENTLY_DELETED]
+
+
+def test_archive_read_back_not_archived_is_unverified(fast_retry):
+    def handler(req: Seen) -> Answer:
+        return NO_CONTENT if req.method == "DELETE" else Answer(200, member())
+
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc:
+        out = mc.erase([REF], SystemPolicy(erase=EraseMode.DELETE))
+    assert out.verified is False
+    assert "read back: status is still subscribed" in out.records[0].detail
+
+
+def test_opt_out_read_back_still_subscribed_is_unverified(fast_retry):
+    def handler(req: Seen) -> Answer:
+        return Answer(200, member())  # PATCH "accepted", the member stays subscribed
+
+    journal = []
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc:
+        mc.journal = journal.append
+        out = mc.opt_out([REF])
+    assert out.verified is False
+    assert out.records[0].action == Action.UNSUBSCRIBED
+    assert "read back: status is still subscribed" in out.records[0].detail
+    assert [r.action for r in journal] == [Action.UNSUBSCRIBED]
+
+
+def test_find_fills_facts_from_the_member(fast_retry):
+    def handler(req: Seen) -> Answer:
+        return LISTS if req.path == "/3.0/lists" else Answer(200, member())
+
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc:
+        (ref,) = mc.find([Identifier(IdentifierKind.EMAIL, AINO)])
+    assert ref.facts.name == "Aino Virtanen"
+    assert ref.facts.emails == (AINO,) and ref.facts.phones == ("040 123 4567",)
