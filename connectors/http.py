@@ -23,6 +23,7 @@ from __future__ import annotations
 import email.utils
 import json as _json
 import logging
+import os
 import random
 import threading
 import time
@@ -144,6 +145,25 @@ class RetryPolicy:
     @staticmethod
     def _retryable(exc: BaseException) -> bool:
         return isinstance(exc, ConnectorError) and exc.retryable
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        """The production policy, its backoff scaled by ``HUB_RETRY_BASE_SECONDS``.
+
+        The one knob tests (and a deployment on a flaky network) turn: the test suite
+        sets a millisecond base so it never waits real backoffs; Retry-After from a
+        vendor is still honoured as the vendor said.
+        """
+        raw = os.environ.get("HUB_RETRY_BASE_SECONDS", "").strip()
+        if not raw:
+            return cls()
+        try:
+            base = float(raw)
+        except ValueError:
+            raise ValueError(f"HUB_RETRY_BASE_SECONDS is not a number: {raw!r}") from None
+        if not 0 <= base <= 60:
+            raise ValueError("HUB_RETRY_BASE_SECONDS must be between 0 and 60")
+        return cls(base=base, cap=max(base * 60, base))
 
     def run(self, fn: Callable[[], T]) -> T:
         """Call ``fn`` until it returns, a non-retryable error, or the bounds are hit;

@@ -69,6 +69,9 @@ class RecordFacts:
     name: str | None = None
     emails: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    """Identifiers searched for that appear only in the record's free text (a feedback
+    answer naming an address): it may be about the subject, not by them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -340,12 +340,36 @@ def add_found_identifiers(session: Session, hasher: Hasher, request_id: str,
     return added
 
 
-def identifier_hashes(session: Session, request_id: str) -> list[tuple[str, str]]:
-    rows = session.execute(
-        select(RequestIdentifierRow.kind, RequestIdentifierRow.hash)
-        .where(RequestIdentifierRow.request_id == request_id)
-    )
-    return [(k, h) for k, h in rows]
+def identifier_hashes(session: Session, request_id: str, *, shared: bool = True
+                      ) -> list[tuple[str, str]]:
+    """(kind, hash) of the request's identifiers; ``shared=False`` leaves out those
+    another person uses too."""
+    query = select(RequestIdentifierRow.kind, RequestIdentifierRow.hash).where(
+        RequestIdentifierRow.request_id == request_id)
+    if not shared:
+        query = query.where(RequestIdentifierRow.shared.is_(False))
+    return [(k, h) for k, h in session.execute(query)]
+
+
+def mark_shared(session: Session, hasher: Hasher, request_id: str,
+                identifiers: Sequence[Identifier]) -> int:
+    """Note that someone else uses these identifiers of the request too (rule 9)."""
+    hashes = {hasher.identifier(i) for i in identifiers}
+    marked = 0
+    for row in session.execute(select(RequestIdentifierRow).where(
+            RequestIdentifierRow.request_id == request_id)).scalars():
+        if row.hash in hashes and not row.shared:
+            row.shared, marked = True, marked + 1
+    session.flush()
+    return marked
+
+
+def unshared_identifiers(session: Session, request_id: str) -> list[Identifier]:
+    """Given and found identifiers nobody else is known to use: what settling acts on."""
+    rows = session.execute(select(RequestIdentifierRow).where(
+        RequestIdentifierRow.request_id == request_id,
+        RequestIdentifierRow.shared.is_(False))).scalars()
+    return [Identifier(IdentifierKind(r.kind), r.value) for r in rows if r.value is not None]
 
 
 def access_count_in_year(session: Session, hasher: Hasher, identifiers: Sequence[Identifier],
@@ -462,7 +486,7 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
     if TS.FAILED not in states:
         kind = RequestKind(row.kind)
         if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT):
-            suppression.add_hashes(session, identifier_hashes(session, row.id),
+            suppression.add_hashes(session, identifier_hashes(session, row.id, shared=False),
                                    reason=kind.value, request_id=row.id, now=now)
         scrub(session, row)
     return target

@@ -74,6 +74,7 @@ class Holder:
     name: frozenset[str] | None
     emails: frozenset[str] = frozenset()
     phones: frozenset[str] = frozenset()
+    mentions: frozenset[str] = frozenset()  # named only in free text: never links
 
 
 @dataclass
@@ -190,6 +191,12 @@ def judge(subject: Subject, holder: Holder, *,
     own_emails = holder.emails & subject.emails
     own_phones = holder.phones & subject.phones
     if not own_emails and not own_phones:
+        mentioned = holder.mentions & (subject.emails | subject.phones)
+        if mentioned:
+            value = min(mentioned)
+            shown = mask_email(value) if "@" in value else mask_phone(value)
+            return Verdict(False, f"names {shown} only in free text: it may be about the "
+                                  "subject, written by someone else")
         return Verdict(False, "reached only through the index: it shares an identifier with "
                               "another record of the subject, not one the subject gave")
     unshared_emails = {e for e in own_emails if Identifier(IdentifierKind.EMAIL, e) not in shared}

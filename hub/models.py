@@ -163,6 +163,9 @@ class RequestIdentifierRow(Base):
     # "given": typed by the operator, what the request acts on; "found": read on a
     # record the request erased, kept (hashed, after scrubbing) for suppression.
     source: Mapped[str] = mapped_column(String(8), default="given", server_default="given")
+    # Another person uses it too (a switchboard, info@): never suppressed, never used to
+    # drop index records, or the colleague would be "erased" next.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class TaskRow(Base):

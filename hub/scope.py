@@ -26,6 +26,8 @@ class Scope:
     act: list[RecordRef] = field(default_factory=list)
     candidates: list[tuple[RecordRef, str]] = field(default_factory=list)
     excluded: list[RecordRef] = field(default_factory=list)
+    shared: set[Identifier] = field(default_factory=set)
+    """The subject's own identifiers that reached someone else's record."""
 
 
 def subject_of(session: Session, request_id: str) -> linking.Subject:
@@ -60,10 +62,13 @@ def holder(ref: RecordRef, key: int) -> linking.Holder:
     if facts is None:
         return linking.Holder(key, None)
     idents = identifiers_of(facts.emails, facts.phones)
+    mentioned = identifiers_of([m for m in facts.mentions if "@" in m],
+                               [m for m in facts.mentions if "@" not in m])
     return linking.Holder(
         key, linking.name_words(facts.name),
         frozenset(i.value for i in idents if i.kind == IdentifierKind.EMAIL),
         frozenset(i.value for i in idents if i.kind == IdentifierKind.PHONE),
+        frozenset(i.value for i in mentioned),
     )
 
 
@@ -79,6 +84,8 @@ def split(subject: linking.Subject, refs: Sequence[RecordRef],
         else:
             verdict = linking.judge(subject, who, live_shared=live_shared)
         decision = decided.get(review.key_of(ref), Decision.PENDING)
+        if not verdict.subject:
+            scope.shared.update(_own_hits(subject, who))
         if verdict.subject or decision == Decision.APPROVED:
             scope.act.append(ref)
         elif decision == Decision.EXCLUDED:
@@ -86,6 +93,11 @@ def split(subject: linking.Subject, refs: Sequence[RecordRef],
         else:
             scope.candidates.append((ref, verdict.reason))
     return scope
+
+
+def _own_hits(subject: linking.Subject, who: linking.Holder) -> list[Identifier]:
+    return [*(Identifier(IdentifierKind.EMAIL, e) for e in who.emails & subject.emails),
+            *(Identifier(IdentifierKind.PHONE, p) for p in who.phones & subject.phones)]
 
 
 def found_identifiers(session: Session, refs: Sequence[RecordRef]) -> list[Identifier]:

@@ -41,8 +41,11 @@ from hub.ledger import RequestKind, RequestState, TaskState
 from pipelines.reconciliation import SYSTEMS
 from pipelines.resources import ConnectorsResource, HubResource
 
-SYSTEM_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL,
-                           jitter=Jitter.PLUS_MINUS)
+# Dagster's retry policy is fixed when the job is defined; HUB_OP_RETRY_DELAY_SECONDS
+# (default 2) is read then, so the test suite retries in milliseconds.
+SYSTEM_RETRY = RetryPolicy(max_retries=3,
+                           delay=float(os.environ.get("HUB_OP_RETRY_DELAY_SECONDS") or 2),
+                           backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 RUNNABLE = (RequestState.VERIFIED, RequestState.IN_PROGRESS, RequestState.PARTIALLY_COMPLETED)
 
 
@@ -164,6 +167,8 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
             with store.session() as session:
                 journal.plan(session, request_id, system, found.act, attempt=attempt)
                 review.register(session, request_id, found.candidates)
+                ledger.mark_shared(session, store.hasher, request_id,
+                                   [*subject.shared, *found.shared])
             outcome = _act(connector, kind, targets, policy.for_system(system), part)
             calls = connector.api_calls
     except Exception as exc:  # noqa: BLE001 - every failure must end in a task state
@@ -248,8 +253,7 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
                       for t in ledger.tasks_of(session, row.id))
         if kind == RequestKind.ACCESS and not waiting:  # no bundle before every decision
             _bundle(store, session, row.id, hub)
-        identifiers = [*ledger.identifiers_of(session, row.id),
-                       *ledger.identifiers_of(session, row.id, source=ledger.FOUND)]
+        identifiers = ledger.unshared_identifiers(session, row.id)
         final = ledger.finalise(session, store.hasher, row)
         tasks = ledger.tasks_of(session, row.id)
         settled = not ledger.identifiers_of(session, row.id)  # nothing left to retry

@@ -23,9 +23,10 @@ from pipelines.resources import HubResource
 PAGE = 25
 
 
-def run_request_for(request_id: str, kind: str) -> RunRequest:
+def run_request_for(request_id: str, kind: str, run_round: int = 0) -> RunRequest:
+    """One run per request and round: an operator's decisions start the next round."""
     return RunRequest(
-        run_key=f"{request_id}:{kind}",
+        run_key=f"{request_id}:{kind}" + (f":round{run_round}" if run_round else ""),
         run_config={"ops": {"plan": {"config": {"request_id": request_id}}}},
         tags={"hub/request_id": request_id, "hub/kind": kind},
     )
@@ -44,10 +45,11 @@ def _parse(cursor: str | None) -> tuple[datetime, str] | None:
 def verified_requests(context: SensorEvaluationContext, hub: HubResource):
     with hub.store() as store, store.session() as session:
         rows = ledger.verified_page(session, after=_parse(context.cursor), limit=PAGE)
-        page = [(r.id, r.kind, r.verified_at) for r in rows]
+        page = [(r.id, r.kind, r.verified_at, r.run_round) for r in rows]
     if not page:
         context.update_cursor(None)
         return SkipReason("no verified requests waiting")
-    last_id, _, last_at = page[-1]
+    last_id, _, last_at, _ = page[-1]
     context.update_cursor(None if len(page) < PAGE else f"{last_at.isoformat()}|{last_id}")
-    return [run_request_for(request_id, kind) for request_id, kind, _ in page]
+    return [run_request_for(request_id, kind, run_round)
+            for request_id, kind, _, run_round in page]

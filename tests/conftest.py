@@ -14,6 +14,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+# Waits are injectable (DESIGN.md, Testing): connectors back off in milliseconds and
+# Dagster retries a failed system op after 50 ms, so no test waits real backoffs.
+# Set before any test imports pipelines, whose job reads it when it is defined.
+os.environ.setdefault("HUB_RETRY_BASE_SECONDS", "0.002")
+os.environ.setdefault("HUB_OP_RETRY_DELAY_SECONDS", "0.05")
+
 from hub.settings import Settings
 from hub.store import Store, open_store
 

@@ -131,7 +131,7 @@ class MailchimpApi:
         # url.replace("server", dc), harmless as long as the URL does not contain
         # "server" - the sandbox's loopback URL does not.
         self.client.api_client.host = base_url.rstrip("/")
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.from_env()
         self.limiter = limiter or shared_limiter(api_key)
         self.counter = counter or CallCounter()
         self.last_request_id: str | None = None

@@ -291,7 +291,7 @@ class NetvisorConnector(ConnectorBase):
                                  max_connections=1)
         else:
             client.auth = self.auth
-        self.http = HttpClient(SYSTEM, client, retry=retry or RetryPolicy(),
+        self.http = HttpClient(SYSTEM, client, retry=retry or RetryPolicy.from_env(),
                                # "Send one message at a time and wait for a response."
                                limiter=limiter if limiter is not None else SerialLimiter())
         self._today = today

@@ -126,7 +126,7 @@ class PipedriveConnector(ConnectorBase):
             client.headers["x-api-token"] = api_token
             if not str(client.base_url).strip("/"):
                 client.base_url = httpx.URL(base_url.rstrip("/"))
-        retry = retry or RetryPolicy()
+        retry = retry or RetryPolicy.from_env()
         self.http = HttpClient(
             SYSTEM,
             client,

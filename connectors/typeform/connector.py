@@ -149,7 +149,7 @@ class TypeformConnector(ConnectorBase):
             client = make_client(self.base_url, transport=transport, timeout=settings.timeout)
         self.http = HttpClient(
             SYSTEM, client,
-            retry=retry or RetryPolicy(),
+            retry=retry or RetryPolicy.from_env(),
             limiter=limiter if limiter is not None else TokenBucket(PACE, burst=1),
         )
         self._headers = {"authorization": f"Bearer {settings.token.get_secret_value()}"}
@@ -306,7 +306,7 @@ class TypeformConnector(ConnectorBase):
             except NotFound:
                 continue
             for item in hits.values():
-                ref = _ref(form, item, name_fields)
+                ref = _ref(form, item, name_fields, _mentioned(item, emails, phones))
                 refs.setdefault(ref.record_id, ref)
                 self._found[ref.record_id] = item
         return list(refs.values())
@@ -514,6 +514,15 @@ def _mentions(text: str, email: str) -> bool:
     return re.search(pattern, text.casefold()) is not None
 
 
+def _mentioned(item: Response, emails: set[str], phones: set[str]) -> tuple[str, ...]:
+    """The wanted identifiers a response's free text names."""
+    texts = _texts(item)
+    found = [e for e in sorted(emails) if any(_mentions(t, e) for t in texts)]
+    found += [p for p in sorted(phones)
+              if any(v in t for t in texts for v in phone_variants(p))]
+    return tuple(found)
+
+
 def _holds(item: Response, emails: set[str], phones: set[str]) -> bool:
     """Local confirmation that a response holds one of the subject's identifiers."""
     own_emails, own_phones = _exact_values(item)
@@ -553,15 +562,16 @@ def _record(form_id: str, item: Response, name_fields: dict[str, str],
     )
 
 
-def _ref(form: Form, item: Response, name_fields: dict[str, str]) -> RecordRef:
+def _ref(form: Form, item: Response, name_fields: dict[str, str],
+         mentions: tuple[str, ...] = ()) -> RecordRef:
     """A found response, with what it holds as its own values (facts): a response that
-    only mentions the subject in free text has none of theirs there."""
+    only mentions the subject in free text has none of theirs there, only mentions."""
     submitted = (item.submitted_at or "")[:10]
     label = f"response to “{form.title or form.id}”" + (
         f" submitted {submitted}" if submitted else "")
     emails, phones = _exact_values(item)
     facts = RecordFacts(name=_name(item, name_fields), emails=tuple(dict.fromkeys(emails)),
-                        phones=tuple(dict.fromkeys(phones)))
+                        phones=tuple(dict.fromkeys(phones)), mentions=mentions)
     return RecordRef(system=SYSTEM, kind="response", record_id=f"{form.id}:{item.id}",
                      container=form.id, label=label, facts=facts)
 

@@ -64,3 +64,13 @@ def test_nothing_waiting_is_a_skip(hub_store, hub_db):
     with instance_for_test() as instance:
         result, cursor = tick(instance, hub_db, None)
     assert isinstance(result, SkipReason) and cursor is None
+
+
+def test_a_request_that_ran_again_after_review_gets_a_new_run_key(hub_store, hub_db):
+    """Dagster deduplicates by run key: the next round must not be swallowed."""
+    [rid] = file_verified(hub_store, 1)
+    with hub_store.session() as session:
+        ledger.get_request(session, rid).run_round = 1
+    with instance_for_test() as instance:
+        runs, _ = tick(instance, hub_db, None)
+    assert [r.run_key for r in runs] == [f"{rid}:erasure:round1"]

@@ -60,10 +60,12 @@ def upgrade() -> None:
 
     with op.batch_alter_table('request_identifiers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.String(length=8), server_default='given', nullable=False))
+        batch_op.add_column(sa.Column('shared', sa.Boolean(), server_default='0', nullable=False))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('request_identifiers', schema=None) as batch_op:
+        batch_op.drop_column('shared')
         batch_op.drop_column('source')
     with op.batch_alter_table('subject_requests', schema=None) as batch_op:
         batch_op.drop_column('run_round')

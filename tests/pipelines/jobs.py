@@ -1,0 +1,69 @@
+"""Helpers for tests that run the subject-request job against the sandbox."""
+
+from __future__ import annotations
+
+import httpx
+
+from hub import ledger, review
+from hub.domain import Identifier, IdentifierKind
+from hub.ledger import RequestKind, RequestState, TaskState
+from pipelines.requests import subject_request
+
+
+def file_request(store, kind: RequestKind, email: str | None = None, *,
+                 phone: str | None = None, name: str | None = None) -> str:
+    """File and verify a request, as an operator would."""
+    idents = [Identifier(IdentifierKind.EMAIL, email)] if email else []
+    if phone:
+        idents.append(Identifier(IdentifierKind.PHONE, phone))
+    with store.session() as session:
+        row = ledger.create_request(session, store.hasher, kind, idents, name=name)
+        ledger.verify(session, row.id)
+        return row.id
+
+
+def run(request_id: str, resources):
+    return subject_request.execute_in_process(
+        run_config={"ops": {"plan": {"config": {"request_id": request_id}}}},
+        resources=resources, raise_on_error=False)
+
+
+def tasks(store, request_id):
+    with store.session() as session:
+        return {t.system: t for t in ledger.tasks_of(session, request_id)}
+
+
+def state(store, request_id) -> str:
+    with store.session() as session:
+        return ledger.get_request(session, request_id).state
+
+
+def candidates(store, request_id) -> list[review.Item]:
+    with store.session() as session:
+        return review.items(session, request_id)
+
+
+def operator_settles(store, request_id, resources, *, approve: bool = True):
+    """An operator decides every pending candidate and confirms every follow-up,
+    then the request runs its next round. Returns that run's result."""
+    with store.session() as session:
+        row = ledger.get_request(session, request_id)
+        assert row.state == RequestState.AWAITING_REVIEW, row.state
+        pending = [i.number for i in review.items(session, request_id)
+                   if i.decision == "pending"]
+        if pending:
+            review.decide(session, request_id, pending,
+                          review.Decision.APPROVED if approve else review.Decision.EXCLUDED,
+                          actor="test-operator")
+        for task in ledger.tasks_of(session, request_id):
+            if task.state == TaskState.MANUAL_PENDING:
+                review.confirm_task(session, request_id, task.system, TaskState.DONE,
+                                    note="dealt with by hand", actor="test-operator")
+        assert row.state == RequestState.VERIFIED
+    return run(request_id, resources)
+
+
+def at_vendor(vendors, system, email=None, phone=None):
+    params = {k: v for k, v in (("email", email), ("phone", phone)) if v}
+    return httpx.get(f"{vendors.urls[system]}/__sandbox/find", params=params,
+                     timeout=10).json()["records"]
