@@ -24,28 +24,42 @@ from pathlib import Path
 
 import httpx
 
-from hub import audit, ledger, outcomes
+from hub import audit, ledger, outcomes, review
 from hub.domain import Identifier, IdentifierKind
-from hub.identity import mask_email
-from hub.ledger import RequestKind, RequestState
+from hub.identity import mask_email, mask_phone
+from hub.ledger import RequestKind, RequestState, TaskState
+from hub.review import Decision
 from hub.settings import load_settings
 from hub.store import Store, open_store
+from sandbox.people import SHARED_CASES, generate_people
 
 HOME = Path(".hub/demo")
 PEOPLE = 200
 SEED = 42
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # each case is itself: keyed by identity
 class Case:
-    """One request the demo files, and what each system must end as: (state, action)."""
+    """One request the demo files, and what each system must end as: (state, action).
+
+    ``decide``: what the operator decides for the candidate records the request
+    reaches but may not act on alone (DESIGN.md rule 9): approve them (the subject's
+    own free-text answers) or exclude them (a colleague's records found through the
+    company's shared phone). Leftovers the vendor's API cannot remove are confirmed.
+    """
 
     kind: RequestKind
     email: str
     story: str
     tasks: dict[str, tuple[str, str]]
     state: RequestState
+    phone: str | None = None
+    decide: Decision = Decision.APPROVED
 
+
+# Seed 42's colleagues sharing the company phone (sandbox.people.SHARED_CASES).
+_PEOPLE = generate_people(PEOPLE, SEED)
+MIKA, SUSANNA = (_PEOPLE[i] for i in SHARED_CASES["switchboard"])
 
 CASES = (
     Case(RequestKind.ACCESS, "eeva.makela@example.fi",
@@ -63,6 +77,11 @@ CASES = (
          {"pipedrive": ("done", "deleted"), "mailchimp": ("done", "permanently_deleted"),
           "typeform": ("done", "deleted"), "netvisor": ("retained", "retained")},
          RequestState.PARTIALLY_COMPLETED),
+    Case(RequestKind.ERASURE, MIKA.email,
+         "a customer asks to be erased, giving the phone he shares with a colleague",
+         {"pipedrive": ("done", "deleted"), "mailchimp": ("done", "permanently_deleted"),
+          "typeform": ("not_found", "not_found"), "netvisor": ("not_found", "not_found")},
+         RequestState.COMPLETED, phone=MIKA.phone, decide=Decision.EXCLUDED),
 )
 
 
@@ -153,27 +172,38 @@ def _reconcile(instance, run_reconciliation, verdict: Verdict) -> None:
                   f"{meta.get('api_calls')} API calls, {meta.get('duration_s')} s")
 
 
-def _file_requests(store: Store) -> dict[RequestKind, str]:
-    step("filing and verifying three subject requests (due one calendar month after receipt)")
-    ids: dict[RequestKind, str] = {}
+def _file_requests(store: Store) -> dict[Case, str]:
+    step(f"filing and verifying {len(CASES)} subject requests "
+         "(due one calendar month after receipt)")
+    ids: dict[Case, str] = {}
     with store.session() as session:
         for case in CASES:
-            row = ledger.create_request(session, store.hasher, case.kind,
-                                        [Identifier(IdentifierKind.EMAIL, case.email)])
+            given = [Identifier(IdentifierKind.EMAIL, case.email)]
+            if case.phone:
+                given.append(Identifier(IdentifierKind.PHONE, case.phone))
+            row = ledger.create_request(session, store.hasher, case.kind, given)
             ledger.verify(session, row.id)
-            ids[case.kind] = row.id
-            print(f"    {row.id}  {case.kind.value:<8} {mask_email(case.email):<18} "
-                  f"due {row.due_on}  ({case.story})")
+            ids[case] = row.id
+            shown = mask_email(case.email) + (f" {mask_phone(case.phone)}" if case.phone else "")
+            print(f"    {row.id}  {case.kind.value:<8} {shown:<32} due {row.due_on}  "
+                  f"({case.story})")
     return ids
 
 
-def _run_requests(instance, run_request, store: Store, ids: dict[RequestKind, str],
+def _run_requests(instance, run_request, store: Store, ids: dict[Case, str],
                   verdict: Verdict) -> None:
     step("running each request through Dagster: one op per system, in parallel")
     for case in CASES:
-        rid = ids[case.kind]
+        rid = ids[case]
         result = timed(f"{rid} {case.kind.value}", lambda rid=rid, case=case: run_request(
             rid, case.kind.value, instance, log_level="WARNING"))
+        rounds = 1
+        while result.success and _state(store, rid) == RequestState.AWAITING_REVIEW \
+                and rounds < 3:
+            _operator_decides(store, rid, case, verdict)
+            rounds += 1
+            result = timed(f"{rid} round {rounds}", lambda rid=rid, case=case: run_request(
+                rid, case.kind.value, instance, log_level="WARNING"))
         with store.session() as session:
             row = ledger.get_request(session, rid)
             tasks = ledger.tasks_of(session, rid)
@@ -182,8 +212,37 @@ def _run_requests(instance, run_request, store: Store, ids: dict[RequestKind, st
             state = row.state
         verdict.check(result.success and got == case.tasks and state == case.state,
                       f"{case.kind.value}: request {state}, every system as expected "
-                      f"(Dagster run {result.run_id[:8]})",
+                      f"(Dagster run {result.run_id[:8]}, {rounds} round(s))",
                       f"{case.kind.value} {rid}: request {state}, systems {got}")
+
+
+def _state(store: Store, request_id: str) -> str:
+    with store.session() as session:
+        return ledger.get_request(session, request_id).state
+
+
+def _operator_decides(store: Store, request_id: str, case: Case, verdict: Verdict) -> None:
+    """What an operator does at `hub request review` and `hub task confirm`."""
+    with store.session() as session:
+        items = [i for i in review.items(session, request_id) if i.decision == "pending"]
+        if items:
+            print(f"    {request_id} waits for review: hub request review {request_id}")
+            for item in items:
+                print(f"      {item.number:>3}  {item.system:<10} {item.kind:<12} "
+                      f"{item.record:<22} {item.reason}")
+            review.decide(session, request_id, [i.number for i in items], case.decide,
+                          actor="demo-operator")
+            print(f"    the operator {case.decide.value} {len(items)} candidate(s)")
+        for task in ledger.tasks_of(session, request_id):
+            if task.state == TaskState.MANUAL_PENDING:
+                print(f"    {task.system}: {(task.evidence or {}).get('follow_up')}")
+                review.confirm_task(session, request_id, task.system, TaskState.DONE,
+                                    note="removed by hand in the vendor's UI",
+                                    actor="demo-operator")
+                print(f"    the operator confirmed {task.system}'s follow-up")
+        verdict.check(ledger.get_request(session, request_id).state == RequestState.VERIFIED,
+                      f"{request_id}: every decision made, the request runs again",
+                      f"{request_id}: still waiting after the operator's decisions")
 
 
 def _find(urls: dict[str, str], system: str, email: str) -> list[dict]:
@@ -197,10 +256,14 @@ def _record(urls: dict[str, str], system: str, kind: str, record_id: str) -> dic
     return response.json() if response.status_code == 200 else None
 
 
-def _prove(urls: dict[str, str], store: Store, ids: dict[RequestKind, str],
+def _case(kind: RequestKind) -> Case:
+    return next(c for c in CASES if c.kind == kind)
+
+
+def _prove(urls: dict[str, str], store: Store, ids: dict[Case, str],
            verdict: Verdict) -> None:
     step("proof, read back from the vendors (the sandbox's inspection API)")
-    erased = next(c for c in CASES if c.kind == RequestKind.ERASURE).email
+    erased = _case(RequestKind.ERASURE).email
     who = mask_email(erased)
     verdict.check(_find(urls, "mailchimp", erased) == [],
                   f"mailchimp: {who} is in no audience (permanently deleted)",
@@ -211,9 +274,10 @@ def _prove(urls: dict[str, str], store: Store, ids: dict[RequestKind, str],
     verdict.check(bool(persons) and all(r["state"] == "deleted" for r in persons),
                   f"pipedrive: {len(persons)} person(s) of {who} deleted",
                   f"pipedrive persons of {who}: {[r['state'] for r in persons]}")
-    _prove_retained(urls, store, ids[RequestKind.ERASURE], verdict)
+    _prove_retained(urls, store, ids[_case(RequestKind.ERASURE)], verdict)
+    _prove_colleague_untouched(urls, verdict)
 
-    opted = next(c for c in CASES if c.kind == RequestKind.OPT_OUT).email
+    opted = _case(RequestKind.OPT_OUT).email
     who = mask_email(opted)
     members = _find(urls, "mailchimp", opted)
     verdict.check(bool(members) and all(m["state"] == "unsubscribed" for m in members),
@@ -224,7 +288,20 @@ def _prove(urls: dict[str, str], store: Store, ids: dict[RequestKind, str],
     verdict.check(bool(statuses) and set(statuses) == {"unsubscribed"},
                   f"pipedrive: marketing status of {who} is unsubscribed",
                   f"pipedrive marketing status of {who}: {statuses}")
-    _prove_bundle(store, ids[RequestKind.ACCESS], verdict)
+    _prove_bundle(store, ids[_case(RequestKind.ACCESS)], verdict)
+
+
+def _prove_colleague_untouched(urls: dict[str, str], verdict: Verdict) -> None:
+    gone = [r for r in _find(urls, "pipedrive", MIKA.email) if r["kind"] == "person"]
+    verdict.check(bool(gone) and all(r["state"] == "deleted" for r in gone),
+                  f"pipedrive: {mask_email(MIKA.email)} deleted",
+                  f"pipedrive persons of {mask_email(MIKA.email)}: {gone}")
+    kept = [r for r in _find(urls, "pipedrive", SUSANNA.email) if r["kind"] == "person"]
+    members = _find(urls, "mailchimp", SUSANNA.email)
+    verdict.check(bool(kept) and all(r["state"] == "active" for r in kept) and bool(members),
+                  f"pipedrive and mailchimp: {mask_email(SUSANNA.email)}, the colleague "
+                  "with the same phone, untouched",
+                  f"the colleague {mask_email(SUSANNA.email)} was touched: {kept} {members}")
 
 
 def _prove_retained(urls: dict[str, str], store: Store, request_id: str,
