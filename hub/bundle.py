@@ -6,6 +6,13 @@ the subject reads: system by system, what is held, where it came from, on what
 legal basis and for how long, and what is retained and why. Only the owner can
 read the files, and the bundle's checksum goes into the audit trail so the copy
 sent can later be proven to be the copy made.
+
+Each system's op writes its export as a *part* and records the part's sha256 in
+its task's evidence; the bundle takes only parts whose digest a finished task
+recorded, so a part left by an unfinished run is never sent to anyone. What is
+kept by law comes from the hub's own holds of the same subject, because a
+minimised record can no longer be found live. When the subject is later erased,
+the hub's own bundles of them go too (rule 6).
 """
 
 from __future__ import annotations
@@ -15,15 +22,28 @@ import hashlib
 import html
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from io import StringIO
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from hub.domain import Export
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub import audit, holds, ledger
+from hub.domain import Export, ExportSection
+from hub.ledger import FINISHED_TASK_STATES, RequestKind, TaskState
+from hub.models import RequestIdentifierRow, SubjectRequestRow
 from hub.policy import Policy
+
+EXPORTS = "exports"
+PARTS = ".parts"
+PART_DIGEST = "part_sha256"
+"""The key under which an access task's evidence (``vendor``) records its part's digest."""
 
 SYSTEM_TITLES = {
     "pipedrive": "Pipedrive (customer relationship management)",
@@ -88,7 +108,11 @@ def _html(request_id: str, created: datetime, exports: Sequence[Export], policy:
         f"<h1>The data we hold about you</h1><p>Request {html.escape(request_id)}, "
         f"gathered {created:%Y-%m-%d %H:%M} UTC directly from each system.</p>",
     ]
-    for export in exports:
+    shown = {e.system for e in exports}
+    # A system with a hold is never left out, even when its live export is empty or
+    # absent: the record kept is there, and the subject is told why.
+    everything = [*exports, *(Export(s, ()) for s in retained if s not in shown)]
+    for export in everything:
         system = export.system
         title = SYSTEM_TITLES.get(system, system)
         parts.append(f"<h2>{html.escape(title)}</h2>")
@@ -98,16 +122,21 @@ def _html(request_id: str, created: datetime, exports: Sequence[Export], policy:
             if rules.retention_years is not None:
                 parts.append(
                     f"<p><b>Retention:</b> {rules.retention_years} years after the end of the "
-                    f"year of the last entry ({html.escape(rules.retention_basis or '')})</p>"
+                    "financial year of the last entry "
+                    f"({html.escape(rules.retention_basis or '')})</p>"
                 )
-        for item in retained.get(system, []):
+        kept = retained.get(system, [])
+        for item in kept:
+            after = (f" (since erasure request {html.escape(item['request_id'])})"
+                     if item.get("request_id") else "")
             parts.append(
-                f"<p><b>Retained:</b> {html.escape(item.get('record_id', ''))} is kept under "
-                f"{html.escape(item.get('legal_basis') or '')} until "
-                f"{html.escape(item.get('retained_until') or '')}.</p>"
+                f"<p><b>Kept by law:</b> record {html.escape(item.get('record_id', ''))} is "
+                f"kept under {html.escape(item.get('legal_basis') or '')} until "
+                f"{html.escape(item.get('retained_until') or '')}{after}.</p>"
             )
         if not any(section.items for section in export.sections):
-            parts.append("<p>Nothing about you is held in this system.</p>")
+            parts.append("<p>Nothing else about you is held in this system.</p>" if kept
+                         else "<p>Nothing about you is held in this system.</p>")
         for section in export.sections:
             if not section.items:
                 continue
@@ -154,3 +183,127 @@ def write_bundle(root: Path, request_id: str, exports: Sequence[Export], policy:
         _private_write(folder / name, files[name])
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     return Bundle(folder, tuple(sorted(files)), digest.hexdigest())
+
+
+# ------------------------------------------------------------------- parts, requests
+
+
+def parts_dir(home: Path, request_id: str) -> Path:
+    """Where a request's systems leave their export parts until the bundle is written."""
+    return home / EXPORTS / PARTS / request_id
+
+
+def write_part(path: Path, export: Export) -> str:
+    """Write one system's export part, owner-only; return its sha256.
+
+    The caller records the digest in the task's evidence: only a part whose digest a
+    finished task recorded is bundled (`bundle_request`)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {"system": export.system, "sections": [
+        {"label": s.label, "source": s.source, "items": list(s.items)} for s in export.sections]}
+    body = json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(body)
+    return hashlib.sha256(body).hexdigest()
+
+
+def _recorded_digests(session: Session, request_id: str) -> dict[str, str]:
+    """{system: part digest} of the request's finished tasks."""
+    out = {}
+    for task in ledger.tasks_of(session, request_id):
+        digest = ((task.evidence or {}).get("vendor") or {}).get(PART_DIGEST)
+        if TaskState(task.state) in FINISHED_TASK_STATES and digest:
+            out[task.system] = digest
+    return out
+
+
+def finished_parts(session: Session, home: Path, request_id: str) -> list[Export]:
+    """The parts a finished task vouches for; any other part is deleted, not bundled.
+
+    A part whose digest no finished task recorded was left by a run that did not
+    finish (or was overwritten since): it may be stale, or someone else's, and is
+    never sent. A part of a system that finished in an earlier run of the same
+    request still matches its task and is kept."""
+    folder = parts_dir(home, request_id)
+    recorded = _recorded_digests(session, request_id)
+    exports, dropped = [], []
+    for part in sorted(folder.glob("*.json")) if folder.exists() else []:
+        body = part.read_bytes()
+        if recorded.get(part.stem) != hashlib.sha256(body).hexdigest():
+            part.unlink()
+            dropped.append(part.stem)
+            continue
+        data = json.loads(body)
+        exports.append(Export(data["system"], tuple(
+            ExportSection(s["label"], s["source"], tuple(s["items"])) for s in data["sections"]
+        )))
+    if dropped:
+        audit.append(session, "export.part_discarded", {"systems": dropped},
+                     request_id=request_id)
+    return exports
+
+
+def _retained_of_subject(session: Session, request_id: str, today: date
+                         ) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for hold in holds.holds_of_subject(session, request_id, today):
+        out.setdefault(hold.system, []).append({
+            "record_id": hold.record_id, "legal_basis": hold.legal_basis,
+            "retained_until": hold.held_until.isoformat(), "request_id": hold.request_id})
+    return out
+
+
+def bundle_request(session: Session, home: Path, request_id: str, policy: Policy, *,
+                   today: date | None = None, now: datetime | None = None) -> Bundle:
+    """Write an access request's bundle from its vouched-for parts and the subject's
+    running holds, audit its checksum, and remove the parts."""
+    now = now or datetime.now(UTC)
+    today = today or now.astimezone(ZoneInfo("Europe/Helsinki")).date()
+    exports = finished_parts(session, home, request_id)
+    bundle = write_bundle(home / EXPORTS, request_id, exports, policy,
+                          retained=_retained_of_subject(session, request_id, today), now=now)
+    audit.append(session, "export.written", {"sha256": bundle.sha256,
+                                             "files": list(bundle.files)},
+                 request_id=request_id, now=now)
+    folder = parts_dir(home, request_id)
+    if folder.exists():
+        shutil.rmtree(folder)
+    return bundle
+
+
+def _access_requests_of_subject(session: Session, request_id: str) -> list[str]:
+    """Access requests sharing an identifier hash with `request_id` (itself excluded)."""
+    mine = select(RequestIdentifierRow.hash).where(
+        RequestIdentifierRow.request_id == request_id)
+    query = (select(SubjectRequestRow.id).distinct()
+             .join(RequestIdentifierRow, RequestIdentifierRow.request_id == SubjectRequestRow.id)
+             .where(RequestIdentifierRow.hash.in_(mine),
+                    SubjectRequestRow.kind == RequestKind.ACCESS.value,
+                    SubjectRequestRow.id != request_id)
+             .order_by(SubjectRequestRow.id))
+    return list(session.execute(query).scalars())
+
+
+def erase_bundles(session: Session, home: Path, request_id: str, *,
+                  now: datetime | None = None) -> list[str]:
+    """Delete the hub's own access bundles (and leftover parts) of the subject of the
+    erasure `request_id`; return the access request ids whose files were removed.
+
+    The bundles are copies of everything the vendors held: they must not outlive the
+    erasure (DESIGN.md rule 6). The subject is recognised by identifier hash, as the
+    plaintext of earlier requests is long gone. The audit event names request ids
+    only; running it again finds nothing left and records nothing."""
+    removed = []
+    for access_id in _access_requests_of_subject(session, request_id):
+        found = False
+        for folder in (home / EXPORTS / access_id, parts_dir(home, access_id)):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                found = True
+        if found:
+            removed.append(access_id)
+    if removed:
+        audit.append(session, "export.erased", {"access_requests": removed},
+                     request_id=request_id, now=now)
+    return removed

@@ -8,13 +8,14 @@ becomes erasable.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import audit
-from hub.models import LegalHoldRow, TaskRow
+from hub.models import LegalHoldRow, RequestIdentifierRow, TaskRow
 
 
 def record_from_tasks(session: Session, tasks: list[TaskRow], *,
@@ -48,3 +49,42 @@ def held_records(session: Session, today: date) -> set[tuple[str, str]]:
     return {(s, r) for s, r in session.execute(
         select(LegalHoldRow.system, LegalHoldRow.record_id)
         .where(LegalHoldRow.held_until >= today))}
+
+
+@dataclass(frozen=True)
+class SubjectHold:
+    """A record kept at a vendor by law after one of the subject's erasures."""
+
+    system: str
+    record_id: str
+    legal_basis: str
+    held_until: date
+    request_id: str
+    """The erasure request that placed the hold (an id, never personal data)."""
+
+
+def holds_of_subject(session: Session, request_id: str, today: date) -> list[SubjectHold]:
+    """The holds still running on `today` that the same subject's erasures placed.
+
+    An access request after an erasure must show what is kept and why (DESIGN.md
+    rule 5), but the live lookup cannot find a minimised record: its e-mail is gone.
+    The hub recognises the subject instead by the keyed hashes that
+    `request_identifiers` keeps of every request's identifiers forever: a hold
+    belongs to this subject when its erasure request shares an identifier hash with
+    `request_id`. One row per record, the latest end first wins.
+    """
+    mine = select(RequestIdentifierRow.hash).where(
+        RequestIdentifierRow.request_id == request_id)
+    same_subject = select(RequestIdentifierRow.request_id).where(
+        RequestIdentifierRow.hash.in_(mine))
+    rows = session.execute(
+        select(LegalHoldRow)
+        .where(LegalHoldRow.request_id.in_(same_subject), LegalHoldRow.held_until >= today)
+        .order_by(LegalHoldRow.system, LegalHoldRow.record_id,
+                  LegalHoldRow.held_until.desc(), LegalHoldRow.request_id)
+    ).scalars()
+    out: dict[tuple[str, str], SubjectHold] = {}
+    for row in rows:
+        out.setdefault((row.system, row.record_id), SubjectHold(
+            row.system, row.record_id, row.legal_basis, row.held_until, row.request_id))
+    return list(out.values())

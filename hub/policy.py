@@ -14,7 +14,8 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class PolicyError(ValueError):
@@ -36,6 +37,24 @@ class DealsMode(StrEnum):
     DELETE = "delete"
 
 
+class RetentionStart(StrEnum):
+    """Where the Accounting Act (Kirjanpitolaki 2:10) starts counting the years.
+
+    Vouchers (sales invoices) run from the end of the *calendar year* in which the
+    financial year ended (2:10 § 2); the books and financial statements run from the
+    end of the *financial year* itself (2:10 § 1). For a calendar-year company both
+    are 31 December; for a July–June company they differ by half a year.
+    """
+
+    CALENDAR_YEAR_END = "calendar_year_end"
+    FINANCIAL_YEAR_END = "financial_year_end"
+
+
+def _month_day(value: str) -> tuple[int, int]:
+    month, day = value.split("-")
+    return int(month), int(day)
+
+
 class SystemPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,17 +65,53 @@ class SystemPolicy(BaseModel):
         default="GDPR art. 6(1)(b) contract; art. 6(1)(f) legitimate interest",
         min_length=3,
     )
-    # Years records are kept after the end of the calendar year of the last
+    # Years records are kept after the end of the financial year of the last
     # bookkeeping entry (Kirjanpitolaki 2:10): 6 for vouchers, 10 for books.
     retention_years: int | None = Field(default=None, ge=0, le=30)
     retention_basis: str | None = None
+    # The last day of the company's financial year, "MM-DD" ("06-30" for July–June).
+    financial_year_end: str = "12-31"
+    retention_from: RetentionStart = RetentionStart.CALENDAR_YEAR_END
     marketing: bool = False
 
+    @field_validator("financial_year_end")
+    @classmethod
+    def _valid_year_end(cls, value: str) -> str:
+        """A wrong year end silently moves every hold, so refuse anything but a real MM-DD.
+
+        29 February is refused: a financial year cannot end on a day most years lack.
+        """
+        try:
+            if len(value) != 5 or value[2] != "-":
+                raise ValueError
+            month, day = _month_day(value)
+            date(2001, month, day)  # a common year: 02-29 does not exist in it
+        except ValueError:
+            raise PydanticCustomError(
+                "financial_year_end",
+                "must be the last day of the financial year as MM-DD (e.g. \"12-31\" or "
+                "\"06-30\"), not {value}", {"value": repr(value)}) from None
+        return value
+
+    def financial_year_end_of(self, entry: date) -> date:
+        """The last day of the financial year an entry dated ``entry`` belongs to."""
+        month, day = _month_day(self.financial_year_end)
+        end = date(entry.year, month, day)
+        return end if entry <= end else date(entry.year + 1, month, day)
+
     def hold_ends(self, last_entry: date) -> date | None:
-        """The last day of the hold: end of the entry's year plus the retention years."""
+        """The last day of the hold on records whose last entry is ``last_entry``.
+
+        The retention years count from the end of the entry's financial year (books),
+        or from the end of the calendar year in which that financial year ended
+        (vouchers, the default).
+        """
         if self.retention_years is None:
             return None
-        return date(last_entry.year + self.retention_years, 12, 31)
+        year_end = self.financial_year_end_of(last_entry)
+        if self.retention_from == RetentionStart.CALENDAR_YEAR_END:
+            return date(year_end.year + self.retention_years, 12, 31)
+        return year_end.replace(year=year_end.year + self.retention_years)
 
 
 class Policy(BaseModel):

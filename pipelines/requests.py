@@ -12,7 +12,6 @@ the vendor's answer and fails the step, so "re-execute from failure" redoes that
 system alone while the systems that finished are skipped (rules 1, 8).
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -33,9 +32,8 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import audit, holds, index, journal, ledger, outcomes, review, scope
-from hub.bundle import write_bundle
-from hub.domain import Action, Export, ExportSection, Outcome, RecordOutcome
+from hub import bundle, holds, index, journal, ledger, outcomes, review, scope
+from hub.domain import Action, Outcome, RecordOutcome
 from hub.identity import mask
 from hub.ledger import RequestKind, RequestState, TaskState
 from pipelines.reconciliation import SYSTEMS
@@ -73,7 +71,7 @@ class RequestConfig(Config):
 
 
 def parts_dir(hub_home: Path, request_id: str) -> Path:
-    return hub_home / "exports" / ".parts" / request_id
+    return bundle.parts_dir(hub_home, request_id)
 
 
 @op(out=Out(str), description="Check the request may run, resolve identifiers, create tasks.")
@@ -106,20 +104,12 @@ def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path) -> 
     if kind == RequestKind.OPT_OUT:
         return connector.opt_out(refs)
     export = connector.export(refs)
-    _write_part(part_file, export)
+    digest = bundle.write_part(part_file, export)
     records = tuple(RecordOutcome(ref, Action.EXPORTED) for ref in refs)
     return Outcome(system=connector.system, records=records, verified=True,
                    evidence={"sections": len(export.sections),
-                             "items": sum(len(s.items) for s in export.sections)})
-
-
-def _write_part(path: Path, export: Export) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = {"system": export.system, "sections": [
-        {"label": s.label, "source": s.source, "items": list(s.items)} for s in export.sections]}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, default=str)
+                             "items": sum(len(s.items) for s in export.sections),
+                             bundle.PART_DIGEST: digest})
 
 
 class TaskFailed(Exception):
@@ -260,6 +250,7 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
         if kind == RequestKind.ERASURE:
             holds.record_from_tasks(session, tasks)
             if settled:  # rule 6: from now on only hashes (and held pointers) remain
+                bundle.erase_bundles(session, store.settings.home, row.id)
                 context.log.info(f"dropped {index.forget(session, identifiers)} index records")
         elif kind == RequestKind.OPT_OUT and settled:
             index.mark_unsubscribed(session, identifiers)
@@ -273,25 +264,7 @@ def _request_of_run(context: OpExecutionContext) -> str:
 
 
 def _bundle(store, session, request_id: str, hub: HubResource) -> None:
-    folder = parts_dir(store.settings.home, request_id)
-    exports = []
-    for part in sorted(folder.glob("*.json")) if folder.exists() else []:
-        data = json.loads(part.read_text("utf-8"))
-        exports.append(Export(data["system"], tuple(
-            ExportSection(s["label"], s["source"], tuple(s["items"])) for s in data["sections"]
-        )))
-    retained = {
-        t.system: [r for r in (t.evidence or {}).get("records", []) if r.get("retained_until")]
-        for t in ledger.tasks_of(session, request_id)
-    }
-    bundle = write_bundle(store.settings.home / "exports", request_id, exports, hub.policy(),
-                          retained={k: v for k, v in retained.items() if v})
-    audit.append(session, "export.written", {"sha256": bundle.sha256,
-                                             "files": list(bundle.files)},
-                 request_id=request_id)
-    for part in folder.glob("*.json"):
-        part.unlink()
-    folder.rmdir()
+    bundle.bundle_request(session, store.settings.home, request_id, hub.policy())
 
 
 @job(executor_def=fanout_executor,

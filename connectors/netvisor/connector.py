@@ -14,19 +14,32 @@ the index link them into one person.
 - ``find``: ``customerlist.nv?emailkeyword=`` per e-mail, the hits read with
   ``getcustomer.nv`` and confirmed locally: the customer when its own e-mail or
   phone matches, each contact person whose e-mail or phone matches. Netvisor has
-  no phone search, so a phone is matched only on customers found by e-mail.
+  no phone search, so a phone is matched only on customers found by e-mail. Each
+  ref carries the record's own name, e-mails and phones (``RecordFacts``).
+- Every answer is checked against what the connector reads from it
+  (``models.py``): an OK answer without the list, the customers or the invoices is
+  BadResponse, never "not found".
 - ``export``: the customer, its contact persons and its invoice headers
   (``salesinvoicelist.nv?customernetvisorkey=``); for a contact person alone, only
   that contact person.
-- ``erase``: ``deletecustomer.nv``; when Netvisor refuses because the customer
-  has invoices, the customer is retained under the Accounting Act until
-  ``policy.hold_ends(last invoice date)``, what bookkeeping does not need is
-  blanked (the customer's own e-mail, e-invoicing address, phone and fax, the
-  contact details, contact persons' phone and e-mail, the comment, marketing
-  fields; name, address, business id and codes stay, the invoices carry their own
-  copy anyway; only the changed elements are sent, an empty element blanks) and it
-  is deactivated (``isactive`` 0). Then it is read back. A contact-person ref alone
-  (another customer's contact) is deleted, or blanked when it is the default one.
+- ``erase``: ``deletecustomer.nv``. When Netvisor refuses because the customer has
+  invoices, the invoices decide:
+  - the bookkeeping hold (``policy.hold_ends(last invoice date)``, from the end of
+    the financial year) still runs, or an invoice is open: *retained*. What neither
+    bookkeeping nor collecting needs is blanked (phone, fax, the contact details,
+    contact persons' phone and e-mail, the comment, marketing fields; the e-mail and
+    e-invoicing address too unless an invoice is open, GDPR art. 17(3)(e)); name,
+    address, business id and codes stay; deactivated. The legal basis names each
+    reason, the open invoices by number and key, and the hold's end.
+  - the hold has ended (a hold whose end has passed is no hold) or there is none:
+    *anonymised*: the name replaced, address, business id, e-mail, phone and every
+    contact detail blanked, contact persons deleted (the default one anonymised),
+    deactivated. The booked invoices keep their own copy of name and address, which
+    the API cannot change; the evidence says so.
+  Only changed elements are sent (an empty element blanks). Each write Netvisor
+  confirmed is journalled (``self.done``) before the next; then it is read back.
+  A contact-person ref alone (another customer's contact) is deleted, or blanked
+  when it is the default one.
 - ``opt_out``: nothing to do unless the customer carries a marketing field.
 """
 
@@ -34,8 +47,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
@@ -43,18 +57,35 @@ from zoneinfo import ZoneInfo
 import httpx
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import ConnectorBase, matches, now_utc, wanted
 from connectors.errors import (
     AuthError,
     BadResponse,
+    ConnectionFailed,
     ConnectorError,
     RateLimited,
     VendorError,
 )
-from connectors.http import NO_RETRY, HttpClient, Limiter, RetryPolicy, SerialLimiter, make_client
+from connectors.http import (
+    NO_RETRY,
+    HttpClient,
+    Limiter,
+    RetryPolicy,
+    SerialLimiter,
+    classify,
+    make_client,
+    validate,
+)
+from connectors.netvisor.models import (
+    BookedInvoice,
+    CustomerListAnswer,
+    CustomersAnswer,
+    InvoiceListAnswer,
+    plain,
+)
 from connectors.netvisor.signing import NetvisorAuth
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
@@ -63,6 +94,7 @@ from hub.domain import (
     ExportSection,
     Identifier,
     Outcome,
+    RecordFacts,
     RecordOutcome,
     RecordRef,
     SourceRecord,
@@ -82,6 +114,31 @@ _BASE_CONTACT = (("phonenumber", "PhoneNumber"), ("faxnumber", "FaxNumber"),
                  ("email", "Email"), ("emailinvoicingaddress", "EmailInvoicingAddress"))
 _BASE_ORDER = ("phonenumber", "faxnumber", "email", "isactive", "emailinvoicingaddress")
 _MARKETING = ("marketing", "markkinointi", "newsletter", "uutiskirje")
+# What collecting an open invoice needs besides the name and address: where it is sent.
+_COLLECTION = ("email", "emailinvoicingaddress")
+# Once the bookkeeping hold has ended, what remains of an invoiced customer (Netvisor
+# refuses to delete it) loses everything that says who it was: the name is replaced,
+# these are blanked. The code, reference number and country stay (not personal).
+ANONYMISED_NAME = "Anonymised customer"
+ANONYMISED_CONTACT = "Anonymised"
+_ANON_BASE = (("externalidentifier", "ExternalIdentifier"), ("nameextension", "NameExtension"),
+              ("streetaddress", "StreetAddress"),
+              ("additionaladdressline", "AdditionalAddressLine"), ("city", "City"),
+              ("postnumber", "PostNumber"), ("phonenumber", "PhoneNumber"),
+              ("faxnumber", "FaxNumber"), ("email", "Email"),
+              ("homepageuri", "HomePageUri"),
+              ("emailinvoicingaddress", "EmailInvoicingAddress"))
+_ANON_ORDER = ("externalidentifier", "name", "nameextension", "streetaddress",
+               "additionaladdressline", "city", "postnumber", "phonenumber", "faxnumber",
+               "email", "homepageuri", "isactive", "emailinvoicingaddress")
+# Finvoice and delivery details: sent only when Netvisor showed a value (the sandbox
+# keeps none); element names as getcustomer.nv writes them, lower-cased.
+_ANON_SECTIONS = {
+    "customerfinvoicedetails": ("finvoiceaddress", "finvoiceroutercode"),
+    "customerdeliverydetails": ("deliveryname", "deliverystreetaddress", "deliverycity",
+                                "deliverypostnumber"),
+}
+M = TypeVar("M", bound=BaseModel)
 
 
 class NetvisorSettings(BaseSettings):
@@ -156,16 +213,6 @@ def to_dict(el: Element) -> Any:
     return out
 
 
-def _parse_date(text: str) -> date | None:
-    text = text.strip()
-    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%Y%m%d"):
-        try:
-            return datetime.strptime(text[:10] if fmt != "%Y%m%d" else text[:8], fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
 def _is_true(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "kyllä", "on")
 
@@ -208,8 +255,14 @@ class Customer:
             name = " ".join(p for p in (first, last) if p) or _first_text(node, ("name",))
             email = _first_text(node, ("email",))
             phone = _first_text(node, ("phone",))
-            out.append(Contact(self.key, cid, name, email, phone, node))
+            out.append(Contact(self.key, cid, name, email, phone, node,
+                               is_default=_is_true(_text(node, "IsDefault"))))
         return out
+
+    @property
+    def facts(self) -> RecordFacts:
+        """The customer's own name, e-mails and phone: never its contact persons'."""
+        return RecordFacts(self.name or None, tuple(self.emails), tuple(self.phones))
 
     def marketing_fields(self) -> list[tuple[str, str, str]]:
         """(section tag, field tag, value) of every element that looks like a
@@ -226,17 +279,28 @@ class Customer:
 
 class Contact:
     def __init__(self, customer_key: str, contact_id: str, name: str, email: str, phone: str,
-                 el: Element) -> None:
+                 el: Element, *, is_default: bool = False) -> None:
         self.customer_key = customer_key
         self.contact_id = contact_id
         self.name = name
         self.email = email
         self.phone = phone
         self.el = el
+        self.is_default = is_default
 
     @property
     def record_id(self) -> str:
         return f"{self.customer_key}/contact/{self.contact_id}"
+
+    @property
+    def facts(self) -> RecordFacts:
+        return RecordFacts(self.name or None, (self.email,) if self.email else (),
+                           (self.phone,) if self.phone else ())
+
+    def ref(self) -> RecordRef:
+        return RecordRef(SYSTEM, "contact_person", self.record_id, container=self.customer_key,
+                         label=f"contact person of customer {self.customer_key}",
+                         facts=self.facts)
 
 
 def _contact_nodes(customer: Element) -> list[Element]:
@@ -260,6 +324,35 @@ def _first_text(node: Element, hints: tuple[str, ...]) -> str:
 
 
 # ----------------------------------------------------------------------- connector
+
+
+class NetvisorHttp(HttpClient):
+    """The shared HTTP door, except that an error status with Netvisor's XML is read.
+
+    With standard status codes (Netvisor's default since the end of 2025, see the
+    reference's corrections) a refusal arrives as 400, 401 or 500 *with* the usual
+    ``ResponseStatus`` body saying why: "The customer has invoices" is a 400. Such an
+    answer is handed to the connector to read like a 200 + FAILED; one without that
+    body (a proxy's 503 page) is classified as usual.
+    """
+
+    def _send_once(self, method: str, url: str, limiter: Limiter | None,
+                   kwargs: dict[str, Any]) -> httpx.Response:
+        lim = limiter or self.limiter
+        with lim.slot():
+            self.counter.add()
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                raise ConnectionFailed(self.system, type(exc).__name__) from None
+            lim.observe(response.headers)
+        if response.status_code >= 400 and b"responsestatus" in response.content.lower():
+            return response
+        error = classify(self.system, response, request_id_headers=self.request_id_headers)
+        if error is not None:
+            raise error
+        return response
+
 
 
 class NetvisorConnector(ConnectorBase):
@@ -291,7 +384,7 @@ class NetvisorConnector(ConnectorBase):
                                  max_connections=1)
         else:
             client.auth = self.auth
-        self.http = HttpClient(SYSTEM, client, retry=retry or RetryPolicy.from_env(),
+        self.http = NetvisorHttp(SYSTEM, client, retry=retry or RetryPolicy.from_env(),
                                # "Send one message at a time and wait for a response."
                                limiter=limiter if limiter is not None else SerialLimiter())
         self._today = today
@@ -352,6 +445,10 @@ class NetvisorConnector(ConnectorBase):
             raise BadResponse(SYSTEM, f"{resource}: no ResponseStatus/Status",
                               status_code=response.status_code)
         if statuses[0].upper() == "OK":
+            if response.status_code >= 400:
+                raise BadResponse(SYSTEM, f"{resource}: status OK in an HTTP "
+                                  f"{response.status_code} answer",
+                                  status_code=response.status_code)
             return root
         if statuses[0].upper() != "FAILED":
             raise BadResponse(SYSTEM, f"{resource}: unknown status {statuses[0][:40]!r}",
@@ -361,19 +458,34 @@ class NetvisorConnector(ConnectorBase):
 
     # ------------------------------------------------------------------ reading
 
+    def _read(self, resource: str, params: dict[str, Any], model: type[M]
+              ) -> tuple[Element, M]:
+        """A read whose answer must hold what ``model`` declares (BadResponse if not)."""
+        root = self._request("GET", resource, params)
+        return root, validate(SYSTEM, model, plain(root))
+
     def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
-        """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent."""
+        """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent.
+
+        A customer in the answer that was not asked for is a protocol error: acting on
+        it would act on someone else."""
         for i in range(0, len(keys), IDLIST_MAX):
             chunk = keys[i:i + IDLIST_MAX]
             try:
-                root = self._request("GET", "getcustomer.nv", {"idlist": ",".join(chunk)})
+                root, _ = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
+                                     CustomersAnswer)
             except VendorError as exc:
                 if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
                     yield []  # a single unknown key: Netvisor calls it invalid data
                     continue
                 raise
-            yield [c for c in (Customer(el) for el in _find_all(root, "Customer")
-                               if _child(el, "CustomerBaseInformation") is not None) if c.key]
+            found = [Customer(el) for el in _find_all(root, "Customer")
+                     if _child(el, "CustomerBaseInformation") is not None]
+            stray = {c.key for c in found} - set(chunk)
+            if stray:
+                raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
+                                  "not asked for")
+            yield found
 
     def _customer(self, key: str) -> Customer | None:
         for batch in self._customers([key]):
@@ -383,33 +495,30 @@ class NetvisorConnector(ConnectorBase):
         return None
 
     def _list_keys(self, params: dict[str, Any]) -> tuple[list[str], str]:
-        root = self._request("GET", "customerlist.nv", params)
-        keys = []
-        for el in _find_all(root, "Customer"):
-            key = _text(el, "Netvisorkey", "NetvisorKey")
-            if key:
-                keys.append(key)
+        root, listing = self._read("customerlist.nv", params, CustomerListAnswer)
+        keys = [c.netvisorkey for c in listing.customerlist.customer]
         stamp = _text(_child(root, "ResponseStatus"), "TimeStamp")
         return list(dict.fromkeys(keys)), stamp
 
-    def _invoices(self, key: str) -> list[dict[str, Any]]:
-        root = self._request("GET", "salesinvoicelist.nv", {"customernetvisorkey": key})
-        out = []
-        for el in root.iter():
-            if _tag(el) == "salesinvoice" and list(el):
-                out.append(to_dict(el))
-        return out
+    def _invoice_elements(self, key: str) -> list[Element]:
+        root, _ = self._read("salesinvoicelist.nv", {"customernetvisorkey": key},
+                             InvoiceListAnswer)
+        return [el for el in _find_all(root, "SalesInvoice") if list(el)]
 
-    @staticmethod
-    def _last_invoice_date(invoices: list[dict[str, Any]]) -> date | None:
-        dates = []
-        for inv in invoices:
-            for k, v in inv.items():
-                if k.lower() in ("invoicedate", "invoicingdate") and isinstance(v, str):
-                    d = _parse_date(v)
-                    if d:
-                        dates.append(d)
-        return max(dates) if dates else None
+    def _invoices(self, key: str) -> list[dict[str, Any]]:
+        """The customer's invoice headers as Netvisor wrote them (for an export)."""
+        return [to_dict(el) for el in self._invoice_elements(key)]
+
+    def _booked_invoices(self, key: str) -> list[BookedInvoice]:
+        """The invoice headers an erasure decides on: each dated and with its status."""
+        out = []
+        for el in self._invoice_elements(key):
+            invoice = validate(SYSTEM, BookedInvoice, plain(el))
+            if invoice.dated is None:
+                raise BadResponse(SYSTEM, "salesinvoicelist.nv: an invoice without a "
+                                  "readable Invoicedate")
+            out.append(invoice)
+        return out
 
     # ------------------------------------------------------------------- protocol
 
@@ -451,12 +560,10 @@ class NetvisorConnector(ConnectorBase):
                 self._found[c.key] = c
                 if matches(c.emails, c.phones, emails, phones):
                     refs.append(RecordRef(SYSTEM, "customer", c.key,
-                                          label=f"Netvisor customer {c.key}"))
+                                          label=f"Netvisor customer {c.key}", facts=c.facts))
                 for contact in c.contacts():
                     if matches([contact.email], [contact.phone], emails, phones):
-                        refs.append(RecordRef(SYSTEM, "contact_person", contact.record_id,
-                                              container=c.key,
-                                              label=f"contact person of customer {c.key}"))
+                        refs.append(contact.ref())
         return refs
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
@@ -505,23 +612,15 @@ class NetvisorConnector(ConnectorBase):
         verified = True
         for key in whole:
             ref = by_id.get(key) or RecordRef(SYSTEM, "customer", key)
-            outcome, ok = self._erase_customer(ref, key, policy)
-            results.append(outcome)
+            outcomes, ok = self._erase_customer(ref, key, policy)
+            results.extend(outcomes)
             verified = verified and ok
         for key, ids in contacts_only.items():
             for rid in ids:
-                ref = by_id[rid]
-                outcome, ok = self._erase_contact(ref, key, rid)
+                outcome, ok = self._erase_contact(by_id[rid], key, rid)
                 results.append(outcome)
                 verified = verified and ok
-        # Contact-person refs under a customer erased as a whole share its outcome.
-        for ref in refs:
-            if ref.kind == "contact_person" and (ref.container or "") in whole:
-                parent = next(r for r in results if r.ref.record_id == ref.container)
-                results.append(RecordOutcome(
-                    ref, parent.action, detail=f"with its customer: {parent.detail}",
-                    status_code=parent.status_code, vendor_request_id=parent.vendor_request_id,
-                    legal_basis=parent.legal_basis, retained_until=parent.retained_until))
+        results.extend(_with_their_customer(refs, whole, results))
         counts: dict[str, int] = {}
         for r in results:
             counts[r.action.value] = counts.get(r.action.value, 0) + 1
@@ -556,91 +655,184 @@ class NetvisorConnector(ConnectorBase):
                 continue
             self._edit_customer(c.key, {s: {f: "0" for ss, f in on if ss == s}
                                         for s, _ in on})
-            rid = self.auth.last_transaction_id
+            record = self.done(RecordOutcome(
+                ref, Action.UNSUBSCRIBED, status_code=200,
+                vendor_request_id=self.auth.last_transaction_id,
+                detail=f"marketing field(s) {', '.join(f for _, f in on)} set to 0"))
             after = self._customer(c.key)
             still = [f for s, f, v in (after.marketing_fields() if after else []) if _is_true(v)]
             verified = verified and not still
-            results.append(RecordOutcome(ref, Action.UNSUBSCRIBED, status_code=200,
-                                         vendor_request_id=rid,
-                                         detail=f"marketing field(s) {', '.join(f for _, f in on)}"
-                                                " set to 0"))
+            results.append(_read_back(record, "still set" if still else "cleared"))
         return Outcome(SYSTEM, tuple(results), verified=verified,
                        evidence={"api_calls": self.api_calls - start}, at=now_utc())
 
     # ------------------------------------------------------------------ erasure parts
+    #
+    # Every write the vendor confirmed goes through `self.done` before the next one
+    # (DESIGN.md rule 3): once the e-mail is blanked, a retry can no longer find the
+    # customer by it, and only the journal remembers what was done. The read-back
+    # then adds what it saw to the record's detail and decides `verified`.
 
     def _erase_customer(self, ref: RecordRef, key: str, policy: SystemPolicy
-                        ) -> tuple[RecordOutcome, bool]:
+                        ) -> tuple[list[RecordOutcome], bool]:
+        """Delete the customer; when Netvisor refuses (it has invoices), keep it while
+        the law says so and anonymise it when nothing does."""
         customer = self._customer(key)
         if customer is None:
-            return RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer"), True
-        if policy.erase == EraseMode.ANONYMISE:
-            refused: HasInvoices | None = None
-        else:
-            try:
-                self._request("GET", "deletecustomer.nv", {"customerid": key})
-            except HasInvoices as exc:
-                refused = exc
-            except VendorError:
-                # A retried delete whose first attempt went through answers "not
-                # found": read back before calling it a failure.
-                if self._customer(key) is not None:
-                    raise
-                return RecordOutcome(ref, Action.DELETED, status_code=200,
-                                     vendor_request_id=self.auth.last_transaction_id,
-                                     detail="deleted (the retried call found it gone); "
-                                            "read back: gone"), True
-            else:
-                rid = self.auth.last_transaction_id
-                gone = self._customer(key) is None
-                return RecordOutcome(ref, Action.DELETED, status_code=200, vendor_request_id=rid,
-                                     detail="deletecustomer.nv OK; read back: "
-                                            + ("gone" if gone else "STILL PRESENT")), gone
-        # Retain under the Accounting Act; minimise and deactivate.
-        invoices = self._invoices(key)
-        last = self._last_invoice_date(invoices)
-        self._minimise(customer)
-        rid = self.auth.last_transaction_id
-        after = self._customer(key)
-        ok = after is not None and _minimised(after)
-        basis = policy.retention_basis or policy.legal_basis
-        until = policy.hold_ends(last or self._today())
+            return [RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer")], True
+        refused = False
+        if policy.erase != EraseMode.ANONYMISE:
+            deleted = self._try_delete(ref, key)
+            if deleted is not None:
+                return [deleted[0]], deleted[1]
+            refused = True
+        invoices = self._booked_invoices(key)
+        if refused and not invoices:
+            raise BadResponse(SYSTEM, "deletecustomer.nv refused for invoices, but "
+                              "salesinvoicelist.nv lists none for the customer")
+        hold = Hold.of(invoices, policy, self._today())
         why = ("Netvisor refused deletion (the customer has invoices)" if refused
                else "policy says anonymise")
-        detail = (f"{why}: {len(invoices)} invoice(s), last "
-                  f"{last.isoformat() if last else 'unknown (today assumed)'}; kept under the "
-                  "Accounting Act (name, address and codes kept); e-mail, phone, contact "
-                  "details, contact persons' e-mail and phone, comment and marketing fields "
-                  "blanked; "
-                  "deactivated; read back: " + ("minimised" if ok else "NOT minimised"))
-        action = Action.RETAINED if refused or invoices else Action.ANONYMISED
-        return RecordOutcome(ref, action, detail=detail, status_code=200, vendor_request_id=rid,
-                             legal_basis=basis if action == Action.RETAINED else None,
-                             retained_until=until if action == Action.RETAINED else None), ok
+        if hold.held or hold.open:
+            return self._retain(ref, customer, hold, policy, why)
+        return self._anonymise(ref, customer, hold, why)
 
-    def _minimise(self, customer: Customer) -> None:
-        """Blank what bookkeeping does not need and deactivate; only changed elements go."""
-        base = {tag: "" for tag, name in _BASE_CONTACT if _text(customer.base, name)}
+    def _try_delete(self, ref: RecordRef, key: str) -> tuple[RecordOutcome, bool] | None:
+        """``deletecustomer.nv`` and its read-back; None when refused for invoices."""
+        try:
+            self._request("GET", "deletecustomer.nv", {"customerid": key})
+        except HasInvoices:
+            return None
+        except VendorError:
+            # A retried delete whose first attempt went through answers "not found":
+            # read back before calling it a failure.
+            if self._customer(key) is not None:
+                raise
+            return self.done(RecordOutcome(
+                ref, Action.DELETED, status_code=200,
+                vendor_request_id=self.auth.last_transaction_id,
+                detail="deleted (the retried call found it gone); read back: gone")), True
+        record = self.done(RecordOutcome(ref, Action.DELETED, status_code=200,
+                                         vendor_request_id=self.auth.last_transaction_id,
+                                         detail="deletecustomer.nv OK"))
+        gone = self._customer(key) is None
+        return _read_back(record, "gone" if gone else "STILL PRESENT"), gone
+
+    def _retain(self, ref: RecordRef, customer: Customer, hold: Hold, policy: SystemPolicy,
+                why: str) -> tuple[list[RecordOutcome], bool]:
+        """Kept by law: minimised and deactivated, with every reason and its end recorded.
+
+        The bookkeeping hold keeps name, address and codes until it ends; an open
+        invoice (a claim still to collect, GDPR art. 17(3)(e)) also keeps where the
+        invoice is sent, the e-mail and e-invoicing address, while it is open."""
+        keep = _COLLECTION if hold.open else ()
+        bases, parts = [], [f"{why}: {len(hold.invoices)} invoice(s), last {hold.last}"]
+        if hold.held:
+            bases.append(policy.retention_basis or policy.legal_basis)
+            parts.append(f"kept under the Accounting Act until {hold.until} (name, address "
+                         "and codes kept)")
+        if hold.open:
+            labels = ", ".join(i.label for i in hold.open)
+            bases.append("GDPR art. 17(3)(e) establishment, exercise or defence of legal "
+                         f"claims: open invoice(s) {labels}")
+            parts.append(f"{len(hold.open)} invoice(s) still open ({labels}): name, address, "
+                         "e-mail and e-invoicing address kept to collect them while open")
+        parts.append(("" if keep else "e-mail, e-invoicing address, ")
+                     + "phone, fax, contact details, contact persons' e-mail and phone, "
+                       "comment and marketing fields blanked; deactivated")
+        record = RecordOutcome(ref, Action.RETAINED, detail="; ".join(parts), status_code=200,
+                               legal_basis="; ".join(bases),
+                               retained_until=hold.until if hold.held else None)
+        outcomes = self._minimise(customer, record, keep)
+        after = self._customer(customer.key)
+        ok = after is not None and _minimised(after, keep)
+        outcomes[0] = _read_back(outcomes[0], "minimised" if ok else "NOT minimised")
+        return outcomes, ok
+
+    def _minimise(self, customer: Customer, record: RecordOutcome,
+                  keep: tuple[str, ...]) -> list[RecordOutcome]:
+        """Blank what bookkeeping (and collecting, ``keep``) does not need, deactivate;
+        only changed elements go. The customer's record first, then its contacts'."""
+        base = {tag: "" for tag, name in _BASE_CONTACT
+                if tag not in keep and _text(customer.base, name)}
         base["isactive"] = "0"
         sections: dict[str, dict[str, str]] = {
             # in the order of the DTD: phonenumber, faxnumber, email, ..., isactive, ...
             "customerbaseinformation": dict(sorted(base.items(),
                                                    key=lambda kv: _BASE_ORDER.index(kv[0]))),
+            **_personal_sections(customer),
         }
-        details = customer.contact_details
-        if details is not None:
-            blank = {t: "" for t in _DETAIL_TAGS if _text(details, t)}
-            if blank:
-                sections["customercontactdetails"] = blank
-        if customer.additional is not None and _text(customer.additional, "Comment"):
-            sections["customeradditionalinformation"] = {"comment": ""}
-        for section, field_tag, value in customer.marketing_fields():
-            if _is_true(value):
-                sections.setdefault(section, {})[field_tag] = "0"
         self._edit_customer(customer.key, sections)
+        outcomes = [self.done(replace(record, vendor_request_id=self.auth.last_transaction_id))]
         for contact in customer.contacts():
             if contact.contact_id != "details" and (contact.email or contact.phone):
                 self._blank_contact(customer.key, contact)
+                outcomes.append(self.done(RecordOutcome(
+                    contact.ref(), Action.ANONYMISED, status_code=200,
+                    vendor_request_id=self.auth.last_transaction_id,
+                    detail="contact person's e-mail and phone blanked with its customer")))
+        return outcomes
+
+    def _anonymise(self, ref: RecordRef, customer: Customer, hold: Hold, why: str
+                   ) -> tuple[list[RecordOutcome], bool]:
+        """No hold (ended, or none): what Netvisor will not delete loses who it was.
+
+        An invoiced customer cannot be deleted, so erasure here means: the name
+        replaced, address, business id, e-mail, phone and every contact detail
+        blanked, contact persons deleted (the default one anonymised: Netvisor keeps
+        it), deactivated. The booked invoices keep their own copy of the name and
+        address as billed; the API cannot change a booked invoice, and the detail
+        says so."""
+        if hold.until is not None:
+            reason = f"the Accounting Act hold ended on {hold.until}"
+        elif hold.invoices:
+            reason = "the policy sets no retention period"
+        else:
+            reason = "no invoices"
+        invoices = (f"{len(hold.invoices)} invoice(s), last {hold.last}; " if hold.invoices
+                    else "")
+        note = ("; the invoices keep their own copy of the name and address as billed "
+                "(Netvisor's API cannot change a booked invoice)" if hold.invoices else "")
+        self._edit_customer(customer.key, _anonymous_sections(customer))
+        record = self.done(RecordOutcome(
+            ref, Action.ANONYMISED, status_code=200,
+            vendor_request_id=self.auth.last_transaction_id,
+            detail=f"{why}; {reason}; {invoices}name replaced, address, business id, e-mail, "
+                   "phone, contact details and comment blanked, deactivated" + note))
+        outcomes = [record]
+        for contact in customer.contacts():
+            if contact.contact_id != "details":
+                outcomes.append(self._anonymise_contact(customer.key, contact))
+        after = self._customer(customer.key)
+        ok = after is not None and _anonymised(after)
+        outcomes[0] = _read_back(record, "anonymised" if ok else "NOT anonymised")
+        return outcomes, ok
+
+    def _anonymise_contact(self, key: str, contact: Contact) -> RecordOutcome:
+        """Delete a contact person of an anonymised customer; Netvisor keeps the default
+        one, so that one's name is replaced and its e-mail, phone and title blanked."""
+        if not contact.is_default:
+            try:
+                self._request("POST", "contactperson.nv",
+                              {"method": "delete", "id": contact.contact_id})
+            except VendorError as exc:
+                if "DEFAULT" not in exc.detail.upper():
+                    raise
+            else:
+                return self.done(RecordOutcome(
+                    contact.ref(), Action.DELETED, status_code=200,
+                    vendor_request_id=self.auth.last_transaction_id,
+                    detail="contact person deleted with its anonymised customer"))
+        body = ("<root><contactperson><firstname></firstname>"
+                f"{_element('lastname', ANONYMISED_CONTACT)}<phonenumber></phonenumber>"
+                "<email></email><title></title></contactperson></root>")
+        self._request("POST", "contactperson.nv", {"method": "edit", "id": contact.contact_id},
+                      body)
+        return self.done(RecordOutcome(
+            contact.ref(), Action.ANONYMISED, status_code=200,
+            vendor_request_id=self.auth.last_transaction_id,
+            detail="default contact person (Netvisor keeps it) anonymised with its customer: "
+                   "name replaced, e-mail, phone and title blanked"))
 
     def _edit_customer(self, key: str, sections: dict[str, dict[str, str]]) -> None:
         order = ("customerbaseinformation", "customerfinvoicedetails",
@@ -661,6 +853,8 @@ class NetvisorConnector(ConnectorBase):
                       body)
 
     def _erase_contact(self, ref: RecordRef, key: str, rid: str) -> tuple[RecordOutcome, bool]:
+        """A contact person alone (another customer's): deleted, or blanked when it is
+        the default one Netvisor keeps; the customer itself is not touched."""
         customer = self._customer(key)
         contact = next((c for c in (customer.contacts() if customer else [])
                         if c.record_id == rid), None)
@@ -668,36 +862,68 @@ class NetvisorConnector(ConnectorBase):
             return RecordOutcome(ref, Action.NOT_FOUND, detail="no such contact person"), True
         if contact.contact_id == "details":
             self._edit_customer(key, {"customercontactdetails": {t: "" for t in _DETAIL_TAGS}})
-        else:
-            try:
-                self._request("POST", "contactperson.nv",
-                              {"method": "delete", "id": contact.contact_id})
-            except VendorError as exc:
-                now = self._customer(key)
-                if not any(c.record_id == rid for c in (now.contacts() if now else [])):
-                    pass  # a retried delete whose first attempt went through
-                elif "DEFAULT" in exc.detail.upper():
-                    # The default contact cannot be deleted: blank its e-mail and phone.
-                    self._blank_contact(key, contact)
-                else:
-                    raise
-        tid = self.auth.last_transaction_id
-        after = self._customer(key)
-        left = next((c for c in (after.contacts() if after else []) if c.record_id == rid), None)
-        if contact.contact_id == "details":
+            record = self.done(RecordOutcome(
+                ref, Action.ANONYMISED, status_code=200,
+                vendor_request_id=self.auth.last_transaction_id,
+                detail="the customer's contact details (name, e-mail, phone) blanked"))
+            after = self._customer(key)
             ok = after is not None and not any(_text(after.contact_details, t)
                                                for t in _DETAIL_TAGS)
-            return RecordOutcome(ref, Action.ANONYMISED, status_code=200, vendor_request_id=tid,
-                                 detail="the customer's contact details (name, e-mail, phone) "
-                                        "blanked; read back: " + ("blank" if ok else "NOT blank")
-                                 ), ok
-        if left is None:
-            return RecordOutcome(ref, Action.DELETED, status_code=200, vendor_request_id=tid,
-                                 detail="contact person deleted; read back: gone"), True
-        ok = not left.email and not left.phone
-        return RecordOutcome(ref, Action.ANONYMISED, status_code=200, vendor_request_id=tid,
-                             detail="contact person's e-mail and phone blanked; read back: "
-                                    + ("blank" if ok else "NOT blank")), ok
+            return _read_back(record, "blank" if ok else "NOT blank"), ok
+        record = self._delete_or_blank(ref, key, contact)
+        after = self._customer(key)
+        left = next((c for c in (after.contacts() if after else []) if c.record_id == rid), None)
+        if record.action == Action.DELETED:
+            ok = left is None
+            return _read_back(record, "gone" if ok else "STILL PRESENT"), ok
+        ok = left is None or (not left.email and not left.phone)
+        return _read_back(record, "blank" if ok else "NOT blank"), ok
+
+    def _delete_or_blank(self, ref: RecordRef, key: str, contact: Contact) -> RecordOutcome:
+        try:
+            self._request("POST", "contactperson.nv",
+                          {"method": "delete", "id": contact.contact_id})
+        except VendorError as exc:
+            now = self._customer(key)
+            if not any(c.record_id == contact.record_id for c in (now.contacts() if now else [])):
+                return self.done(RecordOutcome(
+                    ref, Action.DELETED, status_code=200,
+                    vendor_request_id=self.auth.last_transaction_id,
+                    detail="contact person deleted (the retried call found it gone)"))
+            if "DEFAULT" not in exc.detail.upper():
+                raise
+            # The default contact cannot be deleted: blank its e-mail and phone.
+            self._blank_contact(key, contact)
+            return self.done(RecordOutcome(
+                ref, Action.ANONYMISED, status_code=200,
+                vendor_request_id=self.auth.last_transaction_id,
+                detail="default contact person (Netvisor keeps it): e-mail and phone blanked"))
+        return self.done(RecordOutcome(ref, Action.DELETED, status_code=200,
+                                       vendor_request_id=self.auth.last_transaction_id,
+                                       detail="contact person deleted"))
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why an invoiced customer is kept, decided from its invoices, the policy and today.
+
+    ``until`` is the end of the bookkeeping hold (None without invoices or without a
+    retention period); ``held`` whether it still runs today (a hold whose end has
+    passed is no hold); ``open`` the invoices still to be collected.
+    """
+
+    invoices: tuple[BookedInvoice, ...]
+    last: date | None
+    until: date | None
+    held: bool
+    open: tuple[BookedInvoice, ...]
+
+    @classmethod
+    def of(cls, invoices: Sequence[BookedInvoice], policy: SystemPolicy, today: date) -> Hold:
+        last = max((i.dated for i in invoices if i.dated is not None), default=None)
+        until = policy.hold_ends(last) if last is not None else None
+        return cls(tuple(invoices), last, until, until is not None and until >= today,
+                   tuple(i for i in invoices if i.is_open))
 
 
 # ---------------------------------------------------------------------- pure helpers
@@ -707,16 +933,92 @@ def _element(tag: str, value: str) -> str:
     return f"<{tag}>{escape(value)}</{tag}>" if value else f"<{tag}></{tag}>"
 
 
-def _minimised(customer: Customer) -> bool:
+def _read_back(record: RecordOutcome, seen: str) -> RecordOutcome:
+    """The journalled action with what the read-back saw added to its detail."""
+    return replace(record, detail=f"{record.detail}; read back: {seen}")
+
+
+def _with_their_customer(refs: Sequence[RecordRef], whole: Sequence[str],
+                         results: Sequence[RecordOutcome]) -> list[RecordOutcome]:
+    """Contact-person refs under a customer erased as a whole: the customer's outcome,
+    unless the customer's erasure acted on the contact person itself."""
+    acted = {r.ref.record_id for r in results}
+    out = []
+    for ref in refs:
+        if (ref.kind == "contact_person" and (ref.container or "") in whole
+                and ref.record_id not in acted):
+            parent = next(r for r in results if r.ref.record_id == ref.container)
+            out.append(RecordOutcome(
+                ref, parent.action, detail=f"with its customer: {parent.detail}",
+                status_code=parent.status_code, vendor_request_id=parent.vendor_request_id,
+                legal_basis=parent.legal_basis, retained_until=parent.retained_until))
+    return out
+
+
+def _personal_sections(customer: Customer) -> dict[str, dict[str, str]]:
+    """Blanks for the named contact on the customer and its comment, and marketing
+    flags off: personal data neither bookkeeping nor collection needs."""
+    sections: dict[str, dict[str, str]] = {}
     details = customer.contact_details
-    blank_details = details is None or not any(
-        _text(details, t) for t in _DETAIL_TAGS)
+    if details is not None:
+        blank = {t: "" for t in _DETAIL_TAGS if _text(details, t)}
+        if blank:
+            sections["customercontactdetails"] = blank
+    if customer.additional is not None and _text(customer.additional, "Comment"):
+        sections["customeradditionalinformation"] = {"comment": ""}
+    for section, field_tag, value in customer.marketing_fields():
+        if _is_true(value):
+            sections.setdefault(section, {})[field_tag] = "0"
+    return sections
+
+
+def _anonymous_sections(customer: Customer) -> dict[str, dict[str, str]]:
+    """The edit that leaves nothing of who the customer was (only values present go)."""
+    base = {tag: "" for tag, name in _ANON_BASE if _text(customer.base, name)}
+    if customer.name != ANONYMISED_NAME:
+        base["name"] = ANONYMISED_NAME
+    base["isactive"] = "0"
+    sections = {"customerbaseinformation": dict(sorted(
+        base.items(), key=lambda kv: _ANON_ORDER.index(kv[0])))}
+    for section, tags in _ANON_SECTIONS.items():
+        blank = {t: "" for t in tags if _text(_child(customer.el, section), t)}
+        if blank:
+            sections[section] = blank
+    sections.update(_personal_sections(customer))
+    return sections
+
+
+def _inactive(customer: Customer) -> bool:
+    return customer.is_active.strip().lower() in ("0", "false", "ei")
+
+
+def _no_personal_sections(customer: Customer) -> bool:
+    details = customer.contact_details
+    blank_details = details is None or not any(_text(details, t) for t in _DETAIL_TAGS)
     blank_comment = customer.additional is None or not _text(customer.additional, "Comment")
+    marketing_off = not any(_is_true(v) for _, _, v in customer.marketing_fields())
+    return blank_details and blank_comment and marketing_off
+
+
+def _minimised(customer: Customer, keep: tuple[str, ...] = ()) -> bool:
+    """What `_minimise` intended, read back: ``keep`` (collection channels) may stay."""
     contacts_blank = all(not c.email and not c.phone for c in customer.contacts()
                          if c.contact_id != "details")
-    inactive = customer.is_active.strip().lower() in ("0", "false", "ei")
-    blank_own = not any(_text(customer.base, name) for _, name in _BASE_CONTACT)
-    return blank_details and blank_comment and contacts_blank and inactive and blank_own
+    blank_own = not any(_text(customer.base, name) for tag, name in _BASE_CONTACT
+                        if tag not in keep)
+    return (_no_personal_sections(customer) and contacts_blank and _inactive(customer)
+            and blank_own)
+
+
+def _anonymised(customer: Customer) -> bool:
+    """What `_anonymise` intended, read back: nothing left that says who it was."""
+    blank_base = not any(_text(customer.base, name) for _, name in _ANON_BASE)
+    blank_sections = not any(_text(_child(customer.el, section), t)
+                             for section, tags in _ANON_SECTIONS.items() for t in tags)
+    contacts_gone = all(not c.email and not c.phone and c.name in ("", ANONYMISED_CONTACT)
+                        for c in customer.contacts() if c.contact_id != "details")
+    return (customer.name == ANONYMISED_NAME and blank_base and blank_sections
+            and contacts_gone and _no_personal_sections(customer) and _inactive(customer))
 
 
 def _split(refs: Sequence[RecordRef]) -> tuple[list[str], dict[str, list[str]]]:
@@ -769,6 +1071,8 @@ def _failure(resource: str, message: str, status: int, transaction_id: str | Non
                            vendor_request_id=transaction_id)
     err = VendorError(SYSTEM, f"{resource}: {message}", **common)
     # A reused TransactionId is worth another try with a fresh one (the auth signs
-    # every attempt anew); invalid or duplicate data would fail the same way again.
-    err.retryable = "REQUEST_NOT_UNIQUE" in upper or "TRY AGAIN" in upper
+    # every attempt anew), and so is Netvisor's own 5xx; invalid or duplicate data
+    # would fail the same way again.
+    err.retryable = ("REQUEST_NOT_UNIQUE" in upper or "TRY AGAIN" in upper
+                     or status >= 500)
     return err

@@ -17,7 +17,7 @@ from defusedxml import ElementTree as SafeET
 from connectors.errors import AuthError, BadResponse, ConfigError, RateLimited, VendorError
 from connectors.http import RetryPolicy, SerialLimiter
 from connectors.netvisor import NetvisorConnector, NetvisorSettings, compute_mac
-from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.domain import Action, Identifier, IdentifierKind, RecordFacts, RecordOutcome, RecordRef
 from hub.policy import EraseMode, SystemPolicy
 
 BASE = "http://netvisor.test"
@@ -26,6 +26,7 @@ CREDS = {
     "customer_key": "C" * 32, "partner_key": "P" * 32, "organisation_id": "1967543-8",
 }
 H = "x-netvisor-"
+TODAY = date(2026, 12, 2)
 POLICY = SystemPolicy(erase=EraseMode.RETAIN_IF_REQUIRED, retention_years=6,
                       retention_basis="Kirjanpitolaki (1336/1997) 2 luku 10 §",
                       legal_basis="GDPR art. 6(1)(c)")
@@ -47,11 +48,14 @@ def failed(message: str) -> httpx.Response:
 
 def customer_xml(key: int, mail: str = "aino.virtanen@example.fi", phone: str = "040 123 4567",
                  *, active: int = 1, comment: str = "", contacts: str = "",
-                 contact_person: str = "", extra: str = "") -> str:
+                 contact_person: str = "", extra: str = "", name: str = "Aino Virtanen",
+                 street: str = "", einvoice: str = "") -> str:
     return (f"<Customer><CustomerBaseInformation><NetvisorKey>{key}</NetvisorKey>"
-            f"<InternalIdentifier>{key + 9000}</InternalIdentifier><Name>Aino Virtanen</Name>"
+            f"<InternalIdentifier>{key + 9000}</InternalIdentifier><Name>{name}</Name>"
+            f"<StreetAddress>{street}</StreetAddress>"
             f"<PhoneNumber>{phone}</PhoneNumber><Email>{mail}</Email>"
-            f"<EmailInvoicingAddress /><IsActive>{active}</IsActive>{extra}"
+            f"<EmailInvoicingAddress>{einvoice}</EmailInvoicingAddress>"
+            f"<IsActive>{active}</IsActive>{extra}"
             "</CustomerBaseInformation>"
             f"<CustomerContactDetails><ContactName /><ContactPerson>{contact_person}"
             "</ContactPerson><ContactPersonEmail /><ContactPersonPhone />"
@@ -62,9 +66,10 @@ def customer_xml(key: int, mail: str = "aino.virtanen@example.fi", phone: str = 
             "<LastModified>2026-05-01 10:00:00</LastModified></Customer>")
 
 
-def contact_xml(key: int, mail: str, phone: str = "+358401234567") -> str:
-    return (f"<ContactPerson><NetvisorKey>{key}</NetvisorKey><FirstName>Aino</FirstName>"
-            f"<LastName>Virtanen</LastName><PhoneNumber>{phone}</PhoneNumber>"
+def contact_xml(key: int, mail: str, phone: str = "+358401234567", *, first: str = "Aino",
+                last: str = "Virtanen") -> str:
+    return (f"<ContactPerson><NetvisorKey>{key}</NetvisorKey><FirstName>{first}</FirstName>"
+            f"<LastName>{last}</LastName><PhoneNumber>{phone}</PhoneNumber>"
             f"<Email>{mail}</Email><IsDefault>1</IsDefault></ContactPerson>")
 
 
@@ -358,12 +363,14 @@ def test_export_gives_customer_contacts_and_invoice_headers(fake, sleeps):
 class Ledger:
     """A one-customer Netvisor that applies edits, to check the read-back."""
 
-    def __init__(self, invoices: list[str], **customer: Any) -> None:
+    def __init__(self, invoices: list[str | tuple[str, str]], **customer: Any) -> None:
         self.fields = {"mail": "aino.virtanen@example.fi", "phone": "040 123 4567",
                        "active": 1, "comment": "Soita iltaisin 040 123 4567",
-                       "contact_person": "Aino Virtanen"}
+                       "contact_person": "Aino Virtanen", "name": "Aino Virtanen",
+                       "street": "Mannerheimintie 1 A 2", "einvoice": ""}
         self.fields.update(customer)
         self.contact = {"mail": "aino@example.fi", "phone": "+358401234567"}
+        self.contact_name = {"first": "Aino", "last": "Virtanen"}
         self.invoices = invoices
         self.deleted = False
         self.edits: list[bytes] = []
@@ -374,18 +381,26 @@ class Ledger:
         fake.on("customer.nv", self.edit)
         fake.on("contactperson.nv", self.edit_contact)
         fake.on("salesinvoicelist.nv", lambda r: ok("<SalesInvoiceList>" + "".join(
-            f"<SalesInvoice><NetvisorKey>{i}</NetvisorKey>"
-            f'<InvoicingDate format="ansi">{d}</InvoicingDate></SalesInvoice>'
-            for i, d in enumerate(self.invoices)) + "</SalesInvoiceList>"))
+            f"<SalesInvoice><NetvisorKey>{20000 + i}</NetvisorKey>"
+            f"<InvoiceNumber>{i + 1}</InvoiceNumber>"
+            f'<InvoicingDate format="ansi">{d}</InvoicingDate>'
+            f"<InvoiceStatus>{status}</InvoiceStatus></SalesInvoice>"
+            for i, (d, status) in enumerate(self.dated())) + "</SalesInvoiceList>"))
+
+    def dated(self) -> list[tuple[str, str]]:
+        """(date, status) per invoice; a bare date is a paid invoice."""
+        return [(inv, "paid") if isinstance(inv, str) else inv for inv in self.invoices]
 
     def get(self, request: httpx.Request) -> httpx.Response:
         if self.deleted:
             return ok("<Customers />")
         f = self.fields
-        contacts = contact_xml(55, self.contact["mail"], self.contact["phone"])
+        contacts = contact_xml(55, self.contact["mail"], self.contact["phone"],
+                               **self.contact_name)
         return ok("<Customers>" + customer_xml(
             7, f["mail"], f["phone"], active=f["active"], comment=f["comment"],
-            contacts=contacts, contact_person=f["contact_person"]) + "</Customers>")
+            contacts=contacts, contact_person=f["contact_person"], name=f["name"],
+            street=f["street"], einvoice=f["einvoice"]) + "</Customers>")
 
     def delete(self, request: httpx.Request) -> httpx.Response:
         if self.invoices:
@@ -401,16 +416,24 @@ class Ledger:
             for item in section:
                 value = (item.text or "").strip()
                 key = {"email": "mail", "phonenumber": "phone", "isactive": "active",
-                       "comment": "comment", "contactperson": "contact_person"}.get(item.tag)
+                       "comment": "comment", "contactperson": "contact_person",
+                       "name": "name", "streetaddress": "street",
+                       "emailinvoicingaddress": "einvoice"}.get(item.tag)
                 if key:
                     self.fields[key] = value
         return ok()
 
     def edit_contact(self, request: httpx.Request) -> httpx.Response:
         assert request.url.params["id"] == "55"
+        if request.url.params["method"] == "delete":  # 55 is the default contact
+            return failed("INVALID_DATA :: The default contact person cannot be deleted")
         root = SafeET.fromstring(request.content)
         for item in root.find("contactperson"):
-            self.contact[{"email": "mail", "phonenumber": "phone"}[item.tag]] = item.text or ""
+            if item.tag in ("email", "phonenumber"):
+                self.contact[{"email": "mail", "phonenumber": "phone"}[item.tag]] = (
+                    item.text or "")
+            elif item.tag in ("firstname", "lastname"):
+                self.contact_name[item.tag[:-4]] = item.text or ""
         return ok()
 
 
@@ -430,8 +453,12 @@ def test_customer_with_invoices_is_retained_minimised_and_deactivated(fake, slee
     ledger = Ledger(["2025-02-01", "2026-03-15", "2024-12-31"])
     ledger.install(fake)
     policy = POLICY.model_copy(update={"retention_years": years})
-    outcome = make(fake, sleeps).erase([RecordRef("netvisor", "customer", "7")], policy)
-    (rec,) = outcome.records
+    outcome = make(fake, sleeps, today=lambda: TODAY).erase(
+        [RecordRef("netvisor", "customer", "7")], policy)
+    # The contact person blanked with the customer is an action on a record of its own,
+    # so it has its own outcome (it used to be done without a trace in the evidence).
+    rec, contact = outcome.records
+    assert (contact.ref.record_id, contact.action) == ("7/contact/55", Action.ANONYMISED)
     assert rec.action == Action.RETAINED
     assert rec.retained_until == until  # end of the last invoice's year + N years
     assert rec.legal_basis == POLICY.retention_basis
@@ -529,3 +556,195 @@ def test_opt_out_clears_a_marketing_field_when_there_is_one(fake, sleeps):
     outcome = make(fake, sleeps).opt_out([RecordRef("netvisor", "customer", "7")])
     assert [r.action for r in outcome.records] == [Action.UNSUBSCRIBED]
     assert outcome.verified
+
+
+# ------------------------------------------------- what find read (RecordFacts)
+
+
+def test_find_fills_each_records_own_facts_never_another_records(fake, sleeps):
+    fake.on("customerlist.nv", ok("<Customerlist><Customer><Netvisorkey>7</Netvisorkey>"
+                                  "</Customer></Customerlist>"))
+    fake.on("getcustomer.nv", ok("<Customers>" + customer_xml(
+        7, "Aino.Virtanen@Example.fi", einvoice="laskut.aino@example.fi",
+        contacts=contact_xml(55, "aino.virtanen@example.fi", "050 765 4321",
+                             first="Aino", last="Virtanen-Koski")) + "</Customers>"))
+    refs = make(fake, sleeps).find([Identifier(IdentifierKind.EMAIL,
+                                               "aino.virtanen@example.fi")])
+    customer, contact = refs
+    assert customer.facts == RecordFacts("Aino Virtanen", (
+        "Aino.Virtanen@Example.fi", "laskut.aino@example.fi"), ("040 123 4567",))
+    assert contact.facts == RecordFacts("Aino Virtanen-Koski", ("aino.virtanen@example.fi",),
+                                        ("050 765 4321",))
+
+
+# ------------------------------------------------------------- the action journal
+
+
+class Journal:
+    """Records each journalled action with how many requests the vendor had seen."""
+
+    def __init__(self, fake: FakeNetvisor, fail_at: int | None = None) -> None:
+        self.fake = fake
+        self.fail_at = fail_at
+        self.entries: list[tuple[str, Action, int]] = []
+
+    def __call__(self, outcome: RecordOutcome) -> None:
+        self.entries.append((outcome.ref.record_id, outcome.action, len(self.fake.requests)))
+        if self.fail_at is not None and len(self.entries) == self.fail_at:
+            raise RuntimeError("the hub's database is gone")
+
+
+def _resource(request: httpx.Request) -> str:
+    return f"{request.url.path.lstrip('/')}?{request.url.params.get('method', '')}"
+
+
+def test_each_action_is_journalled_as_soon_as_netvisor_confirmed_it(fake, sleeps):
+    ledger = Ledger(["2026-03-15"])
+    ledger.install(fake)
+    conn = make(fake, sleeps, today=lambda: TODAY)
+    conn.journal = journal = Journal(fake)
+    outcome = conn.erase([RecordRef("netvisor", "customer", "7")], POLICY)
+    assert [(rid, action) for rid, action, _ in journal.entries] == [
+        ("7", Action.RETAINED), ("7/contact/55", Action.ANONYMISED)]
+    # Each entry came right after the write it records, before the next request.
+    writes = [_resource(fake.requests[seen - 1]) for _, _, seen in journal.entries]
+    assert writes == ["customer.nv?edit", "contactperson.nv?edit"]
+    assert [r.ref.record_id for r in outcome.records] == ["7", "7/contact/55"]
+    assert outcome.records[0].detail.endswith("read back: minimised")
+
+
+def test_a_delete_is_journalled_before_its_read_back(fake, sleeps):
+    ledger = Ledger([])
+    ledger.install(fake)
+    conn = make(fake, sleeps)
+    conn.journal = journal = Journal(fake)
+    conn.erase([RecordRef("netvisor", "customer", "7")], POLICY)
+    ((rid, action, seen),) = journal.entries
+    assert (rid, action) == ("7", Action.DELETED)
+    assert _resource(fake.requests[seen - 1]) == "deletecustomer.nv?"
+    assert _resource(fake.requests[seen]) == "getcustomer.nv?"  # the read-back came after
+
+
+def test_a_journal_that_fails_stops_the_connector_before_its_next_action(fake, sleeps):
+    ledger = Ledger(["2026-03-15"])
+    ledger.install(fake)
+    conn = make(fake, sleeps, today=lambda: TODAY)
+    conn.journal = Journal(fake, fail_at=1)
+    with pytest.raises(RuntimeError):
+        conn.erase([RecordRef("netvisor", "customer", "7")], POLICY)
+    assert fake.of("contactperson.nv") == []  # the contact was not touched unrecorded
+    assert ledger.contact["mail"] == "aino@example.fi"
+
+
+def test_a_contact_person_delete_is_journalled(fake, sleeps):
+    fake.on("getcustomer.nv", lambda r: ok("<Customers>" + customer_xml(
+        8, "info@yritys.fi", contacts="" if fake.of("contactperson.nv") else contact_xml(
+            55, "aino@example.fi")) + "</Customers>"))
+    fake.on("contactperson.nv", ok())
+    conn = make(fake, sleeps)
+    conn.journal = journal = Journal(fake)
+    ref = RecordRef("netvisor", "contact_person", "8/contact/55", container="8")
+    outcome = conn.erase([ref], POLICY)
+    assert [(rid, action) for rid, action, _ in journal.entries] == [
+        ("8/contact/55", Action.DELETED)]
+    assert outcome.verified and outcome.records[0].detail.endswith("read back: gone")
+
+
+# ------------------------------------------------------------ holds that end
+
+
+def test_a_hold_that_ended_is_no_hold_the_customer_is_anonymised_now(fake, sleeps):
+    # Found: last invoice 2017, the six years ended 31.12.2023, and in 2026 the customer
+    # was recorded as lawfully retained until a date already past.
+    ledger = Ledger(["2016-04-01", "2017-05-02"])
+    ledger.install(fake)
+    outcome = make(fake, sleeps, today=lambda: TODAY).erase(
+        [RecordRef("netvisor", "customer", "7")], POLICY)
+    rec, contact = outcome.records
+    assert rec.action == Action.ANONYMISED
+    assert rec.legal_basis is None and rec.retained_until is None
+    assert "hold ended on 2023-12-31" in rec.detail
+    assert "invoices keep their own copy of the name and address" in rec.detail
+    assert outcome.verified and rec.detail.endswith("read back: anonymised")
+    f = ledger.fields
+    assert f["name"] == "Anonymised customer" and f["street"] == "" and f["active"] == "0"
+    assert f["mail"] == f["phone"] == f["comment"] == f["contact_person"] == ""
+    # The default contact person cannot be deleted: it is anonymised instead.
+    assert contact.action == Action.ANONYMISED
+    assert ledger.contact == {"mail": "", "phone": ""}
+    assert ledger.contact_name == {"first": "", "last": "Anonymised"}
+
+
+def test_the_hold_runs_through_its_last_day_and_not_a_day_longer(fake, sleeps):
+    ledger = Ledger(["2017-05-02"])
+    ledger.install(fake)
+    held = make(fake, sleeps, today=lambda: date(2023, 12, 31)).erase(
+        [RecordRef("netvisor", "customer", "7")], POLICY)
+    assert held.records[0].action == Action.RETAINED
+    assert held.records[0].retained_until == date(2023, 12, 31)
+    ended = make(fake, sleeps, today=lambda: date(2024, 1, 1)).erase(
+        [RecordRef("netvisor", "customer", "7")], POLICY)
+    assert ended.records[0].action == Action.ANONYMISED
+
+
+def test_a_july_june_company_keeps_the_customer_a_year_longer(fake, sleeps):
+    # 15.9.2017 belongs to the financial year ending 30.6.2018: six years from the end
+    # of 2018, not of 2017. In 2024 the hold still runs.
+    ledger = Ledger(["2017-09-15"])
+    ledger.install(fake)
+    policy = POLICY.model_copy(update={"financial_year_end": "06-30"})
+    outcome = make(fake, sleeps, today=lambda: date(2024, 6, 1)).erase(
+        [RecordRef("netvisor", "customer", "7")], policy)
+    assert outcome.records[0].action == Action.RETAINED
+    assert outcome.records[0].retained_until == date(2024, 12, 31)
+
+
+# ------------------------------------------------------- an open invoice is a claim
+
+
+@pytest.mark.parametrize("status", ["open", "overdue", "reminded", "requested", "collected"])
+def test_an_open_invoice_keeps_what_collecting_it_needs_with_that_reason(fake, sleeps,
+                                                                         status):
+    # Found: the e-mail and the e-invoicing address the unpaid invoice is sent to were
+    # blanked, and the record named only the Accounting Act.
+    ledger = Ledger(["2019-01-01", ("2026-11-20", status)], einvoice="laskut.aino@example.fi")
+    ledger.install(fake)
+    outcome = make(fake, sleeps, today=lambda: TODAY).erase(
+        [RecordRef("netvisor", "customer", "7")], POLICY)
+    rec = outcome.records[0]
+    assert rec.action == Action.RETAINED
+    assert rec.retained_until == date(2032, 12, 31)  # the bookkeeping hold applies too
+    assert rec.legal_basis.startswith(POLICY.retention_basis)
+    assert "GDPR art. 17(3)(e)" in rec.legal_basis
+    assert "no. 2 (NetvisorKey 20001)" in rec.legal_basis  # the open one, by number and key
+    assert "20000" not in rec.legal_basis  # the paid one is no claim
+    assert "@" not in rec.legal_basis and "@" not in rec.detail
+    assert outcome.verified
+    f = ledger.fields
+    assert f["mail"] == "aino.virtanen@example.fi" and f["einvoice"] == "laskut.aino@example.fi"
+    assert f["name"] == "Aino Virtanen" and f["street"]
+    assert f["phone"] == f["comment"] == f["contact_person"] == "" and f["active"] == "0"
+    sent = {item.tag for section in SafeET.fromstring(ledger.edits[0]).find("customer")
+            for item in section}
+    assert not sent & {"email", "emailinvoicingaddress", "name", "streetaddress"}
+
+
+def test_a_paid_up_customer_loses_its_e_mail_while_the_bookkeeping_hold_runs(fake, sleeps):
+    ledger = Ledger([("2026-11-20", "paid"), ("2025-01-03", "creditloss")],
+                    einvoice="laskut.aino@example.fi")
+    ledger.install(fake)
+    rec = make(fake, sleeps, today=lambda: TODAY).erase(
+        [RecordRef("netvisor", "customer", "7")], POLICY).records[0]
+    assert rec.action == Action.RETAINED and "17(3)(e)" not in rec.legal_basis
+    assert ledger.fields["mail"] == ledger.fields["einvoice"] == ""
+
+
+def test_an_invoice_list_without_dates_or_states_is_a_bad_response(fake, sleeps):
+    ledger = Ledger(["2026-03-15"])
+    ledger.install(fake)
+    fake.on("salesinvoicelist.nv", ok("<SalesInvoiceList><SalesInvoice><NetvisorKey>1"
+                                      "</NetvisorKey><InvoiceStatus>open</InvoiceStatus>"
+                                      "</SalesInvoice></SalesInvoiceList>"))
+    with pytest.raises(BadResponse, match="Invoicedate"):
+        make(fake, sleeps).erase([RecordRef("netvisor", "customer", "7")], POLICY)
+    assert ledger.edits == []  # nothing was changed on a guess

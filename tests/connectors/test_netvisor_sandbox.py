@@ -121,19 +121,28 @@ def test_eeva_without_invoices_is_deleted(nv, nv_vendor):
 
 def test_aino_with_an_open_invoice_is_retained_minimised_and_deactivated(nv, nv_vendor):
     ref = customer_of(nv, AINO)
+    open_invoices = [k for k in nv_vendor.record("customer", ref.record_id)["invoices"]
+                     if nv_vendor.record("salesinvoice", str(k))["state"] == "open"]
+    assert open_invoices  # the seed: Aino owes for an invoice of this year
     outcome = nv.erase([ref], POLICY)
     (rec,) = outcome.records
     assert rec.action == Action.RETAINED
     assert rec.retained_until == hold_end(nv_vendor, ref.record_id, POLICY.retention_years)
     assert rec.retained_until >= date(date.today().year + 6, 12, 31)  # invoice this year
-    assert rec.legal_basis == POLICY.retention_basis
+    # Two reasons, both named: the Accounting Act, and the claim the open invoice is
+    # (it used to say only the first, and blanked the e-mail the invoice goes to).
+    assert rec.legal_basis.startswith(POLICY.retention_basis)
+    assert "17(3)(e)" in rec.legal_basis
+    assert all(f"NetvisorKey {k}" in rec.legal_basis for k in open_invoices)
+    assert AINO not in rec.legal_basis.lower() and AINO not in rec.detail.lower()
     assert outcome.verified
     after = nv_vendor.record("customer", ref.record_id)
     assert after["state"] == "inactive"
     fields = after["fields"]
-    for name in ("Email", "PhoneNumber", "ContactPerson", "ContactPersonEmail",
+    for name in ("PhoneNumber", "ContactPerson", "ContactPersonEmail",
                  "ContactPersonPhone", "Comment"):
         assert fields[name] == "", name
+    assert fields["Email"].lower() == AINO  # where the open invoice is collected
     assert fields["Name"] == "Aino Virtanen" and fields["StreetAddress"]  # bookkeeping kept
     assert all(not c["email"] and not c["phone"] for c in after["contacts"])
     again = nv.erase([ref], POLICY)  # idempotent
@@ -196,3 +205,42 @@ def test_every_action_completes_under_faults(nv, nv_vendor, seed):
     nv_vendor.faults(error_rate=0, rate_limit_rate=0)
     assert nv_vendor.record("customer", eeva.record_id)["state"] == "deleted"
     assert nv_vendor.record("customer", aino.record_id)["state"] == "inactive"
+
+
+def paid_up_company(nv, nv_vendor):
+    """A company customer with a contact person whose invoices are all paid."""
+    for page in nv.sync(None):
+        for record in page.records:
+            if "/" in record.record_id:
+                continue
+            seen = nv_vendor.record("customer", record.record_id)
+            states = [nv_vendor.record("salesinvoice", str(k)) for k in seen["invoices"]]
+            if (seen["contacts"] and states and seen["fields"]["IsPrivateCustomer"] == "0"
+                    and all(s["state"] == "paid" for s in states)):
+                return record.record_id, max(date.fromisoformat(s["invoice_date"])
+                                             for s in states)
+    pytest.fail("the seed has no paid-up company customer")
+
+
+def test_a_customer_whose_hold_ended_is_anonymised_not_retained(nv, nv_vendor, fast_retry):
+    key, last = paid_up_company(nv, nv_vendor)
+    ended = date(last.year + POLICY.retention_years, 12, 31)
+    with NetvisorConnector.from_env(retry=fast_retry,
+                                    today=lambda: date(ended.year + 1, 1, 1)) as later:
+        outcome = later.erase([RecordRef("netvisor", "customer", key)], POLICY)
+    rec = outcome.records[0]
+    assert rec.action == Action.ANONYMISED and outcome.verified
+    assert rec.legal_basis is None and rec.retained_until is None
+    assert f"hold ended on {ended.isoformat()}" in rec.detail
+    after = nv_vendor.record("customer", key)
+    assert after["state"] == "inactive" and after["invoices"]  # invoices untouched
+    fields = after["fields"]
+    assert fields["Name"] == "Anonymised customer"
+    for name in ("StreetAddress", "City", "PostNumber", "PhoneNumber", "Email",
+                 "ExternalIdentifier", "ContactPerson", "ContactPersonEmail",
+                 "ContactPersonPhone", "Comment"):
+        assert fields[name] == "", name
+    (contact,) = after["contacts"]  # the default one: Netvisor keeps it
+    assert (contact["first_name"], contact["last_name"]) == ("", "Anonymised")
+    assert contact["email"] == contact["phone"] == contact["title"] == ""
+    assert [r.action for r in outcome.records[1:]] == [Action.ANONYMISED]

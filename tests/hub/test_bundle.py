@@ -1,12 +1,26 @@
-"""The access-export bundle: contents, escaping, permissions, checksum."""
+"""The access-export bundle: contents, escaping, permissions, checksum; which parts
+it may take, what is kept by law for the same subject, and its end at erasure."""
 
 import csv
 import json
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
+from hub import bundle as bundles
+from hub import holds, ledger, outcomes
 from hub.bundle import write_bundle
-from hub.domain import Export, ExportSection
+from hub.domain import (
+    Action,
+    Export,
+    ExportSection,
+    Identifier,
+    IdentifierKind,
+    Outcome,
+    RecordOutcome,
+    RecordRef,
+)
+from hub.ledger import RequestKind, RequestState
+from hub.models import AuditEventRow
 from hub.policy import load_policy
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -60,3 +74,123 @@ def test_checksum_is_stable_and_changes_with_content(tmp_path):
     assert other.sha256 != first.sha256
     assert sorted(p.name for p in other.path.iterdir()) == ["data.json", "index.html",
                                                             "pipedrive.csv"]
+
+
+# -------------------------------------------- access after erasure, the hub's copies
+
+
+AINO = Identifier(IdentifierKind.EMAIL, "aino.virtanen@example.fi")
+MIKKO = Identifier(IdentifierKind.EMAIL, "mikko.hakkinen@example.fi")
+BASIS = "Kirjanpitolaki (1336/1997) 2 luku 10 §; GDPR art. 17(3)(b)"
+LATER = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+def _filed(store, session, kind, *identifiers, systems=("netvisor", "pipedrive")):
+    row = ledger.create_request(session, store.hasher, kind, list(identifiers), now=NOW)
+    ledger.verify(session, row.id, now=NOW)
+    ledger.transition(session, row, RequestState.IN_PROGRESS, now=NOW)
+    ledger.ensure_tasks(session, row, list(systems), now=NOW)
+    return row
+
+
+def _erased(store, session, identifier, record_id="1000"):
+    row = _filed(store, session, RequestKind.ERASURE, identifier, systems=("netvisor",))
+    outcomes.begin(session, row.id, "netvisor", now=NOW)
+    outcomes.record(session, row.id, Outcome("netvisor", (RecordOutcome(
+        RecordRef("netvisor", "customer", record_id), Action.RETAINED, legal_basis=BASIS,
+        retained_until=date(2032, 12, 31)),), verified=True), now=NOW)
+    holds.record_from_tasks(session, ledger.tasks_of(session, row.id), now=NOW)
+    ledger.finalise(session, store.hasher, row, now=NOW)
+    return row
+
+
+def _exported(session, home, row, system, export, *, finish=True):
+    """What a system op does for an access request: write the part, record its digest."""
+    digest = bundles.write_part(bundles.parts_dir(home, row.id) / f"{system}.json", export)
+    outcomes.begin(session, row.id, system, now=NOW)
+    if finish:
+        outcomes.record(session, row.id, Outcome(system, verified=True, evidence={
+            bundles.PART_DIGEST: digest}), now=NOW)
+    return digest
+
+
+def test_access_after_erasure_shows_what_is_kept_and_never_says_nothing_held(store):
+    # Found: the minimised customer has no e-mail left, so the live lookup finds
+    # nothing, and the bundle said "Nothing about you is held" while the hub itself
+    # recorded a hold there.
+    home = store.settings.home
+    with store.session() as session:
+        erasure = _erased(store, session, AINO)
+        _erased(store, session, MIKKO, "1001")
+        access = _filed(store, session, RequestKind.ACCESS, AINO)
+        _exported(session, home, access, "netvisor", Export("netvisor", ()))
+        _exported(session, home, access, "pipedrive", Export("pipedrive", ()))
+        made = bundles.bundle_request(session, home, access.id, load_policy(), now=LATER)
+    page = (made.path / "index.html").read_text()
+    netvisor = page.split("Visma Netvisor")[1].split("<h2>")[0]
+    assert "Nothing about you is held" not in netvisor
+    assert "record 1000 is kept under Kirjanpitolaki" in netvisor
+    assert "until 2032-12-31" in netvisor and erasure.id in netvisor
+    assert "1001" not in page  # another subject's hold
+    assert "Nothing about you is held" in page.split("Pipedrive")[1]
+    data = json.loads((made.path / "data.json").read_text())
+    assert data["retained"] == {"netvisor": [{
+        "record_id": "1000", "legal_basis": BASIS, "retained_until": "2032-12-31",
+        "request_id": erasure.id}]}
+
+
+def test_a_system_with_a_hold_is_shown_even_without_an_export(tmp_path):
+    retained = {"netvisor": [{"record_id": "12", "legal_basis": "Kirjanpitolaki 2:10",
+                              "retained_until": "2032-12-31"}]}
+    made = write_bundle(tmp_path, "R-1", _exports()[:1], load_policy(), retained=retained,
+                        now=NOW)
+    page = (made.path / "index.html").read_text()
+    assert "Visma Netvisor" in page and "record 12 is kept under Kirjanpitolaki" in page
+
+
+def test_a_part_left_by_an_unfinished_run_is_never_bundled(store):
+    # Found: a 40-minute-old part of a run that never finished went into a later bundle.
+    home = store.settings.home
+    with store.session() as session:
+        access = _filed(store, session, RequestKind.ACCESS, AINO,
+                        systems=("mailchimp", "netvisor", "pipedrive", "typeform"))
+        # typeform finished in an earlier run (re-execution skips it): its part stands.
+        _exported(session, home, access, "typeform", _exports()[2])
+        _exported(session, home, access, "pipedrive", _exports()[0])
+        # netvisor's run died after writing its part: the task never finished.
+        _exported(session, home, access, "netvisor", _exports()[1], finish=False)
+        # mailchimp finished, but its part was overwritten since by a run that did not.
+        _exported(session, home, access, "mailchimp", Export("mailchimp", ()))
+        bundles.write_part(bundles.parts_dir(home, access.id) / "mailchimp.json", Export(
+            "mailchimp", (ExportSection("Member", "x", ({"email": "someone@else.fi"},)),)))
+        made = bundles.bundle_request(session, home, access.id, load_policy(), now=LATER)
+        events = session.query(AuditEventRow).filter_by(request_id=access.id,
+                                                         action="export.part_discarded").all()
+    data = json.loads((made.path / "data.json").read_text())
+    assert sorted(data["systems"]) == ["pipedrive", "typeform"]
+    assert "someone@else.fi" not in (made.path / "data.json").read_text()
+    assert not bundles.parts_dir(home, access.id).exists()  # stale parts deleted too
+    assert len(events) == 1 and json.loads(events[0].payload) == {
+        "systems": ["mailchimp", "netvisor"]}
+
+
+def test_erasing_a_person_deletes_the_hubs_own_bundles_of_them(store):
+    home = store.settings.home
+    with store.session() as session:
+        mine = _filed(store, session, RequestKind.ACCESS, AINO)
+        theirs = _filed(store, session, RequestKind.ACCESS, MIKKO)
+        for row in (mine, theirs):
+            write_bundle(home / "exports", row.id, _exports(), load_policy(), now=NOW)
+        bundles.write_part(bundles.parts_dir(home, mine.id) / "pipedrive.json", _exports()[0])
+        erasure = _filed(store, session, RequestKind.ERASURE,
+                         Identifier(IdentifierKind.PHONE, "+358401234567"), AINO)
+        assert bundles.erase_bundles(session, home, erasure.id, now=LATER) == [mine.id]
+        assert bundles.erase_bundles(session, home, erasure.id, now=LATER) == []
+        events = session.query(AuditEventRow).filter_by(request_id=erasure.id,
+                                                        action="export.erased").all()
+    assert not (home / "exports" / mine.id).exists()
+    assert not bundles.parts_dir(home, mine.id).exists()
+    assert (home / "exports" / theirs.id / "data.json").exists()
+    assert len(events) == 1
+    assert json.loads(events[0].payload) == {"access_requests": [mine.id]}
+    assert "aino" not in events[0].payload.lower()

@@ -78,3 +78,42 @@ def test_hold_ends_at_the_end_of_the_year_plus_retention():
     assert netvisor.hold_ends(date(2024, 12, 31)) == date(2030, 12, 31)
     assert SystemPolicy().hold_ends(date(2024, 3, 15)) is None
     assert SystemPolicy(retention_years=10).hold_ends(date(2020, 1, 1)) == date(2030, 12, 31)
+
+
+def test_a_july_june_company_holds_until_the_end_of_the_year_its_financial_year_ended(
+        tmp_path):
+    # Found: an invoice of 15.9.2024 belongs to the financial year ending 30.6.2025; its
+    # six years run from the end of 2025 (Kirjanpitolaki 2:10 § 2), but the hub counted
+    # from the end of 2024 and let the hold end a year early.
+    path = write(tmp_path, '[systems.netvisor]\nretention_years = 6\n'
+                 'financial_year_end = "06-30"\n')
+    netvisor = load_policy(path).for_system("netvisor")
+    assert netvisor.financial_year_end_of(date(2024, 9, 15)) == date(2025, 6, 30)
+    assert netvisor.hold_ends(date(2024, 9, 15)) == date(2031, 12, 31)
+    assert netvisor.hold_ends(date(2024, 6, 30)) == date(2030, 12, 31)  # the year's last day
+    assert netvisor.hold_ends(date(2024, 7, 1)) == date(2031, 12, 31)
+
+
+def test_books_count_from_the_end_of_the_financial_year_itself(tmp_path):
+    path = write(tmp_path, '[systems.netvisor]\nretention_years = 10\n'
+                 'financial_year_end = "06-30"\nretention_from = "financial_year_end"\n')
+    netvisor = load_policy(path).for_system("netvisor")
+    assert netvisor.hold_ends(date(2024, 9, 15)) == date(2035, 6, 30)
+
+
+def test_the_default_financial_year_is_the_calendar_year():
+    netvisor = load_policy().for_system("netvisor")
+    assert netvisor.financial_year_end == "12-31"
+    assert netvisor.hold_ends(date(2024, 12, 31)) == date(2030, 12, 31)
+    assert netvisor.hold_ends(date(2025, 1, 1)) == date(2031, 12, 31)
+
+
+@pytest.mark.parametrize("value", ["6-30", "06/30", "13-31", "06-31", "02-29", "", "12-31x"])
+def test_a_financial_year_end_that_is_not_a_real_mm_dd_names_file_field_and_form(
+        tmp_path, value):
+    path = write(tmp_path, f'[systems.netvisor]\nfinancial_year_end = "{value}"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert str(path) in message and "systems.netvisor.financial_year_end" in message
+    assert "MM-DD" in message and repr(value) in message

@@ -1,0 +1,166 @@
+"""What the Netvisor connector reads from each answer, declared once (DESIGN.md rule 3).
+
+Netvisor answers XML with HTTP 200 even through a proxy's error page or a half-
+migrated endpoint, so "OK and no customers" must mean Netvisor said so, not that
+the elements we read were missing. :func:`plain` turns a parsed ``<Root>`` into
+nested dicts keyed by lower-case element names (Netvisor's names are case-
+insensitive), and these models are checked with :func:`connectors.http.validate`:
+a body without what the connector reads is BadResponse, never "not found".
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from xml.etree.ElementTree import Element
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+# Invoice states in which the customer still owes money (updatesalesinvoicestatus.nv:
+# open, overdue, reminded, requested = sent to collection, collected = in collection).
+# Paid and credit loss close the claim; any state Netvisor adds later counts as open,
+# because keeping a collection channel a little longer can be undone and erasing it
+# cannot.
+CLOSED_STATUSES = frozenset({"paid", "creditloss", "credit loss", "maksettu", "luottotappio"})
+
+
+def plain(el: Element) -> Any:
+    """An element as data: leaves become text, children a dict by lower-case tag,
+    repeated children a list. Attributes are dropped."""
+    kids = list(el)
+    if not kids:
+        return (el.text or "").strip()
+    out: dict[str, Any] = {}
+    for child in kids:
+        key = child.tag.rsplit("}", 1)[-1].lower()
+        value = plain(child)
+        if key in out:
+            if not isinstance(out[key], list):
+                out[key] = [out[key]]
+            out[key].append(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _listed(value: Any) -> Any:
+    """One child is a dict, several a list, none an empty string: always a list."""
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _section(value: Any) -> Any:
+    """An empty section (``<Customerlist />``) is present and empty, not missing."""
+    return {} if value == "" else value
+
+
+def _netvisor_date(value: Any) -> Any:
+    """``yyyy-mm-dd`` (format="ansi") or ``dd.mm.yyyy``, as Netvisor writes dates."""
+    if isinstance(value, str):
+        text = value.strip()[:10]
+        for fmt in ("%Y-%m-%d", "%d.%m.%Y"):
+            try:
+                return datetime.strptime(text, fmt).date()
+            except ValueError:
+                continue
+    return value
+
+
+Key = Annotated[str, StringConstraints(pattern=r"^\d+$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ListedCustomer(_Model):
+    netvisorkey: Key
+
+
+class CustomerList(_Model):
+    customer: Annotated[list[ListedCustomer], BeforeValidator(_listed)] = []
+
+
+class CustomerListAnswer(_Model):
+    """``customerlist.nv``: a ``<Customerlist>`` whose customers each carry a key."""
+
+    customerlist: Annotated[CustomerList, BeforeValidator(_section)]
+
+
+class BaseInformation(_Model):
+    netvisorkey: Key
+    name: str
+
+
+class FullCustomer(_Model):
+    customerbaseinformation: BaseInformation
+
+
+class Customers(_Model):
+    customer: Annotated[list[FullCustomer], BeforeValidator(_listed)] = []
+
+
+class CustomersAnswer(_Model):
+    """``getcustomer.nv?idlist=``: ``<Customers>`` (empty when no key is known); a bare
+    ``<Customer>``, as ``?id=`` answers, is accepted too. Neither is a protocol error."""
+
+    customers: Annotated[Customers | None, BeforeValidator(_section)] = None
+    customer: Annotated[list[FullCustomer], BeforeValidator(_listed)] = []
+
+    @model_validator(mode="after")
+    def _has_customers(self) -> CustomersAnswer:
+        if self.customers is None and not self.customer:
+            raise ValueError("neither <Customers> nor <Customer> in the answer")
+        return self
+
+    @property
+    def all(self) -> list[FullCustomer]:
+        return [*(self.customers.customer if self.customers else []), *self.customer]
+
+
+class ListedInvoice(_Model):
+    netvisorkey: Key
+
+
+class InvoiceList(_Model):
+    salesinvoice: Annotated[list[ListedInvoice], BeforeValidator(_listed)] = []
+
+
+class InvoiceListAnswer(_Model):
+    """``salesinvoicelist.nv``: a ``<SalesInvoiceList>`` of invoices with keys."""
+
+    salesinvoicelist: Annotated[InvoiceList, BeforeValidator(_section)]
+
+
+class BookedInvoice(_Model):
+    """One sales invoice header as the erasure decides on it: without its date the
+    hold cannot be dated, without its status an open claim cannot be seen."""
+
+    netvisorkey: Key
+    invoicenumber: str = ""
+    invoicedate: Annotated[date | None, BeforeValidator(_netvisor_date)] = None
+    invoicingdate: Annotated[date | None, BeforeValidator(_netvisor_date)] = None
+    invoicestatus: str = Field(min_length=1)
+
+    @property
+    def dated(self) -> date | None:
+        """Real lists say ``Invoicedate``; older documents and the sandbox ``InvoicingDate``."""
+        return self.invoicedate or self.invoicingdate
+
+    @property
+    def is_open(self) -> bool:
+        return self.invoicestatus.strip().lower() not in CLOSED_STATUSES
+
+    @property
+    def label(self) -> str:
+        """The invoice named by number and key: bookkeeping ids, not personal data."""
+        number = f"no. {self.invoicenumber} " if self.invoicenumber else ""
+        return f"{number}(NetvisorKey {self.netvisorkey})"
