@@ -233,6 +233,10 @@ class Customer:
                                    _text(self.base, "EmailInvoicingAddress")) if v]
         self.phones = [v for v in (_text(self.base, "PhoneNumber"),) if v]
         self.is_active = _text(self.base, "IsActive")
+        # A company customer's Name is the company's: no person's name to match by, so
+        # the hub sees the record as nameless (hub.linking) instead of "disagreeing".
+        company = _text(self.base, "IsPrivateCustomer").strip().lower() in ("0", "false")
+        self.person_name = "" if company else self.name
         self.contact_details = _child(el, "CustomerContactDetails")
         self.additional = _child(el, "CustomerAdditionalInformation")
 
@@ -261,8 +265,9 @@ class Customer:
 
     @property
     def facts(self) -> RecordFacts:
-        """The customer's own name, e-mails and phone: never its contact persons'."""
-        return RecordFacts(self.name or None, tuple(self.emails), tuple(self.phones))
+        """The customer's own name (a private customer's), e-mails and phone: never its
+        contact persons'."""
+        return RecordFacts(self.person_name or None, tuple(self.emails), tuple(self.phones))
 
     def marketing_fields(self) -> list[tuple[str, str, str]]:
         """(section tag, field tag, value) of every element that looks like a
@@ -537,7 +542,8 @@ class NetvisorConnector(ConnectorBase):
                 updated = _local_time(_text(c.el, "LastModified"))
                 records.append(SourceRecord(system=SYSTEM, record_id=c.key,
                                             emails=tuple(c.emails), phones=tuple(c.phones),
-                                            display_name=c.name or None, updated_at=updated))
+                                            display_name=c.person_name or None,
+                                            updated_at=updated))
                 for contact in c.contacts():
                     if contact.email or contact.phone:
                         records.append(SourceRecord(

@@ -748,3 +748,18 @@ def test_an_invoice_list_without_dates_or_states_is_a_bad_response(fake, sleeps)
     with pytest.raises(BadResponse, match="Invoicedate"):
         make(fake, sleeps).erase([RecordRef("netvisor", "customer", "7")], POLICY)
     assert ledger.edits == []  # nothing was changed on a guess
+
+
+def test_a_company_customer_has_no_persons_name_to_match_by(fake, sleeps):
+    """A company's Name would 'disagree' with its contact's name and make the contact's
+    own address look shared (hub.linking); a company customer is nameless to the hub."""
+    fake.on("customerlist.nv", ok("<Customerlist><Customer><Netvisorkey>1000</Netvisorkey>"
+                                  "<Name>X</Name></Customer></Customerlist>"))
+    fake.on("getcustomer.nv", ok("<Customers>" + customer_xml(
+        1000, name="Rakennus Virtanen Oy",
+        extra="<IsPrivateCustomer>0</IsPrivateCustomer>") + "</Customers>"))
+    conn = make(fake, sleeps)
+    [record] = [r for p in conn.sync(None) for r in p.records]
+    assert record.display_name is None and record.emails == ("aino.virtanen@example.fi",)
+    [ref] = conn.find([Identifier(IdentifierKind.EMAIL, "aino.virtanen@example.fi")])
+    assert ref.facts.name is None and ref.facts.emails == ("aino.virtanen@example.fi",)
