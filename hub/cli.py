@@ -222,6 +222,8 @@ def request_show(request_id: str) -> None:
             for system, state, action, attempts in shown.tasks:
                 typer.echo(f"  {system:<10} {state:<15} {action or '-':<20} "
                            f"attempts {attempts}")
+        if RequestState(row.state) == RequestState.AWAITING_REVIEW:
+            typer.echo(_waiting_for(session, row.id))
 
 
 @request_app.command("verify")

@@ -271,3 +271,64 @@ def test_person_find_shows_every_system_and_suppression(cli):
     assert cli("person", "find", "AINO@example.fi").stdout.startswith("suppressed: opt_out")
     assert cli("person", "find", "nobody@example.fi").stdout.strip() == "not in the index"
     one_line_error(cli("person", "find", "not an identifier"), 1)
+
+
+def _awaiting_review(db_url: str) -> str:
+    """A request whose run reached two candidate records and left a synced mail."""
+    from hub import ledger, outcomes, review
+    from hub.domain import Action, Identifier, IdentifierKind, Outcome, RecordOutcome, RecordRef
+    from hub.ledger import RequestKind, RequestState
+    from hub.settings import Settings
+    from hub.store import open_store
+
+    store = open_store(Settings(_env_file=None, database_url=db_url, secret=TEST_SECRET))
+    try:
+        with store.session() as session:
+            row = ledger.create_request(session, store.hasher, RequestKind.ERASURE,
+                                        [Identifier(IdentifierKind.EMAIL, "mika@yritys.fi")])
+            ledger.verify(session, row.id)
+            ledger.transition(session, row, RequestState.IN_PROGRESS)
+            ledger.ensure_tasks(session, row, ["mailchimp", "pipedrive"])
+            review.register(session, row.id, [
+                (RecordRef("mailchimp", "member", "x5", container="a1"),
+                 "phone +358*******56 is shared by several people"),
+                (RecordRef("mailchimp", "member", "x1", container="a1"), "reached only "
+                                                                         "through the index")])
+            outcomes.begin(session, row.id, "pipedrive")
+            outcomes.record(session, row.id, Outcome("pipedrive", (
+                RecordOutcome(RecordRef("pipedrive", "mailMessage", "9"), Action.KEPT),),
+                verified=True))
+            outcomes.begin(session, row.id, "mailchimp")
+            outcomes.record(session, row.id, Outcome("mailchimp", verified=True), candidates=2)
+            ledger.finalise(session, store.hasher, row)
+            return row.id
+    finally:
+        store.close()
+
+
+def test_review_and_confirm_through_the_command(tmp_path, db_url):
+    env = clean_env(HUB_DATABASE_URL=db_url, HUB_SECRET=TEST_SECRET, HUB_OPERATOR="liisa")
+    rid = _awaiting_review(db_url)
+    shown = run(tmp_path, "request", "show", rid, env=env)
+    assert "waits for an operator" in shown.stdout and f"hub request review {rid}" in shown.stdout
+    listed = run(tmp_path, "request", "review", rid, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "pending" in listed.stdout and "+358*******56" in listed.stdout
+
+    wrong = run(tmp_path, "request", "review", rid, "--approve", "7", env=env)
+    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1
+    assert "has no candidate 7" in wrong.stderr
+
+    decided = run(tmp_path, "request", "review", rid, "--exclude", "1", "--approve", "2",
+                  env=env)
+    assert decided.returncode == 0, decided.stderr
+    assert "excluded" in decided.stdout and "approved" in decided.stdout
+    assert "by liisa" in decided.stdout
+    assert "left something to confirm" in decided.stdout  # the mail is still to confirm
+
+    no_note = run(tmp_path, "task", "confirm", rid, "pipedrive", "--note", " ", env=env)
+    assert no_note.returncode == 1 and "needs a note" in no_note.stderr
+    confirmed = run(tmp_path, "task", "confirm", rid, "pipedrive", "--note",
+                    "deleted the mail in the shared inbox", env=env)
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "request is verified" in confirmed.stdout  # every decision made: runs again

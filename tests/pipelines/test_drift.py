@@ -12,7 +12,8 @@ from hub.ledger import RequestKind, RequestState
 from hub.models import AuditEventRow, LegalHoldRow
 from pipelines.checks import CHECKS
 from pipelines.reconciliation import SYNC_ASSETS, person_drift, person_index
-from pipelines.requests import subject_request
+from pipelines.resources import HubResource
+from tests.pipelines.jobs import run_to_the_end
 
 MIKKO = "mikko.hakkinen@example.fi"
 AINO = "aino.virtanen@example.fi"
@@ -42,10 +43,8 @@ def file_and_run(store, kind, email, resources) -> str:
 
 
 def run(request_id, resources):
-    result = subject_request.execute_in_process(
-        run_config={"ops": {"plan": {"config": {"request_id": request_id}}}},
-        resources=resources)
-    assert result.success
+    with HubResource(database_url=resources["hub"].database_url).store() as store:
+        assert run_to_the_end(store, request_id, resources).success
 
 
 def pipedrive(vendors, method, path, **kwargs):
@@ -132,6 +131,34 @@ def test_a_customer_kept_under_a_legal_hold_is_not_drift(home, resources, hub_st
     checks = reconcile(resources)
     assert checks["no_erased_person_present"].passed
     assert drift_requests(hub_store, "reappearance") == []
+
+
+def test_an_erased_person_back_with_only_their_phone_is_caught(home, resources, hub_store):
+    """Found: Aino, erased by her e-mail, re-entered in Pipedrive with only the phone her
+    erased CRM record held, was not caught. Every identifier read on the erased records
+    (shared ones excepted) is on the suppression list now."""
+    reconcile(resources)
+    file_and_run(hub_store, RequestKind.ERASURE, AINO, resources)
+    assert reconcile(resources)["no_erased_person_present"].passed
+    pipedrive(home, "POST", "/api/v2/persons",
+              json={"name": "A. Virtanen", "phones": [{"value": "040 123 4567",
+                                                       "primary": True}]})
+    found = reconcile(resources)["no_erased_person_present"]
+    assert not found.passed and "pipedrive 1" in found.description
+    [(_, kind, _)] = drift_requests(hub_store, "reappearance")
+    assert kind == "erasure"
+
+
+def test_the_next_sync_does_not_put_a_held_customers_name_back(home, resources, hub_store):
+    reconcile(resources)
+    rid = file_and_run(hub_store, RequestKind.ERASURE, AINO, resources)
+    reconcile(resources)
+    with hub_store.session() as session:
+        [hold] = session.query(LegalHoldRow).filter_by(request_id=rid).all()
+        row = session.query(index.SR).filter_by(system="netvisor",
+                                                 record_id=hold.record_id).one()
+        assert row.display_name is None  # a pointer only: kept at Netvisor by law
+        assert not session.query(index.RI).filter_by(record_pk=row.pk).count()
 
 
 def test_deadline_check_fails_on_overdue_and_lists_due_soon_masked(home, resources,
