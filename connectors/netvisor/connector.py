@@ -354,7 +354,6 @@ class NetvisorHttp(HttpClient):
         return response
 
 
-
 class NetvisorConnector(ConnectorBase):
     system = SYSTEM
 
