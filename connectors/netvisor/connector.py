@@ -359,7 +359,6 @@ class NetvisorHttp(HttpClient):
         return response
 
 
-
 class NetvisorConnector(ConnectorBase):
     system = SYSTEM
 
