@@ -20,6 +20,10 @@ from dagster import (
     reconstructable,
 )
 
+from hub import ledger
+from hub.ledger import RequestState
+from hub.settings import load_settings
+from hub.store import open_store
 from pipelines.reconciliation import SYSTEMS, asset_name
 from pipelines.sensors import run_request_for
 
@@ -63,13 +67,28 @@ def run_reconciliation(instance: DagsterInstance, *, full: bool = False,
                        run_config=_quiet(config, log_level))
 
 
+def _verified(request_id: str) -> bool:
+    store = open_store(load_settings())
+    try:
+        with store.session() as session:
+            return ledger.get_request(session, request_id).state == RequestState.VERIFIED
+    finally:
+        store.close()
+
+
 def run_request(request_id: str, kind: str, instance: DagsterInstance, *,
                 log_level: str | None = None) -> JobExecutionResult:
-    """Run (or re-execute from failure) the job for one request and wait for it."""
+    """Run (or re-execute from failure) the job for one request and wait for it.
+
+    A verified request runs afresh: its first run, or the next round after an
+    operator's decisions. One whose last run failed part-way re-executes from the
+    failure, so only the systems that did not finish run again.
+    """
     previous = instance.get_run_records(
         RunsFilter(job_name="subject_request", tags={"hub/request_id": request_id}), limit=1)
     job = reconstructable(subject_request_job)
-    if previous and previous[0].dagster_run.status == DagsterRunStatus.FAILURE:
+    if (previous and previous[0].dagster_run.status == DagsterRunStatus.FAILURE
+            and not _verified(request_id)):
         options = ReexecutionOptions.from_failure(previous[0].dagster_run.run_id, instance)
         return execute_job(job, instance, reexecution_options=options)
     request = run_request_for(request_id, kind)

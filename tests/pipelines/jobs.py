@@ -46,6 +46,12 @@ def candidates(store, request_id) -> list[review.Item]:
 def operator_settles(store, request_id, resources, *, approve: bool = True):
     """An operator decides every pending candidate and confirms every follow-up,
     then the request runs its next round. Returns that run's result."""
+    operator_decides(store, request_id, approve=approve)
+    return run(request_id, resources)
+
+
+def operator_decides(store, request_id, *, approve: bool = True) -> None:
+    """What an operator does at `hub request review` and `hub task confirm`."""
     with store.session() as session:
         row = ledger.get_request(session, request_id)
         assert row.state == RequestState.AWAITING_REVIEW, row.state
@@ -60,7 +66,6 @@ def operator_settles(store, request_id, resources, *, approve: bool = True):
                 review.confirm_task(session, request_id, task.system, TaskState.DONE,
                                     note="dealt with by hand", actor="test-operator")
         assert row.state == RequestState.VERIFIED
-    return run(request_id, resources)
 
 
 def at_vendor(vendors, system, email=None, phone=None):
@@ -75,7 +80,9 @@ def run_to_the_end(store, request_id: str, resources, *, approve: bool = True):
     For tests about something else than review: the operator approves every candidate
     (the personas' free-text answers are their own) and confirms every follow-up.
     """
-    result = run(request_id, resources)
+    waiting = state(store, request_id) == RequestState.AWAITING_REVIEW
+    result = operator_settles(store, request_id, resources, approve=approve) if waiting \
+        else run(request_id, resources)
     for _ in range(3):
         if not result.success or state(store, request_id) != RequestState.AWAITING_REVIEW:
             break

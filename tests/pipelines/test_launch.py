@@ -53,14 +53,17 @@ def test_failed_system_reruns_alone_on_reexecution(indexed, vendors):
         with indexed.session() as session:
             after_first = {t.system: (t.state, t.attempts) for t in ledger.tasks_of(session, rid)}
         assert after_first["netvisor"][0] == "failed"
-        assert {after_first[s][0] for s in ("pipedrive", "mailchimp", "typeform")} == {"done"}
+        # finished: done, or done but waiting for an operator to confirm a leftover
+        assert {after_first[s][0] for s in ("pipedrive", "mailchimp", "typeform")} <= {
+            "done", "manual_pending"}
 
         second = run_request(rid, "erasure", instance)
         assert second.success
         assert instance.get_run_by_id(second.run_id).parent_run_id == first.run_id
     with indexed.session() as session:
         final = {t.system: (t.state, t.attempts) for t in ledger.tasks_of(session, rid)}
-        assert ledger.get_request(session, rid).state == RequestState.COMPLETED
+        assert ledger.get_request(session, rid).state in (RequestState.COMPLETED,
+                                                          RequestState.AWAITING_REVIEW)
     assert final["netvisor"] == ("done", after_first["netvisor"][1] + 1)
     for system in ("pipedrive", "mailchimp", "typeform"):
         assert final[system] == after_first[system]  # not run again
