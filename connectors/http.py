@@ -44,7 +44,7 @@ from connectors.errors import (
     RateLimited,
     RequestRejected,
     VendorError,
-    scrub,
+    scrub_identifiers,
 )
 
 T = TypeVar("T")
@@ -62,7 +62,7 @@ class _ScrubbedUrls(logging.Filter):
     including Dagster capturing the `httpx` logger, gets masked values only (rule 7)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), None
+        record.msg, record.args = scrub_identifiers(record.getMessage()), None
         return True
 
 

@@ -25,6 +25,7 @@ from connectors.http import (
     make_client,
     retry_after_seconds,
 )
+from tests.hostile import Answer, HostileVendor
 
 
 class Sleeps:
@@ -341,3 +342,58 @@ def test_scrub_masks_url_encoded_addresses_and_phones():
                  "call +358401234567")
     assert "aino.virtanen" not in text and "a***@example.fi" in text
     assert "401234567" not in text
+
+
+# ------------------------------------------ every wait ends, against a hostile vendor
+
+
+def hostile(vendor: HostileVendor, *, attempts: int = 1, read: float = 0.5,
+            **limits: float) -> HttpClient:
+    """An HttpClient of the hostile vendor, with a short read timeout and ``limits``."""
+    policy = RetryPolicy(max_attempts=attempts, sleep=Sleeps(), jitter=lambda: 0.0)
+    client = make_client(vendor.url, timeout=httpx.Timeout(read, connect=1.0))
+    return HttpClient("vendor", client, retry=policy)
+
+
+# ------------------------------------------------------ vendor text: names scrubbed
+
+
+FINNISH_NAMES = ["Aino Virtanen", "Mikko Häkkinen", "Eeva Mäkelä", "Jörö Öhman",
+                 "Anna-Liisa Kärkkäinen", "Åsa Ström"]
+
+
+@pytest.mark.parametrize("name", FINNISH_NAMES)
+def test_a_pipedrive_400_echoing_the_subjects_name_is_scrubbed(name):
+    """Found: a Pipedrive 400 that echoed the subject's name landed in Dagster's storage."""
+    body = {"success": False, "error": f"Person '{name}' could not be updated",
+            "error_info": "Please check developers.pipedrive.com", "code": "ERR_BAD_REQUEST"}
+    with HostileVendor(lambda req: Answer(400, body)) as vendor, \
+            pytest.raises(RequestRejected) as info:
+        hostile(vendor).request("PATCH", "/api/v2/persons/7", json={"name": "x"})
+    for part in name.replace("-", " ").split():
+        assert part not in str(info.value) and part not in str(info.value.evidence())
+    assert "could not be updated" in info.value.detail
+    assert "ERR_BAD_REQUEST" in info.value.detail
+
+
+@pytest.mark.parametrize("text, gone, kept", [
+    ("Aino Virtanen is already a list member.", ["Aino", "Virtanen"],
+     ["is already a list member"]),
+    ("Member Exists: Mikko Häkkinen was permanently deleted", ["Mikko", "Häkkinen"],
+     ["Member Exists", "was permanently deleted"]),
+    ('Contact "eeva mäkelä" not unique', ["eeva", "mäkelä"], ["not unique"]),
+    ("Resource Not Found", [], ["Resource Not Found"]),
+    ("Method Not Allowed: This list member cannot be removed.", [],
+     ["Method Not Allowed", "This list member cannot be removed"]),
+    ("AUTHENTICATION_FAILED: Invalid token", [], ["AUTHENTICATION_FAILED", "Invalid token"]),
+    ("unexpected response shape for MemberPage: members.0.id: missing", [],
+     ["MemberPage", "members.0.id"]),
+    ("field 'first_name' is required", [], ["'first_name'"]),
+    ("Owner ÖSTEN JÄRVINEN not allowed", ["ÖSTEN", "JÄRVINEN"], ["not allowed"]),
+])
+def test_scrub_masks_names_and_quoted_values_keeps_vendor_words(text, gone, kept):
+    out = scrub(text)
+    for word in gone:
+        assert word not in out
+    for phrase in kept:
+        assert phrase in out
