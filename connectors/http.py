@@ -415,7 +415,7 @@ def _body_detail(response: httpx.Response) -> tuple[str, bool]:
     if not content.strip():
         return "empty body", True
     try:
-        return error_detail(_loads(content, DEFAULT_MAX_DEPTH)), True
+        return error_detail(load_json(content, DEFAULT_MAX_DEPTH)), True
     except _TooDeep as exc:
         return str(exc), True
     except ValueError:
@@ -602,9 +602,9 @@ class _TooDeep(ValueError):
     """JSON nested beyond the cap: as unusable as garbage, and said so."""
 
 
-def _loads(content: bytes, max_depth: int) -> Any:
-    """Parse JSON within the depth cap: ValueError for garbage (as ``json.loads``),
-    _TooDeep for nesting the parser cannot or we will not take."""
+def load_json(content: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse JSON within the depth cap: ValueError for garbage (as ``json.loads``)
+    and for nesting the parser cannot or we will not take (never RecursionError)."""
     try:
         value = _json.loads(content)
     except RecursionError:
@@ -755,7 +755,7 @@ def parse_json(system: str, response: httpx.Response,
     """The body as JSON; garbage or nesting beyond ``max_depth`` is BadResponse."""
     rid = request_id(response.headers, request_id_headers)
     try:
-        return _loads(response.content, max_depth)
+        return load_json(response.content, max_depth)
     except _TooDeep as exc:
         raise BadResponse(system, str(exc), status_code=response.status_code,
                           vendor_request_id=rid) from None

@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import ConnectorBase, now_utc, parse_time, wanted
 from connectors.errors import NotFound, RequestRejected
-from connectors.http import Limiter, RetryPolicy
+from connectors.http import DEFAULT_LIMITS, CallLimits, Limiter, RetryPolicy
 from connectors.mailchimp.models import (
     Activity,
     Audience,
@@ -94,9 +94,10 @@ class MailchimpConnector(ConnectorBase):
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         limiter: Limiter | None = None,
+        limits: CallLimits = DEFAULT_LIMITS,
     ) -> None:
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
-                                limiter=limiter)
+                                limiter=limiter, limits=limits)
         self._audience_list: list[Audience] | None = None
         # Members as `find` read them, whole: an access export in the same op reuses
         # them. Erasure and opt-out read afresh and drop them: they write.
@@ -114,7 +115,7 @@ class MailchimpConnector(ConnectorBase):
         return self.api.api_calls
 
     def close(self) -> None:
-        pass  # the SDK keeps no session
+        self.api.close()
 
     # ----------------------------------------------------------------- plumbing
 

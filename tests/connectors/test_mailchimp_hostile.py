@@ -4,9 +4,13 @@ member"; a read-back that still shows the member makes the outcome unverified.""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
-from connectors.errors import BadResponse
+from connectors.errors import BadResponse, ConnectionFailed, RateLimited
+from connectors.http import CallLimits, RetryPolicy
 from connectors.mailchimp import MailchimpConnector, subscriber_hash
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import EraseMode, SystemPolicy
@@ -137,3 +141,93 @@ def test_find_fills_facts_from_the_member(fast_retry):
         (ref,) = mc.find([Identifier(IdentifierKind.EMAIL, AINO)])
     assert ref.facts.name == "Aino Virtanen"
     assert ref.facts.emails == (AINO,) and ref.facts.phones == ("040 123 4567",)
+
+
+# --------------------------------------------- every wait ends, on the SDK path too
+
+
+PING = "/3.0/ping"
+CHIMPY = Answer(200, {"health_status": "Everything's Chimpy!"})
+
+
+def throttled_once(retry_after: str) -> Callable[[Seen], Answer]:
+    calls = []
+
+    def handler(req: Seen) -> Answer:
+        calls.append(req)
+        if len(calls) == 1:
+            return Answer(429, {"title": "TooManyRequests", "status": 429,
+                                "detail": "You have exceeded the limit"},
+                          headers={"retry-after": retry_after})
+        return CHIMPY
+
+    return handler
+
+
+def test_sdk_path_honours_retry_after_on_429():
+    """Found: the SDK path ignored Retry-After (the SDK's error carries no headers)."""
+    sleeps: list[float] = []
+    policy = RetryPolicy(sleep=sleeps.append, jitter=lambda: 0.0)
+    with HostileVendor(throttled_once("7")) as vendor:
+        MailchimpConnector(vendor.url + "/3.0", KEY, retry=policy).check()
+    assert sleeps == [7.0]
+    assert len(vendor.seen) == 2
+
+
+def test_sdk_path_reports_a_retry_after_beyond_the_limit_instead_of_waiting():
+    sleeps: list[float] = []
+    policy = RetryPolicy(sleep=sleeps.append, jitter=lambda: 0.0, max_retry_after=60)
+    with HostileVendor(throttled_once("3600")) as vendor, \
+            pytest.raises(RateLimited) as info:
+        MailchimpConnector(vendor.url + "/3.0", KEY, retry=policy).check()
+    assert info.value.retry_after == 3600 and sleeps == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_sdk_path_never_follows_a_redirect_to_another_host(status, fast_retry):
+    """Found: requests followed a redirect to another host (with the API key)."""
+    with HostileVendor(lambda req: CHIMPY) as other:
+        moved = Answer(status, b"", headers={"location": other.url + PING})
+        with HostileVendor(lambda req: moved) as vendor, \
+                pytest.raises(BadResponse) as info:
+            connector(vendor, fast_retry).check()
+    assert other.seen == []
+    assert info.value.status_code == status and "redirect" in info.value.detail
+    assert len(vendor.seen) == 1  # a redirect is not retried
+
+
+def test_sdk_path_ends_a_trickling_body_at_the_deadline():
+    body = b'{"health_status": "' + b"x" * 400 + b'"}'  # 20 s at this pace
+    policy = RetryPolicy(max_attempts=2, sleep=lambda s: None, jitter=lambda: 0.0)
+    with HostileVendor(lambda req: Answer(200, body, pace=0.05)) as vendor:
+        mc = MailchimpConnector(vendor.url + "/3.0", KEY, retry=policy, timeout=(1.0, 0.5),
+                                limits=CallLimits(deadline=1.0))
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed) as info:
+            mc.check()
+        assert time.monotonic() - started < 10  # generous: two attempts of ~1 s each
+    assert "deadline" in info.value.detail and mc.api_calls == 2
+
+
+def test_sdk_path_caps_the_body_size(fast_retry):
+    big = Answer(200, b'{"health_status": "' + b"x" * 2**21 + b'"}', chunked=True)
+    with HostileVendor(lambda req: big) as vendor:
+        mc = MailchimpConnector(vendor.url + "/3.0", KEY, retry=fast_retry,
+                                limits=CallLimits(max_body=2**20))
+        with pytest.raises(BadResponse) as info:
+            mc.check()
+    assert "too large" in info.value.detail and mc.api_calls == 1
+
+
+def test_sdk_path_refuses_deeply_nested_json(fast_retry):
+    deep: object = "x"
+    for _ in range(300):
+        deep = [deep]
+
+    def handler(req: Seen) -> Answer:
+        return LISTS if req.path == "/3.0/lists" else Answer(200, {**member(), "x": deep})
+
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc, \
+            pytest.raises(BadResponse) as info:
+        mc.export(mc.find([Identifier(IdentifierKind.EMAIL, AINO)]))
+    assert "nested" in info.value.detail
