@@ -12,14 +12,17 @@ import pytest
 from connectors.errors import BadResponse, ConnectionFailed, RateLimited
 from connectors.http import CallLimits, RetryPolicy
 from connectors.mailchimp import MailchimpConnector, subscriber_hash
-from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.domain import Action, Identifier, IdentifierKind, RecordFacts, RecordRef
 from hub.policy import EraseMode, SystemPolicy
 from tests.hostile import Answer, HostileVendor, Seen
 
 KEY = "0123456789abcdef0123456789abcdef-us21"
 AINO = "aino.virtanen@example.fi"
 H = subscriber_hash(AINO)
-REF = RecordRef("mailchimp", "member", H, container="aud1")
+CONTACT = "3f9a1c07be52d4e8a6c0917b2d"  # opaque, as Mailchimp's contact_id
+# As `find` returns it: the e-mail the member holds in its facts, the contact id as id.
+REF = RecordRef("mailchimp", "member", CONTACT, container="aud1",
+                facts=RecordFacts(emails=(AINO,)))
 MEMBER = f"/3.0/lists/aud1/members/{H}"
 LISTS = Answer(200, {"lists": [{"id": "aud1", "name": "Uutiskirje"}], "total_items": 1})
 NO_CONTENT = Answer(204, b"")
@@ -35,6 +38,7 @@ WRONG_SHAPES = {
 
 def member(status: str = "subscribed") -> dict:
     return {"id": H, "email_address": AINO, "status": status, "list_id": "aud1",
+            "contact_id": CONTACT,
             "merge_fields": {"FNAME": "Aino", "LNAME": "Virtanen", "PHONE": "040 123 4567",
                              "ADDRESS": ""}}
 
@@ -231,3 +235,60 @@ def test_sdk_path_refuses_deeply_nested_json(fast_retry):
             pytest.raises(BadResponse) as info:
         mc.export(mc.find([Identifier(IdentifierKind.EMAIL, AINO)]))
     assert "nested" in info.value.detail
+
+
+# ------------------------------------------- no unkeyed hash of the e-mail in evidence
+
+
+def forgetting_vendor() -> Callable[[Seen], Answer]:
+    """Aino is a member of aud1 until a delete-permanent; then 404 at every address."""
+    state = {"member": True}
+
+    def handler(req: Seen) -> Answer:
+        if req.path == "/3.0/lists":
+            return LISTS
+        if req.method == "POST" and req.path == f"{MEMBER}/actions/delete-permanent":
+            if not state["member"]:
+                return Answer(404, {"title": "Resource Not Found", "status": 404})
+            state["member"] = False
+            return NO_CONTENT
+        if req.method == "GET" and req.path in (MEMBER, f"/3.0/lists/aud1/members/{CONTACT}"):
+            return Answer(200, member()) if state["member"] else Answer(404, {"status": 404})
+        return Answer(404, {"title": "Resource Not Found", "status": 404})
+
+    return handler
+
+
+def test_member_refs_evidence_and_journal_carry_no_md5_of_the_email(fast_retry):
+    """Found: the member id (MD5 of the e-mail) kept in task evidence; a dictionary of
+    8,100 guesses recovered 3 of 3 erased e-mails without the secret."""
+    journal = []
+    with HostileVendor(forgetting_vendor()) as vendor, connector(vendor, fast_retry) as mc:
+        mc.journal = journal.append
+        refs = mc.find([Identifier(IdentifierKind.EMAIL, AINO)])
+        out = mc.erase(refs, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert [r.record_id for r in refs] == [CONTACT]
+    assert out.verified and [r.action for r in out.records] == [Action.PERMANENTLY_DELETED]
+    for kept in (refs, out, journal):
+        assert H not in repr(kept)
+    # Mailchimp is still addressed the only way delete-permanent is documented: the hash
+    assert any(s.path == f"{MEMBER}/actions/delete-permanent" for s in vendor.seen)
+
+
+def test_a_journalled_ref_without_facts_is_found_by_its_contact_id(fast_retry):
+    bare = RecordRef("mailchimp", "member", CONTACT, container="aud1")
+    with HostileVendor(forgetting_vendor()) as vendor, connector(vendor, fast_retry) as mc:
+        out = mc.erase([bare], SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+        again = mc.erase([bare], SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert out.verified and out.records[0].action == Action.PERMANENTLY_DELETED
+    assert again.verified and again.records[0].action == Action.NOT_FOUND
+
+
+def test_a_contact_id_mailchimp_does_not_know_is_not_a_member_and_nothing_is_written(
+        fast_retry):
+    gone = RecordRef("mailchimp", "member", "0" * 26, container="aud1")
+    with HostileVendor(forgetting_vendor()) as vendor, connector(vendor, fast_retry) as mc:
+        erased = mc.erase([gone], SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+        opted = mc.opt_out([gone])
+    assert erased.records[0].action == opted.records[0].action == Action.NOT_FOUND
+    assert {s.method for s in vendor.seen} == {"GET"}
