@@ -478,9 +478,14 @@ class CallLimits:
     counting). Passing it is a ConnectionFailed, retryable like any timeout, so the
     worst case of a call is ``max_attempts`` deadlines plus the policy's waits.
     ``max_body`` caps the (decoded) body, checked against Content-Length before
-    reading and again while reading; ``max_depth`` caps JSON nesting. Both are
-    BadResponse, and not retried: the same request gets the same answer.
-    ``clock`` is injectable like every other wait.
+    reading and again while reading: BadResponse, not retried (the same request gets
+    the same answer). ``max_depth`` caps JSON nesting: BadResponse like any body that
+    cannot be read, so a read retries it within the policy's bounds. ``clock`` is
+    injectable like every other wait.
+
+    What the deadline cannot cut short: response *headers* trickled byte by byte.
+    httpcore reads them with the (capped) read timeout per byte and no overall clock;
+    h11 stops them at 100 KiB. Closing that needs a network backend of our own.
     """
 
     deadline: float = DEFAULT_DEADLINE
