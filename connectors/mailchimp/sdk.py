@@ -209,6 +209,10 @@ class MailchimpApi:
         # url.replace("server", dc), harmless as long as the URL does not contain
         # "server" - the sandbox's loopback URL does not.
         self.client.api_client.host = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or shared_limiter(api_key)
+        self.counter = counter or CallCounter()
+        self.last_request_id: str | None = None
         # The SDK's transport, replaced (see the module docstring). Basic auth as the
         # SDK sends it: any user name, the API key as the password.
         self.http = make_client(base_url, auth=("user", api_key),
@@ -216,10 +220,6 @@ class MailchimpApi:
                                 max_connections=MAX_CONCURRENT)
         self.limits = limits
         self.client.api_client.request = self._send
-        self.retry = retry or RetryPolicy()
-        self.limiter = limiter or shared_limiter(api_key)
-        self.counter = counter or CallCounter()
-        self.last_request_id: str | None = None
 
     def _send(self, method: str, url: str, query_params: Any = None,
               headers: dict[str, str] | None = None, body: Any = None) -> requests.Response:
