@@ -566,8 +566,8 @@ def _refuse_declared_size(system: str, response: httpx.Response, cap: int) -> No
 
 def _too_large(system: str, response: httpx.Response, cap: int, *,
                declared: int | None = None) -> BadResponse:
-    size = f"{declared} bytes declared" if declared is not None else "more than that read"
-    return BadResponse(system, f"body too large: the cap is {cap} bytes, {size}",
+    declared_text = f" ({declared} bytes declared)" if declared is not None else ""
+    return BadResponse(system, f"body too large: over the cap of {cap} bytes{declared_text}",
                        status_code=response.status_code,
                        vendor_request_id=request_id(response.headers))
 
@@ -575,7 +575,7 @@ def _too_large(system: str, response: httpx.Response, cap: int, *,
 def _check_deadline(system: str, started: float, limits: CallLimits) -> None:
     if limits.clock() - started > limits.deadline:
         raise ConnectionFailed(system, f"no complete answer within the {limits.deadline:g} s "
-                                       "deadline (the body was still arriving)")
+                                       "deadline of one attempt")
 
 
 def redirect_error(system: str, status: int, headers: Mapping[str, str]) -> BadResponse:
