@@ -20,7 +20,7 @@
   no redirect followed: a 3xx is an error, never a silent success or a trip to
   another host.
 - :class:`CallCounter` is the thread-safe counter, shared with the Mailchimp SDK
-  wrapper that cannot use httpx.
+  wrapper (which sends through :func:`exchange` under the SDK).
 """
 
 from __future__ import annotations

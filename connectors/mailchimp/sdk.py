@@ -1,8 +1,8 @@
 """The official ``mailchimp-marketing`` SDK, wrapped to behave like the rest of the
 HTTP layer (reference section B.7).
 
-The SDK uses module-level ``requests`` calls, so it cannot take an httpx
-transport; instead every call goes through :meth:`MailchimpApi.call`, which
+The SDK calls ``requests`` at module level and takes no transport, so every call
+goes through :meth:`MailchimpApi.call` (or ``read``), which
 
 - holds a slot of the ≤10-concurrent limiter (shared by every client of the same
   API key in this process: Mailchimp's limit is per account),
