@@ -14,8 +14,13 @@
 - :class:`HttpClient` ties them together for one connector: every call goes
   through the limiter and the retry policy, its errors become the taxonomy of
   :mod:`connectors.errors`, and it counts API calls (``api_calls``).
+- :class:`CallLimits` and :func:`exchange` make every wait end and every body
+  bounded: a deadline for the whole exchange (a socket read timeout alone lets a
+  trickling body run for ever), a size cap on the body, a depth cap on its JSON, and
+  no redirect followed: a 3xx is an error, never a silent success or a trip to
+  another host.
 - :class:`CallCounter` is the thread-safe counter, shared with the Mailchimp SDK
-  wrapper that cannot use httpx.
+  wrapper (which sends through :func:`exchange` under the SDK).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pydantic
@@ -45,13 +51,23 @@ from connectors.errors import (
     RateLimited,
     RequestRejected,
     VendorError,
-    scrub,
+    scrub_identifiers,
 )
 
 T = TypeVar("T")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=30.0)
+# A whole exchange (connect, send, headers, body) of one attempt. Our largest answers
+# (a Mailchimp page of 1000 members, ~3 MB) take a few seconds on a poor link; a
+# minute is generous for them and still ends a trickle long before anyone waits on it.
+DEFAULT_DEADLINE = 60.0
+# About 6x the largest answer we read, so no honest page comes near it; a 100 MB
+# answer (+200 MB of memory per attempt, found) is refused.
+DEFAULT_MAX_BODY = 20 * 2**20
+# Our vendors nest 6 levels at most. Python's JSON parser recurses (100,000 levels of
+# `[` is a RecursionError) and pydantic refuses to dump a few hundred levels.
+DEFAULT_MAX_DEPTH = 64
 REQUEST_ID_HEADERS = ("x-request-id", "x-correlation-id", "request-id", "x-amzn-requestid",
                       "cf-ray")
 USER_AGENT = "gdpr-hub-connectors/0.1 (+httpx)"
@@ -63,7 +79,7 @@ class _ScrubbedUrls(logging.Filter):
     including Dagster capturing the `httpx` logger, gets masked values only (rule 7)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), None
+        record.msg, record.args = scrub_identifiers(record.getMessage()), None
         return True
 
 
@@ -91,6 +107,7 @@ def make_client(
         kwargs["transport"] = transport
     return httpx.Client(
         base_url=base_url.rstrip("/"),
+        follow_redirects=False,
         headers=all_headers,
         auth=auth,
         timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
@@ -418,7 +435,9 @@ def _body_detail(response: httpx.Response) -> tuple[str, bool]:
     if not content.strip():
         return "empty body", True
     try:
-        return error_detail(_json.loads(content)), True
+        return error_detail(load_json(content, DEFAULT_MAX_DEPTH)), True
+    except _TooDeep as exc:
+        return str(exc), True
     except ValueError:
         ctype = response.headers.get("content-type", "unknown").split(";")[0]
         return f"non-JSON body ({ctype})", False
@@ -431,11 +450,13 @@ def classify(
     daily_budget_header: str | None = None,
     request_id_headers: tuple[str, ...] = (),
 ) -> ConnectorError | None:
-    """The taxonomy error for a response, or None when it is a success (2xx/3xx)."""
+    """The taxonomy error for a response, or None when it is a success (2xx)."""
     status = response.status_code
-    if status < 400:
+    if status < 300:
         return None
     headers = response.headers
+    if status < 400:
+        return redirect_error(system, status, headers)
     rid = request_id(headers, request_id_headers)
     detail, _ = _body_detail(response)
     if status == 429 and daily_budget_header:
@@ -464,6 +485,162 @@ def error_for_status(system: str, status: int, detail: str = "", *,
     return RequestRejected(system, detail, **common)
 
 
+# ------------------------------------------------------------------ bounded exchange
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """What one attempt at a vendor call may cost: time, bytes and JSON depth.
+
+    ``deadline`` bounds the whole exchange of one attempt (connect, send, headers and
+    body), because the read timeout only bounds the gap between two bytes: a body
+    that trickles a byte every 2 s never trips a 3 s read timeout (found: 150 s and
+    counting). Passing it is a ConnectionFailed, retryable like any timeout, so the
+    worst case of a call is ``max_attempts`` deadlines plus the policy's waits.
+    ``max_body`` caps the (decoded) body, checked against Content-Length before
+    reading and again while reading: BadResponse, not retried (the same request gets
+    the same answer). ``max_depth`` caps JSON nesting: BadResponse like any body that
+    cannot be read, so a read retries it within the policy's bounds. ``clock`` is
+    injectable like every other wait.
+
+    What the deadline cannot cut short: response *headers* trickled byte by byte.
+    httpcore reads them with the (capped) read timeout per byte and no overall clock;
+    h11 stops them at 100 KiB. Closing that needs a network backend of our own.
+    """
+
+    deadline: float = DEFAULT_DEADLINE
+    max_body: int = DEFAULT_MAX_BODY
+    max_depth: int = DEFAULT_MAX_DEPTH
+    clock: Callable[[], float] = time.monotonic
+
+    def timeout(self, configured: httpx.Timeout) -> httpx.Timeout:
+        """The client's timeouts, none longer than the deadline: every phase of the
+        exchange must be able to end within it."""
+
+        def capped(value: float | None) -> float:
+            return self.deadline if value is None else min(value, self.deadline)
+
+        return httpx.Timeout(connect=capped(configured.connect), read=capped(configured.read),
+                             write=capped(configured.write), pool=capped(configured.pool))
+
+
+DEFAULT_LIMITS = CallLimits()
+# Headers that describe the bytes on the wire, not the body as read and decoded.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def exchange(system: str, client: httpx.Client, method: str, url: str, *,
+             limits: CallLimits = DEFAULT_LIMITS, **kwargs: Any) -> httpx.Response:
+    """One request and its whole answer, within ``limits``; never follows a redirect.
+
+    The body is streamed so the deadline and the size cap are checked while it
+    arrives; the response returned has it read. ``kwargs`` are those of
+    ``httpx.Client.build_request`` (params, json, content, headers). A transport
+    failure or the deadline is ConnectionFailed; a body over the cap is BadResponse.
+    """
+    started = limits.clock()
+    request = client.build_request(method, url, timeout=limits.timeout(client.timeout),
+                                   **kwargs)
+    try:
+        response = client.send(request, stream=True, follow_redirects=False)
+    except httpx.TransportError as exc:
+        raise ConnectionFailed(system, type(exc).__name__) from None
+    try:
+        body = _read_body(system, response, started, limits)
+    finally:
+        response.close()
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in _WIRE_HEADERS]
+    return httpx.Response(response.status_code, headers=headers, content=body,
+                          request=request)
+
+
+def _read_body(system: str, response: httpx.Response, started: float,
+               limits: CallLimits) -> bytes:
+    """The body, read chunk by chunk against the size cap and the deadline."""
+    _refuse_declared_size(system, response, limits.max_body)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        _check_deadline(system, started, limits)
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limits.max_body:
+                raise _too_large(system, response, limits.max_body)
+            chunks.append(chunk)
+            _check_deadline(system, started, limits)
+    except httpx.TransportError as exc:
+        raise ConnectionFailed(system, f"{type(exc).__name__} while reading the body"
+                               ) from None
+    except httpx.DecodingError:
+        raise BadResponse(system, "body does not decode (content-encoding)",
+                          status_code=response.status_code) from None
+    return b"".join(chunks)
+
+
+def _refuse_declared_size(system: str, response: httpx.Response, cap: int) -> None:
+    declared = _int_header(response.headers, "content-length")
+    if declared is not None and declared > cap:
+        raise _too_large(system, response, cap, declared=declared)
+
+
+def _too_large(system: str, response: httpx.Response, cap: int, *,
+               declared: int | None = None) -> BadResponse:
+    declared_text = f" ({declared} bytes declared)" if declared is not None else ""
+    return BadResponse(system, f"body too large: over the cap of {cap} bytes{declared_text}",
+                       status_code=response.status_code,
+                       vendor_request_id=request_id(response.headers))
+
+
+def _check_deadline(system: str, started: float, limits: CallLimits) -> None:
+    if limits.clock() - started > limits.deadline:
+        raise ConnectionFailed(system, f"no complete answer within the {limits.deadline:g} s "
+                                       "deadline of one attempt")
+
+
+def redirect_error(system: str, status: int, headers: Mapping[str, str]) -> BadResponse:
+    """A 3xx as the error it is here: the APIs we call do not redirect, a redirect
+    may lead to another host (with our credentials), and following it silently
+    would make a move look like success. Names the target host, never its path."""
+    target = urlsplit(headers.get("location") or "").netloc or "the same host"
+    return BadResponse(system, f"redirect to {target} not followed", status_code=status,
+                       vendor_request_id=request_id(headers))
+
+
+def too_deep(value: Any, limit: int = DEFAULT_MAX_DEPTH) -> bool:
+    """Whether parsed JSON nests deeper than ``limit`` levels.
+
+    An explicit stack, never recursion: the point is to refuse what would recurse."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+class _TooDeep(ValueError):
+    """JSON nested beyond the cap: as unusable as garbage, and said so."""
+
+
+def load_json(content: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse JSON within the depth cap: ValueError for garbage (as ``json.loads``)
+    and for nesting the parser cannot or we will not take (never RecursionError)."""
+    try:
+        value = _json.loads(content)
+    except RecursionError:
+        raise _TooDeep("JSON nested too deeply to parse") from None
+    # No deeper than its number of containers: most bodies need no walk at all.
+    containers = content.count(b"[") + content.count(b"{")
+    if containers > max_depth and too_deep(value, max_depth):
+        raise _TooDeep(f"JSON nested too deeply (over {max_depth} levels)")
+    return value
+
+
 # ------------------------------------------------------------------------ counting
 
 
@@ -488,7 +665,10 @@ class CallCounter:
 
 @dataclass
 class HttpClient:
-    """One connector's door to its vendor: limiter + retry + taxonomy + counting."""
+    """One connector's door to its vendor: limiter + retry + taxonomy + counting.
+
+    ``limits`` bound each attempt (deadline, body size, JSON depth); a connector
+    sets its own where the defaults do not fit its vendor."""
 
     system: str
     client: httpx.Client
@@ -497,6 +677,7 @@ class HttpClient:
     daily_budget_header: str | None = None
     request_id_headers: tuple[str, ...] = ()
     counter: CallCounter = field(default_factory=CallCounter)
+    limits: CallLimits = DEFAULT_LIMITS
 
     @property
     def api_calls(self) -> int:
@@ -507,10 +688,8 @@ class HttpClient:
         lim = limiter or self.limiter
         with lim.slot():
             self.counter.add()
-            try:
-                response = self.client.request(method, url, **kwargs)
-            except httpx.TransportError as exc:
-                raise ConnectionFailed(self.system, type(exc).__name__) from None
+            response = exchange(self.system, self.client, method, url, limits=self.limits,
+                                **kwargs)
             lim.observe(response.headers)
         error = classify(self.system, response, daily_budget_header=self.daily_budget_header,
                          request_id_headers=self.request_id_headers)
@@ -557,7 +736,8 @@ class HttpClient:
         def once() -> Any:
             response = self.request(method, url, retry=NO_RETRY, **kwargs)
             try:
-                body = parse_json(self.system, response, self.request_id_headers)
+                body = parse_json(self.system, response, self.request_id_headers,
+                                  max_depth=self.limits.max_depth)
                 if parse is None:
                     return body
                 return validate(self.system, parse, body, response=response,
@@ -595,12 +775,16 @@ def validate(system: str, model: type[M], body: Any, *,
 
 
 def parse_json(system: str, response: httpx.Response,
-               request_id_headers: tuple[str, ...] = ()) -> Any:
+               request_id_headers: tuple[str, ...] = (), *,
+               max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """The body as JSON; garbage or nesting beyond ``max_depth`` is BadResponse."""
+    rid = request_id(response.headers, request_id_headers)
     try:
-        return response.json()
+        return load_json(response.content, max_depth)
+    except _TooDeep as exc:
+        raise BadResponse(system, str(exc), status_code=response.status_code,
+                          vendor_request_id=rid) from None
     except ValueError:
         ctype = response.headers.get("content-type", "unknown").split(";")[0]
         raise BadResponse(system, f"body is not JSON ({ctype})",
-                          status_code=response.status_code,
-                          vendor_request_id=request_id(response.headers,
-                                                       request_id_headers)) from None
+                          status_code=response.status_code, vendor_request_id=rid) from None

@@ -13,6 +13,10 @@ the requests it saw.
 
     with HostileVendor(handler) as vendor:
         connector = PipedriveConnector(vendor.url, "token", retry=fast)
+
+An answer can also misbehave on the wire: ``pace`` trickles its body one byte at a
+time, ``chunked`` sends it without a length up front, and a ``content-length`` in its
+headers is sent as given (a lie included) instead of the true length.
 """
 
 from __future__ import annotations
@@ -42,11 +46,18 @@ class Seen:
 
 @dataclass
 class Answer:
-    """What to send back: a status, a body (bytes/str sent as is, anything else as JSON)."""
+    """What to send back: a status, a body (bytes/str sent as is, anything else as JSON).
+
+    ``pace``: seconds between the body's bytes (0: all at once), a vendor or proxy
+    that trickles. ``chunked``: no length up front (chunked transfer encoding), so only
+    reading tells how big the body is.
+    """
 
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    pace: float = 0.0
+    chunked: bool = False
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -65,6 +76,7 @@ class HostileVendor:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.seen: list[Seen] = []
+        self._closing = threading.Event()  # ends a trickle when the test is over
         vendor = self
 
         class _Request(BaseHTTPRequestHandler):
@@ -84,11 +96,38 @@ class HostileVendor:
                 body, ctype = answer.encoded()
                 self.send_response(answer.status)
                 headers = {"content-type": ctype, **answer.headers}
+                if answer.chunked:
+                    headers["transfer-encoding"] = "chunked"
+                elif not any(k.lower() == "content-length" for k in headers):
+                    headers["content-length"] = str(len(body))
                 for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("content-length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self._send_body(body, answer)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up: that is the point
+
+            def _send_body(self, body: bytes, answer: Answer) -> None:
+                if answer.pace:
+                    for i in range(len(body)):
+                        if vendor._closing.wait(answer.pace):
+                            self.close_connection = True
+                            return
+                        self._write(body[i:i + 1], answer.chunked)
+                else:
+                    step = 64 * 1024
+                    for i in range(0, len(body), step):
+                        self._write(body[i:i + step], answer.chunked)
+                if answer.chunked:
+                    self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+            def _write(self, data: bytes, chunked: bool) -> None:
+                if chunked:
+                    data = b"%x\r\n%s\r\n" % (len(data), data)
+                self.wfile.write(data)
+                self.wfile.flush()
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
@@ -111,6 +150,7 @@ class HostileVendor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

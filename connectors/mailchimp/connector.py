@@ -11,6 +11,16 @@
 - Find: in every audience, GET the member by subscriber hash (MD5 of the
   lower-cased e-mail); 404 is simply "not a member there". Each ref carries what the
   member holds (e-mail, FNAME+LNAME, PHONE) for the hub to judge whose it is.
+- A ref's ``record_id`` is the member's ``contact_id``, never its ``id``: the id is
+  the MD5 of the e-mail, an unkeyed hash that a dictionary reverses (found: 3 of 3
+  erased e-mails recovered from task evidence), and a ref's id lands in evidence,
+  the journal and failure messages. ``contact_id`` is Mailchimp's opaque id, and the
+  member path takes it for GET. To act, the connector uses the subscriber hash, in
+  memory only: as ``find`` read it, else from the e-mail in ``ref.facts``, else (a
+  ref from the journal or the review queue, without facts) from a GET of the member
+  by its ``contact_id``; a 404 there is "not a member". The sync's index pointer
+  (``<list_id>:<id>``) keeps the MD5: the index also holds the e-mail itself, and
+  forgets both when an erasure completes.
 - Erase: ``delete-permanent`` in every audience (policy ``permanent_delete``),
   or archive (policy ``delete``); read back: 404, or status archived.
 - Opt out: PATCH ``status`` unsubscribed in every audience; read back.
@@ -35,13 +45,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import ConnectorBase, now_utc, parse_time, wanted
 from connectors.errors import NotFound, RequestRejected
-from connectors.http import Limiter, RetryPolicy
+from connectors.http import DEFAULT_LIMITS, CallLimits, Limiter, RetryPolicy
 from connectors.mailchimp.models import (
     Activity,
     Audience,
     AudiencePage,
     Events,
+    FoundMember,
     Member,
+    MemberKey,
     MemberPage,
     MemberStatus,
     Notes,
@@ -94,13 +106,17 @@ class MailchimpConnector(ConnectorBase):
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         limiter: Limiter | None = None,
+        limits: CallLimits = DEFAULT_LIMITS,
     ) -> None:
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
-                                limiter=limiter)
+                                limiter=limiter, limits=limits)
         self._audience_list: list[Audience] | None = None
         # Members as `find` read them, whole: an access export in the same op reuses
         # them. Erasure and opt-out read afresh and drop them: they write.
         self._found: dict[tuple[str, str], dict[str, Any]] = {}
+        # (list id, contact id) -> subscriber hash, as Mailchimp answered it: in memory
+        # only, for the calls that take nothing else (delete-permanent, tags, notes).
+        self._hashes: dict[tuple[str, str], str] = {}
 
     @classmethod
     def from_env(cls, *, client: Any = None, **kwargs: Any) -> MailchimpConnector:
@@ -114,7 +130,7 @@ class MailchimpConnector(ConnectorBase):
         return self.api.api_calls
 
     def close(self) -> None:
-        pass  # the SDK keeps no session
+        self.api.close()
 
     # ----------------------------------------------------------------- plumbing
 
@@ -145,9 +161,26 @@ class MailchimpConnector(ConnectorBase):
         except NotFound:
             return None
 
-    def _status(self, ref: RecordRef) -> str | None:
+    def _hash(self, ref: RecordRef) -> str | None:
+        """The subscriber hash to address ``ref`` by, or None when it is not a member.
+
+        As ``find`` read it, else the MD5 of the e-mail the member holds (its facts),
+        else asked of Mailchimp by the contact id (a ref from the journal or review)."""
+        key = (ref.container or "", ref.record_id)
+        if key not in self._hashes:
+            emails = ref.facts.emails if ref.facts is not None else ()
+            if emails:
+                self._hashes[key] = subscriber_hash(emails[0])
+            else:
+                member = self._member(key[0], ref.record_id, MemberKey, fields=["id"])
+                if member is None:
+                    return None
+                self._hashes[key] = member.id
+        return self._hashes[key]
+
+    def _status(self, ref: RecordRef, member_hash: str) -> str | None:
         """The member's live status, or None when it is not a member (404)."""
-        member = self._member(ref.container or "", ref.record_id, MemberStatus,
+        member = self._member(ref.container or "", member_hash, MemberStatus,
                               fields=["status"])
         return None if member is None else member.status
 
@@ -196,12 +229,14 @@ class MailchimpConnector(ConnectorBase):
         refs: list[RecordRef] = []
         for audience in self._audiences():
             for email in sorted(emails):
-                member = self._member(audience.id, subscriber_hash(email), Member,
+                member = self._member(audience.id, subscriber_hash(email), FoundMember,
                                       exclude_fields=["_links"])
                 if member is None:
                     continue
-                self._found[(audience.id, member.id)] = dump(member)
-                refs.append(RecordRef(SYSTEM, "member", member.id, container=audience.id,
+                self._found[(audience.id, member.contact_id)] = dump(member)
+                self._hashes[(audience.id, member.contact_id)] = member.id
+                refs.append(RecordRef(SYSTEM, "member", member.contact_id,
+                                      container=audience.id,
                                       label=f"member of audience {audience.id}",
                                       facts=_facts(member)))
         return refs
@@ -211,16 +246,17 @@ class MailchimpConnector(ConnectorBase):
         sections: list[ExportSection] = []
         missing = 0
         for ref in _members(refs):
-            lid, mh = ref.container or "", ref.record_id
-            member = self._found.get((lid, mh))
-            if member is None:
+            lid = ref.container or ""
+            member = self._found.get((lid, ref.record_id))
+            mh = self._hash(ref)
+            if member is None and mh is not None:
                 live = self._member(lid, mh, Member, exclude_fields=["_links"])
                 member = dump(live) if live is not None else None
-            if member is None:
+            if member is None or mh is None:
                 missing += 1
                 continue
             name = names.get(lid, lid)
-            src = f"{SYSTEM}:lists/{lid}/members/{mh}"
+            src = f"{SYSTEM}:lists/{lid}/members/{ref.record_id}"
             sections.append(ExportSection(f"Audience '{name}': subscriber", src, (member,)))
             for key, items, label in self._member_parts(lid, mh):
                 sections.append(ExportSection(f"Audience '{name}': {label}", f"{src}/{key}",
@@ -255,8 +291,14 @@ class MailchimpConnector(ConnectorBase):
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):
-            record = self._archive(ref) if archive else self._forget(ref)
-            status = self._status(ref)
+            member_hash = self._hash(ref)
+            if member_hash is None:
+                results.append(RecordOutcome(ref, Action.NOT_FOUND, "not a member",
+                                             status_code=404))
+                continue
+            record = (self._archive(ref, member_hash) if archive
+                      else self._forget(ref, member_hash))
+            status = self._status(ref, member_hash)
             if archive and status not in (None, "archived"):
                 record = _with_read_back(record, f"read back: status is still {status}")
                 verified = False
@@ -267,10 +309,10 @@ class MailchimpConnector(ConnectorBase):
         return _outcome(results, verified, self.api_calls,
                         mode="archive" if archive else "delete-permanent")
 
-    def _forget(self, ref: RecordRef) -> RecordOutcome:
+    def _forget(self, ref: RecordRef, member_hash: str) -> RecordOutcome:
         try:
             self.api.call(self.api.lists.delete_list_member_permanent, ref.container,
-                          ref.record_id)
+                          member_hash)
         except NotFound as exc:
             return RecordOutcome(ref, Action.NOT_FOUND, "not a member (or already forgotten)",
                                  status_code=exc.status_code,
@@ -280,16 +322,16 @@ class MailchimpConnector(ConnectorBase):
                                        status_code=204,
                                        vendor_request_id=self.api.last_request_id))
 
-    def _archive(self, ref: RecordRef) -> RecordOutcome:
+    def _archive(self, ref: RecordRef, member_hash: str) -> RecordOutcome:
         try:
-            self.api.call(self.api.lists.delete_list_member, ref.container, ref.record_id)
+            self.api.call(self.api.lists.delete_list_member, ref.container, member_hash)
         except NotFound as exc:
             return RecordOutcome(ref, Action.NOT_FOUND, "not a member",
                                  status_code=exc.status_code,
                                  vendor_request_id=exc.vendor_request_id)
         except RequestRejected as exc:
             # 405: cannot archive an archived/cleaned/pending member
-            if exc.status_code == 405 and self._status(ref) == "archived":
+            if exc.status_code == 405 and self._status(ref, member_hash) == "archived":
                 return RecordOutcome(ref, Action.DELETED, "already archived", status_code=405,
                                      vendor_request_id=exc.vendor_request_id)
             raise
@@ -309,19 +351,20 @@ class MailchimpConnector(ConnectorBase):
 
     def _opt_out_one(self, ref: RecordRef) -> tuple[RecordOutcome, bool]:
         """(outcome, whether the read-back shows it) for one membership."""
-        status = self._status(ref)
-        if status is None:
+        member_hash = self._hash(ref)
+        status = None if member_hash is None else self._status(ref, member_hash)
+        if member_hash is None or status is None:
             return RecordOutcome(ref, Action.NOT_FOUND, "not a member", status_code=404), True
         if status == "unsubscribed":
             return RecordOutcome(ref, Action.UNSUBSCRIBED, "already unsubscribed"), True
         if status in ("archived", "cleaned"):
             return RecordOutcome(ref, Action.NOTHING_TO_DO,
                                  f"status {status}: receives no campaigns"), True
-        self.api.call(self.api.lists.update_list_member, ref.container, ref.record_id,
+        self.api.call(self.api.lists.update_list_member, ref.container, member_hash,
                       {"status": "unsubscribed"})
         record = self.done(RecordOutcome(ref, Action.UNSUBSCRIBED,
                                          f"status {status} -> unsubscribed", status_code=200))
-        live = self._status(ref)
+        live = self._status(ref, member_hash)
         if live == "unsubscribed":
             return record, True
         seen = "not a member any more" if live is None else f"status is still {live}"

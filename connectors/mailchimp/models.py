@@ -42,10 +42,25 @@ class Member(_Model):
     id: str
     email_address: str
     status: str
+    contact_id: str | None = None
     full_name: str | None = None
     merge_fields: dict[str, Any] = {}
     sms_phone_number: str | None = None
     last_changed: str | None = None
+
+
+class FoundMember(Member):
+    """A member as ``find`` reads it: with the ``contact_id`` its ref carries, the
+    opaque pointer that is not a hash of the e-mail (``id`` is its MD5)."""
+
+    contact_id: str
+
+
+class MemberKey(_Model):
+    """A member read by its contact id with ``fields=id``: the subscriber hash, which
+    delete-permanent, tags and notes take as their only address."""
+
+    id: str
 
 
 class MemberStatus(_Model):

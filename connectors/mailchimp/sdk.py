@@ -1,8 +1,8 @@
 """The official ``mailchimp-marketing`` SDK, wrapped to behave like the rest of the
 HTTP layer (reference section B.7).
 
-The SDK uses module-level ``requests`` calls, so it cannot take an httpx
-transport; instead every call goes through :meth:`MailchimpApi.call`, which
+The SDK calls ``requests`` at module level and takes no transport, so every call
+goes through :meth:`MailchimpApi.call` (or ``read``), which
 
 - holds a slot of the ≤10-concurrent limiter (shared by every client of the same
   API key in this process: Mailchimp's limit is per account),
@@ -15,8 +15,16 @@ transport; instead every call goes through :meth:`MailchimpApi.call`, which
   error with an empty body or no content type) as what it is: ``not resp.ok`` is
   an error; an empty-bodied 403 is Mailchimp's throttle and is retried as such,
 - runs under the one retry policy,
-- has timeouts (``set_config({"timeout": (connect, read)})``) and its host
-  pointed at ``MAILCHIMP_BASE_URL``.
+- has its host pointed at ``MAILCHIMP_BASE_URL``,
+- and sends through the shared HTTP layer, not ``requests``: the SDK's one door to
+  the network, ``ApiClient.request``, is replaced by :meth:`MailchimpApi._send`,
+  which uses :func:`connectors.http.exchange`. So the SDK path gets what every other
+  connector has: a deadline for the whole exchange and a body size cap
+  (``CallLimits``), redirects never followed (``requests`` follows them, to any
+  host, with the API key: found), and the answer's headers, so a 429's
+  ``Retry-After`` reaches the retry policy (the SDK's ``ApiClientError`` carries no
+  headers: found ignored). Any answer but a 2xx is turned into the taxonomy there,
+  from the whole response, and travels out of the SDK inside its ``ApiClientError``.
 """
 
 from __future__ import annotations
@@ -27,20 +35,30 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import httpx
 import mailchimp_marketing
 import requests
 from mailchimp_marketing.api_client import ApiClientError
 from pydantic import BaseModel
+from requests.structures import CaseInsensitiveDict
 
 from connectors.errors import BadResponse, ConnectionFailed, ConnectorError, RateLimited
 from connectors.http import (
+    DEFAULT_LIMITS,
     CallCounter,
+    CallLimits,
     ConcurrencyLimiter,
     Limiter,
     RetryPolicy,
     error_detail,
     error_for_status,
+    exchange,
+    load_json,
+    make_client,
+    redirect_error,
     request_id,
+    retry_after_seconds,
+    too_deep,
     validate,
 )
 
@@ -71,7 +89,12 @@ def dc_of(api_key: str) -> str:
 
 
 def translate_error(exc: ApiClientError) -> ConnectorError:
-    """An SDK exception as the taxonomy (problem+json parsed, secrets never shown)."""
+    """An SDK exception as the taxonomy (problem+json parsed, secrets never shown).
+
+    The SDK wraps whatever its transport raised; when that is already the taxonomy
+    (our transport's verdict on the whole answer) it is returned as it is."""
+    if isinstance(exc.text, ConnectorError):
+        return exc.text
     if exc.status_code is None:
         return ConnectionFailed(SYSTEM, type(exc.text).__name__
                                 if isinstance(exc.text, BaseException) else "no response")
@@ -111,8 +134,61 @@ def translate_response(resp: requests.Response) -> ConnectorError | None:
     return error_for_status(SYSTEM, resp.status_code, detail, vendor_request_id=rid)
 
 
+def answer_error(response: httpx.Response) -> ConnectorError | None:
+    """None for a 2xx, else the taxonomy error for the whole answer: a 3xx is a
+    redirect not followed, an empty-bodied 403 is the throttle, a 429 keeps its
+    ``Retry-After``, and problem+json gives its title, detail and ``instance``."""
+    status = response.status_code
+    if status < 300:
+        return None
+    if status < 400:
+        return redirect_error(SYSTEM, status, response.headers)
+    rid = request_id(response.headers)
+    if not response.content.strip():
+        if status == 403:
+            # "At very high volume the throttle can surface as a bare 403 with no body."
+            return RateLimited(SYSTEM, "bare 403 with an empty body (throttle)",
+                               status_code=403, vendor_request_id=rid)
+        return error_for_status(SYSTEM, status, "empty body", vendor_request_id=rid,
+                                retry_after=retry_after_seconds(response.headers))
+    try:
+        body: Any = load_json(response.content)
+    except ValueError:
+        body = None
+    detail = error_detail(body) if isinstance(body, dict) else "non-JSON body"
+    instance = body.get("instance") if isinstance(body, dict) else None
+    return error_for_status(SYSTEM, status, detail,
+                            vendor_request_id=instance if isinstance(instance, str) else rid,
+                            retry_after=retry_after_seconds(response.headers))
+
+
+def as_requests_response(response: httpx.Response) -> requests.Response:
+    """A 2xx answer read by httpx, as the ``requests.Response`` the SDK expects.
+
+    The body is set the way ``requests``' own adapters do (``_content``): it has
+    already been read, within the limits."""
+    out = requests.Response()
+    out.status_code = response.status_code
+    out.reason = response.reason_phrase
+    out.headers = CaseInsensitiveDict(response.headers.items())
+    out._content = response.content
+    out.encoding = response.charset_encoding
+    out.url = str(response.request.url)
+    out.request = requests.Request(response.request.method, out.url).prepare()
+    return out
+
+
+def _httpx_timeout(timeout: float | tuple[float, float]) -> httpx.Timeout:
+    """The SDK's ``timeout`` (seconds, or requests' (connect, read)) for httpx."""
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return httpx.Timeout(read, connect=connect)
+    return httpx.Timeout(timeout)
+
+
 class MailchimpApi:
-    """The SDK client plus limiter, retry policy, taxonomy and call counting."""
+    """The SDK client plus limiter, retry policy, taxonomy and call counting, sending
+    through the shared HTTP layer within ``limits``."""
 
     def __init__(
         self,
@@ -123,6 +199,8 @@ class MailchimpApi:
         retry: RetryPolicy | None = None,
         limiter: Limiter | None = None,
         counter: CallCounter | None = None,
+        limits: CallLimits = DEFAULT_LIMITS,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.client = mailchimp_marketing.Client()
         self.client.set_config({"api_key": api_key, "server": dc_of(api_key),
@@ -135,6 +213,31 @@ class MailchimpApi:
         self.limiter = limiter or shared_limiter(api_key)
         self.counter = counter or CallCounter()
         self.last_request_id: str | None = None
+        # The SDK's transport, replaced (see the module docstring). Basic auth as the
+        # SDK sends it: any user name, the API key as the password.
+        self.http = make_client(base_url, auth=("user", api_key),
+                                timeout=_httpx_timeout(timeout), transport=transport,
+                                max_connections=MAX_CONCURRENT)
+        self.limits = limits
+        self.client.api_client.request = self._send
+
+    def _send(self, method: str, url: str, query_params: Any = None,
+              headers: dict[str, str] | None = None, body: Any = None) -> requests.Response:
+        """``ApiClient.request`` done by :func:`exchange`: the SDK's URL, query and
+        headers, its JSON body (``null`` for body-less actions, as the SDK sends);
+        raises the taxonomy for anything but a 2xx (the SDK wraps it, and
+        :func:`translate_error` unwraps it)."""
+        kwargs: dict[str, Any] = {"params": query_params or None, "headers": headers}
+        if method in ("POST", "PUT", "PATCH"):
+            kwargs["content"] = json.dumps(body)
+        response = exchange(SYSTEM, self.http, method, url, limits=self.limits, **kwargs)
+        error = answer_error(response)
+        if error is not None:
+            raise error
+        return as_requests_response(response)
+
+    def close(self) -> None:
+        self.http.close()
 
     @property
     def api_calls(self) -> int:
@@ -142,7 +245,7 @@ class MailchimpApi:
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call an SDK method with retries; returns its data (None for a 204)."""
-        return self.retry.run(lambda: self._once(fn, args, kwargs))
+        return self.retry.run(lambda: self._shallow(self._once(fn, args, kwargs)))
 
     def read(self, model: type[M], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> M:
         """Call an SDK *read* (a GET) and validate what it returned as ``model``.
@@ -153,8 +256,9 @@ class MailchimpApi:
         5xx because a GET can be repeated."""
 
         def once() -> M:
+            result = self._once(fn, args, kwargs)  # a redirect or a cap: not retried
             try:
-                return validate(SYSTEM, model, self._once(fn, args, kwargs))
+                return validate(SYSTEM, model, self._shallow(result))
             except BadResponse as exc:
                 exc.retryable = True
                 raise
@@ -175,6 +279,14 @@ class MailchimpApi:
                 raise error
             self.last_request_id = request_id(result.headers)
             return None
+        return result
+
+    def _shallow(self, result: Any) -> Any:
+        """``result`` if it nests within the depth cap, else BadResponse: the SDK parsed
+        it without one (and a few hundred levels make the export's dump raise)."""
+        if isinstance(result, dict | list) and too_deep(result, self.limits.max_depth):
+            raise BadResponse(SYSTEM, f"JSON nested too deeply (over {self.limits.max_depth}"
+                                      " levels)")
         return result
 
     @property

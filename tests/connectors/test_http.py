@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -18,6 +20,7 @@ from connectors.errors import (
 )
 from connectors.http import (
     BurstWindowLimiter,
+    CallLimits,
     ConcurrencyLimiter,
     HttpClient,
     RetryPolicy,
@@ -25,6 +28,7 @@ from connectors.http import (
     make_client,
     retry_after_seconds,
 )
+from tests.hostile import Answer, HostileVendor, Seen
 
 
 class Sleeps:
@@ -341,3 +345,151 @@ def test_scrub_masks_url_encoded_addresses_and_phones():
                  "call +358401234567")
     assert "aino.virtanen" not in text and "a***@example.fi" in text
     assert "401234567" not in text
+
+
+# ------------------------------------------ every wait ends, against a hostile vendor
+
+
+def hostile(vendor: HostileVendor, *, attempts: int = 1, read: float = 0.5,
+            **limits: float) -> HttpClient:
+    """An HttpClient of the hostile vendor, with a short read timeout and ``limits``."""
+    policy = RetryPolicy(max_attempts=attempts, sleep=Sleeps(), jitter=lambda: 0.0)
+    client = make_client(vendor.url, timeout=httpx.Timeout(read, connect=1.0))
+    return HttpClient("vendor", client, retry=policy, limits=CallLimits(**limits))
+
+
+def test_a_trickling_body_ends_at_the_call_deadline_not_the_read_timeout():
+    """Found: a body trickling one byte every 2 s kept a call with a 3 s read timeout
+    waiting for 150 s. Each byte comes well within the read timeout; the call ends."""
+    body = b'{"data": "' + b"x" * 400 + b'"}'  # 20 s at this pace
+    with HostileVendor(lambda req: Answer(200, body, pace=0.05)) as vendor:
+        http = hostile(vendor, attempts=2, read=0.5, deadline=1.0)
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed) as info:
+            http.json("GET", "/x")
+        assert time.monotonic() - started < 10  # generous: two attempts of ~1 s each
+    assert info.value.retryable and "deadline" in info.value.detail
+    assert http.api_calls == 2  # retried like a timeout
+
+
+def test_a_body_declared_over_the_cap_is_refused_before_it_is_read():
+    """Found: 100 MB accepted (+200 MB of memory per attempt). The default cap refuses
+    it from the Content-Length alone, and does not retry it."""
+    lie = Answer(200, b"[1]", headers={"content-length": str(100 * 2**20)})
+    with HostileVendor(lambda req: lie) as vendor:
+        http = hostile(vendor, attempts=3)
+        with pytest.raises(BadResponse) as info:
+            http.json("GET", "/x")
+    assert "too large" in info.value.detail and info.value.status_code == 200
+    assert http.api_calls == 1
+
+
+def test_a_body_growing_over_the_cap_while_streamed_is_bad_response():
+    big = Answer(200, b"[" + b"1," * 2**20 + b"1]", chunked=True)  # 2 MB, no length
+    with HostileVendor(lambda req: big) as vendor:
+        http = hostile(vendor, attempts=3, max_body=2**20)
+        with pytest.raises(BadResponse) as info:
+            http.json("GET", "/x")
+    assert "too large" in info.value.detail
+    assert http.api_calls == 1  # the vendor will not shrink it: not retried blindly
+
+
+def test_a_body_under_the_cap_is_read_whole():
+    body = b"[" + b"1," * 1000 + b"1]"
+    with HostileVendor(lambda req: Answer(200, body, chunked=True)) as vendor:
+        assert len(hostile(vendor, max_body=len(body)).json("GET", "/x")) == 1001
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b"[" * 500 + b"]" * 500,
+                                  b'{"a":' * 200 + b"1" + b"}" * 200],
+                         ids=["100000 open brackets", "500 levels", "200 objects"])
+def test_deeply_nested_json_is_bad_response_not_recursion_error(body):
+    with HostileVendor(lambda req: Answer(200, body, {"content-type": "application/json"})
+                       ) as vendor:
+        http = hostile(vendor)
+        with pytest.raises(BadResponse) as info:
+            http.json("GET", "/x")
+    assert "nested" in info.value.detail
+
+
+def test_a_deeply_nested_error_body_still_gives_the_status():
+    with HostileVendor(lambda req: Answer(400, b"[" * 100_000)) as vendor, \
+            pytest.raises(RequestRejected) as info:
+        hostile(vendor).request("GET", "/x")
+    assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_is_never_followed(status):
+    with HostileVendor(lambda req: Answer(200, {"data": "elsewhere"})) as other:
+        moved = Answer(status, b"", headers={"location": other.url + "/steal?token=x"})
+        with HostileVendor(lambda req: moved) as vendor:
+            http = hostile(vendor, attempts=3)
+            with pytest.raises(BadResponse) as info:
+                http.json("POST", "/x", json={"a": 1})
+    assert other.seen == []
+    assert info.value.status_code == status and "redirect" in info.value.detail
+    assert "127.0.0.1" in info.value.detail and "token" not in info.value.detail
+    assert http.api_calls == 1
+
+
+def test_a_redirect_on_the_same_host_is_not_success_either():
+    def handler(req: Seen) -> Answer:
+        if req.path == "/x":
+            return Answer(302, b"", headers={"location": "/y"})
+        return Answer(200, {"data": "moved"})
+
+    with HostileVendor(handler) as vendor, pytest.raises(BadResponse) as info:
+        hostile(vendor).request("GET", "/x")
+    assert info.value.status_code == 302
+    assert [s.path for s in vendor.seen] == ["/x"]
+
+
+def test_call_limits_have_sane_defaults():
+    limits = CallLimits()
+    assert 10 <= limits.deadline <= 120
+    assert 2**20 <= limits.max_body <= 100 * 2**20
+
+
+# ------------------------------------------------------ vendor text: names scrubbed
+
+
+FINNISH_NAMES = ["Aino Virtanen", "Mikko Häkkinen", "Eeva Mäkelä", "Jörö Öhman",
+                 "Anna-Liisa Kärkkäinen", "Åsa Ström"]
+
+
+@pytest.mark.parametrize("name", FINNISH_NAMES)
+def test_a_pipedrive_400_echoing_the_subjects_name_is_scrubbed(name):
+    """Found: a Pipedrive 400 that echoed the subject's name landed in Dagster's storage."""
+    body = {"success": False, "error": f"Person '{name}' could not be updated",
+            "error_info": "Please check developers.pipedrive.com", "code": "ERR_BAD_REQUEST"}
+    with HostileVendor(lambda req: Answer(400, body)) as vendor, \
+            pytest.raises(RequestRejected) as info:
+        hostile(vendor).request("PATCH", "/api/v2/persons/7", json={"name": "x"})
+    for part in name.replace("-", " ").split():
+        assert part not in str(info.value) and part not in str(info.value.evidence())
+    assert "could not be updated" in info.value.detail
+    assert "ERR_BAD_REQUEST" in info.value.detail
+
+
+@pytest.mark.parametrize("text, gone, kept", [
+    ("Aino Virtanen is already a list member.", ["Aino", "Virtanen"],
+     ["is already a list member"]),
+    ("Member Exists: Mikko Häkkinen was permanently deleted", ["Mikko", "Häkkinen"],
+     ["Member Exists", "was permanently deleted"]),
+    ('Contact "eeva mäkelä" not unique', ["eeva", "mäkelä"], ["not unique"]),
+    ("Resource Not Found", [], ["Resource Not Found"]),
+    ("Method Not Allowed: This list member cannot be removed.", [],
+     ["Method Not Allowed", "This list member cannot be removed"]),
+    ("AUTHENTICATION_FAILED: Invalid token", [], ["AUTHENTICATION_FAILED", "Invalid token"]),
+    ("unexpected response shape for MemberPage: members.0.id: missing", [],
+     ["MemberPage", "members.0.id"]),
+    ("field 'first_name' is required", [], ["'first_name'"]),
+    ("Owner ÖSTEN JÄRVINEN not allowed", ["ÖSTEN", "JÄRVINEN"], ["not allowed"]),
+])
+def test_scrub_masks_names_and_quoted_values_keeps_vendor_words(text, gone, kept):
+    out = scrub(text)
+    for word in gone:
+        assert word not in out
+    for phrase in kept:
+        assert phrase in out

@@ -28,7 +28,7 @@ from connectors.errors import (
 from connectors.http import RetryPolicy
 from connectors.mailchimp import MailchimpConnector, subscriber_hash
 from connectors.mailchimp.sdk import translate_error, translate_response
-from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.domain import Action, Identifier, IdentifierKind, RecordFacts, RecordRef
 from hub.policy import EraseMode, SystemPolicy
 
 KEY = "0123456789abcdef0123456789abcdef-us21"
@@ -123,10 +123,12 @@ LISTS = Reply(200, {"lists": [{"id": "aud1", "name": "Uutiskirje"},
                               {"id": "aud2", "name": "Kurssit"}], "total_items": 2})
 AINO = "Aino.Virtanen@Example.fi"
 H = subscriber_hash(AINO)
+CONTACT = "3f9a1c07be52d4e8a6c0917b2d"  # opaque, as Mailchimp's contact_id
 
 
 def member(list_id: str, status: str = "subscribed", **extra: Any) -> dict[str, Any]:
     return {"id": H, "email_address": AINO.lower(), "status": status, "list_id": list_id,
+            "contact_id": CONTACT,
             "full_name": "Aino Virtanen", "last_changed": "2026-01-02T03:04:05+00:00",
             "merge_fields": {"FNAME": "Aino", "LNAME": "Virtanen", "PHONE": "040 123 4567"},
             **extra}
@@ -212,7 +214,7 @@ def test_5xx_then_success(script, mc):
     sc.on("GET", f"/lists/aud1/members/{H}", Reply(200, member("aud1")))
     sc.on("GET", f"/lists/aud2/members/{H}", problem(404, "Resource Not Found", "nope"))
     refs = mc.find([Identifier(IdentifierKind.EMAIL, AINO.lower())])
-    assert [(r.container, r.record_id) for r in refs] == [("aud1", H)]
+    assert [(r.container, r.record_id) for r in refs] == [("aud1", CONTACT)]
 
 
 def test_find_uses_md5_of_lowercased_email_in_every_audience(script, mc):
@@ -222,7 +224,16 @@ def test_find_uses_md5_of_lowercased_email_in_every_audience(script, mc):
     sc.on("GET", f"/lists/aud2/members/{H}", Reply(200, member("aud2", "archived")))
     refs = mc.find([Identifier(IdentifierKind.EMAIL, "AINO.VIRTANEN@example.fi")])
     assert {r.container for r in refs} == {"aud1", "aud2"}
-    assert all(r.kind == "member" and r.record_id == H for r in refs)
+    assert all(r.kind == "member" and r.record_id == CONTACT for r in refs)
+
+
+def test_a_member_without_contact_id_is_bad_response_not_an_md5_pointer(script, mc):
+    sc, _ = script
+    sc.on("GET", "/lists", LISTS)
+    without = {k: v for k, v in member("aud1").items() if k != "contact_id"}
+    sc.on("GET", f"/lists/aud1/members/{H}", Reply(200, without))
+    with pytest.raises(BadResponse, match="contact_id"):
+        mc.find([Identifier(IdentifierKind.EMAIL, AINO)])
 
 
 def test_find_not_a_member_anywhere_is_empty(script, mc):
@@ -285,8 +296,9 @@ def test_sync_ends_when_a_page_comes_back_short(script, mc):
     assert sum(len(p.records) for p in pages) == 1
 
 
-REFS = [RecordRef("mailchimp", "member", H, container="aud1"),
-        RecordRef("mailchimp", "member", H, container="aud2")]
+FACTS = RecordFacts(name="Aino Virtanen", emails=(AINO.lower(),))
+REFS = [RecordRef("mailchimp", "member", CONTACT, container="aud1", facts=FACTS),
+        RecordRef("mailchimp", "member", CONTACT, container="aud2", facts=FACTS)]
 
 
 def test_erase_permanent_delete_treats_204_response_as_success_and_verifies(script, mc):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.errors import BadResponse
+from connectors.errors import BadResponse, RequestRejected
 from connectors.pipedrive import PipedriveConnector
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import DealsMode, SystemPolicy
@@ -197,3 +197,18 @@ def test_opt_out_read_back_still_subscribed_is_unverified(fast_retry):
     assert record.action == Action.UNSUBSCRIBED
     assert "read back: marketing_status is still subscribed" in record.detail
     assert [r.action for r in journal] == [Action.UNSUBSCRIBED]
+
+
+@pytest.mark.parametrize("name", ["Aino Virtanen", "Mikko Häkkinen", "Eeva Mäkelä"])
+def test_a_400_echoing_the_subjects_name_leaves_no_name_in_the_error(name, fast_retry):
+    """Found: a Pipedrive 400 that echoed the subject's name landed in Dagster's storage
+    (the error's message and evidence are what the task failure records)."""
+    body = {"success": False, "error": f"Person '{name}' could not be found by term",
+            "error_info": "Please check developers.pipedrive.com", "data": None}
+    with HostileVendor(lambda req: Answer(400, body)) as vendor, \
+            connector(vendor, fast_retry) as pd, pytest.raises(RequestRejected) as info:
+        pd.find([EMAIL])
+    recorded = f"{info.value} {info.value.evidence()}"
+    for part in name.split():
+        assert part not in recorded
+    assert "could not be found by term" in recorded and "HTTP 400" in recorded
