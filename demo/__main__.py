@@ -313,11 +313,14 @@ def _prove_retained(urls: dict[str, str], store: Store, request_id: str,
         live = _record(urls, "netvisor", "customer", rec["record_id"]) or {}
         fields = live.get("fields", {})
         invoices = live.get("invoices", [])
+        open_claim = "17(3)(e)" in (rec.get("legal_basis") or "")
         verdict.check(
-            bool(invoices) and not fields.get("Email") and not fields.get("PhoneNumber"),
+            bool(invoices) and not fields.get("PhoneNumber")
+            and bool(fields.get("Email")) == open_claim,
             f"netvisor: customer {rec['record_id']} kept with {len(invoices)} invoice(s), "
-            f"held until {rec['retained_until']} ({rec['legal_basis']}); its e-mail and "
-            f"phone blanked, state {live.get('state')}",
+            f"held until {rec['retained_until']} ({rec['legal_basis']}); its phone blanked, "
+            + ("its e-mail kept to collect the open invoice" if open_claim
+               else "its e-mail blanked") + f", state {live.get('state')}",
             f"netvisor customer {rec['record_id']}: invoices {len(invoices)}, "
             f"state {live.get('state')}")
     verdict.check(bool(held), "netvisor: the legal hold is in the evidence",
