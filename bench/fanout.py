@@ -359,7 +359,7 @@ class Bench:
         from hub import ledger
         from hub.domain import Identifier, IdentifierKind
         from hub.ledger import RequestKind
-        from pipelines.requests import subject_identifiers
+        from hub.scope import search_identifiers
 
         subjects = []
         with self.store.session() as session:
@@ -370,7 +370,7 @@ class Bench:
                 subjects.append(Subject(row.id, kind, idx))
         with self.store.session() as session:
             for subject in subjects:
-                emails, phones = wanted(subject_identifiers(session, subject.request_id))
+                emails, phones = wanted(search_identifiers(session, subject.request_id))
                 subject.emails, subject.phones = len(emails), len(phones)
         return subjects
 
