@@ -129,12 +129,13 @@ def _journal_writer(store, request_id: str, attempt: int):  # noqa: ANN202 - a c
 
 
 def run_task(store, connectors: ConnectorsResource, policy, request_id: str, system: str, *,
-             last_attempt: bool) -> dict | None:
+             last_attempt: bool) -> dict:
     """One (request × system) task: live lookup, split, act, journal, read back, record.
 
-    Returns the summary for Dagster (nothing personal), None when the task had already
-    finished. Raises TaskFailed after writing the failure to the task when it could not
-    finish; a failure that is not the last attempt is left running for the retry.
+    Returns the summary for Dagster (nothing personal; ``skipped`` when the task had
+    already finished). Raises TaskFailed after writing the failure to the task when it
+    could not finish; a failure that is not the last attempt is left running for the
+    retry, which resumes from the journal.
     """
     with store.session() as session:
         task = outcomes.begin(session, request_id, system)
@@ -154,11 +155,14 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
             connector.journal = _journal_writer(store, request_id, attempt)
             found = scope.split(subject, connector.find(search), decided)
             targets = list({review.key_of(r): r for r in (*seen_before, *found.act)}.values())
-            with store.session() as session:
+            with store.session() as session:  # before the first action (rule 3)
                 journal.plan(session, request_id, system, found.act, attempt=attempt)
                 review.register(session, request_id, found.candidates)
                 ledger.mark_shared(session, store.hasher, request_id,
                                    [*subject.shared, *found.shared])
+                if kind == RequestKind.ERASURE:  # read now: the records will be gone
+                    ledger.add_found_identifiers(session, store.hasher, request_id,
+                                                 scope.found_identifiers(session, found.act))
             outcome = _act(connector, kind, targets, policy.for_system(system), part)
             calls = connector.api_calls
     except Exception as exc:  # noqa: BLE001 - every failure must end in a task state
@@ -180,9 +184,6 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
               "the read-back did not show the intended state: " + scrub("; ".join(unproven)),
               outcomes.evidence_of(outcome), retryable=True, last_attempt=last_attempt)
     with store.session() as session:
-        if kind == RequestKind.ERASURE:
-            ledger.add_found_identifiers(session, store.hasher, request_id,
-                                         scope.found_identifiers(session, found.act))
         waiting = review.pending_count(session, request_id, system)
         outcomes.record(session, request_id, outcome, candidates=waiting,
                         excluded=[review.key_of(r) for r in found.excluded])

@@ -179,3 +179,30 @@ def test_deadline_check_fails_on_overdue_and_lists_due_soon_masked(home, resourc
     assert late.id in table and soon.id in table and "m***@example.fi" in table
     assert "mikko" not in table and "aino" not in table
     assert checks["nothing_stuck"].passed
+
+
+def test_a_request_waiting_for_an_operator_is_listed_every_night(home, resources, hub_store,
+                                                                  monkeypatch):
+    """Neither stuck nor silently narrowed: nothing_stuck names it (as a warning)."""
+    from hub import outcomes, review
+    from hub.domain import Outcome, RecordRef
+
+    monkeypatch.setenv("HUB_STUCK_AFTER_MINUTES", "1")
+    with hub_store.session() as session:
+        row = ledger.create_request(session, hub_store.hasher, RequestKind.ERASURE,
+                                    [Identifier(IdentifierKind.EMAIL, MIKKO)],
+                                    now=datetime.now(UTC) - timedelta(hours=3))
+        ledger.verify(session, row.id)
+        ledger.transition(session, row, RequestState.IN_PROGRESS)
+        ledger.ensure_tasks(session, row, ["pipedrive"])
+        review.register(session, row.id, [(RecordRef("pipedrive", "person", "5"),
+                                           "phone +358*******56 is shared")])
+        outcomes.begin(session, row.id, "pipedrive")
+        outcomes.record(session, row.id, Outcome("pipedrive", verified=True), candidates=1)
+        ledger.finalise(session, hub_store.hasher, row,
+                        now=datetime.now(UTC) - timedelta(minutes=5))
+        rid = row.id
+    stuck = reconcile(resources)["nothing_stuck"]
+    assert not stuck.passed and stuck.severity == AssetCheckSeverity.WARN
+    assert rid in stuck.description and "waits for an operator" in stuck.description
+    assert "1 candidate(s) to review" in stuck.description

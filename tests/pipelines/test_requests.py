@@ -164,3 +164,18 @@ def test_every_request_kind_completes_under_vendor_faults(indexed, vendors, reso
     assert at_vendor(vendors, "mailchimp", people[RequestKind.ERASURE]) == []
     members = at_vendor(vendors, "mailchimp", people[RequestKind.OPT_OUT])
     assert members and all(r["state"] == "unsubscribed" for r in members)
+
+
+def test_an_access_request_after_an_erasure_shows_what_is_kept_and_why(indexed, vendors,
+                                                                     resources, tmp_path):
+    """Found: the bundle said "nothing about you is held" in Netvisor while the hub itself
+    recorded a hold there."""
+    erasure = file_request(indexed, RequestKind.ERASURE, "aino.virtanen@example.fi")
+    assert run_to_the_end(indexed, erasure, resources).success
+    access = file_request(indexed, RequestKind.ACCESS, "aino.virtanen@example.fi")
+    assert run_to_the_end(indexed, access, resources).success
+    letter = (tmp_path / "home" / "exports" / access / "index.html").read_text("utf-8")
+    netvisor = letter.split("Visma Netvisor", 1)[1].split("<h2>", 1)[0]
+    assert "Kept by law" in netvisor and "2032-12-31" in netvisor
+    assert "Kirjanpitolaki" in netvisor and erasure in netvisor
+    assert "Nothing about you is held" not in netvisor
