@@ -409,13 +409,37 @@ def person_find(
 
 @audit_app.command("verify")
 @guarded
-def audit_verify() -> None:
-    """Check the whole audit trail's hash chain; exit 1 and say where it breaks."""
+def audit_verify(
+    tip: Annotated[str | None, typer.Option(
+        help="A tip written down earlier (SEQ:MAC from `hub audit tip`): also prove the "
+             "trail still reaches it unchanged, which finds events cut from the end.")]
+    = None,
+) -> None:
+    """Check the whole audit trail's keyed chain; exit 1 and say where it breaks."""
+    recorded = audit.parse_tip(tip) if tip is not None else None
     with store() as opened, opened.session() as session:
-        report = audit.verify(session)
+        report = audit.verify(session, recorded=recorded)
     if not report.ok:
         raise _fail(f"audit trail broken at event {report.seq}: {report.problem}", EXIT_INPUT)
-    typer.echo(f"audit trail intact: {report.events} events")
+    reaches = f"; reaches the recorded tip (event {recorded.seq})" if recorded else ""
+    typer.echo(f"audit trail intact: {report.events} events{reaches}")
+
+
+@audit_app.command("tip")
+@guarded
+def audit_tip() -> None:
+    """Print the verified trail's tip as SEQ:MAC, to write down outside the database.
+
+    Nobody without HUB_SECRET can forge the chain, but someone with write access to
+    the database can cut events from its end; `hub audit verify --tip SEQ:MAC` later
+    shows whether the trail still reaches what was written down.
+    """
+    with store() as opened, opened.session() as session:
+        report = audit.verify(session)
+        if not report.ok:
+            raise _fail(f"audit trail broken at event {report.seq}: {report.problem}; "
+                        "a tip of a broken trail vouches for nothing", EXIT_INPUT)
+        typer.echo(str(audit.tip(session)))
 
 
 def _mount_optional() -> None:

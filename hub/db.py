@@ -7,7 +7,7 @@ that migrate as a separate step).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -57,9 +57,14 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration; DatabaseUnavailable when the server is not there."""
+def upgrade(engine: Engine, *, audit_key: Callable[[], bytes] | None = None) -> None:
+    """Apply every pending migration; DatabaseUnavailable when the server is not there.
+
+    `audit_key` is for the migration that re-keys an existing audit chain: the key
+    comes from the settings, never from the database.
+    """
     cfg = alembic_config()
+    cfg.attributes["audit_key"] = audit_key
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
