@@ -44,7 +44,9 @@ class Store:
 
 
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url,
+                         connect_timeout=settings.db_connect_timeout,
+                         statement_timeout=settings.db_statement_timeout)
     store = Store(settings, engine, sessionmaker(engine, expire_on_commit=False))
     # Lazy: commands that never touch the trail (e.g. `request list`) need no secret.
     store.sessions.configure(info={audit.KEY_INFO: store.audit_key})
