@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import audit, index, ledger, outcomes, review, suppression
-from hub.db import DatabaseUnavailable
+from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
@@ -68,6 +70,16 @@ def guarded(func: F) -> F:
             raise _fail(str(exc), EXIT_INPUT) from None
         except (DatabaseUnavailable, SettingsError) as exc:
             raise _fail(str(exc), EXIT_ENVIRONMENT) from None
+        except (DataError, IntegrityError) as exc:
+            # The input got past validation but not past the database's own rules.
+            raise _fail(f"the database refused the input: {first_line(exc)}",
+                        EXIT_INPUT) from None
+        except (DBAPIError, PoolTimeout) as exc:
+            # Locked, read-only, gone away, timed out: the database, not the input.
+            raise _fail(f"the database failed: {first_line(exc)}", EXIT_ENVIRONMENT) from None
+        except OSError as exc:
+            raise _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename
+                        else str(exc), EXIT_ENVIRONMENT) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -8,7 +8,14 @@ working directory, or as a real process where a hang or the shell matters.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -16,6 +23,8 @@ from typer.testing import CliRunner
 
 from hub.cli import app
 from tests.conftest import TEST_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -101,3 +110,126 @@ def test_audit_tip_of_a_broken_trail_is_refused(cli):
 @pytest.mark.parametrize("tip", ["", "1", "one:two", "1:" + "g" * 64])
 def test_audit_verify_with_a_malformed_tip_exits_1(cli, tip):
     assert "SEQ:MAC" in one_line_error(cli("audit", "verify", "--tip", tip), 1)
+
+
+# --- environment errors: one line, exit 3 ----------------------------------------------
+
+
+def _corrupt(cli) -> dict[str, str]:
+    cli.path.write_bytes(b"this is not a database, just some bytes " * 100)
+    return {}
+
+
+def _read_only(cli) -> dict[str, str]:
+    new_request(cli)  # a real database, then opened read-only
+    return {"HUB_DATABASE_URL": f"sqlite:///file:{cli.path}?mode=ro&uri=true"}
+
+
+def _home_under_a_file(cli) -> dict[str, str]:
+    (cli.path.parent / "a-file").write_text("x")
+    return {"HUB_DATABASE_URL": None, "HUB_HOME": str(cli.path.parent / "a-file" / "hub")}
+
+
+ENVIRONMENTS = {
+    "url not a url": lambda cli: {"HUB_DATABASE_URL": "not a database url:pw@"},
+    "url unknown driver": lambda cli: {"HUB_DATABASE_URL": "postgresql+nosuch://u@h/db"},
+    "url driver not installed": lambda cli: {"HUB_DATABASE_URL": "mysql+mysqldb://u@h/db"},
+    "url unknown scheme": lambda cli: {"HUB_DATABASE_URL": "mongodb://u@h/db"},
+    "server unreachable": lambda cli: {"HUB_DATABASE_URL":
+                                       "postgresql+psycopg://postgres@127.0.0.1:1/x"},
+    "database corrupt": _corrupt,
+    "database read-only": _read_only,
+    "home unwritable": _home_under_a_file,
+    "timezone unknown": lambda cli: {"HUB_TIMEZONE": "Mars/Base"},
+    "mode invalid": lambda cli: {"HUB_MODE": "prod"},
+    "number invalid": lambda cli: {"HUB_DUE_SOON_DAYS": "soon"},
+    "timeout invalid": lambda cli: {"HUB_DB_CONNECT_TIMEOUT": "0"},
+}
+
+
+@pytest.mark.parametrize("command", [["request", "list"],
+                                     ["request", "new", "erasure", "--email", "a@example.fi"]])
+@pytest.mark.parametrize("environment", list(ENVIRONMENTS))
+def test_bad_environment_is_one_line_and_exit_3(cli, environment, command):
+    """Found: 82 to 436 lines of traceback and exit 1; invalid settings a 4-line dump."""
+    env = ENVIRONMENTS[environment](cli)
+    if environment == "database read-only" and command[1] == "list":
+        assert cli(*command, **env).exit_code == 0  # reading a read-only database is fine
+        return
+    line = one_line_error(cli(*command, **env), 3)
+    assert "pw@" not in line
+
+
+def test_locked_database_is_one_line_and_exit_3_after_the_busy_timeout(cli):
+    new_request(cli)
+    before = table_counts(cli.url)
+    holder = sqlite3.connect(cli.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock and never lets go
+    try:
+        result = cli("request", "new", "erasure", "--email", "b@example.fi",
+                     HUB_DB_CONNECT_TIMEOUT="0.2")
+        assert "locked" in one_line_error(result, 3)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert table_counts(cli.url) == before
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_database_that_never_answers_is_one_line_and_exit_3(tmp_path, silent_server):
+    """Found: every command hung. A real process: a hang shows as the timeout below."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("HUB_")}
+    env.update(PYTHONPATH=str(ROOT), HUB_SECRET=TEST_SECRET, HUB_DB_CONNECT_TIMEOUT="1",
+               HUB_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{silent_server}/x")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "request", "list"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot open the database" in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_statement_that_never_ends_is_one_line_and_exit_3(pg_schema_url, tmp_path,
+                                                          monkeypatch):
+    """A server that answers but whose statement waits forever (here: on a lock)."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    env = {"HUB_DATABASE_URL": pg_schema_url, "HUB_SECRET": TEST_SECRET}
+    assert runner.invoke(app, ["request", "list"], env=env).exit_code == 0
+    engine = create_engine(pg_schema_url)
+    with engine.connect() as holder:
+        holder.execute(text("LOCK TABLE subject_requests IN ACCESS EXCLUSIVE MODE"))
+        result = runner.invoke(app, ["request", "list"],
+                               env=dict(env, HUB_DB_STATEMENT_TIMEOUT="0.5"))
+        holder.rollback()
+    engine.dispose()
+    assert "timeout" in one_line_error(result, 3)
