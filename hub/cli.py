@@ -9,6 +9,7 @@ written nothing. Exit codes: 1 the input or the request's state is wrong,
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -54,8 +55,27 @@ app.add_typer(person_app, name="person")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# C0 and C1 controls (ESC, BEL, CSI...), DEL, and the bidirectional overrides that
+# reorder what a terminal shows.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Stored or vendor text made inert for a terminal: each control shown as `\\x1b`.
+
+    A name, a reason or a vendor's display name can hold escape sequences that clear
+    the screen, retitle the window or hide what follows; shown escaped, the operator
+    sees that something was there without the terminal obeying it.
+    """
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _echo(line: str) -> None:
+    typer.echo(terminal_safe(line))
+
+
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {terminal_safe(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -199,13 +219,13 @@ def request_list(
         rows = ledger.list_requests(session, today=today, overdue=overdue,
                                     due_within=due_within)
         if not rows:
-            typer.echo("no requests")
+            _echo("no requests")
             return
-        typer.echo(f"{'id':<18} {'kind':<8} {'state':<20} {'due':<11} {'':<12} subject")
+        _echo(f"{'id':<18} {'kind':<8} {'state':<20} {'due':<11} {'':<12} subject")
         for row in rows:
             shown = ledger.view(session, row)
             who = ", ".join(v for _, v in shown.identifiers) or "(scrubbed)"
-            typer.echo(f"{row.id:<18} {row.kind:<8} {row.state:<20} "
+            _echo(f"{row.id:<18} {row.kind:<8} {row.state:<20} "
                        f"{shown.due_on.isoformat():<11} {_due_label(shown.due_on, today):<12} "
                        f"{who}")
 
@@ -218,21 +238,21 @@ def request_show(request_id: str) -> None:
         row = ledger.get_request(session, request_id)
         shown = ledger.view(session, row, reveal=True)
         today = _today(opened.settings)
-        typer.echo(f"request   {shown.id}")
-        typer.echo(f"kind      {shown.kind}   origin {shown.origin}")
-        typer.echo(f"state     {shown.state}"
+        _echo(f"request   {shown.id}")
+        _echo(f"kind      {shown.kind}   origin {shown.origin}")
+        _echo(f"state     {shown.state}"
                    + (f"   ({shown.state_reason})" if shown.state_reason else ""))
-        typer.echo(f"received  {shown.received_at.isoformat(timespec='seconds')}")
-        typer.echo(f"due       {shown.due_on.isoformat()}   {_due_label(shown.due_on, today)}"
+        _echo(f"received  {shown.received_at.isoformat(timespec='seconds')}")
+        _echo(f"due       {shown.due_on.isoformat()}   {_due_label(shown.due_on, today)}"
                    + (f"   extended: {shown.extension_reason}" if shown.extended else ""))
         for kind, value in shown.identifiers:
-            typer.echo(f"{kind:<9} {value}")
+            _echo(f"{kind:<9} {value}")
         if shown.name:
-            typer.echo(f"name      {shown.name}")
+            _echo(f"name      {shown.name}")
         if shown.tasks:
-            typer.echo("tasks")
+            _echo("tasks")
             for system, state, action, attempts in shown.tasks:
-                typer.echo(f"  {system:<10} {state:<15} {action or '-':<20} "
+                _echo(f"  {system:<10} {state:<15} {action or '-':<20} "
                            f"attempts {attempts}")
 
 
@@ -404,16 +424,16 @@ def person_find(
     with store() as opened, opened.session() as session:
         reasons = suppression.reasons_for(session, opened.hasher, ident)
         if reasons:
-            typer.echo(f"suppressed: {', '.join(sorted(reasons))}")
+            _echo(f"suppressed: {', '.join(sorted(reasons))}")
         person = index.lookup(session, ident)
         if person is None:
-            typer.echo("not in the index")
+            _echo("not in the index")
             return
-        typer.echo(f"person {person}")
+        _echo(f"person {person}")
         for system, records in index.records_of(session, person).items():
             for rec in records:
                 seen = rec.updated_at.date().isoformat() if rec.updated_at else "-"
-                typer.echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
+                _echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
 
 
 # --- audit -------------------------------------------------------------------------

@@ -233,3 +233,42 @@ def test_statement_that_never_ends_is_one_line_and_exit_3(pg_schema_url, tmp_pat
         holder.rollback()
     engine.dispose()
     assert "timeout" in one_line_error(result, 3)
+
+
+# --- stored text on the terminal ---------------------------------------------------
+
+
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x1b[31m\u202e\x9b"
+
+
+def test_escape_sequences_in_stored_text_are_never_replayed(cli):
+    """Found: `request show` replayed them (clear screen, set title, colours)."""
+    created = cli("request", "new", "erasure", "--email", "a@example.fi",
+                  "--name", f"Aino{ESCAPES}Virtanen")
+    assert created.exit_code == 0, created.output
+    rid = created.stdout.split()[0]
+    assert cli("request", "extend", rid, "--reason", f"many{ESCAPES}systems").exit_code == 0
+    shown = cli("request", "show", rid)
+    assert shown.exit_code == 0, shown.output
+    for char in "\x1b\x07\u202e\x9b":
+        assert char not in shown.stdout
+    assert "\\x1b[2J" in shown.stdout  # visible, so an operator sees something was there
+
+
+def test_escape_sequences_from_a_vendor_are_never_replayed_by_person_find(cli):
+    from hub.domain import SourceRecord
+    from hub.index import IndexWriter, recluster
+    from hub.settings import Settings
+    from hub.store import open_store
+
+    store = open_store(Settings(_env_file=None, database_url=cli.url, secret=TEST_SECRET))
+    with store.session() as session:
+        writer = IndexWriter(session, "pipedrive", full=True)
+        writer.add([SourceRecord("pipedrive", "7", ("aino@example.fi",), (),
+                                 f"Aino{ESCAPES}")])
+        writer.finish()
+        recluster(session)
+    store.close()
+    found = cli("person", "find", "aino@example.fi")
+    assert found.exit_code == 0, found.output
+    assert "\x1b" not in found.stdout and "\x07" not in found.stdout
