@@ -29,6 +29,7 @@ from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
+from hub.models import SubjectRequestRow
 from hub.policy import PolicyError
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
@@ -165,6 +166,17 @@ def _identifiers(email: str | None, phone: str | None) -> list[Identifier]:
     return found
 
 
+def _subject_name(name: str | None) -> str | None:
+    """The name as stored, refused (without echoing it) when its column cannot hold it."""
+    if name is None or not name.strip():
+        return None
+    normalised = normalise_name(name)
+    limit = SubjectRequestRow.__table__.c.subject_name.type.length
+    if limit is not None and len(normalised) > limit:
+        raise ValueError(f"--name is {len(normalised)} characters; at most {limit} are kept")
+    return normalised
+
+
 @request_app.command("new")
 @guarded
 def request_new(
@@ -179,12 +191,12 @@ def request_new(
     if request_kind is None:
         raise ValueError(f"unknown request kind {kind!r}: use access, erasure or opt-out")
     identifiers = _identifiers(email, phone)
+    subject_name = _subject_name(name)
     with store() as opened, opened.session() as session:
         now = datetime.now(UTC)
         row = ledger.create_request(
             session, opened.hasher, request_kind, identifiers,
-            name=normalise_name(name) if name else None, now=now,
-            timezone=opened.settings.timezone,
+            name=subject_name, now=now, timezone=opened.settings.timezone,
         )
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
         if request_kind == RequestKind.ACCESS:
@@ -405,8 +417,10 @@ def request_reject(
     reason: Annotated[str, typer.Option(help="Why, as told to the subject.")],
 ) -> None:
     """Reject a request (e.g. identity could not be verified); its identifiers are dropped."""
+    if not reason.strip():
+        raise LedgerError("a rejection needs a --reason: the subject must be told why")
     with store() as opened, opened.session() as session:
-        row = ledger.reject(session, request_id, reason)
+        row = ledger.reject(session, request_id, reason.strip())
         typer.echo(f"{row.id} rejected")
 
 

@@ -235,6 +235,33 @@ def test_statement_that_never_ends_is_one_line_and_exit_3(pg_schema_url, tmp_pat
     assert "timeout" in one_line_error(result, 3)
 
 
+# --- refused input: one line, exit 1, nothing written ----------------------------------
+
+
+@pytest.mark.parametrize("reason", ["", "  ", "\t\n "])
+def test_empty_rejection_reason_is_refused(cli, reason):
+    rid = new_request(cli)
+    before = table_counts(cli.url)
+    assert "reason" in one_line_error(cli("request", "reject", rid, "--reason", reason), 1)
+    assert table_counts(cli.url) == before
+    assert "received" in cli("request", "show", rid).stdout
+
+
+def test_name_longer_than_its_column_is_refused_on_every_database(db_url, tmp_path,
+                                                                   monkeypatch):
+    """Found: a traceback on PostgreSQL."""
+    monkeypatch.chdir(tmp_path)
+    env = {"HUB_DATABASE_URL": db_url, "HUB_SECRET": TEST_SECRET}
+    long_name = "Aino " + "Virtanen-" * 40
+    assert CliRunner().invoke(app, ["request", "list"], env=env).exit_code == 0
+    result = CliRunner().invoke(app, ["request", "new", "erasure", "--email", "a@example.fi",
+                                      "--name", long_name], env=env)
+    line = one_line_error(result, 1)
+    assert "--name" in line and "255" in line and "Virtanen" not in line
+    assert table_counts(db_url) == {"subject_requests": 0, "request_identifiers": 0,
+                                    "audit_events": 0}
+
+
 # --- stored text on the terminal ---------------------------------------------------
 
 
