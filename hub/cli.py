@@ -23,7 +23,7 @@ import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, index, ledger, outcomes, review, suppression
+from hub import audit, duplicates, index, ledger, outcomes, review, suppression
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
@@ -155,15 +155,13 @@ def db_upgrade() -> None:
 # --- requests ----------------------------------------------------------------------
 
 
-def _identifiers(email: str | None, phone: str | None) -> list[Identifier]:
-    found: list[Identifier] = []
-    if email:
-        found.append(Identifier(IdentifierKind.EMAIL, parse_email(email)))
-    if phone:
-        found.append(Identifier(IdentifierKind.PHONE, parse_phone(phone)))
+def _identifiers(emails: list[str] | None, phones: list[str] | None) -> list[Identifier]:
+    """Every identifier typed, normalised, each once: nothing the operator gave is dropped."""
+    found = [Identifier(IdentifierKind.EMAIL, parse_email(e)) for e in emails or []]
+    found += [Identifier(IdentifierKind.PHONE, parse_phone(p)) for p in phones or []]
     if not found:
         raise InvalidIdentifier("give the subject's --email or --phone (or both)")
-    return found
+    return list(dict.fromkeys(found))
 
 
 def _subject_name(name: str | None) -> str | None:
@@ -181,10 +179,15 @@ def _subject_name(name: str | None) -> str | None:
 @guarded
 def request_new(
     kind: Annotated[str, typer.Argument(help="access, erasure or opt-out")],
-    email: Annotated[str | None, typer.Option(help="The subject's e-mail address.")] = None,
-    phone: Annotated[str | None, typer.Option(help="The subject's phone number.")] = None,
+    email: Annotated[list[str] | None, typer.Option(
+        help="The subject's e-mail address; repeatable.")] = None,
+    phone: Annotated[list[str] | None, typer.Option(
+        help="The subject's phone number; repeatable.")] = None,
     name: Annotated[str | None, typer.Option(help="The subject's name, as they gave it.")]
     = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        help="File it even though an open request of this kind exists for the subject.")]
+    = False,
 ) -> None:
     """File a subject request; prints its id and due date."""
     request_kind = KIND_NAMES.get(kind.lower())
@@ -193,6 +196,12 @@ def request_new(
     identifiers = _identifiers(email, phone)
     subject_name = _subject_name(name)
     with store() as opened, opened.session() as session:
+        open_ones = duplicates.open_duplicates(session, opened.hasher, request_kind,
+                                               identifiers)
+        if open_ones and not allow_duplicate:
+            raise LedgerError(f"this subject already has an open {request_kind.value} "
+                              f"request: {', '.join(open_ones)}; --allow-duplicate files "
+                              "another anyway")
         now = datetime.now(UTC)
         row = ledger.create_request(
             session, opened.hasher, request_kind, identifiers,

@@ -299,3 +299,42 @@ def test_escape_sequences_from_a_vendor_are_never_replayed_by_person_find(cli):
     found = cli("person", "find", "aino@example.fi")
     assert found.exit_code == 0, found.output
     assert "\x1b" not in found.stdout and "\x07" not in found.stdout
+
+
+# --- nothing typed is dropped, nothing filed twice unnoticed -----------------------
+
+
+def test_every_email_and_phone_given_is_kept(cli):
+    """Found: `--email` given twice kept only the last."""
+    created = cli("request", "new", "erasure", "--email", "aino@example.fi",
+                  "--email", "aino.virtanen@work.example.fi", "--phone", "040 123 4567",
+                  "--phone", "+358 50 765 4321", "--email", "AINO@example.fi")
+    assert created.exit_code == 0, created.output
+    shown = cli("request", "show", created.stdout.split()[0]).stdout
+    for value in ("aino@example.fi", "aino.virtanen@work.example.fi", "+358401234567",
+                  "+358507654321"):
+        assert value in shown
+    assert shown.count("aino@example.fi") == 1
+
+
+def test_open_request_of_the_same_kind_for_the_same_person_is_named(cli):
+    """Found: duplicates passed unnoticed."""
+    first = cli("request", "new", "erasure", "--email", "aino@example.fi", "--phone",
+                "040 123 4567")
+    rid = first.stdout.split()[0]
+    before = table_counts(cli.url)
+    for again in (["--email", "AINO@example.fi"], ["--phone", "+358401234567"]):
+        line = one_line_error(cli("request", "new", "erasure", *again), 1)
+        assert rid in line and "--allow-duplicate" in line
+    assert table_counts(cli.url) == before
+    other_kind = cli("request", "new", "opt-out", "--email", "aino@example.fi")
+    assert other_kind.exit_code == 0, other_kind.output
+    allowed = cli("request", "new", "erasure", "--email", "aino@example.fi",
+                  "--allow-duplicate")
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_closed_request_is_no_duplicate(cli):
+    rid = new_request(cli)
+    assert cli("request", "reject", rid, "--reason", "not verifiable").exit_code == 0
+    assert cli("request", "new", "access", "--email", "aino@example.fi").exit_code == 0
