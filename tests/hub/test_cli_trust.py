@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from hub.cli import app
+from hub.settings import SANDBOX_SECRET
 from tests.conftest import TEST_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,6 +234,26 @@ def test_statement_that_never_ends_is_one_line_and_exit_3(pg_schema_url, tmp_pat
         holder.rollback()
     engine.dispose()
     assert "timeout" in one_line_error(result, 3)
+
+
+# --- a leftover sandbox file, a weak secret ---------------------------------------------
+
+
+def test_leftover_sandbox_file_never_runs_the_hub_on_the_public_key(cli, tmp_path):
+    """Found: a leftover `.hub/sandbox.env` silently put the hub on the built-in key."""
+    (tmp_path / ".hub").mkdir()
+    (tmp_path / ".hub" / "sandbox.env").write_text("HUB_MODE=sandbox\n")
+    result = cli("request", "new", "erasure", "--email", "a@example.fi", HUB_SECRET=None)
+    assert ".hub/sandbox.env" in one_line_error(result, 3)
+    assert table_counts(cli.url)["subject_requests"] == 0
+
+
+@pytest.mark.parametrize("secret", [" " * 32, "x" * 32, SANDBOX_SECRET])
+def test_weak_or_public_secret_is_refused_naming_its_source(cli, secret):
+    result = cli("request", "new", "erasure", "--email", "a@example.fi", HUB_SECRET=secret)
+    line = one_line_error(result, 3)
+    assert "HUB_SECRET from the environment" in line
+    assert table_counts(cli.url)["subject_requests"] == 0
 
 
 # --- refused input: one line, exit 1, nothing written ----------------------------------
