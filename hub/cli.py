@@ -247,8 +247,8 @@ def request_list(
             shown = ledger.view(session, row)
             who = ", ".join(v for _, v in shown.identifiers) or "(scrubbed)"
             _echo(f"{row.id:<18} {row.kind:<8} {row.state:<20} "
-                       f"{shown.due_on.isoformat():<11} {_due_label(shown.due_on, today):<12} "
-                       f"{who}")
+                  f"{shown.due_on.isoformat():<11} {_due_label(shown.due_on, today):<12} "
+                  f"{who}")
 
 
 @request_app.command("show")
@@ -262,10 +262,10 @@ def request_show(request_id: str) -> None:
         _echo(f"request   {shown.id}")
         _echo(f"kind      {shown.kind}   origin {shown.origin}")
         _echo(f"state     {shown.state}"
-                   + (f"   ({shown.state_reason})" if shown.state_reason else ""))
+              + (f"   ({shown.state_reason})" if shown.state_reason else ""))
         _echo(f"received  {shown.received_at.isoformat(timespec='seconds')}")
         _echo(f"due       {shown.due_on.isoformat()}   {_due_label(shown.due_on, today)}"
-                   + (f"   extended: {shown.extension_reason}" if shown.extended else ""))
+              + (f"   extended: {shown.extension_reason}" if shown.extended else ""))
         for kind, value in shown.identifiers:
             _echo(f"{kind:<9} {value}")
         if shown.name:
@@ -274,7 +274,7 @@ def request_show(request_id: str) -> None:
             _echo("tasks")
             for system, state, action, attempts in shown.tasks:
                 _echo(f"  {system:<10} {state:<15} {action or '-':<20} "
-                           f"attempts {attempts}")
+                      f"attempts {attempts}")
 
 
 @request_app.command("verify")
