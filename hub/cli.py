@@ -273,8 +273,8 @@ def request_show(request_id: str) -> None:
         if shown.tasks:
             _echo("tasks")
             for system, state, action, attempts in shown.tasks:
-                _echo(f"  {system:<10} {state:<15} {action or '-':<20} "
-                      f"attempts {attempts}")
+                typer.echo(f"  {system:<10} {state:<15} {action or '-':<20} "
+                           f"attempts {attempts}")
 
 
 @request_app.command("verify")
