@@ -30,6 +30,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+# PostgreSQL drivers that pass connect_timeout and options on to libpq.
+LIBPQ_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -48,7 +50,7 @@ def first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def make_engine(url: str, *, connect_timeout: float = 10.0,
+def make_engine(url: str, *, connect_timeout: float = 30.0,
                 statement_timeout: float = 300.0) -> Engine:
     """An engine that never puts statement parameters (personal data) in errors or logs."""
     parsed = _parse(url)
@@ -80,7 +82,7 @@ def _parse(url: str) -> URL:
 def _server_connect_args(url: URL, connect_timeout: float,
                          statement_timeout: float) -> dict[str, Any]:
     """libpq's timeouts; what the URL itself says wins (its options come last)."""
-    if url.get_backend_name() != "postgresql":
+    if url.get_backend_name() != "postgresql" or url.get_driver_name() not in LIBPQ_DRIVERS:
         return {}
     args: dict[str, Any] = {}
     if "connect_timeout" not in url.query:

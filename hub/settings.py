@@ -121,8 +121,9 @@ class Settings(BaseSettings):
     stuck_after_minutes: int = Field(default=120, ge=1)
     # Every wait on the database ends: connecting (and, on SQLite, waiting for a lock)
     # and, on PostgreSQL, each statement. A server that accepts and never answers gives
-    # one line and exit 3 instead of a hang.
-    db_connect_timeout: float = Field(default=10.0, gt=0)
+    # one line and exit 3 instead of a hang. 30 s is SQLite's earlier busy timeout, which
+    # concurrent system ops writing to one SQLite file rely on.
+    db_connect_timeout: float = Field(default=30.0, gt=0)
     db_statement_timeout: float = Field(default=300.0, gt=0)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
