@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -123,13 +123,23 @@ def _sqlite_path(url: URL) -> Path | None:
     return Path(database)
 
 
+def private_folder(folder: Path) -> None:
+    """Create `folder` 0700, or make an existing one of ours 0700; OSError if it cannot be."""
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+    # mkdir's mode is filtered by the umask; someone else's folder is left alone (the
+    # file inside is still 0600).
+    if folder.stat().st_mode & 0o077:
+        with suppress(PermissionError):
+            folder.chmod(0o700)
+
+
 def _private_sqlite_file(path: Path) -> None:
     """Folder 0700 when the hub creates it, file 0600 from the first byte, sidecars 0600."""
     folder = path.parent
     try:
         if not folder.exists():
-            folder.mkdir(parents=True, mode=0o700)
-            folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+            private_folder(folder)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDECARS)):
             _tighten(file)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import audit
-from hub.db import make_engine, session_scope, upgrade
+from hub.db import DatabaseUnavailable, make_engine, private_folder, session_scope, upgrade
 from hub.hashing import Hasher
 from hub.settings import Settings
 
@@ -43,7 +43,20 @@ class Store:
         self.engine.dispose()
 
 
+def _own_home(settings: Settings) -> None:
+    """HUB_HOME holds the default database: its folder is the owner's alone, even when
+    something else (the sandbox's env file) created it first."""
+    if settings.database_url:
+        return
+    try:
+        private_folder(settings.home)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot create HUB_HOME {settings.home}: "
+                                  f"{exc.strerror or exc}") from None
+
+
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
+    _own_home(settings)
     engine = make_engine(settings.resolved_database_url,
                          connect_timeout=settings.db_connect_timeout,
                          statement_timeout=settings.db_statement_timeout)

@@ -72,3 +72,13 @@ def test_an_existing_folder_is_left_as_the_operator_made_it(tmp_path):
                                 secret=TEST_SECRET))
     store.close()
     assert mode(tmp_path) == 0o755 and mode(tmp_path / "hub.db") == 0o600
+
+
+def test_hub_home_made_first_by_the_sandbox_is_made_owner_only(tmp_path):
+    """`hub sandbox serve` may create .hub (0755) before the database exists in it."""
+    home = tmp_path / ".hub"
+    home.mkdir()
+    (home / "sandbox.env").write_text("HUB_MODE=sandbox\n")
+    store = write_once(Settings(_env_file=None, home=home, secret=TEST_SECRET))
+    store.close()
+    assert mode(home) == 0o700 and mode(home / "hub.db") == 0o600
