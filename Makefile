@@ -25,7 +25,8 @@ test: lint
 	$(BIN)/pytest
 
 # The Dagster UI and daemon on the local instance, with the sandbox behind them;
-# Ctrl-C stops all of it.
+# Ctrl-C stops all of it. Loopback only: the webserver has no login, and anyone who
+# reaches it can launch any job (deploy/README.md puts it behind a proxy that has one).
 DAGSTER_HOME ?= $(CURDIR)/.hub/dagster
 UI_PORT ?= 3000
 
@@ -33,7 +34,7 @@ ui: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
 	@$(BIN)/hub sandbox serve & sandbox=$$!; \
 	  trap 'kill $$sandbox 2>/dev/null; wait $$sandbox 2>/dev/null' EXIT INT TERM; \
-	  DAGSTER_HOME=$(DAGSTER_HOME) HUB_MODE=sandbox $(BIN)/dagster dev -m pipelines.definitions -p $(UI_PORT)
+	  DAGSTER_HOME=$(DAGSTER_HOME) HUB_MODE=sandbox $(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p $(UI_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python bench/index.py

@@ -9,6 +9,7 @@ written nothing. Exit codes: 1 the input or the request's state is wrong,
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -19,13 +20,16 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, index, ledger, outcomes, review, suppression
-from hub.db import DatabaseUnavailable
+from hub import audit, duplicates, index, ledger, outcomes, review, suppression
+from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
+from hub.models import SubjectRequestRow
 from hub.policy import PolicyError
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
@@ -52,8 +56,27 @@ app.add_typer(person_app, name="person")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# C0 and C1 controls (ESC, BEL, CSI...), DEL, and the bidirectional overrides that
+# reorder what a terminal shows.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Stored or vendor text made inert for a terminal: each control shown as `\\x1b`.
+
+    A name, a reason or a vendor's display name can hold escape sequences that clear
+    the screen, retitle the window or hide what follows; shown escaped, the operator
+    sees that something was there without the terminal obeying it.
+    """
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _echo(line: str) -> None:
+    typer.echo(terminal_safe(line))
+
+
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {terminal_safe(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -68,6 +91,16 @@ def guarded(func: F) -> F:
             raise _fail(str(exc), EXIT_INPUT) from None
         except (DatabaseUnavailable, SettingsError) as exc:
             raise _fail(str(exc), EXIT_ENVIRONMENT) from None
+        except (DataError, IntegrityError) as exc:
+            # The input got past validation but not past the database's own rules.
+            raise _fail(f"the database refused the input: {first_line(exc)}",
+                        EXIT_INPUT) from None
+        except (DBAPIError, PoolTimeout) as exc:
+            # Locked, read-only, gone away, timed out: the database, not the input.
+            raise _fail(f"the database failed: {first_line(exc)}", EXIT_ENVIRONMENT) from None
+        except OSError as exc:
+            raise _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename
+                        else str(exc), EXIT_ENVIRONMENT) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -122,37 +155,57 @@ def db_upgrade() -> None:
 # --- requests ----------------------------------------------------------------------
 
 
-def _identifiers(email: str | None, phone: str | None) -> list[Identifier]:
-    found: list[Identifier] = []
-    if email:
-        found.append(Identifier(IdentifierKind.EMAIL, parse_email(email)))
-    if phone:
-        found.append(Identifier(IdentifierKind.PHONE, parse_phone(phone)))
+def _identifiers(emails: list[str] | None, phones: list[str] | None) -> list[Identifier]:
+    """Every identifier typed, normalised, each once: nothing the operator gave is dropped."""
+    found = [Identifier(IdentifierKind.EMAIL, parse_email(e)) for e in emails or []]
+    found += [Identifier(IdentifierKind.PHONE, parse_phone(p)) for p in phones or []]
     if not found:
         raise InvalidIdentifier("give the subject's --email or --phone (or both)")
-    return found
+    return list(dict.fromkeys(found))
+
+
+def _subject_name(name: str | None) -> str | None:
+    """The name as stored, refused (without echoing it) when its column cannot hold it."""
+    if name is None or not name.strip():
+        return None
+    normalised = normalise_name(name)
+    limit = SubjectRequestRow.__table__.c.subject_name.type.length
+    if limit is not None and len(normalised) > limit:
+        raise ValueError(f"--name is {len(normalised)} characters; at most {limit} are kept")
+    return normalised
 
 
 @request_app.command("new")
 @guarded
 def request_new(
     kind: Annotated[str, typer.Argument(help="access, erasure or opt-out")],
-    email: Annotated[str | None, typer.Option(help="The subject's e-mail address.")] = None,
-    phone: Annotated[str | None, typer.Option(help="The subject's phone number.")] = None,
+    email: Annotated[list[str] | None, typer.Option(
+        help="The subject's e-mail address; repeatable.")] = None,
+    phone: Annotated[list[str] | None, typer.Option(
+        help="The subject's phone number; repeatable.")] = None,
     name: Annotated[str | None, typer.Option(help="The subject's name, as they gave it.")]
     = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        help="File it even though an open request of this kind exists for the subject.")]
+    = False,
 ) -> None:
     """File a subject request; prints its id and due date."""
     request_kind = KIND_NAMES.get(kind.lower())
     if request_kind is None:
         raise ValueError(f"unknown request kind {kind!r}: use access, erasure or opt-out")
     identifiers = _identifiers(email, phone)
+    subject_name = _subject_name(name)
     with store() as opened, opened.session() as session:
+        open_ones = duplicates.open_duplicates(session, opened.hasher, request_kind,
+                                               identifiers)
+        if open_ones and not allow_duplicate:
+            raise LedgerError(f"this subject already has an open {request_kind.value} "
+                              f"request: {', '.join(open_ones)}; --allow-duplicate files "
+                              "another anyway")
         now = datetime.now(UTC)
         row = ledger.create_request(
             session, opened.hasher, request_kind, identifiers,
-            name=normalise_name(name) if name else None, now=now,
-            timezone=opened.settings.timezone,
+            name=subject_name, now=now, timezone=opened.settings.timezone,
         )
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
         if request_kind == RequestKind.ACCESS:
@@ -187,15 +240,15 @@ def request_list(
         rows = ledger.list_requests(session, today=today, overdue=overdue,
                                     due_within=due_within)
         if not rows:
-            typer.echo("no requests")
+            _echo("no requests")
             return
-        typer.echo(f"{'id':<18} {'kind':<8} {'state':<20} {'due':<11} {'':<12} subject")
+        _echo(f"{'id':<18} {'kind':<8} {'state':<20} {'due':<11} {'':<12} subject")
         for row in rows:
             shown = ledger.view(session, row)
             who = ", ".join(v for _, v in shown.identifiers) or "(scrubbed)"
-            typer.echo(f"{row.id:<18} {row.kind:<8} {row.state:<20} "
-                       f"{shown.due_on.isoformat():<11} {_due_label(shown.due_on, today):<12} "
-                       f"{who}")
+            _echo(f"{row.id:<18} {row.kind:<8} {row.state:<20} "
+                  f"{shown.due_on.isoformat():<11} {_due_label(shown.due_on, today):<12} "
+                  f"{who}")
 
 
 @request_app.command("show")
@@ -206,19 +259,19 @@ def request_show(request_id: str) -> None:
         row = ledger.get_request(session, request_id)
         shown = ledger.view(session, row, reveal=True)
         today = _today(opened.settings)
-        typer.echo(f"request   {shown.id}")
-        typer.echo(f"kind      {shown.kind}   origin {shown.origin}")
-        typer.echo(f"state     {shown.state}"
-                   + (f"   ({shown.state_reason})" if shown.state_reason else ""))
-        typer.echo(f"received  {shown.received_at.isoformat(timespec='seconds')}")
-        typer.echo(f"due       {shown.due_on.isoformat()}   {_due_label(shown.due_on, today)}"
-                   + (f"   extended: {shown.extension_reason}" if shown.extended else ""))
+        _echo(f"request   {shown.id}")
+        _echo(f"kind      {shown.kind}   origin {shown.origin}")
+        _echo(f"state     {shown.state}"
+              + (f"   ({shown.state_reason})" if shown.state_reason else ""))
+        _echo(f"received  {shown.received_at.isoformat(timespec='seconds')}")
+        _echo(f"due       {shown.due_on.isoformat()}   {_due_label(shown.due_on, today)}"
+              + (f"   extended: {shown.extension_reason}" if shown.extended else ""))
         for kind, value in shown.identifiers:
-            typer.echo(f"{kind:<9} {value}")
+            _echo(f"{kind:<9} {value}")
         if shown.name:
-            typer.echo(f"name      {shown.name}")
+            _echo(f"name      {shown.name}")
         if shown.tasks:
-            typer.echo("tasks")
+            _echo("tasks")
             for system, state, action, attempts in shown.tasks:
                 typer.echo(f"  {system:<10} {state:<15} {action or '-':<20} "
                            f"attempts {attempts}")
@@ -375,8 +428,10 @@ def request_reject(
     reason: Annotated[str, typer.Option(help="Why, as told to the subject.")],
 ) -> None:
     """Reject a request (e.g. identity could not be verified); its identifiers are dropped."""
+    if not reason.strip():
+        raise LedgerError("a rejection needs a --reason: the subject must be told why")
     with store() as opened, opened.session() as session:
-        row = ledger.reject(session, request_id, reason)
+        row = ledger.reject(session, request_id, reason.strip())
         typer.echo(f"{row.id} rejected")
 
 
@@ -394,16 +449,16 @@ def person_find(
     with store() as opened, opened.session() as session:
         reasons = suppression.reasons_for(session, opened.hasher, ident)
         if reasons:
-            typer.echo(f"suppressed: {', '.join(sorted(reasons))}")
+            _echo(f"suppressed: {', '.join(sorted(reasons))}")
         person = index.lookup(session, ident)
         if person is None:
-            typer.echo("not in the index")
+            _echo("not in the index")
             return
-        typer.echo(f"person {person}")
+        _echo(f"person {person}")
         for system, records in index.records_of(session, person).items():
             for rec in records:
                 seen = rec.updated_at.date().isoformat() if rec.updated_at else "-"
-                typer.echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
+                _echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
 
 
 # --- audit -------------------------------------------------------------------------
@@ -411,13 +466,37 @@ def person_find(
 
 @audit_app.command("verify")
 @guarded
-def audit_verify() -> None:
-    """Check the whole audit trail's hash chain; exit 1 and say where it breaks."""
+def audit_verify(
+    tip: Annotated[str | None, typer.Option(
+        help="A tip written down earlier (SEQ:MAC from `hub audit tip`): also prove the "
+             "trail still reaches it unchanged, which finds events cut from the end.")]
+    = None,
+) -> None:
+    """Check the whole audit trail's keyed chain; exit 1 and say where it breaks."""
+    recorded = audit.parse_tip(tip) if tip is not None else None
     with store() as opened, opened.session() as session:
-        report = audit.verify(session)
+        report = audit.verify(session, recorded=recorded)
     if not report.ok:
         raise _fail(f"audit trail broken at event {report.seq}: {report.problem}", EXIT_INPUT)
-    typer.echo(f"audit trail intact: {report.events} events")
+    reaches = f"; reaches the recorded tip (event {recorded.seq})" if recorded else ""
+    typer.echo(f"audit trail intact: {report.events} events{reaches}")
+
+
+@audit_app.command("tip")
+@guarded
+def audit_tip() -> None:
+    """Print the verified trail's tip as SEQ:MAC, to write down outside the database.
+
+    Nobody without HUB_SECRET can forge the chain, but someone with write access to
+    the database can cut events from its end; `hub audit verify --tip SEQ:MAC` later
+    shows whether the trail still reaches what was written down.
+    """
+    with store() as opened, opened.session() as session:
+        report = audit.verify(session)
+        if not report.ok:
+            raise _fail(f"audit trail broken at event {report.seq}: {report.problem}; "
+                        "a tip of a broken trail vouches for nothing", EXIT_INPUT)
+        typer.echo(str(audit.tip(session)))
 
 
 def _mount_optional() -> None:

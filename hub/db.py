@@ -3,20 +3,35 @@
 Every command applies pending migrations on first use, so an upgraded hub never
 runs against an old schema; `hub db upgrade` does it explicitly (for deployments
 that migrate as a separate step).
+
+Two promises are kept here for every caller. Every wait on the database ends: a
+connect timeout (SQLite: how long to wait for a lock) and, on PostgreSQL, a
+statement timeout, so a server that accepts connections and never answers is an
+error, not a hang. And a SQLite database holds personal data, so its folder (when the
+hub creates it) is 0700 and the file 0600 from the first byte; SQLite gives its -wal,
+-shm and -journal files the database file's mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+# PostgreSQL drivers that pass connect_timeout and options on to libpq.
+LIBPQ_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -28,27 +43,119 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(url: str) -> Engine:
+def first_line(exc: BaseException) -> str:
+    """The driver's own first line: later lines (PostgreSQL's DETAIL) may quote values."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def make_engine(url: str, *, connect_timeout: float = 30.0,
+                statement_timeout: float = 300.0) -> Engine:
     """An engine that never puts statement parameters (personal data) in errors or logs."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               hide_parameters=True)
+    parsed = _parse(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed, connect_timeout)
+        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True,
+                             connect_args=_server_connect_args(parsed, connect_timeout,
+                                                               statement_timeout))
+    except NoSuchModuleError:
+        raise DatabaseUnavailable(f"the database URL names an unknown driver "
+                                  f"{parsed.drivername!r} (e.g. postgresql+psycopg, "
+                                  "sqlite)") from None
+    except ImportError as exc:
+        raise DatabaseUnavailable(f"the driver for {parsed.drivername!r} is not installed "
+                                  f"({exc})") from None
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk index writes stay in memory
-            cur.execute("PRAGMA temp_store=MEMORY")
-            cur.close()
 
-        return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        # Not echoed: an unparsable URL may still hold a password.
+        raise DatabaseUnavailable("HUB_DATABASE_URL is not a database URL (e.g. "
+                                  "postgresql+psycopg://hub@db.example/hub, "
+                                  "sqlite:///path/hub.db)") from None
+
+
+def _server_connect_args(url: URL, connect_timeout: float,
+                         statement_timeout: float) -> dict[str, Any]:
+    """libpq's timeouts; what the URL itself says wins (its options come last)."""
+    if url.get_backend_name() != "postgresql" or url.get_driver_name() not in LIBPQ_DRIVERS:
+        return {}
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = max(1, math.ceil(connect_timeout))
+    own = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+    given = url.query.get("options")
+    given_text = " ".join(given) if isinstance(given, tuple) else (given or "")
+    args["options"] = f"{own} {given_text}".strip()
+    return args
+
+
+def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
+    path = _sqlite_path(url)
+    if path is not None:
+        _private_sqlite_file(path)
+    engine = create_engine(url, connect_args={"check_same_thread": False,
+                                              "timeout": busy_timeout},
+                           hide_parameters=True)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk index writes stay in memory
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.close()
+
+    return engine
+
+
+def _sqlite_path(url: URL) -> Path | None:
+    """The file of a plain SQLite URL; None for memory and `file:` URIs (not ours to create)."""
+    database = url.database
+    if not database or database == ":memory:" or str(url.query.get("uri", "")) == "true":
+        return None
+    return Path(database)
+
+
+def private_folder(folder: Path) -> None:
+    """Create `folder` 0700, or make an existing one of ours 0700; OSError if it cannot be."""
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+    # mkdir's mode is filtered by the umask; someone else's folder is left alone (the
+    # file inside is still 0600).
+    if folder.stat().st_mode & 0o077:
+        with suppress(PermissionError):
+            folder.chmod(0o700)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Folder 0700 when the hub creates it, file 0600 from the first byte, sidecars 0600."""
+    folder = path.parent
+    try:
+        if not folder.exists():
+            private_folder(folder)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDECARS)):
+            _tighten(file)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot create the database {path} (HUB_HOME or "
+                                  f"HUB_DATABASE_URL): "
+                                  f"{exc.strerror or exc}") from None
+
+
+def _tighten(file: Path) -> None:
+    """Owner-only, also for a database an older hub created 0644."""
+    try:
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
+    except PermissionError:
+        pass  # not ours to change; SQLite will say whether it can be used
 
 
 def alembic_config() -> Config:
@@ -57,22 +164,22 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration; DatabaseUnavailable when the server is not there."""
+def upgrade(engine: Engine, *, audit_key: Callable[[], bytes] | None = None) -> None:
+    """Apply every pending migration; DatabaseUnavailable when the database is not usable.
+
+    `audit_key` is for the migration that re-keys an existing audit chain: the key
+    comes from the settings, never from the database.
+    """
     cfg = alembic_config()
+    cfg.attributes["audit_key"] = audit_key
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-    except OperationalError as exc:
+    except (DBAPIError, PoolTimeout) as exc:
         raise DatabaseUnavailable(
-            f"cannot open the database {safe_url(str(engine.url))}: {_first_line(exc)}"
+            f"cannot open the database {safe_url(str(engine.url))}: {first_line(exc)}"
         ) from None
-
-
-def _first_line(exc: OperationalError) -> str:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 @contextmanager

@@ -1,22 +1,50 @@
 """The hub's settings: environment first, then `.env`, then the sandbox's env file.
 
-`hub sandbox serve` writes `.hub/sandbox.env`; reading it last means a person who
-started the sandbox can run any hub command against it without exporting anything,
-while a real deployment's environment always wins.
+`hub sandbox serve` writes `.hub/sandbox.env` (the emulated vendors' URLs and
+credentials); reading it last means a person who started the sandbox can run the
+connectors against it without exporting anything, while a real deployment's
+environment always wins.
+
+That file is a by-product of running the emulators, not the operator's decision, so
+it never changes the hub's security posture: its `HUB_MODE` is ignored (sandbox mode,
+with its public built-in key, is switched on only by the environment, `.env` or
+explicit configuration), and in production the built-in key and any secret with fewer
+than 32 meaningful characters are refused, naming the file or variable they came from.
+A leftover file can therefore make the hub refuse to start, never run on a key that
+everyone knows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 MIN_SECRET_LENGTH = 32
+# A secret must also not be a repetition of a few characters ("aaaa...", "abab...").
+MIN_SECRET_DISTINCT = 6
 # Known to everyone, therefore only acceptable where no real person's data is.
 SANDBOX_SECRET = "sandbox-only-not-a-secret-0123456789abcdef"
+SANDBOX_ENV_FILE = ".hub/sandbox.env"
+# Settings a file of the sandbox may not supply: they decide whether real data is safe.
+_NOT_FROM_SANDBOX_FILE = ("mode",)
+_ENVIRONMENT = "the environment"
+_EXPLICIT = "explicit configuration"
+
+# Which source supplied each setting, collected while one Settings object is built.
+_ORIGINS: ContextVar[dict[str, str] | None] = ContextVar("hub_settings_origins", default=None)
 
 
 class SettingsError(RuntimeError):
@@ -28,10 +56,56 @@ class Mode(StrEnum):
     SANDBOX = "sandbox"
 
 
+def _record(label: str, data: dict[str, Any]) -> None:
+    origins = _ORIGINS.get()
+    if origins is not None:
+        for key in data:
+            origins.setdefault(key, label)
+
+
+def _tagged(source: Callable[[], dict[str, Any]], label: str) -> Callable[[], dict[str, Any]]:
+    def call() -> dict[str, Any]:
+        data = source()
+        _record(label, data)
+        return data
+
+    return call
+
+
+class _EnvFileSource(DotEnvSettingsSource):
+    """One env file, remembered as the origin of what it supplies."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env_file: str | Path) -> None:
+        super().__init__(settings_cls, env_file=env_file)
+        self.label = str(env_file)
+        self.is_sandbox_file = Path(env_file).as_posix().endswith(SANDBOX_ENV_FILE)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        if self.is_sandbox_file:
+            for key in _NOT_FROM_SANDBOX_FILE:
+                if key in data:
+                    data.pop(key)
+                    _record(self.label, {f"ignored {key}": True})
+        _record(self.label, data)
+        return data
+
+
+def _env_files(dotenv: PydanticBaseSettingsSource) -> list[str | Path]:
+    files = getattr(dotenv, "env_file", None)
+    if files is None:
+        return []
+    return [files] if isinstance(files, str | Path) else list(files)
+
+
+def _meaningful(value: str) -> str:
+    return "".join(value.split())
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HUB_",
-        env_file=(".hub/sandbox.env", ".env"),
+        env_file=(SANDBOX_ENV_FILE, ".env"),
         env_file_encoding="utf-8",
         extra="ignore",
     )
@@ -45,6 +119,48 @@ class Settings(BaseSettings):
     due_soon_days: int = Field(default=7, ge=0)
     # A task running (or a verified request not started) longer than this is flagged.
     stuck_after_minutes: int = Field(default=120, ge=1)
+    # Every wait on the database ends: connecting (and, on SQLite, waiting for a lock)
+    # and, on PostgreSQL, each statement. A server that accepts and never answers gives
+    # one line and exit 3 instead of a hang. 30 s is SQLite's earlier busy timeout, which
+    # concurrent system ops writing to one SQLite file rely on.
+    db_connect_timeout: float = Field(default=30.0, gt=0)
+    db_statement_timeout: float = Field(default=300.0, gt=0)
+
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        origins: dict[str, str] = {}
+        token = _ORIGINS.set(origins)
+        try:
+            super().__init__(**values)
+        finally:
+            _ORIGINS.reset(token)
+        self._origins = origins
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[Any, ...]:
+        """One source per env file, later files first (they win), each tagged with its name."""
+        files = [_EnvFileSource(settings_cls, f) for f in reversed(_env_files(dotenv_settings))]
+        return (_tagged(init_settings, _EXPLICIT), _tagged(env_settings, _ENVIRONMENT),
+                *files, file_secret_settings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception:  # noqa: BLE001 - not found, malformed key, path tricks: all unusable
+            raise ValueError(f"{value!r} is not a time zone name (e.g. Europe/Helsinki)") \
+                from None
+        return value
+
+    def origin(self, name: str) -> str:
+        """Where a setting came from: the environment, an env file, or explicit configuration."""
+        return self._origins.get(name, "the default")
 
     @property
     def resolved_database_url(self) -> str:
@@ -52,22 +168,52 @@ class Settings(BaseSettings):
 
     @cached_property
     def secret_bytes(self) -> bytes:
-        """The HMAC key of DESIGN.md rule 6; refuses to guess outside the sandbox."""
+        """The HMAC key of DESIGN.md rule 6; outside the sandbox, never guessed nor weak."""
         value = self.secret.get_secret_value() if self.secret else ""
+        if self.mode == Mode.SANDBOX:
+            return (value or SANDBOX_SECRET).encode()
         if not value:
-            if self.mode == Mode.SANDBOX:
-                return SANDBOX_SECRET.encode()
             raise SettingsError(
-                "HUB_SECRET is not set: run `hub init` to write a new one to .env, "
-                f"or set it in the environment (at least {MIN_SECRET_LENGTH} characters)"
+                "HUB_SECRET is not set: run `hub init` to write a new one to .env, or set it "
+                f"in the environment (at least {MIN_SECRET_LENGTH} characters)"
+                + self._sandbox_hint()
             )
-        if len(value) < MIN_SECRET_LENGTH and self.mode != Mode.SANDBOX:
-            raise SettingsError(
-                f"HUB_SECRET is too short ({len(value)} characters; at least "
-                f"{MIN_SECRET_LENGTH}): run `hub init --force` for a new one"
-            )
+        self._refuse_weak(value)
         return value.encode()
+
+    def _refuse_weak(self, value: str) -> None:
+        where = self.origin("secret")
+        if value.strip() == SANDBOX_SECRET:
+            raise SettingsError(
+                f"HUB_SECRET from {where} is the sandbox's built-in key, which everyone knows; "
+                "production refuses it: run `hub init` for a real one" + self._sandbox_hint()
+            )
+        meaningful = _meaningful(value)
+        if len(meaningful) < MIN_SECRET_LENGTH or len(set(meaningful)) < MIN_SECRET_DISTINCT:
+            raise SettingsError(
+                f"HUB_SECRET from {where} is too weak ({len(meaningful)} characters besides "
+                f"spaces, {len(set(meaningful))} different; at least {MIN_SECRET_LENGTH}, "
+                f"not a few repeated): run `hub init --force` for a new one"
+            )
+
+    def _sandbox_hint(self) -> str:
+        ignored = self._origins.get("ignored mode")
+        if ignored is None or "mode" in self._origins:
+            return ""
+        return (f"; {ignored} asks for HUB_MODE=sandbox, which only the environment or "
+                ".env can switch on")
+
+
+def _describe(error: Any) -> str:
+    name = "HUB_" + "_".join(str(part) for part in error["loc"]).upper()
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}: {message}"
 
 
 def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """The settings, or a SettingsError of one line naming each unusable variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        # Only the variable and the rule: never the value, which may be a secret.
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from None
