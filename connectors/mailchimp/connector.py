@@ -1,4 +1,4 @@
-"""Mailchimp Marketing API v3 through the official SDK (reference section B).
+"""Mailchimp Marketing API v3 through the official SDK (docs/vendors/mailchimp.md).
 
 - Sync: every audience's members, ``count=1000``/``offset``, ``exclude_fields``
   for ``_links``, ``since_last_changed`` incrementally (with a one-second

@@ -1,4 +1,4 @@
-"""Visma Netvisor connector (reference §D.3): XML over HTTPS, one request at a time.
+"""Visma Netvisor connector (docs/vendors/netvisor.md): XML over HTTPS, one request at a time.
 
 Records. A customer is a record (``record_id`` = its NetvisorKey) with its own
 e-mail, e-invoicing address and phone. Each contact person is a record of its

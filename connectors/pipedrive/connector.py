@@ -1,7 +1,7 @@
 """Pipedrive: persons (API v2) and what hangs off them (v2 deals/activities, v1 notes,
 leads, mail messages, files).
 
-Reference: /work/shared/reference/saas-apis.md section A. Choices:
+Reference: docs/vendors/pipedrive.md. Choices:
 
 - v2 wherever it exists (v1 persons endpoints are out of support since 2026-08);
   v1 only for the sub-resources that are still v1-only.

@@ -1,4 +1,4 @@
-"""Typeform connector (reference §C): responses are the source records.
+"""Typeform connector (docs/vendors/typeform.md): responses are the source records.
 
 What each action does:
 
