@@ -276,7 +276,7 @@ def request_show(request_id: str) -> None:
                 typer.echo(f"  {system:<10} {state:<15} {action or '-':<20} "
                            f"attempts {attempts}")
         if RequestState(row.state) == RequestState.AWAITING_REVIEW:
-            typer.echo(_waiting_for(session, row.id))
+            _echo(_waiting_for(session, row.id))
 
 
 @request_app.command("verify")
@@ -326,7 +326,7 @@ def request_run(request_id: str) -> None:
         typer.echo(outcomes.text_table(ledger.tasks_of(session, request_id)))
         typer.echo(f"request {row.id} is {row.state} (Dagster run {result.run_id})")
         if RequestState(row.state) == RequestState.AWAITING_REVIEW:
-            typer.echo(_waiting_for(session, row.id))
+            _echo(_waiting_for(session, row.id))
     if not result.success:
         raise _fail("some systems failed; `hub request run` again re-runs only those",
                     EXIT_INPUT)
@@ -386,16 +386,16 @@ def request_review(
                               actor=actor)
         listed = review.items(session, request_id)
         if not listed:
-            typer.echo(f"request {request_id} has no candidate records")
+            _echo(f"request {request_id} has no candidate records")
         for item in listed:
             who = f" by {item.decided_by}" if item.decided_by else ""
-            typer.echo(f"{item.number:>3}  {item.decision:<9} {item.system:<10} "
+            _echo(f"{item.number:>3}  {item.decision:<9} {item.system:<10} "
                        f"{item.kind:<15} {item.record:<24} {item.reason}{who}")
         row = ledger.get_request(session, request_id)
         if RequestState(row.state) == RequestState.AWAITING_REVIEW:
-            typer.echo(_waiting_for(session, request_id))
+            _echo(_waiting_for(session, request_id))
         elif (approve or exclude) and RequestState(row.state) == RequestState.VERIFIED:
-            typer.echo(f"every decision made: {request_id} runs again "
+            _echo(f"every decision made: {request_id} runs again "
                        f"(the sensor starts it, or hub request run {request_id})")
 
 
@@ -418,7 +418,7 @@ def task_confirm(
         review.confirm_task(session, request_id, system, state, note=note,
                             actor=(operator or _operator()).strip())
         row = ledger.get_request(session, request_id)
-        typer.echo(f"{request_id}/{system} confirmed {state.value}; request is {row.state}")
+        _echo(f"{request_id}/{system} confirmed {state.value}; request is {row.state}")
 
 
 @request_app.command("reject")
