@@ -140,7 +140,12 @@ def _private_sqlite_file(path: Path) -> None:
     try:
         if not folder.exists():
             private_folder(folder)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        # Never open an existing database file here: closing any descriptor of a file
+        # drops every POSIX lock this process holds on it, and SQLite's locks with it
+        # (another engine of this process may be mid-transaction): a corrupt database.
+        if not path.exists():
+            with suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDECARS)):
             _tighten(file)
     except OSError as exc:

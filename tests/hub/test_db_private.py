@@ -82,3 +82,33 @@ def test_hub_home_made_first_by_the_sandbox_is_made_owner_only(tmp_path):
     store = write_once(Settings(_env_file=None, home=home, secret=TEST_SECRET))
     store.close()
     assert mode(home) == 0o700 and mode(home / "hub.db") == 0o600
+
+
+def test_opening_the_store_again_keeps_this_process_s_locks(tmp_path):
+    """Found: opening a second store on the same file (as `hub request run` does while its
+    engine is open) opened and closed a descriptor of the database, which drops every
+    POSIX lock this process holds on it. In WAL mode that lock is what tells another
+    process it is not alone; without it, that process deletes the WAL under our feet
+    ("database disk image is malformed"). Switching journal mode needs to be alone: it
+    must still be refused (locked)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "hub.db"
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{db}", secret=TEST_SECRET,
+                        home=tmp_path / ".hub")
+    write_once(settings).close()
+    holder = sqlite3.connect(db)
+    try:
+        holder.execute("SELECT count(*) FROM audit_events").fetchall()  # the file is open
+        open_store(settings).close()  # this process opens the store again meanwhile
+        other = subprocess.run(
+            [sys.executable, "-c",
+             "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0.2); "
+             "print(c.execute('PRAGMA journal_mode=DELETE').fetchone()[0])", str(db)],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        holder.close()
+    assert other.stdout.strip() != "delete", "the WAL was taken away from an open database"
+    assert "database is locked" in other.stderr or other.stdout.strip() == "wal"
