@@ -21,8 +21,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Two workers: most tests wait on emulated vendors and Dagster's processes, not the CPU;
+# a file's tests stay on one worker, so its module-scoped sandbox starts once.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The Dagster UI and daemon on the local instance, with the sandbox behind them;
 # Ctrl-C stops all of it. Loopback only: the webserver has no login, and anyone who
