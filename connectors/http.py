@@ -691,11 +691,17 @@ class HttpClient:
             response = exchange(self.system, self.client, method, url, limits=self.limits,
                                 **kwargs)
             lim.observe(response.headers)
+        if self.reads_error_body(response):
+            return response
         error = classify(self.system, response, daily_budget_header=self.daily_budget_header,
                          request_id_headers=self.request_id_headers)
         if error is not None:
             raise error
         return response
+
+    def reads_error_body(self, response: httpx.Response) -> bool:
+        """Whether the connector reads this error status's body itself (none do by default)."""
+        return False
 
     def request(
         self,

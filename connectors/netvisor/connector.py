@@ -64,7 +64,6 @@ from connectors.base import ConnectorBase, matches, now_utc, wanted
 from connectors.errors import (
     AuthError,
     BadResponse,
-    ConnectionFailed,
     ConnectorError,
     RateLimited,
     VendorError,
@@ -75,7 +74,6 @@ from connectors.http import (
     Limiter,
     RetryPolicy,
     SerialLimiter,
-    classify,
     make_client,
     validate,
 )
@@ -341,22 +339,8 @@ class NetvisorHttp(HttpClient):
     body (a proxy's 503 page) is classified as usual.
     """
 
-    def _send_once(self, method: str, url: str, limiter: Limiter | None,
-                   kwargs: dict[str, Any]) -> httpx.Response:
-        lim = limiter or self.limiter
-        with lim.slot():
-            self.counter.add()
-            try:
-                response = self.client.request(method, url, **kwargs)
-            except httpx.TransportError as exc:
-                raise ConnectionFailed(self.system, type(exc).__name__) from None
-            lim.observe(response.headers)
-        if response.status_code >= 400 and b"responsestatus" in response.content.lower():
-            return response
-        error = classify(self.system, response, request_id_headers=self.request_id_headers)
-        if error is not None:
-            raise error
-        return response
+    def reads_error_body(self, response: httpx.Response) -> bool:
+        return response.status_code >= 400 and b"responsestatus" in response.content.lower()
 
 
 class NetvisorConnector(ConnectorBase):

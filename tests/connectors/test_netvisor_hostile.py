@@ -183,3 +183,21 @@ def test_a_well_formed_answer_finds_and_confirms(netvisor):
                         "getcustomer.nv": xml("<Customers>" + customer() + "</Customers>")})
     (ref,) = conn.find([AINO])
     assert ref.record_id == "7" and ref.facts.name == "Aino Virtanen"
+
+
+def test_a_trickling_netvisor_answer_ends_at_the_call_deadline(netvisor):
+    """Netvisor's own door (it reads the XML of an error status) goes through the same
+    exchange as every vendor: a body trickling in ends at the deadline, not at 20 s."""
+    import time
+
+    from connectors.errors import ConnectionFailed
+    from connectors.http import CallLimits
+
+    slow = Answer(200, f"<Root>{OK}{' ' * 400}</Root>".encode(), {"content-type": "text/xml"},
+                  pace=0.05)
+    conn, vendor = netvisor({"customerlist.nv": slow})
+    conn.http.limits = CallLimits(deadline=0.5)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed, match="deadline"):
+        conn.find([AINO])
+    assert time.monotonic() - started < 15  # generous; the trickle alone would take 20 s
