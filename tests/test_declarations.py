@@ -109,3 +109,11 @@ def test_the_toy_with_its_section_loads_and_heads_its_part_of_the_letter(toy, tm
     page = (made.path / "index.html").read_text("utf-8")
     assert "<h2>Toy box (paper cards in a drawer)</h2>" in page
     assert "GDPR art. 6(1)(b) contract" in page
+
+
+def test_the_sandbox_lists_the_emulators_the_declarations_name():
+    """The sandbox keeps its own list (it imports nothing of ours); the two must agree."""
+    from sandbox.vendors import EMULATORS
+
+    declared = {d.emulator for d in registry.declared().values() if d.emulator}
+    assert declared == {f"sandbox.{name}" for name in EMULATORS}
