@@ -104,14 +104,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-SYSTEMS = ("pipedrive", "mailchimp", "typeform", "netvisor")
+from connectors import registry  # noqa: E402
+
+SYSTEMS = registry.names()  # the declared systems (connectors/registry.py)
 KINDS = ("access", "opt_out", "erasure")
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_POOLS = "mailchimp=10"
 # What every op process needs, imported once in the forkserver (the connectors are
-# imported lazily by the registry, so they are named here).
+# imported lazily by the registry, so their modules are named here).
 PRELOAD = ("dagster._core.executor.multiprocess", "pipelines.definitions",
-           *(f"connectors.{system}" for system in SYSTEMS))
+           *(d.connector.partition(":")[0] for d in registry.declared().values()))
 VENDOR_POOL_NOTES = {
     "pipedrive": "search API 10 req/2 s per company; each op throttles itself to that",
     "mailchimp": "10 simultaneous connections per API key; an op holds one",

@@ -26,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faker import Faker  # noqa: E402
 
+from connectors import registry  # noqa: E402
 from hub.domain import SourceRecord  # noqa: E402
 from hub.index import IndexWriter, recluster  # noqa: E402
 from hub.settings import Settings  # noqa: E402
 from hub.store import open_store  # noqa: E402
 
-SYSTEMS = ("pipedrive", "mailchimp", "typeform", "netvisor")
+SYSTEMS = registry.names()  # the declared systems (connectors/registry.py)
 
 
 def peak_rss_mb() -> float:
@@ -87,7 +88,8 @@ def records_for(system: str, holders: list[int], people: list[tuple[str, str, st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-system", type=int, default=100_000)
-    parser.add_argument("--systems", type=int, default=4, choices=range(1, 5))
+    parser.add_argument("--systems", type=int, default=len(SYSTEMS),
+                        choices=range(1, len(SYSTEMS) + 1))
     parser.add_argument("--database-url", default=None,
                         help="default: a new SQLite file in a temporary folder")
     parser.add_argument("--seed", type=int, default=7)

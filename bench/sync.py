@@ -34,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-SYSTEMS = ("pipedrive", "mailchimp", "typeform", "netvisor")
+from connectors import registry  # noqa: E402
+
+SYSTEMS = registry.names()  # the declared systems (connectors/registry.py)
 
 
 def peak_rss_mb() -> float:

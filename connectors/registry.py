@@ -1,37 +1,70 @@
-"""Build a connector by system name, its settings read from the environment.
+"""The declared systems, and a connector by system name, its settings from the environment.
 
-One line per system: a lazy import, so building Pipedrive never imports the
-Netvisor XML stack and a broken optional connector cannot break the others.
+``VENDORS`` is the one list of systems: one line per vendor package, each package
+declaring itself as ``DECLARATION`` in its ``__init__.py`` (``connectors.declaration``).
+Everything that lists systems reads ``declarations()``: the Dagster assets and ops, the
+policy check, the access letter's titles.
+
+A system outside this package (a deployment's own, a test's toy system) is added by
+naming its package in ``HUB_EXTRA_SYSTEMS`` (comma-separated module names), read when
+the declarations are collected: in a Dagster code location that is at import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from functools import cache
 from importlib import import_module
 
 import httpx
 
 from connectors.base import Connector
+from connectors.declaration import ConnectorDeclaration
+from hub.systems import SystemDeclaration, by_name
 
-# system -> "module:factory"; the factory is called as factory(client=client).
-CONNECTORS: dict[str, str] = {
-    "pipedrive": "connectors.pipedrive:PipedriveConnector.from_env",
-    "mailchimp": "connectors.mailchimp:MailchimpConnector.from_env",
-    "typeform": "connectors.typeform:TypeformConnector.from_env",
-    "netvisor": "connectors.netvisor:NetvisorConnector.from_env",
-}
+VENDORS: tuple[str, ...] = (
+    "connectors.pipedrive",
+    "connectors.mailchimp",
+    "connectors.typeform",
+    "connectors.netvisor",
+)
+EXTRA_ENV = "HUB_EXTRA_SYSTEMS"
+
+
+def packages() -> tuple[str, ...]:
+    """The vendor packages: ``VENDORS``, then those named in ``HUB_EXTRA_SYSTEMS``."""
+    extra = (p.strip() for p in os.environ.get(EXTRA_ENV, "").split(","))
+    return (*VENDORS, *(p for p in extra if p))
+
+
+@cache
+def _collect(names: tuple[str, ...]) -> dict[str, ConnectorDeclaration]:
+    found: list[ConnectorDeclaration] = []
+    for package in names:
+        declaration = getattr(import_module(package), "DECLARATION", None)
+        if not isinstance(declaration, ConnectorDeclaration):
+            raise TypeError(f"{package} has no DECLARATION (a ConnectorDeclaration)")
+        found.append(declaration)
+    by_name(d.system for d in found)  # refuses a name declared twice
+    return {d.name: d for d in found}
+
+
+def declared() -> dict[str, ConnectorDeclaration]:
+    """Every declared system by name, in declaration order."""
+    return dict(_collect(packages()))
+
+
+def declarations() -> list[SystemDeclaration]:
+    """The hub's side of every declaration (for ``load_policy(systems=...)``)."""
+    return [d.system for d in _collect(packages()).values()]
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_collect(packages()))
 
 
 def available() -> list[str]:
-    return sorted(CONNECTORS)
-
-
-def _resolve(target: str) -> Callable[..., Connector]:
-    module_name, _, attr_path = target.partition(":")
-    obj: object = import_module(module_name)
-    for attr in attr_path.split("."):
-        obj = getattr(obj, attr)
-    return obj  # type: ignore[return-value]
+    return sorted(names())
 
 
 def build_connector(system: str, *, client: httpx.Client | None = None) -> Connector:
@@ -42,8 +75,8 @@ def build_connector(system: str, *, client: httpx.Client | None = None) -> Conne
     Raises KeyError for an unknown system and ConfigError for missing settings.
     """
     try:
-        target = CONNECTORS[system]
+        declaration = _collect(packages())[system]
     except KeyError:
         raise KeyError(f"no connector for system {system!r}; known: {', '.join(available())}"
                        ) from None
-    return _resolve(target)(client=client)
+    return declaration.build(client=client)

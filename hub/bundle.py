@@ -45,13 +45,6 @@ PARTS = ".parts"
 PART_DIGEST = "part_sha256"
 """The key under which an access task's evidence (``vendor``) records its part's digest."""
 
-SYSTEM_TITLES = {
-    "pipedrive": "Pipedrive (customer relationship management)",
-    "mailchimp": "Mailchimp (mailing lists)",
-    "typeform": "Typeform (surveys and forms)",
-    "netvisor": "Visma Netvisor (accounting)",
-}
-
 
 @dataclass(frozen=True)
 class Bundle:
@@ -114,7 +107,7 @@ def _html(request_id: str, created: datetime, exports: Sequence[Export], policy:
     everything = [*exports, *(Export(s, ()) for s in retained if s not in shown)]
     for export in everything:
         system = export.system
-        title = SYSTEM_TITLES.get(system, system)
+        title = policy.title(system)  # from the system's declaration
         parts.append(f"<h2>{html.escape(title)}</h2>")
         rules = policy.systems.get(system)
         if rules is not None:

@@ -13,15 +13,6 @@ from enum import StrEnum
 from typing import Any
 
 
-class System(StrEnum):
-    """The systems the reference deployment connects (DESIGN.md, vocabulary)."""
-
-    PIPEDRIVE = "pipedrive"
-    MAILCHIMP = "mailchimp"
-    TYPEFORM = "typeform"
-    NETVISOR = "netvisor"
-
-
 class IdentifierKind(StrEnum):
     EMAIL = "email"
     PHONE = "phone"

@@ -9,13 +9,16 @@ policy silently deletes what the law says to keep, or keeps what it says to eras
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from datetime import date
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
+
+from hub.systems import SystemDeclaration, by_name
 
 
 class PolicyError(ValueError):
@@ -118,6 +121,13 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     systems: dict[str, SystemPolicy]
+    # The declarations the policy was checked against (load_policy(systems=...)).
+    _declared: dict[str, SystemDeclaration] = PrivateAttr(default_factory=dict)
+
+    def title(self, system: str) -> str:
+        """The system's title for people; its bare name when it was not declared."""
+        declared = self._declared.get(system)
+        return declared.title if declared else system
 
     def for_system(self, system: str) -> SystemPolicy:
         try:
@@ -133,8 +143,32 @@ class Policy(BaseModel):
 DEFAULT_POLICY_FILE = "default_policy.toml"
 
 
-def load_policy(path: Path | None = None) -> Policy:
-    """Load and validate a policy file; the packaged default when no path is given."""
+def _check_systems(policy: Policy, declared: dict[str, SystemDeclaration], where: str) -> None:
+    """Every section is a declared system and every declared system has a section.
+
+    A section nothing runs leaves its task pending for ever, and a system without a
+    section is never asked (architecture rule 10); both are refused at load.
+    """
+    known = ", ".join(sorted(declared)) or "none"
+    unknown = sorted(set(policy.systems) - set(declared))
+    if unknown:
+        raise PolicyError(f"{where}: [systems.{unknown[0]}] names a system that is not "
+                          f"declared (declared systems: {known})")
+    missing = sorted(set(declared) - set(policy.systems))
+    if missing:
+        raise PolicyError(f"{where} has no section [systems.{missing[0]}] for the declared "
+                          f"system {missing[0]!r}; add one (enabled = false to leave it out)")
+
+
+def load_policy(path: Path | None = None, *,
+                systems: Iterable[SystemDeclaration] | None = None) -> Policy:
+    """Load and validate a policy file; the packaged default when no path is given.
+
+    ``systems`` are the declared systems (``connectors.registry.declarations()``, passed
+    in by the layer that knows them: the hub cannot import the connectors). Given them,
+    the policy must have a section for each and none for anything else, and
+    ``Policy.title`` answers from them. Without them only the file itself is checked.
+    """
     if path is None:
         text = resources.files("hub").joinpath(DEFAULT_POLICY_FILE).read_text("utf-8")
         where = f"the packaged {DEFAULT_POLICY_FILE}"
@@ -149,8 +183,13 @@ def load_policy(path: Path | None = None) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{where} is not valid TOML: {exc}") from None
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise PolicyError(f"{where}: {loc}: {first['msg']}") from None
+    if systems is not None:
+        declared = by_name(systems)
+        _check_systems(policy, declared, where)
+        policy._declared = declared
+    return policy

@@ -21,12 +21,15 @@ from dagster import (
     asset,
 )
 
+from connectors import registry
 from hub import drift, index
 from hub.deadlines import local_date
 from hub.ledger import RequestKind
 from pipelines.resources import ConnectorsResource, HubResource
 
-SYSTEMS = ("pipedrive", "mailchimp", "typeform", "netvisor")
+# The declared systems (connectors/registry.py), read once when the code location loads:
+# each gets its sync asset here and its request op in pipelines/requests.py.
+SYSTEMS = registry.names()
 GROUP = "reconciliation"
 
 SYNC_RETRY = RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL,

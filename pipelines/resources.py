@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dagster import ConfigurableResource
 
 from connectors.base import Connector
-from connectors.registry import build_connector
+from connectors.registry import build_connector, declarations
 from hub.policy import Policy, load_policy
 from hub.settings import load_settings
 from hub.store import Store, open_store
@@ -34,8 +34,9 @@ class HubResource(ConfigurableResource):
             opened.close()
 
     def policy(self) -> Policy:
+        """The policy, checked against the declared systems (a section for each, no other)."""
         settings = load_settings()
-        return load_policy(settings.policy_file)
+        return load_policy(settings.policy_file, systems=declarations())
 
 
 class ConnectorsResource(ConfigurableResource):

@@ -21,7 +21,9 @@ from dataclasses import dataclass, replace
 
 from faker import Faker
 
-SYSTEMS = ("pipedrive", "mailchimp", "typeform", "netvisor")
+from sandbox.vendors import EMULATORS
+
+SYSTEMS = EMULATORS
 DOMAINS = ("example.fi", "example.com", "example.net")
 DIETS = ("gluteeniton", "vegaani", "laktoositon", "kasvis", "maidoton")
 

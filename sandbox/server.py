@@ -1,9 +1,10 @@
 """Start the vendor emulators on loopback: in threads (tests) or in a child process (benchmarks).
 
-`VENDORS` maps a vendor name to its module; each module exposes
-`build_app(people: list[Person], seed: int, settings: dict) -> Starlette` (built with
-`sandbox.faults.make_vendor_app`). Modules are imported lazily, and a vendor whose
-module does not exist yet is skipped, so the sandbox runs with whatever vendors exist.
+`VENDORS` maps a vendor name (from `sandbox/vendors.py`, the one list) to its module;
+each module exposes `build_app(people: list[Person], seed: int, settings: dict) ->
+Starlette` (built with `sandbox.faults.make_vendor_app`). Modules are imported lazily,
+and a vendor whose module does not exist yet is skipped, so the sandbox runs with
+whatever vendors exist.
 
 `credentials(seed)` is the single place the fixed-per-seed credentials come from; the
 vendor apps call it to know which token/key to accept, and `Sandbox.env` publishes
@@ -26,10 +27,10 @@ import uvicorn
 
 from sandbox.faults import Faults
 from sandbox.people import Person, generate_people
+from sandbox.vendors import EMULATORS, PORT_OFFSET
 
-ALL_VENDORS = ("pipedrive", "mailchimp", "typeform", "netvisor")
+ALL_VENDORS = EMULATORS
 VENDORS: dict[str, str] = {v: f"sandbox.{v}" for v in ALL_VENDORS}
-PORT_OFFSET = {"pipedrive": 1, "mailchimp": 2, "typeform": 3, "netvisor": 4}
 MAILCHIMP_DC = "us21"
 NETVISOR_ORGANISATION_ID = "1967543-8"
 
