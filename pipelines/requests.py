@@ -225,7 +225,7 @@ def _journal_writer(store, request_id: str, attempt: int):  # noqa: ANN202 - a c
 
 
 def run_task(store, connectors: ConnectorsResource, policy, request_id: str, system: str, *,
-             last_attempt: bool, take_over: bool = True) -> dict | None:
+             last_attempt: bool, take_over: bool = True) -> dict:
     """One (request × system) task: claim, live lookup, split, act, journal, read back, record.
 
     Returns the summary for Dagster (nothing personal); ``skipped`` when the task had
