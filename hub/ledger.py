@@ -454,10 +454,10 @@ def claim_task(session: Session, request_id: str, system: str, *, take_over: boo
                 error=None, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
-    task = get_task(session, request_id, system)
-    session.refresh(task)
     if claimed != 1:
         return None
+    task = get_task(session, request_id, system)
+    session.refresh(task)  # the UPDATE bypassed the session: load what it wrote
     audit.append(session, "task.running", {
         "system": system, "attempt": task.attempts, "action": None, "error": None,
     }, request_id=request_id, now=now)

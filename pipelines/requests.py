@@ -7,7 +7,7 @@ and access exports travel through owner-only files in the hub's home, not
 through Dagster outputs (rule 7).
 
 Each system's op looks the person up live and acts (rule 4). A vendor failure
-is retried by the op's own policy; the last failure is written to the task with
+is retried by the op's own policy; each failed attempt is written to the task with
 the vendor's answer and fails the step, so "re-execute from failure" redoes that
 system alone while the systems that finished are skipped (rules 1, 8).
 """
@@ -225,7 +225,7 @@ def _journal_writer(store, request_id: str, attempt: int):  # noqa: ANN202 - a c
 
 
 def run_task(store, connectors: ConnectorsResource, policy, request_id: str, system: str, *,
-             last_attempt: bool, take_over: bool = True) -> dict:
+             last_attempt: bool, take_over: bool = False) -> dict:
     """One (request × system) task: claim, live lookup, split, act, journal, read back, record.
 
     Returns the summary for Dagster (nothing personal); ``skipped`` when the task had
