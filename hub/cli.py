@@ -306,30 +306,42 @@ def request_extend(
 @request_app.command("run")
 @guarded
 def request_run(request_id: str) -> None:
-    """Run a verified request's job now on the configured Dagster instance and wait."""
+    """Run a verified request's job now on the configured Dagster instance and wait.
+
+    Everything checkable is checked before Dagster starts (one line, exit 1 or 3); runs
+    of the request whose process died are ended first and their tasks resumed; a wait
+    for a vendor's pool slot is said; the last line says what is true.
+    """
     from dagster import DagsterInstance
 
-    from pipelines.launch import ensure_dagster_home, run_request
+    from pipelines.launch import Refused, ensure_dagster_home, outcome_line, preflight, run_request
 
     settings = load_settings()
     with store() as opened, opened.session() as session:
         row = ledger.get_request(session, request_id)
-        kind = row.kind
         if RequestState(row.state) == RequestState.AWAITING_REVIEW:
             raise LedgerError(_waiting_for(session, row.id))
+    try:
+        kind = preflight(request_id)
+    except Refused as exc:
+        raise _fail(str(exc), exc.code) from None
     ensure_dagster_home(settings.home)
     typer.echo(f"running {request_id} ({kind}) on {os.environ['DAGSTER_HOME']} ...")
     with DagsterInstance.get() as instance:
-        result = run_request(request_id, kind, instance)
+        try:
+            result = run_request(request_id, kind, instance, say=typer.echo)
+        except Refused as exc:
+            raise _fail(str(exc), exc.code) from None
     with store() as opened, opened.session() as session:
         row = ledger.get_request(session, request_id)
-        typer.echo(outcomes.text_table(ledger.tasks_of(session, request_id)))
+        tasks = ledger.tasks_of(session, request_id)
+        typer.echo(outcomes.text_table(tasks))
         typer.echo(f"request {row.id} is {row.state} (Dagster run {result.run_id})")
         if RequestState(row.state) == RequestState.AWAITING_REVIEW:
             _echo(_waiting_for(session, row.id))
-    if not result.success:
-        raise _fail("some systems failed; `hub request run` again re-runs only those",
-                    EXIT_INPUT)
+        failure = outcome_line(result, request_id, tasks)
+    if failure:
+        raise _fail(failure, EXIT_INPUT)
 
 
 def _waiting_for(session: Any, request_id: str) -> str:

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hub import audit, deadlines, suppression
@@ -427,6 +427,57 @@ def get_task(session: Session, request_id: str, system: str) -> TaskRow:
     if task is None:
         raise LedgerError(f"request {request_id} has no task for {system}")
     return task
+
+
+# States a worker may take a task from. RUNNING is not among them: a running task
+# belongs to the worker that claimed it, unless that worker is known to be dead.
+CLAIMABLE_TASK_STATES = frozenset({TS.PENDING, TS.FAILED, TS.REVIEW})
+
+
+def claim_task(session: Session, request_id: str, system: str, *, take_over: bool = False,
+               now: datetime | None = None) -> TaskRow | None:
+    """Move the task to running in one compare-and-set; None when another worker has it.
+
+    Reading the state and then writing it let two workers (two runs of one request
+    on an instance without pools) both see "pending" and both call every vendor.
+    The UPDATE below succeeds for exactly one of them, on SQLite and PostgreSQL
+    alike. ``take_over`` also claims a RUNNING task: only for a caller that knows
+    the worker holding it is dead (its run ended or its process is gone).
+    """
+    now = now or datetime.now(UTC)
+    states = {*CLAIMABLE_TASK_STATES, *((TS.RUNNING,) if take_over else ())}
+    claimed = session.execute(
+        update(TaskRow)
+        .where(TaskRow.request_id == request_id, TaskRow.system == system,
+               TaskRow.state.in_([s.value for s in states]))
+        .values(state=TS.RUNNING.value, attempts=TaskRow.attempts + 1, started_at=now,
+                error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        return None
+    task = get_task(session, request_id, system)
+    session.refresh(task)  # the UPDATE bypassed the session: load what it wrote
+    audit.append(session, "task.running", {
+        "system": system, "attempt": task.attempts, "action": None, "error": None,
+    }, request_id=request_id, now=now)
+    return task
+
+
+def release_orphaned(session: Session, request_id: str, reason: str, *,
+                     now: datetime | None = None) -> list[str]:
+    """Fail the running tasks of a request whose every run has ended (rule 1).
+
+    Called only once the caller knows no live run of the request is left: a task
+    still running then belongs to a dead worker. Failed, it is claimable again and
+    resumes from its journal.
+    """
+    released = []
+    for task in tasks_of(session, request_id):
+        if TaskState(task.state) == TS.RUNNING:
+            move_task(session, task, TS.FAILED, error=reason, now=now)
+            released.append(task.system)
+    return released
 
 
 def move_task(session: Session, task: TaskRow, to: TaskState, *, action: str | None = None,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger
 from hub.domain import Action, Outcome
-from hub.ledger import FINISHED_TASK_STATES, TaskState
+from hub.ledger import TaskState
 from hub.models import TaskRow
 
 # The action that best summarises a system's result, most significant first.
@@ -27,14 +27,18 @@ _SUMMARY_ORDER = (
 )
 
 
-def begin(session: Session, request_id: str, system: str, *,
+def begin(session: Session, request_id: str, system: str, *, take_over: bool = False,
           now: datetime | None = None) -> TaskRow | None:
-    """Mark the task running; None when it already finished (nothing to redo)."""
-    task = ledger.get_task(session, request_id, system)
-    if TaskState(task.state) in FINISHED_TASK_STATES:
-        return None
-    ledger.move_task(session, task, TaskState.RUNNING, now=now)
-    return task
+    """Claim the task for this worker; None when it already finished or another worker
+    holds it (nothing to do here).
+
+    The claim is a compare-and-set in the database (`ledger.claim_task`), so two
+    workers never run one task at once, with or without Dagster's pools.
+    ``take_over`` is for a caller that knows the worker holding a running task is dead.
+    """
+    # The compare-and-set comes first: a read before it would let SQLite refuse the
+    # write of the second worker ("database is locked") instead of answering "taken".
+    return ledger.claim_task(session, request_id, system, take_over=take_over, now=now)
 
 
 def state_for(outcome: Outcome, *, candidates: int = 0) -> TaskState:

@@ -9,16 +9,20 @@ Only request ids, counts and masked identifiers reach Dagster (rule 7).
 from datetime import UTC, datetime, timedelta
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
+    RunsFilter,
     asset_check,
 )
 
 from hub import drift, ledger, review
 from hub.deadlines import local_date
 from hub.ledger import RequestKind, RequestState
+from pipelines.launch import live_runs, why_dead
 from pipelines.reconciliation import person_drift, person_index
+from pipelines.requests import LIVE_RUN_STATUSES, REQUEST_TAG
 from pipelines.resources import HubResource
 
 
@@ -89,20 +93,49 @@ def request_deadlines(hub: HubResource) -> AssetCheckResult:
     )
 
 
+def runless(session, instance) -> list[str]:
+    """In-progress requests that no live run is working on, each with its last run.
+
+    Found: after `kill -9` of `hub request run`, the request stayed in progress with
+    plaintext identifiers while its run showed STARTED forever, and nothing flagged it.
+    A run counts as live only while its process can be working (`why_dead`).
+    """
+    lines = []
+    for row in ledger.list_requests(session, today=datetime.now(UTC).date(),
+                                    state=RequestState.IN_PROGRESS):
+        live = [r for r in live_runs(instance, row.id) if why_dead(r) is None]
+        if live:
+            continue
+        last = instance.get_run_records(RunsFilter(job_name="subject_request",
+                                                   tags={REQUEST_TAG: row.id}), limit=1)
+        if not last:
+            what = "no run"
+        else:
+            run = last[0].dagster_run
+            reason = why_dead(last[0]) if run.status in LIVE_RUN_STATUSES else None
+            what = f"last run {run.run_id} {reason or run.status.value.lower()}"
+        lines.append(f"{row.id} in progress with no live run ({what}): "
+                     f"hub request run {row.id}")
+    return lines
+
+
 @asset_check(asset=person_index, blocking=False,
              description="Nothing stays in progress past its maximum age "
                          "(HUB_STUCK_AFTER_MINUTES, 120): running or pending tasks, and "
-                         "verified requests no run has picked up (error); requests waiting "
+                         "verified requests no run has picked up (error); a request in "
+                         "progress that no live run works on (error); requests waiting "
                          "that long for an operator's review or confirmation (warning).")
-def nothing_stuck(hub: HubResource) -> AssetCheckResult:
+def nothing_stuck(context: AssetCheckExecutionContext, hub: HubResource) -> AssetCheckResult:
     with hub.store() as store, store.session() as session:
         limit = datetime.now(UTC) - timedelta(minutes=store.settings.stuck_after_minutes)
         tasks = ledger.stuck_tasks(session, older_than=limit)
         waiting = ledger.unlaunched(session, older_than=limit)
+        orphaned = runless(session, context.instance)
         found = [f"{t.request_id}/{t.system} {t.state} since {t.updated_at:%Y-%m-%d %H:%M}Z"
                  for t in tasks]
         found += [f"{r.id} verified at {r.verified_at:%Y-%m-%d %H:%M}Z, not started"
                   for r in waiting]
+        found += orphaned
         operator = [f"{r.id} waits for an operator since {r.updated_at:%Y-%m-%d %H:%M}Z: "
                     f"{review.pending_count(session, r.id)} candidate(s) to review"
                     for r in ledger.list_requests(session, today=limit.date(),
@@ -115,7 +148,7 @@ def nothing_stuck(hub: HubResource) -> AssetCheckResult:
         description=(f"{len(found)} stuck, {len(operator)} waiting for an operator: "
                      f"{'; '.join(lines[:20])}") if lines else None,
         metadata={"stuck_tasks": len(tasks), "unstarted_requests": len(waiting),
-                  "awaiting_operator": len(operator),
+                  "without_live_run": len(orphaned), "awaiting_operator": len(operator),
                   "stuck": MetadataValue.text("\n".join(lines) or "-")},
     )
 

@@ -7,17 +7,23 @@ and access exports travel through owner-only files in the hub's home, not
 through Dagster outputs (rule 7).
 
 Each system's op looks the person up live and acts (rule 4). A vendor failure
-is retried by the op's own policy; the last failure is written to the task with
+is retried by the op's own policy; each failed attempt is written to the task with
 the vendor's answer and fails the step, so "re-execute from failure" redoes that
 system alone while the systems that finished are skipped (rules 1, 8).
 """
 
+import multiprocessing
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import (
     Backoff,
     Config,
+    DagsterRunStatus,
     Failure,
     In,
     Jitter,
@@ -25,6 +31,7 @@ from dagster import (
     OpExecutionContext,
     Out,
     RetryPolicy,
+    RunsFilter,
     job,
     multiprocess_executor,
     op,
@@ -45,6 +52,56 @@ SYSTEM_RETRY = RetryPolicy(max_retries=3,
                            delay=float(os.environ.get("HUB_OP_RETRY_DELAY_SECONDS") or 2),
                            backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 RUNNABLE = (RequestState.VERIFIED, RequestState.IN_PROGRESS, RequestState.PARTIALLY_COMPLETED)
+# A run in one of these may still be working on the request's tasks.
+LIVE_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING,
+                     DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+REQUEST_TAG = "hub/request_id"
+DEFAULT_OP_TIMEOUT_SECONDS = 900.0
+
+
+def op_timeout_seconds() -> float:
+    """The longest one attempt of a system task may take (HUB_OP_TIMEOUT_SECONDS, 900; 0 = none).
+
+    A vendor call has its own deadline, but a task makes many calls, waits out rate
+    limits and writes the journal; without a bound on the whole, one stuck task kept
+    its pool slot, and every later request for that vendor, waiting without a word.
+    Read at each attempt, so a deployment (or a test) can change it without a restart.
+    """
+    return float(os.environ.get("HUB_OP_TIMEOUT_SECONDS") or DEFAULT_OP_TIMEOUT_SECONDS)
+
+
+class TaskStopped(BaseException):
+    """An attempt ran past its bound, or its run's process died.
+
+    A BaseException, like KeyboardInterrupt, so that no connector's ``except Exception``
+    can swallow it and carry on acting.
+    """
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block with TaskStopped after `seconds` (SIGALRM, in the main thread).
+
+    Each Dagster step runs in the main thread of its own process, so the alarm reaches
+    a blocking socket read too. Elsewhere (a worker thread) no alarm can be set, and the
+    vendor calls' own deadlines are the bound.
+    """
+    if (seconds <= 0 or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise TaskStopped(f"the attempt took longer than {seconds:g} s "
+                           "(HUB_OP_TIMEOUT_SECONDS) and was stopped")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _one_process_per_system(config: dict) -> dict:
@@ -120,29 +177,71 @@ class TaskFailed(Exception):
         self.retryable = retryable
 
 
+# Set in a step process when the process that runs its run (its parent) has died.
+ORCHESTRATOR_GONE = threading.Event()
+
+
+def _stop_if_orphaned() -> None:
+    if ORCHESTRATOR_GONE.is_set():
+        raise TaskStopped("the process running this run died; stopped after journalling "
+                          "the last confirmed action, the next run resumes from there")
+
+
+@contextmanager
+def orphan_guard() -> Iterator[None]:
+    """Watch the parent process of this step; when it dies, stop between two actions.
+
+    Found: after `kill -9` of `hub request run`, its step processes (children of the
+    killed process) carried on acting at the vendors, while the next run was already
+    redoing their tasks. A step that notices its parent is gone finishes the vendor
+    call in flight, journals it and ends its task failed, so the next run resumes.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # in-process execution: nothing separate to outlive
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            if not parent.is_alive():
+                ORCHESTRATOR_GONE.set()
+                return
+
+    threading.Thread(target=watch, name="orphan-guard", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
 def _journal_writer(store, request_id: str, attempt: int):  # noqa: ANN202 - a callback
     """Each action the vendor confirmed, committed before the connector takes the next."""
     def write(done: RecordOutcome) -> None:
         with store.session() as session:
             journal.record(session, request_id, done, attempt=attempt)
+        _stop_if_orphaned()
     return write
 
 
 def run_task(store, connectors: ConnectorsResource, policy, request_id: str, system: str, *,
-             last_attempt: bool) -> dict:
-    """One (request × system) task: live lookup, split, act, journal, read back, record.
+             last_attempt: bool, take_over: bool = False) -> dict:
+    """One (request × system) task: claim, live lookup, split, act, journal, read back, record.
 
-    Returns the summary for Dagster (nothing personal; ``skipped`` when the task had
-    already finished). Raises TaskFailed after writing the failure to the task when it
-    could not finish; a failure that is not the last attempt is left running for the
-    retry, which resumes from the journal.
+    Returns the summary for Dagster (nothing personal); ``skipped`` when the task had
+    already finished or another live worker holds it. Raises TaskFailed after writing
+    the failure to the task: every failed attempt ends `failed`, so a running task
+    always has a live worker. ``take_over`` (no other live run of the request) lets it
+    claim a task left running by a worker that died.
     """
     with store.session() as session:
-        task = outcomes.begin(session, request_id, system)
-        if task is None:
-            done = ledger.get_task(session, request_id, system)
-            return {"system": system, "state": done.state, "action": done.action,
+        task = outcomes.begin(session, request_id, system, take_over=take_over)
+    if task is None:
+        with store.session() as session:
+            held = ledger.get_task(session, request_id, system)
+            return {"system": system, "state": held.state, "action": held.action,
                     "skipped": True}
+    with store.session() as session:
         attempt = task.attempts
         kind = RequestKind(ledger.get_request(session, request_id).kind)
         subject = scope.subject_of(session, request_id)
@@ -151,7 +250,7 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
         seen_before = journal.planned(session, request_id, system)
     part = parts_dir(store.settings.home, request_id) / f"{system}.json"
     try:
-        with connectors.connect(system) as connector:
+        with time_limit(op_timeout_seconds()), connectors.connect(system) as connector:
             connector.journal = _journal_writer(store, request_id, attempt)
             found = scope.split(subject, connector.find(search), decided)
             targets = list({review.key_of(r): r for r in (*seen_before, *found.act)}.values())
@@ -163,9 +262,10 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
                 if kind == RequestKind.ERASURE:  # read now: the records will be gone
                     ledger.add_found_identifiers(session, store.hasher, request_id,
                                                  scope.found_identifiers(session, found.act))
+            _stop_if_orphaned()
             outcome = _act(connector, kind, targets, policy.for_system(system), part)
             calls = connector.api_calls
-    except Exception as exc:  # noqa: BLE001 - every failure must end in a task state
+    except (Exception, TaskStopped) as exc:  # noqa: BLE001 - every failure ends in a state
         # Outside the taxonomy (a missing setting, a bug) the message is scrubbed too,
         # and the task still ends failed: nothing stays running (rule 1).
         evidence = exc.evidence() if isinstance(exc, ConnectorError) else {
@@ -194,12 +294,23 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
 
 def _fail(store, request_id: str, system: str, message: str, evidence: dict, *,
           retryable: bool, last_attempt: bool) -> None:
-    """End the task failed with the vendor's answer (last attempt) and raise TaskFailed."""
-    last = last_attempt or not retryable
-    if last:
-        with store.session() as session:
-            outcomes.record_failure(session, request_id, system, message, evidence)
-    raise TaskFailed(f"{system}: {message}", retryable=not last)
+    """End the task failed with the vendor's answer and raise TaskFailed.
+
+    Every attempt's failure is written, not only the last: a task left running between
+    attempts looked, after a crash, exactly like a task a live worker holds, and no
+    one could tell whether to take it over. The op's retry claims it from `failed`.
+    """
+    with store.session() as session:
+        outcomes.record_failure(session, request_id, system, message, evidence)
+    raise TaskFailed(f"{system}: {message}", retryable=retryable and not last_attempt)
+
+
+def other_live_runs(instance, request_id: str, run_id: str) -> list[str]:
+    """Runs of this request other than `run_id` that may still be working on it."""
+    records = instance.get_run_records(RunsFilter(
+        job_name="subject_request", tags={REQUEST_TAG: request_id},
+        statuses=LIVE_RUN_STATUSES))
+    return [r.dagster_run.run_id for r in records if r.dagster_run.run_id != run_id]
 
 
 def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
@@ -211,9 +322,14 @@ def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
         if system not in policy.enabled_systems:
             return {"system": system, "state": "disabled"}
         with hub.store() as store:
+            # A task running with no other live run of the request was left by a worker
+            # that died (a step process killed mid-attempt): this run may take it over.
+            alone = not other_live_runs(context.instance, request_id, context.run_id)
             try:
-                summary = run_task(store, connectors, policy, request_id, system,
-                                   last_attempt=context.retry_number >= SYSTEM_RETRY.max_retries)
+                with orphan_guard():
+                    summary = run_task(
+                        store, connectors, policy, request_id, system, take_over=alone,
+                        last_attempt=context.retry_number >= SYSTEM_RETRY.max_retries)
             except TaskFailed as exc:
                 raise Failure(str(exc), allow_retries=exc.retryable) from None
         context.add_output_metadata({k: v for k, v in summary.items() if k != "system"})
@@ -239,6 +355,14 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
     with hub.store() as store, store.session() as session:
         request_id = _request_of_run(context)
         row = ledger.get_request(session, request_id)
+        running = [t.system for t in ledger.tasks_of(session, row.id)
+                   if TaskState(t.state) == TaskState.RUNNING]
+        if running:  # another live run holds them; that run settles the request
+            context.log.warning(f"{', '.join(running)} still running in another run of "
+                                f"{row.id}; that run settles the request")
+            context.add_output_metadata({"state": row.state,
+                                         "running_elsewhere": ", ".join(running)})
+            return row.state
         kind = RequestKind(row.kind)
         waiting = any(TaskState(t.state) in ledger.OPERATOR_TASK_STATES
                       for t in ledger.tasks_of(session, row.id))

@@ -6,11 +6,13 @@ request whose launch was missed is picked up on the next pass. `run_key` =
 request id and kind makes Dagster launch each request once, whatever the cursor.
 """
 
-from datetime import datetime
+import os
+from datetime import UTC, datetime
 
 from dagster import (
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     sensor,
@@ -21,14 +23,30 @@ from pipelines.requests import subject_request
 from pipelines.resources import HubResource
 
 PAGE = 25
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+DEFAULT_RUN_MAX_SECONDS = 7200
 
 
-def run_request_for(request_id: str, kind: str, run_round: int = 0) -> RunRequest:
-    """One run per request and round: an operator's decisions start the next round."""
+def run_max_seconds() -> int:
+    """The longest a request's run may take (HUB_RUN_MAX_SECONDS, 7200), as its
+    `dagster/max_runtime` tag: Dagster's run monitoring and the hub's reaper end a run
+    past it, so no run holds its pool slots forever. Generous: four systems, each with
+    its retries, and waits for slots held by the nightly sync."""
+    return int(os.environ.get("HUB_RUN_MAX_SECONDS") or DEFAULT_RUN_MAX_SECONDS)
+
+
+def run_request_for(request_id: str, kind: str, run_round: int = 0, *,
+                    after: str | None = None) -> RunRequest:
+    """One run per request and round: an operator's decisions start the next round.
+
+    ``after`` names a run that died: the run that resumes it has its own key.
+    """
+    key = f"{request_id}:{kind}" + (f":round{run_round}" if run_round else "")
     return RunRequest(
-        run_key=f"{request_id}:{kind}" + (f":round{run_round}" if run_round else ""),
+        run_key=key + (f":after-{after}" if after else ""),
         run_config={"ops": {"plan": {"config": {"request_id": request_id}}}},
-        tags={"hub/request_id": request_id, "hub/kind": kind},
+        tags={"hub/request_id": request_id, "hub/kind": kind,
+              MAX_RUNTIME_TAG: str(run_max_seconds())},
     )
 
 
@@ -39,17 +57,50 @@ def _parse(cursor: str | None) -> tuple[datetime, str] | None:
     return datetime.fromisoformat(at), request_id
 
 
+def _resumptions(context: SensorEvaluationContext, store) -> list[RunRequest]:
+    """A run for each in-progress request whose last run the hub ended as dead.
+
+    The runs whose process died are ended first (their pool slots freed); a request
+    whose dead run still has a step process finishing its vendor call waits a tick.
+    """
+    from pipelines.launch import REAPED_TAG, live_runs, orphan_steps, reap
+
+    instance = context.instance
+    for run_id, request_id, reason in reap(instance):
+        context.log.warning(f"ended run {run_id} of {request_id}: {reason}")
+    resumed = []
+    with store.session() as session:
+        stalled = [(r.id, r.kind) for r in ledger.list_requests(
+            session, today=datetime.now(UTC).date(), state=ledger.RequestState.IN_PROGRESS)]
+    for request_id, kind in stalled:
+        last = instance.get_run_records(RunsFilter(
+            job_name="subject_request", tags={"hub/request_id": request_id}), limit=1)
+        if not last or REAPED_TAG not in last[0].dagster_run.tags:
+            continue
+        dead = last[0].dagster_run.run_id
+        if live_runs(instance, request_id) or orphan_steps(instance, dead):
+            continue
+        with store.session() as session:
+            ledger.release_orphaned(session, request_id, "its run ended before the task "
+                                                         "finished; it runs again")
+        resumed.append(run_request_for(request_id, kind, after=dead))
+    return resumed
+
+
 @sensor(job=subject_request, minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Launches a run for every verified request not yet launched.")
+        description="Launches a run for every verified request not yet launched, and "
+                    "resumes a request whose run died.")
 def verified_requests(context: SensorEvaluationContext, hub: HubResource):
-    with hub.store() as store, store.session() as session:
-        rows = ledger.verified_page(session, after=_parse(context.cursor), limit=PAGE)
-        page = [(r.id, r.kind, r.verified_at, r.run_round) for r in rows]
+    with hub.store() as store:
+        resumed = _resumptions(context, store)
+        with store.session() as session:
+            rows = ledger.verified_page(session, after=_parse(context.cursor), limit=PAGE)
+            page = [(r.id, r.kind, r.verified_at, r.run_round) for r in rows]
     if not page:
         context.update_cursor(None)
-        return SkipReason("no verified requests waiting")
+        return resumed or SkipReason("no verified requests waiting")
     last_id, _, last_at, _ = page[-1]
     context.update_cursor(None if len(page) < PAGE else f"{last_at.isoformat()}|{last_id}")
-    return [run_request_for(request_id, kind, run_round)
-            for request_id, kind, _, run_round in page]
+    return resumed + [run_request_for(request_id, kind, run_round)
+                      for request_id, kind, _, run_round in page]

@@ -1,12 +1,16 @@
 """Recording connector outcomes as task state and evidence, on both databases."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import pytest
+from sqlalchemy import func, select
 
 from hub import ledger, outcomes
 from hub.domain import Action, Identifier, IdentifierKind, Outcome, RecordOutcome, RecordRef
 from hub.ledger import IllegalTransition, RequestKind, RequestState, TaskState
+from hub.models import AuditEventRow
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EMAIL = Identifier(IdentifierKind.EMAIL, "aino.virtanen@example.fi")
@@ -111,3 +115,57 @@ def test_the_outcome_table_shows_counts_holds_and_errors_but_no_identifiers(stor
     assert lines[1].endswith("ServerError: HTTP 503")
     assert "retained 1; read back; held until 2032-12-31 (KPL 2:10)" in lines[2]
     assert "aino" not in table
+
+
+def _race(store, request_id: str, system: str, workers: int = 4) -> list:
+    """`workers` threads, each with its own connection, claim one task at the same moment."""
+    gate = threading.Barrier(workers)
+
+    def claim():
+        gate.wait()
+        with store.session() as session:
+            task = outcomes.begin(session, request_id, system)
+            return None if task is None else task.attempts
+
+    with ThreadPoolExecutor(workers) as pool:
+        return [f.result() for f in [pool.submit(claim) for _ in range(workers)]]
+
+
+def test_two_workers_never_claim_the_same_task(store):
+    """Found: without Dagster's pools every vendor was called twice, because `begin` read
+    the task and then moved it to running. The claim is one compare-and-set now."""
+    systems = ("mailchimp", "netvisor", "pipedrive", "typeform")
+    with store.session() as session:
+        rid = _request(store, session, systems=systems).id
+    for system in systems:
+        claims = _race(store, rid, system)
+        assert sorted(claims, key=lambda c: c is None) == [1, None, None, None], claims
+    with store.session() as session:
+        assert {(t.state, t.attempts) for t in ledger.tasks_of(session, rid)} == {("running", 1)}
+        claimed = session.execute(select(func.count()).select_from(AuditEventRow).where(
+            AuditEventRow.action == "task.running")).scalar_one()
+    assert claimed == len(systems)  # one audit event per claim, none for the losers
+
+
+def test_a_running_task_is_taken_over_only_when_its_worker_is_known_dead(store):
+    with store.session() as session:
+        rid = _request(store, session).id
+        assert outcomes.begin(session, rid, "mailchimp", now=NOW).attempts == 1
+    with store.session() as session:
+        assert outcomes.begin(session, rid, "mailchimp", now=NOW) is None
+        taken = outcomes.begin(session, rid, "mailchimp", take_over=True, now=NOW)
+        assert taken is not None and taken.attempts == 2
+        outcomes.record(session, rid, Outcome(system="mailchimp"), now=NOW)
+    with store.session() as session:  # finished: nobody claims it, not even a take-over
+        assert outcomes.begin(session, rid, "mailchimp", take_over=True, now=NOW) is None
+        assert ledger.get_task(session, rid, "mailchimp").state == TaskState.NOT_FOUND
+
+
+def test_orphaned_running_tasks_are_failed_with_the_reason(store):
+    with store.session() as session:
+        rid = _request(store, session).id
+        outcomes.begin(session, rid, "mailchimp", now=NOW)
+        assert ledger.release_orphaned(session, rid, "its run died", now=NOW) == ["mailchimp"]
+        task = ledger.get_task(session, rid, "mailchimp")
+        assert (task.state, task.error) == ("failed", "its run died")
+        assert outcomes.begin(session, rid, "mailchimp", now=NOW).attempts == 2

@@ -40,7 +40,8 @@ def test_one_run_per_verified_request_keyed_by_id_and_kind(hub_store, hub_db):
         runs, cursor = tick(instance, hub_db, None)
     assert [r.run_key for r in runs] == [f"{i}:erasure" for i in ids]
     assert runs[0].run_config == {"ops": {"plan": {"config": {"request_id": ids[0]}}}}
-    assert runs[0].tags == {"hub/request_id": ids[0], "hub/kind": "erasure"}
+    assert runs[0].tags == {"hub/request_id": ids[0], "hub/kind": "erasure",
+                            "dagster/max_runtime": "7200"}  # every run is bounded
     assert cursor is None  # a short page: the next pass starts from the beginning
     assert all("@" not in str(r.run_config) + str(r.tags) for r in runs)
 
