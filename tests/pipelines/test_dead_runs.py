@@ -34,6 +34,7 @@ from pipelines.launch import (
 )
 from pipelines.requests import REQUEST_TAG, subject_request
 from pipelines.resources import HubResource
+from tests.conftest import TEST_SECRET
 
 POOLS = {"concurrency": {"pools": {"default_limit": 1, "granularity": "op"}}}
 
@@ -130,7 +131,8 @@ def test_nothing_stuck_flags_a_request_in_progress_without_a_live_run(hub_store,
     assert "@" not in result.description
 
 
-def test_the_sensor_ends_a_dead_run_and_resumes_its_request(hub_store, hub_db):
+def test_the_sensor_ends_a_dead_run_and_resumes_its_request(hub_store, hub_db, monkeypatch):
+    monkeypatch.setenv("HUB_SECRET", TEST_SECRET)  # the sensor's store keys the audit trail
     rid = in_progress(hub_store, "crashed@example.fi")
     with instance_for_test(overrides=POOLS) as instance:
         run = started_run(instance, rid, dead_pid())
