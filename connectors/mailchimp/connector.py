@@ -286,14 +286,20 @@ class MailchimpConnector(ConnectorBase):
         """Permanently delete (or archive, per policy) each membership, journalled as
         Mailchimp confirms it, then read back: a member still there (or not archived)
         makes the outcome unverified, with what the read-back saw on its record."""
+        read_now = set(self._found)  # members this op's find has just read
         self._found.clear()
         archive = policy.erase == EraseMode.DELETE
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):
             member_hash = self._hash(ref)
-            if member_hash is None:
-                results.append(RecordOutcome(ref, Action.NOT_FOUND, "not a member",
+            if member_hash is None or (
+                    not archive and (ref.container or "", ref.record_id) not in read_now
+                    and self._status(ref, member_hash) is None):
+                # A ref from the journal or an earlier run: read before writing, so a
+                # second run writes nothing (delete-permanent answers 404 anyway).
+                results.append(RecordOutcome(ref, Action.NOT_FOUND,
+                                             "not a member (or already forgotten)",
                                              status_code=404))
                 continue
             record = (self._archive(ref, member_hash) if archive

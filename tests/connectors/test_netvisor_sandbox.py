@@ -11,7 +11,6 @@ import pytest
 
 from connectors.errors import AuthError
 from connectors.netvisor import NetvisorConnector
-from connectors.registry import build_connector
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import load_policy
 
@@ -50,12 +49,6 @@ def hold_end(nv_vendor, customer_id, years):
     last = max(date.fromisoformat(nv_vendor.record("salesinvoice", str(k))["invoice_date"])
                for k in record["invoices"])
     return date(last.year + years, 12, 31)
-
-
-def test_registry_builds_from_the_environment_and_checks(live):
-    with build_connector("netvisor") as conn:
-        conn.check()
-        assert conn.api_calls == 1
 
 
 def test_wrong_key_is_an_auth_error(live, fast_retry, monkeypatch):
@@ -179,13 +172,6 @@ def test_contact_details_on_a_company_customer_are_blanked(nv, nv_vendor):
     fields = nv_vendor.record("customer", key)["fields"]
     assert fields["ContactPerson"] == fields["ContactPersonEmail"] == ""
     assert fields["ContactPersonPhone"] == "" and fields["Name"]
-
-
-def test_opt_out_is_nothing_to_do(nv, nv_vendor):
-    ref = customer_of(nv, AINO)
-    outcome = nv.opt_out([ref])
-    assert [r.action for r in outcome.records] == [Action.NOTHING_TO_DO]
-    assert nv_vendor.record("customer", ref.record_id)["state"] == "active"
 
 
 @pytest.mark.parametrize("seed", [4, 13])  # fault streams with early, repeated faults

@@ -7,7 +7,6 @@ import pytest
 
 from connectors.errors import AuthError
 from connectors.http import TokenBucket
-from connectors.registry import build_connector
 from connectors.typeform import TypeformConnector
 from hub.domain import Action, Identifier, IdentifierKind
 from hub.policy import load_policy
@@ -48,12 +47,6 @@ def tf(live, fast_retry):
 
 def active(tf_vendor, mail):
     return [r for r in tf_vendor.find(email=mail) if r["state"] == "active"]
-
-
-def test_registry_builds_from_the_environment_and_checks(live):
-    with build_connector("typeform") as conn:
-        conn.check()
-        assert conn.api_calls == 1
 
 
 def test_wrong_token_is_an_auth_error(live, fast_retry, monkeypatch):
@@ -122,26 +115,6 @@ def test_erase_deletes_the_referenced_responses_by_id_and_they_are_gone(tf, tf_v
     assert tf_vendor.count("/rtbf/{account_id}/responses", method="DELETE") == 0
     assert active(tf_vendor, MIKKO) == mikko_before  # nobody else touched
     assert tf_vendor.count("/forms") == 1  # one list of forms: the lookup and the read-back
-    again = tf.erase(refs, POLICY)  # idempotent: a second run finds nothing to do
-    assert {r.action for r in again.records} == {Action.NOT_FOUND}
-    assert tf.find([email(AINO)]) == []
-
-
-def test_erase_jussi_typeform_only(tf, tf_vendor):
-    refs = tf.find([email(JUSSI)])
-    held = {r["id"] for r in active(tf_vendor, JUSSI)}
-    assert held and {r.record_id.split(":", 1)[1] for r in refs} == held
-    outcome = tf.erase(refs, POLICY)
-    assert outcome.verified and active(tf_vendor, JUSSI) == []
-
-
-def test_opt_out_is_nothing_to_do(tf, tf_vendor):
-    refs = tf.find([email(MIKKO)])
-    calls = tf.api_calls
-    outcome = tf.opt_out(refs)
-    assert refs and {r.action for r in outcome.records} == {Action.NOTHING_TO_DO}
-    assert tf.api_calls == calls
-    assert active(tf_vendor, MIKKO)
 
 
 def test_the_client_side_limit_keeps_under_the_vendors_2_per_second(live, tf_vendor):
