@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 
 from sandbox.faults import make_vendor_app
 from sandbox.people import Person
-from sandbox.pipedrive.app import build_routes, gateway_401
+from sandbox.pipedrive.app import ApiError, api_error, gateway_401, routes
 from sandbox.pipedrive.state import PipedriveState
 
 __all__ = ["PipedriveState", "build_app"]
@@ -18,5 +18,7 @@ def build_app(people: list[Person], seed: int, settings: dict[str, Any] | None =
               ) -> Starlette:
     """The Pipedrive app for these people; `settings` overrides rate-limit knobs."""
     state = PipedriveState(people, seed, dict(settings or {}))
-    return make_vendor_app(state, build_routes(state),
-                           exception_handlers={404: gateway_401, 405: gateway_401})
+    app = make_vendor_app(state, routes, exception_handlers={
+        ApiError: api_error, 404: gateway_401, 405: gateway_401})
+    app.state.pipedrive = state  # the endpoints' way to their state: request.app.state
+    return app

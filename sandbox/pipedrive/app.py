@@ -1,6 +1,10 @@
 """Pipedrive HTTP surface: v2 persons/organizations/deals/activities, v1 legacy and sub-resources.
 
-Every endpoint goes through `_endpoint`, which authenticates (x-api-token header,
+Starlette's idiom: plain endpoint functions, one `routes` table at the bottom, and
+`api_error` as the exception handler that renders an `ApiError` in Pipedrive's envelope.
+Endpoints reach the vendor state through `request.app.state.pipedrive` (`state(request)`).
+
+Every endpoint is decorated with `endpoint`, which authenticates (x-api-token header,
 ?api_token=, or Bearer), applies the burst window and the daily token budget with
 per-endpoint costs, and sets the x-ratelimit-* headers on every answer, as Pipedrive does.
 """
@@ -218,668 +222,697 @@ async def json_body(request: Request) -> Any:
         raise ApiError(400, "Request body is not valid JSON") from None
 
 
-def build_routes(state: PipedriveState) -> list[Route]:
-    """All Pipedrive routes bound to one state."""
-    s = state
+def state(request: Request) -> PipedriveState:
+    """The vendor state of the app serving this request (set by `build_app`)."""
+    return request.app.state.pipedrive
 
-    # -- auth + rate limits --------------------------------------------------------------
-    def limiter(token: str, cost: int, search: bool) -> tuple[dict[str, str], Response | None]:
-        cfg = s.settings
-        limit = int(cfg["search_burst_limit"] if search else cfg["burst_limit"])
-        window = float(cfg["burst_window_s"])
-        key = token + (":search" if search else "")
-        now = time.monotonic()
-        win = s.windows.get(key)
-        if win is None or now - win[0] >= window:
-            win = [now, 0]
-            s.windows[key] = win
-        win[1] += 1
-        remaining = max(0, limit - int(win[1]))
-        reset = max(1, math.ceil(window - (now - win[0])))
-        left = s.budget_left.get(token, int(cfg["daily_budget"]))
-        headers = {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
-                   "x-ratelimit-reset": str(reset)}
-        refused: Response | None = None
-        if cfg["rate_limits"] and win[1] > limit:
-            refused = JSONResponse(error_body("Request over limit"), status_code=429)
-        elif cfg["rate_limits"] and left < cost:
-            headers["x-ratelimit-remaining"] = str(max(1, remaining))
-            refused = JSONResponse(error_body("Daily API token budget exhausted"),
-                                   status_code=429)
-        else:
-            left -= cost
-            s.budget_left[token] = left
-        headers["x-daily-requests-left"] = str(max(0, left))
-        if refused is not None:
-            n = s.ignored_429.get(token, 0) + 1
-            s.ignored_429[token] = n
-            after = int(cfg["cloudflare_after"])
-            if after and n > after:
-                refused = HTMLResponse(CLOUDFLARE_HTML, status_code=403)
-        else:
-            s.ignored_429.pop(token, None)
-        return headers, refused
 
-    def endpoint(kind: str, v1: bool = False, search: bool = False,
-                 ) -> Callable[[Handler], Handler]:
-        cost = COST[kind] * (2 if v1 else 1)
+# -- auth + rate limits --------------------------------------------------------------
+def limiter(s: PipedriveState, token: str, cost: int, search: bool,
+            ) -> tuple[dict[str, str], Response | None]:
+    cfg = s.settings
+    limit = int(cfg["search_burst_limit"] if search else cfg["burst_limit"])
+    window = float(cfg["burst_window_s"])
+    key = token + (":search" if search else "")
+    now = time.monotonic()
+    win = s.windows.get(key)
+    if win is None or now - win[0] >= window:
+        win = [now, 0]
+        s.windows[key] = win
+    win[1] += 1
+    remaining = max(0, limit - int(win[1]))
+    reset = max(1, math.ceil(window - (now - win[0])))
+    left = s.budget_left.get(token, int(cfg["daily_budget"]))
+    headers = {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
+               "x-ratelimit-reset": str(reset)}
+    refused: Response | None = None
+    if cfg["rate_limits"] and win[1] > limit:
+        refused = JSONResponse(error_body("Request over limit"), status_code=429)
+    elif cfg["rate_limits"] and left < cost:
+        headers["x-ratelimit-remaining"] = str(max(1, remaining))
+        refused = JSONResponse(error_body("Daily API token budget exhausted"),
+                               status_code=429)
+    else:
+        left -= cost
+        s.budget_left[token] = left
+    headers["x-daily-requests-left"] = str(max(0, left))
+    if refused is not None:
+        n = s.ignored_429.get(token, 0) + 1
+        s.ignored_429[token] = n
+        after = int(cfg["cloudflare_after"])
+        if after and n > after:
+            refused = HTMLResponse(CLOUDFLARE_HTML, status_code=403)
+    else:
+        s.ignored_429.pop(token, None)
+    return headers, refused
 
-        def deco(fn: Handler) -> Handler:
-            async def handler(request: Request) -> Response:
-                token = (request.headers.get("x-api-token")
-                         or request.query_params.get("api_token"))
-                if not token:
-                    auth = request.headers.get("authorization", "")
-                    if auth.lower().startswith("bearer "):
-                        token = auth[7:].strip()
-                if token != s.token:
-                    return JSONResponse(GATEWAY_401, status_code=401)
-                if s.settings["maintenance"]:
-                    return JSONResponse(error_body("Service is under maintenance"),
-                                        status_code=503, headers={"retry-after": "60"})
-                headers, refused = limiter(token, cost, search)
-                if refused is not None:
-                    refused.headers.update(headers)
-                    return refused
-                try:
-                    response = await fn(request)
-                except ApiError as exc:
-                    response = JSONResponse(error_body(exc.message), status_code=exc.status)
-                response.headers.update(headers)
-                return response
 
-            return handler
+def endpoint(kind: str, v1: bool = False, search: bool = False,
+             ) -> Callable[[Handler], Handler]:
+    cost = COST[kind] * (2 if v1 else 1)
 
-        return deco
-
-    # -- persons ---------------------------------------------------------------------------
-    def live_person(pid: Any) -> dict[str, Any]:
-        try:
-            p = s.persons.get(int(pid))
-        except (TypeError, ValueError):
-            p = None
-        if p is None or p["is_deleted"]:
-            raise not_found("Person")
-        return p
-
-    def v2_person(p: dict[str, Any], include: set[str]) -> dict[str, Any]:
-        out = s.public_v2(p)
-        if "marketing_status" in include:
-            out["marketing_status"] = p["marketing_status"]
-        if "doi_status" in include:
-            out["doi_status"] = None
-        pid = p["id"]
-        counters = {"open_deals_count": ("deals", None), "activities_count": ("activities", None),
-                    "notes_count": ("notes", None), "files_count": ("files", None),
-                    "email_messages_count": ("mails", None)}
-        for field, (rel, _) in counters.items():
-            if field in include:
-                out[field] = len(s.rel[rel].get(pid, ()))
-        return out
-
-    def includes(request: Request) -> set[str]:
-        raw = request.query_params.get("include_fields", "")
-        return {x.strip() for x in raw.split(",") if x.strip()}
-
-    @endpoint("list")
-    async def persons_list(request: Request) -> Response:
-        inc = includes(request)
-        sort_by = request.query_params.get("sort_by", "id")
-        direction = request.query_params.get("sort_direction", "asc")
-        if sort_by not in ("id", "update_time", "add_time"):
-            raise ApiError(400, "Parameter 'sort_by' must be one of id, update_time, add_time")
-        if direction not in ("asc", "desc"):
-            raise ApiError(400, "Parameter 'sort_direction' must be asc or desc")
-        since, until = q_time(request, "updated_since"), q_time(request, "updated_until")
-        owner_id, org_id = q_int(request, "owner_id"), q_int(request, "org_id")
-        deal_id = q_int(request, "deal_id")
-        deal_person = s.deals[deal_id]["person_id"] if deal_id in s.deals else None
-        ids_raw = request.query_params.get("ids")
-        wanted: set[int] | None = None
-        if ids_raw:
-            try:
-                wanted = {int(x) for x in ids_raw.split(",") if x.strip()}
-            except ValueError:
-                raise ApiError(400, "Parameter 'ids' must be integers") from None
-            if len(wanted) > 100:
-                raise ApiError(400, "Parameter 'ids' accepts at most 100 ids")
-        limit = v2_limit(request)
-        after = decode_cursor(request.query_params.get("cursor"))
-        if after is not None and not (
-                (sort_by == "id" and _is_int(after))
-                or (sort_by != "id" and isinstance(after, tuple) and len(after) == 2
-                    and isinstance(after[0], str) and _is_int(after[1]))):
-            raise ApiError(400, "Invalid cursor")
-
-        def keep(p: dict[str, Any]) -> bool:
-            if p["is_deleted"]:
-                return False
-            if wanted is not None and p["id"] not in wanted:
-                return False
-            if since and p["update_time"] < since:
-                return False
-            if until and p["update_time"] >= until:
-                return False
-            if owner_id is not None and p["owner_id"] != owner_id:
-                return False
-            if org_id is not None and p["org_id"] != org_id:
-                return False
-            return deal_id is None or p["id"] == deal_person
-
-        keys: list[Any]
-        if wanted is not None:
-            keys = sorted(i for i in wanted if i in s.persons)
-            if sort_by != "id":
-                keys = sorted((s.persons[i][sort_by], i) for i in keys)
-        elif sort_by == "id":
-            keys = s.person_ids
-        else:
-            keys = s.sorted_keys(sort_by)
-        if direction == "asc":
-            if after is not None:
-                pos = bisect.bisect_right(keys, after)
-            elif since and sort_by == "update_time" and wanted is None:
-                pos = bisect.bisect_left(keys, (since, 0))
-            else:
-                pos = 0
-            step, end = 1, len(keys)
-        else:
-            pos = (bisect.bisect_left(keys, after) - 1) if after is not None else len(keys) - 1
-            step, end = -1, -1
-        data: list[dict[str, Any]] = []
-        last: Any = None
-        more = False
-        while pos != end:
-            k = keys[pos]
-            pid = k if sort_by == "id" else k[1]
-            p = s.persons[pid]
-            if keep(p):
-                if len(data) == limit:
-                    more = True
-                    break
-                if inc:
-                    data.append(v2_person(p, inc))
-                else:  # pre-serialised: a 500-person page is a join, not a dumps
-                    data.append(s.person_json(p))
-                last = k
-            elif (direction == "asc" and until and sort_by == "update_time"
-                  and p["update_time"] >= until):
-                break
-            pos += step
-        cursor = encode_cursor(last) if more else None
-        if inc:
-            return ok(data, {"next_cursor": cursor})
-        body = (f'{{"success":true,"data":[{",".join(data)}],'
-                f'"additional_data":{{"next_cursor":{json.dumps(cursor)}}}}}')
-        return Response(body, media_type="application/json")
-
-    @endpoint("get")
-    async def person_get(request: Request) -> Response:
-        p = live_person(request.path_params["id"])
-        return ok(v2_person(p, includes(request)))
-
-    @endpoint("write")
-    async def person_create(request: Request) -> Response:
-        body = validate_person(await json_body(request), creating=True)
-        p = s.create_person(body)
-        return ok(v2_person(p, {"marketing_status"}))
-
-    @endpoint("write")
-    async def person_patch(request: Request) -> Response:
-        p = live_person(request.path_params["id"])
-        body = validate_person(await json_body(request), creating=False)
-        s.update_person(p, body)
-        return ok(v2_person(p, {"marketing_status"}))
-
-    @endpoint("delete")
-    async def person_delete(request: Request) -> Response:
-        p = live_person(request.path_params["id"])
-        s.delete_person(p)
-        return ok({"id": p["id"]})
-
-    @endpoint("search", search=True)
-    async def persons_search(request: Request) -> Response:
-        term = (request.query_params.get("term") or "").strip()
-        exact = request.query_params.get("exact_match", "false").lower() == "true"
-        if len(term) < (1 if exact else 2):
-            raise ApiError(400, "Search term must be at least 2 characters long"
-                           if not exact else "Search term must be given")
-        fields_raw = request.query_params.get("fields") or "name,email,phone,notes,custom_fields"
-        fields = {f.strip() for f in fields_raw.split(",")}
-        bad = fields - {"name", "email", "phone", "notes", "custom_fields"}
-        if bad:
-            raise ApiError(400, f"Invalid fields: {sorted(bad)}")
-        org_filter = q_int(request, "organization_id")
-        low = term.lower()
-        tdig = digits(term)
-        scored: dict[int, float] = {}
-
-        def hit(pid: int, score: float) -> None:
-            if score > scored.get(pid, 0):
-                scored[pid] = score
-
-        if exact:
-            if "email" in fields:
-                for pid in s.by_email.get(low, ()):
-                    hit(pid, 1.0)
-            if "phone" in fields and tdig:
-                for pid in s.by_phone.get(tdig, ()):
-                    hit(pid, 1.0)
-            if "name" in fields:
-                for p in s.persons.values():
-                    if p["name"].lower() == low:
-                        hit(p["id"], 1.0)
-        else:
-            for p in s.persons.values():
-                if "name" in fields and low in p["name"].lower():
-                    hit(p["id"], 0.5 + 0.5 * len(low) / max(1, len(p["name"])))
-                if "email" in fields:
-                    for e in p["emails"]:
-                        v = e["value"].lower()
-                        if low in v:
-                            hit(p["id"], 0.5 + 0.5 * len(low) / len(v))
-                if "phone" in fields and tdig and len(tdig) >= 2:
-                    for ph in p["phones"]:
-                        d = digits(ph["value"])
-                        if tdig in d:
-                            hit(p["id"], 0.5 + 0.5 * len(tdig) / max(1, len(d)))
-        ranked = []
-        now = time.monotonic()
-        for pid, score in scored.items():
-            p = s.persons[pid]
-            if p["is_deleted"] or p.get("_indexed_at", 0) > now:  # optional index lag
-                continue
-            if org_filter is not None and p["org_id"] != org_filter:
-                continue
-            ranked.append((-round(score, 4), pid))
-        ranked.sort()
-        limit = v2_limit(request)
-        offset = decode_cursor(request.query_params.get("cursor")) or 0
-        page = ranked[offset:offset + limit]
-        items = []
-        for neg, pid in page:
-            p = s.persons[pid]
-            org = s.orgs.get(p["org_id"]) if p["org_id"] else None
-            items.append({"result_score": -neg, "item": {
-                "id": pid, "type": "person", "name": p["name"],
-                "phones": [x["value"] for x in p["phones"]],
-                "emails": [x["value"] for x in p["emails"]],
-                "visible_to": p["visible_to"], "owner": {"id": p["owner_id"]},
-                "organization": {"id": org["id"], "name": org["name"],
-                                 "address": org["address"]["value"]} if org else None,
-                "custom_fields": [], "notes": []}})
-        nxt = encode_cursor(offset + limit) if offset + limit < len(ranked) else None
-        return ok({"items": items}, {"next_cursor": nxt})
-
-    # -- organizations, deals, activities (v2) ---------------------------------------------
-    def v2_list(table_name: str, rel: str | None, live: Callable[[dict], bool],
-                ) -> Handler:
-        @endpoint("list")
+    def deco(fn: Handler) -> Handler:
         async def handler(request: Request) -> Response:
-            table: dict[Any, dict] = getattr(s, table_name)  # reset() swaps the dicts
-            person_id = q_int(request, "person_id") if rel else None
-            org_id = q_int(request, "org_id")
-            since = q_time(request, "updated_since")
-            ids = sorted(s.rel[rel].get(person_id, [])) if rel and person_id is not None \
-                else list(table.keys())
-
-            def pick(i: Any) -> dict | None:
-                r = table.get(i)
-                if r is None or not live(r):
-                    return None
-                if org_id is not None and r.get("org_id") != org_id:
-                    return None
-                if since and r["update_time"] < since:
-                    return None
-                if person_id is not None and r.get("person_id") != person_id:
-                    return None
-                return r
-
-            data, cursor = page_by_id(request, ids, pick)
-            return ok(data, {"next_cursor": cursor})
+            s = state(request)
+            token = (request.headers.get("x-api-token")
+                     or request.query_params.get("api_token"))
+            if not token:
+                auth = request.headers.get("authorization", "")
+                if auth.lower().startswith("bearer "):
+                    token = auth[7:].strip()
+            if token != s.token:
+                return JSONResponse(GATEWAY_401, status_code=401)
+            if s.settings["maintenance"]:
+                return JSONResponse(error_body("Service is under maintenance"),
+                                    status_code=503, headers={"retry-after": "60"})
+            headers, refused = limiter(s, token, cost, search)
+            if refused is not None:
+                refused.headers.update(headers)
+                return refused
+            request.state.ratelimit_headers = headers  # for api_error, on a refusal
+            response = await fn(request)
+            response.headers.update(headers)
+            return response
 
         return handler
 
-    def v2_one(table_name: str, what: str, live: Callable[[dict], bool]) -> Handler:
-        def get(request: Request) -> dict:
-            table: dict[Any, dict] = getattr(s, table_name)
-            r = table.get(q_path_int(request))
+    return deco
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    """An `ApiError` in Pipedrive's envelope, with the rate-limit headers of the call."""
+    assert isinstance(exc, ApiError)
+    response = JSONResponse(error_body(exc.message), status_code=exc.status)
+    response.headers.update(getattr(request.state, "ratelimit_headers", {}))
+    return response
+
+
+# -- persons ---------------------------------------------------------------------------
+def live_person(s: PipedriveState, pid: Any) -> dict[str, Any]:
+    try:
+        p = s.persons.get(int(pid))
+    except (TypeError, ValueError):
+        p = None
+    if p is None or p["is_deleted"]:
+        raise not_found("Person")
+    return p
+
+
+def v2_person(s: PipedriveState, p: dict[str, Any], include: set[str]) -> dict[str, Any]:
+    out = s.public_v2(p)
+    if "marketing_status" in include:
+        out["marketing_status"] = p["marketing_status"]
+    if "doi_status" in include:
+        out["doi_status"] = None
+    pid = p["id"]
+    counters = {"open_deals_count": ("deals", None), "activities_count": ("activities", None),
+                "notes_count": ("notes", None), "files_count": ("files", None),
+                "email_messages_count": ("mails", None)}
+    for field, (rel, _) in counters.items():
+        if field in include:
+            out[field] = len(s.rel[rel].get(pid, ()))
+    return out
+
+
+def includes(request: Request) -> set[str]:
+    raw = request.query_params.get("include_fields", "")
+    return {x.strip() for x in raw.split(",") if x.strip()}
+
+
+@endpoint("list")
+async def persons_list(request: Request) -> Response:
+    s = state(request)
+    inc = includes(request)
+    sort_by = request.query_params.get("sort_by", "id")
+    direction = request.query_params.get("sort_direction", "asc")
+    if sort_by not in ("id", "update_time", "add_time"):
+        raise ApiError(400, "Parameter 'sort_by' must be one of id, update_time, add_time")
+    if direction not in ("asc", "desc"):
+        raise ApiError(400, "Parameter 'sort_direction' must be asc or desc")
+    since, until = q_time(request, "updated_since"), q_time(request, "updated_until")
+    owner_id, org_id = q_int(request, "owner_id"), q_int(request, "org_id")
+    deal_id = q_int(request, "deal_id")
+    deal_person = s.deals[deal_id]["person_id"] if deal_id in s.deals else None
+    ids_raw = request.query_params.get("ids")
+    wanted: set[int] | None = None
+    if ids_raw:
+        try:
+            wanted = {int(x) for x in ids_raw.split(",") if x.strip()}
+        except ValueError:
+            raise ApiError(400, "Parameter 'ids' must be integers") from None
+        if len(wanted) > 100:
+            raise ApiError(400, "Parameter 'ids' accepts at most 100 ids")
+    limit = v2_limit(request)
+    after = decode_cursor(request.query_params.get("cursor"))
+    if after is not None and not (
+            (sort_by == "id" and _is_int(after))
+            or (sort_by != "id" and isinstance(after, tuple) and len(after) == 2
+                and isinstance(after[0], str) and _is_int(after[1]))):
+        raise ApiError(400, "Invalid cursor")
+
+    def keep(p: dict[str, Any]) -> bool:
+        if p["is_deleted"]:
+            return False
+        if wanted is not None and p["id"] not in wanted:
+            return False
+        if since and p["update_time"] < since:
+            return False
+        if until and p["update_time"] >= until:
+            return False
+        if owner_id is not None and p["owner_id"] != owner_id:
+            return False
+        if org_id is not None and p["org_id"] != org_id:
+            return False
+        return deal_id is None or p["id"] == deal_person
+
+    keys: list[Any]
+    if wanted is not None:
+        keys = sorted(i for i in wanted if i in s.persons)
+        if sort_by != "id":
+            keys = sorted((s.persons[i][sort_by], i) for i in keys)
+    elif sort_by == "id":
+        keys = s.person_ids
+    else:
+        keys = s.sorted_keys(sort_by)
+    if direction == "asc":
+        if after is not None:
+            pos = bisect.bisect_right(keys, after)
+        elif since and sort_by == "update_time" and wanted is None:
+            pos = bisect.bisect_left(keys, (since, 0))
+        else:
+            pos = 0
+        step, end = 1, len(keys)
+    else:
+        pos = (bisect.bisect_left(keys, after) - 1) if after is not None else len(keys) - 1
+        step, end = -1, -1
+    data: list[dict[str, Any]] = []
+    last: Any = None
+    more = False
+    while pos != end:
+        k = keys[pos]
+        pid = k if sort_by == "id" else k[1]
+        p = s.persons[pid]
+        if keep(p):
+            if len(data) == limit:
+                more = True
+                break
+            if inc:
+                data.append(v2_person(s, p, inc))
+            else:  # pre-serialised: a 500-person page is a join, not a dumps
+                data.append(s.person_json(p))
+            last = k
+        elif (direction == "asc" and until and sort_by == "update_time"
+              and p["update_time"] >= until):
+            break
+        pos += step
+    cursor = encode_cursor(last) if more else None
+    if inc:
+        return ok(data, {"next_cursor": cursor})
+    body = (f'{{"success":true,"data":[{",".join(data)}],'
+            f'"additional_data":{{"next_cursor":{json.dumps(cursor)}}}}}')
+    return Response(body, media_type="application/json")
+
+
+@endpoint("get")
+async def person_get(request: Request) -> Response:
+    s = state(request)
+    p = live_person(s, request.path_params["id"])
+    return ok(v2_person(s, p, includes(request)))
+
+
+@endpoint("write")
+async def person_create(request: Request) -> Response:
+    s = state(request)
+    body = validate_person(await json_body(request), creating=True)
+    p = s.create_person(body)
+    return ok(v2_person(s, p, {"marketing_status"}))
+
+
+@endpoint("write")
+async def person_patch(request: Request) -> Response:
+    s = state(request)
+    p = live_person(s, request.path_params["id"])
+    body = validate_person(await json_body(request), creating=False)
+    s.update_person(p, body)
+    return ok(v2_person(s, p, {"marketing_status"}))
+
+
+@endpoint("delete")
+async def person_delete(request: Request) -> Response:
+    s = state(request)
+    p = live_person(s, request.path_params["id"])
+    s.delete_person(p)
+    return ok({"id": p["id"]})
+
+
+@endpoint("search", search=True)
+async def persons_search(request: Request) -> Response:
+    s = state(request)
+    term = (request.query_params.get("term") or "").strip()
+    exact = request.query_params.get("exact_match", "false").lower() == "true"
+    if len(term) < (1 if exact else 2):
+        raise ApiError(400, "Search term must be at least 2 characters long"
+                       if not exact else "Search term must be given")
+    fields_raw = request.query_params.get("fields") or "name,email,phone,notes,custom_fields"
+    fields = {f.strip() for f in fields_raw.split(",")}
+    bad = fields - {"name", "email", "phone", "notes", "custom_fields"}
+    if bad:
+        raise ApiError(400, f"Invalid fields: {sorted(bad)}")
+    org_filter = q_int(request, "organization_id")
+    low = term.lower()
+    tdig = digits(term)
+    scored: dict[int, float] = {}
+
+    def hit(pid: int, score: float) -> None:
+        if score > scored.get(pid, 0):
+            scored[pid] = score
+
+    if exact:
+        if "email" in fields:
+            for pid in s.by_email.get(low, ()):
+                hit(pid, 1.0)
+        if "phone" in fields and tdig:
+            for pid in s.by_phone.get(tdig, ()):
+                hit(pid, 1.0)
+        if "name" in fields:
+            for p in s.persons.values():
+                if p["name"].lower() == low:
+                    hit(p["id"], 1.0)
+    else:
+        for p in s.persons.values():
+            if "name" in fields and low in p["name"].lower():
+                hit(p["id"], 0.5 + 0.5 * len(low) / max(1, len(p["name"])))
+            if "email" in fields:
+                for e in p["emails"]:
+                    v = e["value"].lower()
+                    if low in v:
+                        hit(p["id"], 0.5 + 0.5 * len(low) / len(v))
+            if "phone" in fields and tdig and len(tdig) >= 2:
+                for ph in p["phones"]:
+                    d = digits(ph["value"])
+                    if tdig in d:
+                        hit(p["id"], 0.5 + 0.5 * len(tdig) / max(1, len(d)))
+    ranked = []
+    now = time.monotonic()
+    for pid, score in scored.items():
+        p = s.persons[pid]
+        if p["is_deleted"] or p.get("_indexed_at", 0) > now:  # optional index lag
+            continue
+        if org_filter is not None and p["org_id"] != org_filter:
+            continue
+        ranked.append((-round(score, 4), pid))
+    ranked.sort()
+    limit = v2_limit(request)
+    offset = decode_cursor(request.query_params.get("cursor")) or 0
+    page = ranked[offset:offset + limit]
+    items = []
+    for neg, pid in page:
+        p = s.persons[pid]
+        org = s.orgs.get(p["org_id"]) if p["org_id"] else None
+        items.append({"result_score": -neg, "item": {
+            "id": pid, "type": "person", "name": p["name"],
+            "phones": [x["value"] for x in p["phones"]],
+            "emails": [x["value"] for x in p["emails"]],
+            "visible_to": p["visible_to"], "owner": {"id": p["owner_id"]},
+            "organization": {"id": org["id"], "name": org["name"],
+                             "address": org["address"]["value"]} if org else None,
+            "custom_fields": [], "notes": []}})
+    nxt = encode_cursor(offset + limit) if offset + limit < len(ranked) else None
+    return ok({"items": items}, {"next_cursor": nxt})
+
+
+# -- organizations, deals, activities (v2) ---------------------------------------------
+def v2_list(table_name: str, rel: str | None, live: Callable[[dict], bool],
+            ) -> Handler:
+    @endpoint("list")
+    async def handler(request: Request) -> Response:
+        s = state(request)
+        table: dict[Any, dict] = getattr(s, table_name)  # reset() swaps the dicts
+        person_id = q_int(request, "person_id") if rel else None
+        org_id = q_int(request, "org_id")
+        since = q_time(request, "updated_since")
+        ids = sorted(s.rel[rel].get(person_id, [])) if rel and person_id is not None \
+            else list(table.keys())
+
+        def pick(i: Any) -> dict | None:
+            r = table.get(i)
             if r is None or not live(r):
-                raise not_found(what)
+                return None
+            if org_id is not None and r.get("org_id") != org_id:
+                return None
+            if since and r["update_time"] < since:
+                return None
+            if person_id is not None and r.get("person_id") != person_id:
+                return None
             return r
 
-        @endpoint("get")
-        async def one(request: Request) -> Response:
-            return ok(get(request))
+        data, cursor = page_by_id(request, ids, pick)
+        return ok(data, {"next_cursor": cursor})
 
-        @endpoint("write")
-        async def patch(request: Request) -> Response:
-            r = get(request)
-            body = await json_body(request)
-            if not isinstance(body, dict):
-                raise ApiError(400, "Request body must be a JSON object")
-            for key, value in body.items():
-                if key in ("id", "add_time", "update_time", "is_deleted"):
-                    raise ApiError(400, f"'{key}' cannot be set")
-                if key.endswith("_id") and not (value is None or _is_int(value)):
-                    raise ApiError(400, f"'{key}' must be an integer")
-                if key == "done" and not isinstance(value, bool):
-                    raise ApiError(400, "'done' must be a boolean")
-                old_pid = r.get("person_id")
-                r[key] = value
-                if key == "person_id" and rel_name.get(what) and old_pid != value:
-                    lst = s.rel[rel_name[what]]
-                    if old_pid in lst and r["id"] in lst[old_pid]:
-                        lst[old_pid].remove(r["id"])
-                    if value is not None:
-                        lst.setdefault(value, []).append(r["id"])
-            r["update_time"] = now_iso()
-            return ok(r)
+    return handler
 
-        @endpoint("delete")
-        async def delete(request: Request) -> Response:
-            r = get(request)
-            r["is_deleted"] = True
-            r["update_time"] = now_iso()
-            return ok({"id": r["id"]})
 
-        async def dispatch(request: Request) -> Response:
-            method = request.method
-            if method == "GET":
-                return await one(request)
-            if method == "PATCH":
-                return await patch(request)
-            return await delete(request)
+def v2_one(table_name: str, what: str, live: Callable[[dict], bool]) -> Handler:
+    def get(request: Request) -> dict:
+        s = state(request)
+        table: dict[Any, dict] = getattr(s, table_name)
+        r = table.get(q_path_int(request))
+        if r is None or not live(r):
+            raise not_found(what)
+        return r
 
-        return dispatch
+    @endpoint("get")
+    async def one(request: Request) -> Response:
+        return ok(get(request))
 
-    rel_name = {"Deal": "deals", "Activity": "activities"}
-
-    def alive(r: dict) -> bool:
-        return not r.get("is_deleted") and not r.get("is_archived")
-
-    # Since 2025-07-15 the deal list leaves archived deals out and /deals/archived lists
-    # them; one archived deal is still read, changed and deleted by its id.
-    def archived(r: dict) -> bool:
-        return not r.get("is_deleted") and bool(r.get("is_archived"))
-
-    def not_deleted(r: dict) -> bool:
-        return not r.get("is_deleted")
-
-    # -- v1 ---------------------------------------------------------------------------------
-    def v1_person(p: dict[str, Any]) -> dict[str, Any]:
-        org = s.orgs.get(p["org_id"]) if p["org_id"] else None
-        return {
-            "id": p["id"], "company_id": 1,
-            "owner_id": {"id": p["owner_id"], "name": "Sandbox Admin",
-                         "email": "admin@example.com", "value": p["owner_id"]},
-            "org_id": {"value": org["id"], "name": org["name"], "people_count": 1,
-                       "owner_id": 1, "address": org["address"]["value"],
-                       "active_flag": True} if org else None,
-            "name": p["name"], "first_name": p["first_name"], "last_name": p["last_name"],
-            "email": p["emails"], "phone": p["phones"], "active_flag": not p["is_deleted"],
-            "visible_to": str(p["visible_to"]), "add_time": v1_time(p["add_time"]),
-            "update_time": v1_time(p["update_time"]), "delete_time": v1_time(p["delete_time"]),
-            "org_name": org["name"] if org else None, "owner_name": "Sandbox Admin",
-            "cc_email": "sandbox@pipedrivemail.example.com", "label": None,
-            "first_char": p["name"][:1].lower(), "marketing_status": p["marketing_status"],
-            "open_deals_count": len(s.rel["deals"].get(p["id"], ())),
-            "notes_count": len(s.rel["notes"].get(p["id"], ())),
-            "files_count": len(s.rel["files"].get(p["id"], ())),
-            "email_messages_count": len(s.rel["mails"].get(p["id"], ())),
-        }
-
-    @endpoint("list", v1=True)
-    async def v1_persons(request: Request) -> Response:
-        # O(N) list per page is acceptable for a deprecated endpoint.
-        live = [s.persons[i] for i in s.person_ids if not s.persons[i]["is_deleted"]]
-        page, pagination = v1_page(request, live)
-        return ok([v1_person(p) for p in page], {"pagination": pagination})
-
-    @endpoint("get", v1=True)
-    async def v1_person_get(request: Request) -> Response:
-        return ok(v1_person(live_person(request.path_params["id"])))
-
-    @endpoint("write", v1=True)
-    async def v1_person_put(request: Request) -> Response:
-        p = live_person(request.path_params["id"])
+    @endpoint("write")
+    async def patch(request: Request) -> Response:
+        s = state(request)
+        r = get(request)
         body = await json_body(request)
         if not isinstance(body, dict):
             raise ApiError(400, "Request body must be a JSON object")
-        clean: dict[str, Any] = {}
-        if "name" in body:
-            clean["name"] = str(body["name"])
-        for v1_key, v2_key in (("email", "emails"), ("phone", "phones")):
-            if v1_key in body:
-                val = body[v1_key]
-                if isinstance(val, str):
-                    val = [{"value": val}] if val else []
-                clean[v2_key] = _check_items(v1_key, val)
-        if "marketing_status" in body:
-            if body["marketing_status"] not in MARKETING:
-                raise ApiError(400, "Invalid marketing_status")
-            clean["marketing_status"] = body["marketing_status"]
-        s.update_person(p, clean)
-        return ok(v1_person(p))
+        for key, value in body.items():
+            if key in ("id", "add_time", "update_time", "is_deleted"):
+                raise ApiError(400, f"'{key}' cannot be set")
+            if key.endswith("_id") and not (value is None or _is_int(value)):
+                raise ApiError(400, f"'{key}' must be an integer")
+            if key == "done" and not isinstance(value, bool):
+                raise ApiError(400, "'done' must be a boolean")
+            old_pid = r.get("person_id")
+            r[key] = value
+            if key == "person_id" and rel_name.get(what) and old_pid != value:
+                lst = s.rel[rel_name[what]]
+                if old_pid in lst and r["id"] in lst[old_pid]:
+                    lst[old_pid].remove(r["id"])
+                if value is not None:
+                    lst.setdefault(value, []).append(r["id"])
+        r["update_time"] = now_iso()
+        return ok(r)
 
-    @endpoint("delete", v1=True)
-    async def v1_person_delete(request: Request) -> Response:
-        p = live_person(request.path_params["id"])
-        s.delete_person(p)
-        return ok({"id": p["id"]})
+    @endpoint("delete")
+    async def delete(request: Request) -> Response:
+        r = get(request)
+        r["is_deleted"] = True
+        r["update_time"] = now_iso()
+        return ok({"id": r["id"]})
 
-    @endpoint("write", v1=True)
-    async def v1_merge(request: Request) -> Response:
-        absorbed = live_person(request.path_params["id"])
-        body = await json_body(request)
-        other = body.get("merge_with_id") if isinstance(body, dict) else None
-        if not _is_int(other):
-            raise ApiError(400, "merge_with_id must be given")
-        if other == absorbed["id"]:
-            raise ApiError(400, "Cannot merge a person with itself")
-        survivor = live_person(other)
-        s.merge(absorbed, survivor)
-        return ok(v1_person(survivor))
+    async def dispatch(request: Request) -> Response:
+        method = request.method
+        if method == "GET":
+            return await one(request)
+        if method == "PATCH":
+            return await patch(request)
+        return await delete(request)
 
-    def person_sub(rel: str, obj: str, table_name: str, max_limit: int = 500) -> Handler:
-        @endpoint("list", v1=True)
-        async def handler(request: Request) -> Response:
-            table: dict[Any, dict] = getattr(s, table_name)
-            p = live_person(request.path_params["id"])
-            recs = [table[i] for i in s.rel[rel].get(p["id"], []) if i in table
-                    and table[i].get("active_flag", True)]
-            page, pagination = v1_page(request, recs, max_limit)
-            if obj == "file":
-                data: list[Any] = [{**r, "add_time": v1_time(r["add_time"]),
-                                    "update_time": v1_time(r["update_time"])} for r in page]
-            else:
-                data = [{"object": obj, "timestamp": v1_time(r["message_time"]),
-                         "data": {**r, "message_time": v1_time(r["message_time"])}}
-                        for r in page]
-            return ok(data or None, {"pagination": pagination})
+    return dispatch
 
-        return handler
 
+rel_name = {"Deal": "deals", "Activity": "activities"}
+
+
+def alive(r: dict) -> bool:
+    return not r.get("is_deleted") and not r.get("is_archived")
+
+
+# Since 2025-07-15 the deal list leaves archived deals out and /deals/archived lists
+# them; one archived deal is still read, changed and deleted by its id.
+def archived(r: dict) -> bool:
+    return not r.get("is_deleted") and bool(r.get("is_archived"))
+
+
+def not_deleted(r: dict) -> bool:
+    return not r.get("is_deleted")
+
+
+# -- v1 ---------------------------------------------------------------------------------
+def v1_person(s: PipedriveState, p: dict[str, Any]) -> dict[str, Any]:
+    org = s.orgs.get(p["org_id"]) if p["org_id"] else None
+    return {
+        "id": p["id"], "company_id": 1,
+        "owner_id": {"id": p["owner_id"], "name": "Sandbox Admin",
+                     "email": "admin@example.com", "value": p["owner_id"]},
+        "org_id": {"value": org["id"], "name": org["name"], "people_count": 1,
+                   "owner_id": 1, "address": org["address"]["value"],
+                   "active_flag": True} if org else None,
+        "name": p["name"], "first_name": p["first_name"], "last_name": p["last_name"],
+        "email": p["emails"], "phone": p["phones"], "active_flag": not p["is_deleted"],
+        "visible_to": str(p["visible_to"]), "add_time": v1_time(p["add_time"]),
+        "update_time": v1_time(p["update_time"]), "delete_time": v1_time(p["delete_time"]),
+        "org_name": org["name"] if org else None, "owner_name": "Sandbox Admin",
+        "cc_email": "sandbox@pipedrivemail.example.com", "label": None,
+        "first_char": p["name"][:1].lower(), "marketing_status": p["marketing_status"],
+        "open_deals_count": len(s.rel["deals"].get(p["id"], ())),
+        "notes_count": len(s.rel["notes"].get(p["id"], ())),
+        "files_count": len(s.rel["files"].get(p["id"], ())),
+        "email_messages_count": len(s.rel["mails"].get(p["id"], ())),
+    }
+
+
+@endpoint("list", v1=True)
+async def v1_persons(request: Request) -> Response:
+    s = state(request)
+    # O(N) list per page is acceptable for a deprecated endpoint.
+    live = [s.persons[i] for i in s.person_ids if not s.persons[i]["is_deleted"]]
+    page, pagination = v1_page(request, live)
+    return ok([v1_person(s, p) for p in page], {"pagination": pagination})
+
+
+@endpoint("get", v1=True)
+async def v1_person_get(request: Request) -> Response:
+    s = state(request)
+    return ok(v1_person(s, live_person(s, request.path_params["id"])))
+
+
+@endpoint("write", v1=True)
+async def v1_person_put(request: Request) -> Response:
+    s = state(request)
+    p = live_person(s, request.path_params["id"])
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    clean: dict[str, Any] = {}
+    if "name" in body:
+        clean["name"] = str(body["name"])
+    for v1_key, v2_key in (("email", "emails"), ("phone", "phones")):
+        if v1_key in body:
+            val = body[v1_key]
+            if isinstance(val, str):
+                val = [{"value": val}] if val else []
+            clean[v2_key] = _check_items(v1_key, val)
+    if "marketing_status" in body:
+        if body["marketing_status"] not in MARKETING:
+            raise ApiError(400, "Invalid marketing_status")
+        clean["marketing_status"] = body["marketing_status"]
+    s.update_person(p, clean)
+    return ok(v1_person(s, p))
+
+
+@endpoint("delete", v1=True)
+async def v1_person_delete(request: Request) -> Response:
+    s = state(request)
+    p = live_person(s, request.path_params["id"])
+    s.delete_person(p)
+    return ok({"id": p["id"]})
+
+
+@endpoint("write", v1=True)
+async def v1_merge(request: Request) -> Response:
+    s = state(request)
+    absorbed = live_person(s, request.path_params["id"])
+    body = await json_body(request)
+    other = body.get("merge_with_id") if isinstance(body, dict) else None
+    if not _is_int(other):
+        raise ApiError(400, "merge_with_id must be given")
+    if other == absorbed["id"]:
+        raise ApiError(400, "Cannot merge a person with itself")
+    survivor = live_person(s, other)
+    s.merge(absorbed, survivor)
+    return ok(v1_person(s, survivor))
+
+
+def person_sub(rel: str, obj: str, table_name: str, max_limit: int = 500) -> Handler:
     @endpoint("list", v1=True)
-    async def v1_flow(request: Request) -> Response:
-        p = live_person(request.path_params["id"])
-        pid = p["id"]
-        items: list[dict[str, Any]] = list(s.flow.get(pid, []))
-        for rel, obj, table, tkey in (("notes", "note", s.notes, "add_time"),
-                                      ("files", "file", s.files, "add_time"),
-                                      ("mails", "mailMessage", s.mails, "message_time"),
-                                      ("activities", "activity", s.activities, "add_time")):
-            for i in s.rel[rel].get(pid, []):
-                r = table.get(i)
-                if r is None or r.get("is_deleted") or not r.get("active_flag", True):
-                    continue
-                items.append({"object": obj, "timestamp": v1_time(r[tkey]), "data": r})
-        wanted = request.query_params.get("items")
-        if wanted:
-            allowed = set(wanted.split(","))
-            items = [i for i in items if i["object"] in allowed]
-        items.sort(key=lambda i: i["timestamp"] or "", reverse=True)
-        page, pagination = v1_page(request, items)
-        return ok(page, {"pagination": pagination})
+    async def handler(request: Request) -> Response:
+        s = state(request)
+        table: dict[Any, dict] = getattr(s, table_name)
+        p = live_person(s, request.path_params["id"])
+        recs = [table[i] for i in s.rel[rel].get(p["id"], []) if i in table
+                and table[i].get("active_flag", True)]
+        page, pagination = v1_page(request, recs, max_limit)
+        if obj == "file":
+            data: list[Any] = [{**r, "add_time": v1_time(r["add_time"]),
+                                "update_time": v1_time(r["update_time"])} for r in page]
+        else:
+            data = [{"object": obj, "timestamp": v1_time(r["message_time"]),
+                     "data": {**r, "message_time": v1_time(r["message_time"])}}
+                    for r in page]
+        return ok(data or None, {"pagination": pagination})
 
-    def v1_note(n: dict[str, Any]) -> dict[str, Any]:
-        return {**n, "add_time": v1_time(n["add_time"]), "update_time": v1_time(n["update_time"])}
+    return handler
 
-    @endpoint("list", v1=True)
-    async def v1_notes(request: Request) -> Response:
-        person_id = q_int(request, "person_id")
-        since = q_time(request, "updated_since")
-        ids = s.rel["notes"].get(person_id, []) if person_id is not None else s.notes.keys()
-        recs = [s.notes[i] for i in ids if i in s.notes and s.notes[i]["active_flag"]
-                and (person_id is None or s.notes[i]["person_id"] == person_id)
-                and (not since or s.notes[i]["update_time"] >= since)]
-        page, pagination = v1_page(request, recs)
-        return ok([v1_note(n) for n in page], {"pagination": pagination})
 
-    def note_of(request: Request) -> dict[str, Any]:
-        n = s.notes.get(q_path_int(request))
-        if n is None or not n["active_flag"]:
-            raise not_found("Note")
-        return n
+@endpoint("list", v1=True)
+async def v1_flow(request: Request) -> Response:
+    s = state(request)
+    p = live_person(s, request.path_params["id"])
+    pid = p["id"]
+    items: list[dict[str, Any]] = list(s.flow.get(pid, []))
+    for rel, obj, table, tkey in (("notes", "note", s.notes, "add_time"),
+                                  ("files", "file", s.files, "add_time"),
+                                  ("mails", "mailMessage", s.mails, "message_time"),
+                                  ("activities", "activity", s.activities, "add_time")):
+        for i in s.rel[rel].get(pid, []):
+            r = table.get(i)
+            if r is None or r.get("is_deleted") or not r.get("active_flag", True):
+                continue
+            items.append({"object": obj, "timestamp": v1_time(r[tkey]), "data": r})
+    wanted = request.query_params.get("items")
+    if wanted:
+        allowed = set(wanted.split(","))
+        items = [i for i in items if i["object"] in allowed]
+    items.sort(key=lambda i: i["timestamp"] or "", reverse=True)
+    page, pagination = v1_page(request, items)
+    return ok(page, {"pagination": pagination})
 
-    @endpoint("get", v1=True)
-    async def v1_note_get(request: Request) -> Response:
-        return ok(v1_note(note_of(request)))
 
-    @endpoint("write", v1=True)
-    async def v1_note_put(request: Request) -> Response:
-        n = note_of(request)
-        body = await json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("content", ""), str):
-            raise ApiError(400, "content must be a string")
-        if "content" in body:
-            n["content"] = body["content"]
-        n["update_time"] = now_iso()
-        return ok(v1_note(n))
+def v1_note(n: dict[str, Any]) -> dict[str, Any]:
+    return {**n, "add_time": v1_time(n["add_time"]), "update_time": v1_time(n["update_time"])}
 
-    @endpoint("delete", v1=True)
-    async def v1_note_delete(request: Request) -> Response:
-        n = note_of(request)
-        n["active_flag"] = False
-        n["update_time"] = now_iso()
-        return ok(True)
 
-    @endpoint("list", v1=True)
-    async def v1_leads(request: Request) -> Response:
-        person_id = q_int(request, "person_id")
-        ids = s.rel["leads"].get(person_id, []) if person_id is not None else s.leads.keys()
-        recs = [s.leads[i] for i in ids if i in s.leads
-                and (person_id is None or s.leads[i]["person_id"] == person_id)]
-        page, pagination = v1_page(request, recs)
-        return ok(page, {"pagination": pagination})
+@endpoint("list", v1=True)
+async def v1_notes(request: Request) -> Response:
+    s = state(request)
+    person_id = q_int(request, "person_id")
+    since = q_time(request, "updated_since")
+    ids = s.rel["notes"].get(person_id, []) if person_id is not None else s.notes.keys()
+    recs = [s.notes[i] for i in ids if i in s.notes and s.notes[i]["active_flag"]
+            and (person_id is None or s.notes[i]["person_id"] == person_id)
+            and (not since or s.notes[i]["update_time"] >= since)]
+    page, pagination = v1_page(request, recs)
+    return ok([v1_note(n) for n in page], {"pagination": pagination})
 
-    def lead_of(request: Request) -> dict[str, Any]:
-        lead = s.leads.get(request.path_params["id"])
-        if lead is None:
-            raise not_found("Lead")
-        return lead
 
-    @endpoint("get", v1=True)
-    async def v1_lead_get(request: Request) -> Response:
-        return ok(lead_of(request))
+def note_of(request: Request) -> dict[str, Any]:
+    s = state(request)
+    n = s.notes.get(q_path_int(request))
+    if n is None or not n["active_flag"]:
+        raise not_found("Note")
+    return n
 
-    @endpoint("write", v1=True)
-    async def v1_lead_patch(request: Request) -> Response:
-        lead = lead_of(request)
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise ApiError(400, "Request body must be a JSON object")
-        for key in ("title", "person_id", "is_archived"):
-            if key in body:
-                lead[key] = body[key]
-        lead["update_time"] = now_iso()
-        return ok(lead)
 
-    @endpoint("delete", v1=True)
-    async def v1_lead_delete(request: Request) -> Response:
-        lead = lead_of(request)
-        del s.leads[lead["id"]]
-        lst = s.rel["leads"].get(lead["person_id"], [])
-        if lead["id"] in lst:
-            lst.remove(lead["id"])
-        return ok({"id": lead["id"]})
+@endpoint("get", v1=True)
+async def v1_note_get(request: Request) -> Response:
+    return ok(v1_note(note_of(request)))
 
-    @endpoint("delete", v1=True)
-    async def v1_file_delete(request: Request) -> Response:
-        f = s.files.get(q_path_int(request))
-        if f is None or not f["active_flag"]:
-            raise not_found("File")
-        f["active_flag"] = False
-        f["update_time"] = now_iso()
-        return ok({"id": f["id"]})
 
-    @endpoint("list", v1=True)
-    async def v1_recents(request: Request) -> Response:
-        raw = request.query_params.get("since_timestamp")
-        if not raw:
-            raise ApiError(400, "since_timestamp must be given")
-        try:
-            since = iso(datetime.fromisoformat(raw.replace(" ", "T")).replace(tzinfo=UTC))
-        except ValueError:
-            raise ApiError(400, "since_timestamp must be YYYY-MM-DD HH:MM:SS") from None
-        kinds = (request.query_params.get("items") or "person").split(",")
-        tables = {"person": (s.persons, v1_person), "organization": (s.orgs, None),
-                  "deal": (s.deals, None), "activity": (s.activities, None),
-                  "note": (s.notes, v1_note), "file": (s.files, None)}
-        rows: list[tuple[str, str, Any, dict]] = []
-        for kind in kinds:
-            if kind not in tables:
-                raise ApiError(400, f"Unknown items type '{kind}'")
-            table, render = tables[kind]
-            for r in table.values():
-                if r["update_time"] >= since:
-                    rows.append((r["update_time"], kind, r["id"], render(r) if render else r))
-        rows.sort(key=lambda x: (x[0], x[1], x[2]))
-        page, pagination = v1_page(request, rows)
-        data = [{"item": kind, "id": rid, "data": rec} for _, kind, rid, rec in page]
-        return ok(data, {"since_timestamp": v1_time(since),
-                         "last_timestamp_on_page": v1_time(page[-1][0]) if page else None,
-                         "pagination": pagination})
+@endpoint("write", v1=True)
+async def v1_note_put(request: Request) -> Response:
+    n = note_of(request)
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("content", ""), str):
+        raise ApiError(400, "content must be a string")
+    if "content" in body:
+        n["content"] = body["content"]
+    n["update_time"] = now_iso()
+    return ok(v1_note(n))
 
-    return [
-        Route("/api/v2/persons", persons_list, methods=["GET"]),
-        Route("/api/v2/persons", person_create, methods=["POST"]),
-        Route("/api/v2/persons/search", persons_search, methods=["GET"]),
-        Route("/api/v2/persons/{id}", person_get, methods=["GET"]),
-        Route("/api/v2/persons/{id}", person_patch, methods=["PATCH"]),
-        Route("/api/v2/persons/{id}", person_delete, methods=["DELETE"]),
-        Route("/api/v2/organizations", v2_list("orgs", None, alive), methods=["GET"]),
-        Route("/api/v2/organizations/{id}", v2_one("orgs", "Organization", alive),
-              methods=["GET", "PATCH", "DELETE"]),
-        Route("/api/v2/deals", v2_list("deals", "deals", alive), methods=["GET"]),
-        Route("/api/v2/deals/archived", v2_list("deals", "deals", archived), methods=["GET"]),
-        Route("/api/v2/deals/{id}", v2_one("deals", "Deal", not_deleted),
-              methods=["GET", "PATCH", "DELETE"]),
-        Route("/api/v2/activities", v2_list("activities", "activities", alive),
-              methods=["GET"]),
-        Route("/api/v2/activities/{id}", v2_one("activities", "Activity", alive),
-              methods=["GET", "PATCH", "DELETE"]),
-        Route("/v1/persons", v1_persons, methods=["GET"]),
-        Route("/v1/persons/{id}", v1_person_get, methods=["GET"]),
-        Route("/v1/persons/{id}", v1_person_put, methods=["PUT"]),
-        Route("/v1/persons/{id}", v1_person_delete, methods=["DELETE"]),
-        Route("/v1/persons/{id}/merge", v1_merge, methods=["PUT"]),
-        Route("/v1/persons/{id}/mailMessages", person_sub("mails", "mailMessage", "mails"),
-              methods=["GET"]),
-        Route("/v1/persons/{id}/files", person_sub("files", "file", "files", 100),
-              methods=["GET"]),
-        Route("/v1/persons/{id}/flow", v1_flow, methods=["GET"]),
-        Route("/v1/notes", v1_notes, methods=["GET"]),
-        Route("/v1/notes/{id}", v1_note_get, methods=["GET"]),
-        Route("/v1/notes/{id}", v1_note_put, methods=["PUT"]),
-        Route("/v1/notes/{id}", v1_note_delete, methods=["DELETE"]),
-        Route("/v1/leads", v1_leads, methods=["GET"]),
-        Route("/v1/leads/{id}", v1_lead_get, methods=["GET"]),
-        Route("/v1/leads/{id}", v1_lead_patch, methods=["PATCH"]),
-        Route("/v1/leads/{id}", v1_lead_delete, methods=["DELETE"]),
-        Route("/v1/files/{id}", v1_file_delete, methods=["DELETE"]),
-        Route("/v1/recents", v1_recents, methods=["GET"]),
-    ]
+
+@endpoint("delete", v1=True)
+async def v1_note_delete(request: Request) -> Response:
+    n = note_of(request)
+    n["active_flag"] = False
+    n["update_time"] = now_iso()
+    return ok(True)
+
+
+@endpoint("list", v1=True)
+async def v1_leads(request: Request) -> Response:
+    s = state(request)
+    person_id = q_int(request, "person_id")
+    ids = s.rel["leads"].get(person_id, []) if person_id is not None else s.leads.keys()
+    recs = [s.leads[i] for i in ids if i in s.leads
+            and (person_id is None or s.leads[i]["person_id"] == person_id)]
+    page, pagination = v1_page(request, recs)
+    return ok(page, {"pagination": pagination})
+
+
+def lead_of(request: Request) -> dict[str, Any]:
+    s = state(request)
+    lead = s.leads.get(request.path_params["id"])
+    if lead is None:
+        raise not_found("Lead")
+    return lead
+
+
+@endpoint("get", v1=True)
+async def v1_lead_get(request: Request) -> Response:
+    return ok(lead_of(request))
+
+
+@endpoint("write", v1=True)
+async def v1_lead_patch(request: Request) -> Response:
+    lead = lead_of(request)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    for key in ("title", "person_id", "is_archived"):
+        if key in body:
+            lead[key] = body[key]
+    lead["update_time"] = now_iso()
+    return ok(lead)
+
+
+@endpoint("delete", v1=True)
+async def v1_lead_delete(request: Request) -> Response:
+    s = state(request)
+    lead = lead_of(request)
+    del s.leads[lead["id"]]
+    lst = s.rel["leads"].get(lead["person_id"], [])
+    if lead["id"] in lst:
+        lst.remove(lead["id"])
+    return ok({"id": lead["id"]})
+
+
+@endpoint("delete", v1=True)
+async def v1_file_delete(request: Request) -> Response:
+    s = state(request)
+    f = s.files.get(q_path_int(request))
+    if f is None or not f["active_flag"]:
+        raise not_found("File")
+    f["active_flag"] = False
+    f["update_time"] = now_iso()
+    return ok({"id": f["id"]})
+
+
+@endpoint("list", v1=True)
+async def v1_recents(request: Request) -> Response:
+    s = state(request)
+    raw = request.query_params.get("since_timestamp")
+    if not raw:
+        raise ApiError(400, "since_timestamp must be given")
+    try:
+        since = iso(datetime.fromisoformat(raw.replace(" ", "T")).replace(tzinfo=UTC))
+    except ValueError:
+        raise ApiError(400, "since_timestamp must be YYYY-MM-DD HH:MM:SS") from None
+    kinds = (request.query_params.get("items") or "person").split(",")
+    tables = {"person": (s.persons, lambda p: v1_person(s, p)), "organization": (s.orgs, None),
+              "deal": (s.deals, None), "activity": (s.activities, None),
+              "note": (s.notes, v1_note), "file": (s.files, None)}
+    rows: list[tuple[str, str, Any, dict]] = []
+    for kind in kinds:
+        if kind not in tables:
+            raise ApiError(400, f"Unknown items type '{kind}'")
+        table, render = tables[kind]
+        for r in table.values():
+            if r["update_time"] >= since:
+                rows.append((r["update_time"], kind, r["id"], render(r) if render else r))
+    rows.sort(key=lambda x: (x[0], x[1], x[2]))
+    page, pagination = v1_page(request, rows)
+    data = [{"item": kind, "id": rid, "data": rec} for _, kind, rid, rec in page]
+    return ok(data, {"since_timestamp": v1_time(since),
+                     "last_timestamp_on_page": v1_time(page[-1][0]) if page else None,
+                     "pagination": pagination})
 
 
 def q_path_int(request: Request) -> int | None:
@@ -892,3 +925,44 @@ def q_path_int(request: Request) -> int | None:
 async def gateway_401(request: Request, exc: Exception) -> Response:
     """Unknown path or wrong method: Pipedrive's gateway answers 401 with this body."""
     return JSONResponse(GATEWAY_401, status_code=401)
+
+
+routes = [
+    Route("/api/v2/persons", persons_list, methods=["GET"]),
+    Route("/api/v2/persons", person_create, methods=["POST"]),
+    Route("/api/v2/persons/search", persons_search, methods=["GET"]),
+    Route("/api/v2/persons/{id}", person_get, methods=["GET"]),
+    Route("/api/v2/persons/{id}", person_patch, methods=["PATCH"]),
+    Route("/api/v2/persons/{id}", person_delete, methods=["DELETE"]),
+    Route("/api/v2/organizations", v2_list("orgs", None, alive), methods=["GET"]),
+    Route("/api/v2/organizations/{id}", v2_one("orgs", "Organization", alive),
+          methods=["GET", "PATCH", "DELETE"]),
+    Route("/api/v2/deals", v2_list("deals", "deals", alive), methods=["GET"]),
+    Route("/api/v2/deals/archived", v2_list("deals", "deals", archived), methods=["GET"]),
+    Route("/api/v2/deals/{id}", v2_one("deals", "Deal", not_deleted),
+          methods=["GET", "PATCH", "DELETE"]),
+    Route("/api/v2/activities", v2_list("activities", "activities", alive),
+          methods=["GET"]),
+    Route("/api/v2/activities/{id}", v2_one("activities", "Activity", alive),
+          methods=["GET", "PATCH", "DELETE"]),
+    Route("/v1/persons", v1_persons, methods=["GET"]),
+    Route("/v1/persons/{id}", v1_person_get, methods=["GET"]),
+    Route("/v1/persons/{id}", v1_person_put, methods=["PUT"]),
+    Route("/v1/persons/{id}", v1_person_delete, methods=["DELETE"]),
+    Route("/v1/persons/{id}/merge", v1_merge, methods=["PUT"]),
+    Route("/v1/persons/{id}/mailMessages", person_sub("mails", "mailMessage", "mails"),
+          methods=["GET"]),
+    Route("/v1/persons/{id}/files", person_sub("files", "file", "files", 100),
+          methods=["GET"]),
+    Route("/v1/persons/{id}/flow", v1_flow, methods=["GET"]),
+    Route("/v1/notes", v1_notes, methods=["GET"]),
+    Route("/v1/notes/{id}", v1_note_get, methods=["GET"]),
+    Route("/v1/notes/{id}", v1_note_put, methods=["PUT"]),
+    Route("/v1/notes/{id}", v1_note_delete, methods=["DELETE"]),
+    Route("/v1/leads", v1_leads, methods=["GET"]),
+    Route("/v1/leads/{id}", v1_lead_get, methods=["GET"]),
+    Route("/v1/leads/{id}", v1_lead_patch, methods=["PATCH"]),
+    Route("/v1/leads/{id}", v1_lead_delete, methods=["DELETE"]),
+    Route("/v1/files/{id}", v1_file_delete, methods=["DELETE"]),
+    Route("/v1/recents", v1_recents, methods=["GET"]),
+]
