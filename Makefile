@@ -26,7 +26,7 @@ lint: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 # The Dagster UI and daemon on the local instance, with the sandbox behind them;
 # Ctrl-C stops all of it. Loopback only: the webserver has no login, and anyone who
