@@ -72,3 +72,9 @@ def store(db_url: str, tmp_path) -> Iterator[Store]:
     opened = open_store(settings)
     yield opened
     opened.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow end-to-end tests first: with two workers, a long test started last is the
+    suite's whole tail; started first, the fast ones fill the other worker meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end through real processes: scheduled first
+
 
 def test_the_demo_runs_every_request_kind_and_proves_it_at_the_vendors(tmp_path: Path):
     env = {k: v for k, v in os.environ.items()

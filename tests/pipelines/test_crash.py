@@ -27,6 +27,8 @@ from pipelines.requests import subject_request
 from tests.pipelines.jobs import file_request, run
 from tests.polling import poll
 
+pytestmark = pytest.mark.slow  # end to end through real processes: scheduled first
+
 ROOT = Path(__file__).resolve().parents[2]
 EEVA = "eeva.makela@example.fi"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

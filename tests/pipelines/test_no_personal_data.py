@@ -38,6 +38,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pytest
 import yaml
 from dagster import instance_for_test, materialize, serialize_value
 
@@ -48,6 +49,8 @@ from pipelines.launch import REPO_DAGSTER_YAML, run_request
 from pipelines.reconciliation import SYNC_ASSETS, person_index
 from sandbox.people import Person, ascii_fold, generate_people
 from tests.pipelines.jobs import operator_decides, state
+
+pytestmark = pytest.mark.slow  # end to end through real processes: scheduled first
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 GZIP_MAGIC = b"\x1f\x8b"

@@ -36,6 +36,8 @@ from tests.conftest import postgres_url
 from tests.pipelines.jobs import operator_decides
 from tests.pipelines.jobs import state as request_state
 
+pytestmark = pytest.mark.slow  # end to end through real processes: scheduled first
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DAGSTER_YAML = ROOT / "deploy" / "dagster.yaml"
 SUBJECT = "mikko.hakkinen@example.fi"  # in Pipedrive, Mailchimp and Typeform; not Netvisor
