@@ -1,22 +1,13 @@
 """The job on a real instance with the multiprocess executor: fan-out and re-execution."""
 
 import httpx
-import pytest
-from dagster import DagsterEventType, instance_for_test, materialize
+from dagster import DagsterEventType, instance_for_test
 
 from hub import ledger
 from hub.domain import Identifier, IdentifierKind
 from hub.ledger import RequestKind, RequestState
 from pipelines.launch import run_request
-from pipelines.reconciliation import SYNC_ASSETS, SYSTEMS, person_index
-
-
-@pytest.fixture
-def indexed(vendors, resources, hub_store, hub_db, tmp_path, monkeypatch):
-    monkeypatch.setenv("HUB_DATABASE_URL", hub_db)  # the run's child processes read it
-    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
-    assert materialize([*SYNC_ASSETS, person_index], resources=resources).success
-    return hub_store
+from pipelines.reconciliation import SYSTEMS
 
 
 def launched_before_any_finished(instance, run_id: str) -> set[str]:

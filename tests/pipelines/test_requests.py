@@ -3,21 +3,11 @@
 import stat
 
 import httpx
-import pytest
-from dagster import materialize
 
 from hub import audit, ledger
 from hub.ledger import RequestKind, RequestState
 from hub.models import AuditEventRow
-from pipelines.reconciliation import SYNC_ASSETS, person_index
 from tests.pipelines.jobs import at_vendor, file_request, run, run_to_the_end, tasks
-
-
-@pytest.fixture
-def indexed(vendors, resources, hub_store, tmp_path, monkeypatch):
-    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
-    assert materialize([*SYNC_ASSETS, person_index], resources=resources).success
-    return hub_store
 
 
 def writes(vendors) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from datetime import date
 
-import pytest
 from dagster import materialize
 from sqlalchemy import select
 
@@ -34,13 +33,6 @@ from tests.pipelines.jobs import (
 PEOPLE = generate_people(60, seed=42)
 MIKA, SUSANNA = (PEOPLE[i] for i in SHARED_CASES["switchboard"])
 SWITCHBOARD = MIKA.phone
-
-
-@pytest.fixture
-def indexed(vendors, resources, hub_store, tmp_path, monkeypatch):
-    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
-    assert materialize([*SYNC_ASSETS, person_index], resources=resources).success
-    return hub_store
 
 
 def persons_at_pipedrive(vendors, email):

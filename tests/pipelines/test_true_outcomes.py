@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from dagster import materialize
 
 from hub import ledger
 from hub.ledger import RequestKind, RequestState
 from hub.models import LegalHoldRow
 from pipelines import requests as job
-from pipelines.reconciliation import SYNC_ASSETS, person_index
 from pipelines.resources import ConnectorsResource
 from tests.hostile import Answer, HostileVendor, Seen
 from tests.pipelines.jobs import at_vendor, file_request, run, state, tasks
 
 AINO = "aino.virtanen@example.fi"
 EEVA = "eeva.makela@example.fi"
-
-
-@pytest.fixture
-def indexed(vendors, resources, hub_store, tmp_path, monkeypatch):
-    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
-    assert materialize([*SYNC_ASSETS, person_index], resources=resources).success
-    return hub_store
 
 
 def ok(data, additional=None):
