@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.base import ConnectorBase, now_utc, parse_time, wanted
+from connectors.base import ConnectorBase, parse_time, wanted
 from connectors.errors import NotFound, RequestRejected
 from connectors.http import DEFAULT_LIMITS, CallLimits, Limiter, RetryPolicy
 from connectors.mailchimp.models import (
@@ -286,6 +286,7 @@ class MailchimpConnector(ConnectorBase):
         """Permanently delete (or archive, per policy) each membership, journalled as
         Mailchimp confirms it, then read back: a member still there (or not archived)
         makes the outcome unverified, with what the read-back saw on its record."""
+        self.begin()
         read_now = set(self._found)  # members this op's find has just read
         self._found.clear()
         archive = policy.erase == EraseMode.DELETE
@@ -312,8 +313,7 @@ class MailchimpConnector(ConnectorBase):
                 record = _with_read_back(record, f"read back: still a member ({status})")
                 verified = False
             results.append(record)
-        return _outcome(results, verified, self.api_calls,
-                        mode="archive" if archive else "delete-permanent")
+        return self.outcome(results, verified, mode="archive" if archive else "delete-permanent")
 
     def _forget(self, ref: RecordRef, member_hash: str) -> RecordOutcome:
         try:
@@ -346,6 +346,7 @@ class MailchimpConnector(ConnectorBase):
                                        vendor_request_id=self.api.last_request_id))
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
+        self.begin()
         self._found.clear()
         results: list[RecordOutcome] = []
         verified = True
@@ -353,7 +354,7 @@ class MailchimpConnector(ConnectorBase):
             record, ok = self._opt_out_one(ref)
             results.append(record)
             verified = verified and ok
-        return _outcome(results, verified, self.api_calls)
+        return self.outcome(results, verified)
 
     def _opt_out_one(self, ref: RecordRef) -> tuple[RecordOutcome, bool]:
         """(outcome, whether the read-back shows it) for one membership."""
@@ -423,12 +424,3 @@ def _later(a: str, b: str) -> bool:
     if ta is None or tb is None:
         return a > b
     return ta > tb
-
-
-def _outcome(results: list[RecordOutcome], verified: bool, api_calls: int,
-             **extra: Any) -> Outcome:
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[str(r.action)] = counts.get(str(r.action), 0) + 1
-    return Outcome(system=SYSTEM, records=tuple(results), verified=verified,
-                   evidence={"counts": counts, "api_calls": api_calls, **extra}, at=now_utc())

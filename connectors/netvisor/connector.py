@@ -594,7 +594,7 @@ class NetvisorConnector(ConnectorBase):
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
         self._found.clear()
-        start = self.api_calls
+        self.begin()
         whole, contacts_only = _split(refs)
         by_id = {r.record_id: r for r in refs if r.system == SYSTEM}
         results: list[RecordOutcome] = []
@@ -610,16 +610,11 @@ class NetvisorConnector(ConnectorBase):
                 results.append(outcome)
                 verified = verified and ok
         results.extend(_with_their_customer(refs, whole, results))
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.action.value] = counts.get(r.action.value, 0) + 1
-        return Outcome(SYSTEM, tuple(results), verified=verified,
-                       evidence={"api_calls": self.api_calls - start, "actions": counts},
-                       at=now_utc())
+        return self.outcome(results, verified)
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         self._found.clear()
-        start = self.api_calls
+        self.begin()
         whole, contacts_only = _split(refs)
         keys = list(dict.fromkeys([*whole, *contacts_only]))
         customers: dict[str, Customer] = {}
@@ -652,8 +647,7 @@ class NetvisorConnector(ConnectorBase):
             still = [f for s, f, v in (after.marketing_fields() if after else []) if _is_true(v)]
             verified = verified and not still
             results.append(_read_back(record, "still set" if still else "cleared"))
-        return Outcome(SYSTEM, tuple(results), verified=verified,
-                       evidence={"api_calls": self.api_calls - start}, at=now_utc())
+        return self.outcome(results, verified)
 
     # ------------------------------------------------------------------ erasure parts
     #

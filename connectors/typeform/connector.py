@@ -348,7 +348,7 @@ class TypeformConnector(ConnectorBase):
         record says so.
         """
         self._found.clear()
-        start = self.api_calls
+        self.begin()
         records: dict[RecordRef, RecordOutcome] = {}
         for form_id, by_token in _by_form(refs).items():
             records.update((o.ref, o) for o in self._erase_form(form_id, by_token))
@@ -358,18 +358,13 @@ class TypeformConnector(ConnectorBase):
         for ref in left:
             records[ref] = replace(records[ref], detail=(
                 f"{records[ref].detail}; read back: still present after {polls} polls"))
-        outcomes = tuple(records.values())
-        evidence = {"api_calls": self.api_calls - start, "deleted_by_id": len(deleted),
-                    "still_present": len(left),
-                    "actions": {a.value: sum(1 for r in outcomes if r.action == a)
-                                for a in {r.action for r in outcomes}}}
-        return Outcome(SYSTEM, outcomes, verified=not left, evidence=evidence, at=now_utc())
+        return self.outcome(list(records.values()), not left, deleted_by_id=len(deleted),
+                            still_present=len(left))
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        records = tuple(RecordOutcome(ref, Action.NOTHING_TO_DO, detail=NOTHING_TO_DO)
-                        for ref in refs)
-        return Outcome(SYSTEM, records, verified=True,
-                       evidence={"api_calls": 0, "reason": NOTHING_TO_DO}, at=now_utc())
+        self.begin()
+        records = [RecordOutcome(ref, Action.NOTHING_TO_DO, detail=NOTHING_TO_DO) for ref in refs]
+        return self.outcome(records, True, reason=NOTHING_TO_DO)
 
     # ------------------------------------------------------------------ erasure parts
 
