@@ -19,7 +19,7 @@ treats every system alike through this protocol:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -100,6 +100,27 @@ class ConnectorBase:
         evidence = {"counts": counts, "api_calls": self.api_calls - self._op_start, **extra}
         return Outcome(system=self.system, records=tuple(records), verified=verified,
                        evidence=evidence, at=now_utc())
+
+    # The reuse cache of one op: what `find` read, whole, by the vendor's key, so the
+    # access export that follows within seconds reuses it instead of reading again.
+    # Erasure and opt-out write, so they read afresh and drop it (`forget_found`).
+    _found: dict[Hashable, Any] | None = None
+
+    def remember(self, key: Hashable, value: Any) -> None:
+        """Keep what `find` read under ``key`` for the export of the same op."""
+        if self._found is None:
+            self._found = {}
+        self._found[key] = value
+
+    def recall(self, key: Hashable) -> Any | None:
+        """What `find` read under ``key`` in this op, or None."""
+        return None if self._found is None else self._found.get(key)
+
+    def forget_found(self) -> set[Hashable]:
+        """Drop the reuse cache (before a write); return the keys it held."""
+        keys = set(self._found or ())
+        self._found = None
+        return keys
 
     def done(self, outcome: RecordOutcome) -> RecordOutcome:
         """Journal an action the vendor confirmed; return it for the outcome list."""

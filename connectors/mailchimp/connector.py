@@ -111,9 +111,6 @@ class MailchimpConnector(ConnectorBase):
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
                                 limiter=limiter, limits=limits)
         self._audience_list: list[Audience] | None = None
-        # Members as `find` read them, whole: an access export in the same op reuses
-        # them. Erasure and opt-out read afresh and drop them: they write.
-        self._found: dict[tuple[str, str], dict[str, Any]] = {}
         # (list id, contact id) -> subscriber hash, as Mailchimp answered it: in memory
         # only, for the calls that take nothing else (delete-permanent, tags, notes).
         self._hashes: dict[tuple[str, str], str] = {}
@@ -233,7 +230,7 @@ class MailchimpConnector(ConnectorBase):
                                       exclude_fields=["_links"])
                 if member is None:
                     continue
-                self._found[(audience.id, member.contact_id)] = dump(member)
+                self.remember((audience.id, member.contact_id), dump(member))
                 self._hashes[(audience.id, member.contact_id)] = member.id
                 refs.append(RecordRef(SYSTEM, "member", member.contact_id,
                                       container=audience.id,
@@ -247,7 +244,7 @@ class MailchimpConnector(ConnectorBase):
         missing = 0
         for ref in _members(refs):
             lid = ref.container or ""
-            member = self._found.get((lid, ref.record_id))
+            member = self.recall((lid, ref.record_id))
             mh = self._hash(ref)
             if member is None and mh is not None:
                 live = self._member(lid, mh, Member, exclude_fields=["_links"])
@@ -287,8 +284,7 @@ class MailchimpConnector(ConnectorBase):
         Mailchimp confirms it, then read back: a member still there (or not archived)
         makes the outcome unverified, with what the read-back saw on its record."""
         self.begin()
-        read_now = set(self._found)  # members this op's find has just read
-        self._found.clear()
+        read_now = self.forget_found()  # members this op's find has just read
         archive = policy.erase == EraseMode.DELETE
         results: list[RecordOutcome] = []
         verified = True
@@ -347,7 +343,7 @@ class MailchimpConnector(ConnectorBase):
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         self.begin()
-        self._found.clear()
+        self.forget_found()
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):

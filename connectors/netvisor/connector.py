@@ -376,10 +376,6 @@ class NetvisorConnector(ConnectorBase):
                                # "Send one message at a time and wait for a response."
                                limiter=limiter if limiter is not None else SerialLimiter())
         self._today = today
-        # Customers as `find` read them: one op finds and then exports within seconds,
-        # so the export reuses these reads. Erasure and opt-out read afresh and drop
-        # them: they write.
-        self._found: dict[str, Customer] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
@@ -546,7 +542,7 @@ class NetvisorConnector(ConnectorBase):
         refs: list[RecordRef] = []
         for batch in self._customers(keys):
             for c in batch:
-                self._found[c.key] = c
+                self.remember(c.key, c)
                 if matches(c.emails, c.phones, emails, phones):
                     refs.append(RecordRef(SYSTEM, "customer", c.key,
                                           label=f"Netvisor customer {c.key}", facts=c.facts))
@@ -561,7 +557,7 @@ class NetvisorConnector(ConnectorBase):
         sections: list[ExportSection] = []
         missing = 0
         keys = list(dict.fromkeys([*whole, *contacts_only]))
-        customers = {k: self._found[k] for k in keys if k in self._found}
+        customers: dict[str, Customer] = {k: c for k in keys if (c := self.recall(k)) is not None}
         for batch in self._customers([k for k in keys if k not in customers]):
             customers.update((c.key, c) for c in batch)
         for key in whole:
@@ -593,7 +589,7 @@ class NetvisorConnector(ConnectorBase):
                                 "customers": len(whole)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
-        self._found.clear()
+        self.forget_found()
         self.begin()
         whole, contacts_only = _split(refs)
         by_id = {r.record_id: r for r in refs if r.system == SYSTEM}
@@ -613,7 +609,7 @@ class NetvisorConnector(ConnectorBase):
         return self.outcome(results, verified)
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        self._found.clear()
+        self.forget_found()
         self.begin()
         whole, contacts_only = _split(refs)
         keys = list(dict.fromkeys([*whole, *contacts_only]))

@@ -156,9 +156,6 @@ class TypeformConnector(ConnectorBase):
         self._sleep = sleep
         self.page_size = max(1, min(page_size, RESPONSES_PAGE_SIZE))
         self._form_list: list[Form] | None = None
-        # Responses as `find` read them, by record id: an access export in the same op
-        # reuses them. Erasure reads afresh and drops them: it deletes.
-        self._found: dict[str, Response] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
@@ -308,7 +305,7 @@ class TypeformConnector(ConnectorBase):
             for item in hits.values():
                 ref = _ref(form, item, name_fields, _mentioned(item, emails, phones))
                 refs.setdefault(ref.record_id, ref)
-                self._found[ref.record_id] = item
+                self.remember(ref.record_id, item)
         return list(refs.values())
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
@@ -319,7 +316,7 @@ class TypeformConnector(ConnectorBase):
             tokens = list(by_token)
             try:
                 definition = self._definition(form_id)
-                read = {t: self._found.get(f"{form_id}:{t}") for t in tokens}
+                read = {t: self.recall(f"{form_id}:{t}") for t in tokens}
                 items = [i for i in read.values() if i is not None]
                 items += self._fetch(form_id, [t for t, i in read.items() if i is None])
             except NotFound:
@@ -347,7 +344,7 @@ class TypeformConnector(ConnectorBase):
         response the read-back still shows leaves the outcome unverified, and its
         record says so.
         """
-        self._found.clear()
+        self.forget_found()
         self.begin()
         records: dict[RecordRef, RecordOutcome] = {}
         for form_id, by_token in _by_form(refs).items():
