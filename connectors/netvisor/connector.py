@@ -18,7 +18,8 @@ the index link them into one person.
   ref carries the record's own name, e-mails and phones (``RecordFacts``).
 - Every answer is checked against what the connector reads from it
   (``models.py``): an OK answer without the list, the customers or the invoices is
-  BadResponse, never "not found".
+  BadResponse, never "not found"; on a read it is retried like a 5xx first, the
+  rule of ``HttpClient.json`` (a truncated body on a second try is whole).
 - ``export``: the customer, its contact persons and its invoice headers
   (``salesinvoicelist.nv?customernetvisorkey=``); for a contact person alone, only
   that contact person.
@@ -393,19 +394,34 @@ class NetvisorConnector(ConnectorBase):
 
     def _request(self, method: str, resource: str, params: dict[str, Any] | None = None,
                  body: str | None = None) -> Element:
-        """One Netvisor call through the shared retry policy; the parsed ``<Root>``.
+        """One Netvisor call through the shared retry policy; the parsed ``<Root>``."""
+        return self._exchange(method, resource, params, body)[0]
 
-        Parsing happens inside each attempt, so a ``REQUEST_NOT_UNIQUE`` answer is
-        retried like a 5xx, with a new TransactionId (the auth signs every attempt).
+    def _exchange(self, method: str, resource: str, params: dict[str, Any] | None = None,
+                  body: str | None = None, model: type[M] | None = None, *,
+                  read: bool = False) -> tuple[Element, M | None]:
+        """The parsed ``<Root>`` and, with ``model``, its validated reading.
+
+        Parsing and validating happen inside each attempt, the rule of
+        ``HttpClient.json``: a ``REQUEST_NOT_UNIQUE`` answer is retried like a 5xx, with
+        a new TransactionId (the auth signs every attempt), and on a ``read`` a body
+        that is not XML or not what ``model`` declares (a truncated answer, a proxy's
+        page) is retried too. A write is never repeated for it; ``read`` is explicit
+        because Netvisor writes by GET too (``deletecustomer.nv``).
         """
         url = f"{self.base_url}/{resource}"
         headers = {"content-type": "text/xml; charset=utf-8"} if body is not None else None
         content = body.encode("utf-8") if body is not None else None
 
-        def attempt() -> Element:
+        def attempt() -> tuple[Element, M | None]:
             response = self.http.request(method, url, params=params, content=content,
                                          headers=headers, retry=NO_RETRY)
-            return self._parse(resource, response)
+            try:
+                root = self._parse(resource, response)
+                return root, (validate(SYSTEM, model, plain(root)) if model else None)
+            except BadResponse as exc:
+                exc.retryable = read
+                raise
 
         return self.http.retry.run(attempt)
 
@@ -445,8 +461,9 @@ class NetvisorConnector(ConnectorBase):
     def _read(self, resource: str, params: dict[str, Any], model: type[M]
               ) -> tuple[Element, M]:
         """A read whose answer must hold what ``model`` declares (BadResponse if not)."""
-        root = self._request("GET", resource, params)
-        return root, validate(SYSTEM, model, plain(root))
+        root, answer = self._exchange("GET", resource, params, model=model, read=True)
+        assert answer is not None  # a model was given
+        return root, answer
 
     def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
         """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent.
@@ -507,7 +524,7 @@ class NetvisorConnector(ConnectorBase):
     # ------------------------------------------------------------------- protocol
 
     def check(self) -> None:
-        self._request("GET", "customerlist.nv", {"keyword": CHECK_KEYWORD})
+        self._exchange("GET", "customerlist.nv", {"keyword": CHECK_KEYWORD}, read=True)
 
     def sync(self, since: str | None) -> Iterator[SyncPage]:
         params: dict[str, Any] = {}
