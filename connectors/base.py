@@ -11,15 +11,18 @@ treats every system alike through this protocol:
 - ``export(refs)``: everything held, vendor field names kept;
 - ``erase(refs, policy)`` / ``opt_out(refs)``: act, read back, report per record.
   Not found is a success (``Action.NOT_FOUND``); doing it twice is harmless.
+  Their evidence has one shape (:meth:`ConnectorBase.outcome`): ``counts`` per
+  action, ``api_calls`` the operation made, then what is particular to the vendor.
 - ``api_calls``: API calls made so far (every attempt, retries included).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from hub.domain import (
     Export,
@@ -77,6 +80,47 @@ class ConnectorBase:
 
     system: str = ""
     journal: Callable[[RecordOutcome], None] = staticmethod(_no_journal)
+    # `api_calls` when the current operation began (see `begin`).
+    _op_start: int = 0
+
+    @property
+    def api_calls(self) -> int:  # pragma: no cover - overridden
+        return 0
+
+    def begin(self) -> None:
+        """Mark the start of an operation (erase, opt-out): the ``api_calls`` of its
+        outcome are the calls made from here, not since the connector was built."""
+        self._op_start = self.api_calls
+
+    def outcome(self, records: Sequence[RecordOutcome], verified: bool,
+                **extra: Any) -> Outcome:
+        """The one evidence shape of every connector's Outcome: ``counts`` per action,
+        ``api_calls`` this operation made (since `begin`), then the vendor's extras."""
+        counts = dict(Counter(r.action.value for r in records))
+        evidence = {"counts": counts, "api_calls": self.api_calls - self._op_start, **extra}
+        return Outcome(system=self.system, records=tuple(records), verified=verified,
+                       evidence=evidence, at=now_utc())
+
+    # The reuse cache of one op: what `find` read, whole, by the vendor's key, so the
+    # access export that follows within seconds reuses it instead of reading again.
+    # Erasure and opt-out write, so they read afresh and drop it (`forget_found`).
+    _found: dict[Hashable, Any] | None = None
+
+    def remember(self, key: Hashable, value: Any) -> None:
+        """Keep what `find` read under ``key`` for the export of the same op."""
+        if self._found is None:
+            self._found = {}
+        self._found[key] = value
+
+    def recall(self, key: Hashable) -> Any | None:
+        """What `find` read under ``key`` in this op, or None."""
+        return None if self._found is None else self._found.get(key)
+
+    def forget_found(self) -> set[Hashable]:
+        """Drop the reuse cache (before a write); return the keys it held."""
+        keys = set(self._found or ())
+        self._found = None
+        return keys
 
     def done(self, outcome: RecordOutcome) -> RecordOutcome:
         """Journal an action the vendor confirmed; return it for the outcome list."""

@@ -154,3 +154,28 @@ class HostileVendor:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def truncated(answer: Answer) -> Answer:
+    """``answer`` with its body cut in half: a complete HTTP answer (its length true)
+    whose JSON or XML stops mid-way, as from a proxy or a vendor that gave up writing."""
+    body, ctype = answer.encoded()
+    return Answer(answer.status, body[:len(body) // 2],
+                  {"content-type": ctype, **answer.headers})
+
+
+class TruncatedOnce:
+    """A handler that answers the first request to ``path`` with its answer truncated,
+    then as ``handler`` does: the read the connector must retry, like a 5xx."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self.cut = 0
+
+    def __call__(self, req: Seen) -> Answer:
+        answer = self.handler(req)
+        if req.path == self.path and not self.cut:
+            self.cut += 1
+            return truncated(answer)
+        return answer

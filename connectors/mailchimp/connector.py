@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.base import ConnectorBase, now_utc, parse_time, wanted
+from connectors.base import ConnectorBase, parse_time, wanted
 from connectors.errors import NotFound, RequestRejected
 from connectors.http import DEFAULT_LIMITS, CallLimits, Limiter, RetryPolicy
 from connectors.mailchimp.models import (
@@ -111,9 +111,6 @@ class MailchimpConnector(ConnectorBase):
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
                                 limiter=limiter, limits=limits)
         self._audience_list: list[Audience] | None = None
-        # Members as `find` read them, whole: an access export in the same op reuses
-        # them. Erasure and opt-out read afresh and drop them: they write.
-        self._found: dict[tuple[str, str], dict[str, Any]] = {}
         # (list id, contact id) -> subscriber hash, as Mailchimp answered it: in memory
         # only, for the calls that take nothing else (delete-permanent, tags, notes).
         self._hashes: dict[tuple[str, str], str] = {}
@@ -233,7 +230,7 @@ class MailchimpConnector(ConnectorBase):
                                       exclude_fields=["_links"])
                 if member is None:
                     continue
-                self._found[(audience.id, member.contact_id)] = dump(member)
+                self.remember((audience.id, member.contact_id), dump(member))
                 self._hashes[(audience.id, member.contact_id)] = member.id
                 refs.append(RecordRef(SYSTEM, "member", member.contact_id,
                                       container=audience.id,
@@ -247,7 +244,7 @@ class MailchimpConnector(ConnectorBase):
         missing = 0
         for ref in _members(refs):
             lid = ref.container or ""
-            member = self._found.get((lid, ref.record_id))
+            member = self.recall((lid, ref.record_id))
             mh = self._hash(ref)
             if member is None and mh is not None:
                 live = self._member(lid, mh, Member, exclude_fields=["_links"])
@@ -286,8 +283,8 @@ class MailchimpConnector(ConnectorBase):
         """Permanently delete (or archive, per policy) each membership, journalled as
         Mailchimp confirms it, then read back: a member still there (or not archived)
         makes the outcome unverified, with what the read-back saw on its record."""
-        read_now = set(self._found)  # members this op's find has just read
-        self._found.clear()
+        self.begin()
+        read_now = self.forget_found()  # members this op's find has just read
         archive = policy.erase == EraseMode.DELETE
         results: list[RecordOutcome] = []
         verified = True
@@ -312,8 +309,7 @@ class MailchimpConnector(ConnectorBase):
                 record = _with_read_back(record, f"read back: still a member ({status})")
                 verified = False
             results.append(record)
-        return _outcome(results, verified, self.api_calls,
-                        mode="archive" if archive else "delete-permanent")
+        return self.outcome(results, verified, mode="archive" if archive else "delete-permanent")
 
     def _forget(self, ref: RecordRef, member_hash: str) -> RecordOutcome:
         try:
@@ -346,14 +342,15 @@ class MailchimpConnector(ConnectorBase):
                                        vendor_request_id=self.api.last_request_id))
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        self._found.clear()
+        self.begin()
+        self.forget_found()
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):
             record, ok = self._opt_out_one(ref)
             results.append(record)
             verified = verified and ok
-        return _outcome(results, verified, self.api_calls)
+        return self.outcome(results, verified)
 
     def _opt_out_one(self, ref: RecordRef) -> tuple[RecordOutcome, bool]:
         """(outcome, whether the read-back shows it) for one membership."""
@@ -423,12 +420,3 @@ def _later(a: str, b: str) -> bool:
     if ta is None or tb is None:
         return a > b
     return ta > tb
-
-
-def _outcome(results: list[RecordOutcome], verified: bool, api_calls: int,
-             **extra: Any) -> Outcome:
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[str(r.action)] = counts.get(str(r.action), 0) + 1
-    return Outcome(system=SYSTEM, records=tuple(results), verified=verified,
-                   evidence={"counts": counts, "api_calls": api_calls, **extra}, at=now_utc())

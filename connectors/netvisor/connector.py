@@ -18,7 +18,8 @@ the index link them into one person.
   ref carries the record's own name, e-mails and phones (``RecordFacts``).
 - Every answer is checked against what the connector reads from it
   (``models.py``): an OK answer without the list, the customers or the invoices is
-  BadResponse, never "not found".
+  BadResponse, never "not found"; on a read it is retried like a 5xx first, the
+  rule of ``HttpClient.json`` (a truncated body on a second try is whole).
 - ``export``: the customer, its contact persons and its invoice headers
   (``salesinvoicelist.nv?customernetvisorkey=``); for a contact person alone, only
   that contact person.
@@ -41,6 +42,9 @@ the index link them into one person.
   A contact-person ref alone (another customer's contact) is deleted, or blanked
   when it is the default one.
 - ``opt_out``: nothing to do unless the customer carries a marketing field.
+
+This module holds the protocol methods and the erasure rules; reading a customer's
+XML is in ``parsing.py``, the HTTP door (Netvisor's error bodies) in ``http.py``.
 """
 
 from __future__ import annotations
@@ -70,19 +74,30 @@ from connectors.errors import (
 )
 from connectors.http import (
     NO_RETRY,
-    HttpClient,
     Limiter,
     RetryPolicy,
     SerialLimiter,
     make_client,
     validate,
 )
+from connectors.netvisor.http import NetvisorHttp
 from connectors.netvisor.models import (
     BookedInvoice,
     CustomerListAnswer,
     CustomersAnswer,
     InvoiceListAnswer,
     plain,
+)
+from connectors.netvisor.parsing import (
+    SYSTEM,
+    Contact,
+    Customer,
+    _child,
+    _find_all,
+    _is_true,
+    _tag,
+    _text,
+    to_dict,
 )
 from connectors.netvisor.signing import NetvisorAuth
 from connectors.settings import ENV_FILES, load_settings
@@ -92,7 +107,6 @@ from hub.domain import (
     ExportSection,
     Identifier,
     Outcome,
-    RecordFacts,
     RecordOutcome,
     RecordRef,
     SourceRecord,
@@ -100,7 +114,6 @@ from hub.domain import (
 )
 from hub.policy import EraseMode, SystemPolicy
 
-SYSTEM = "netvisor"
 HELSINKI = ZoneInfo("Europe/Helsinki")  # Netvisor's times are Finnish local time
 IDLIST_MAX = 500  # getcustomer.nv?idlist= takes at most 500 keys
 CHECK_KEYWORD = "gdpr-hub-connection-check"
@@ -111,7 +124,6 @@ _DETAIL_TAGS = ("contactname", "contactperson", "contactpersonemail", "contactpe
 _BASE_CONTACT = (("phonenumber", "PhoneNumber"), ("faxnumber", "FaxNumber"),
                  ("email", "Email"), ("emailinvoicingaddress", "EmailInvoicingAddress"))
 _BASE_ORDER = ("phonenumber", "faxnumber", "email", "isactive", "emailinvoicingaddress")
-_MARKETING = ("marketing", "markkinointi", "newsletter", "uutiskirje")
 # What collecting an open invoice needs besides the name and address: where it is sent.
 _COLLECTION = ("email", "emailinvoicingaddress")
 # Once the bookkeeping hold has ended, what remains of an invoiced customer (Netvisor
@@ -163,185 +175,7 @@ class HasInvoices(VendorError):
     retryable = False
 
 
-# ----------------------------------------------------------------------- XML helpers
-
-
-def _tag(el: Element) -> str:
-    return el.tag.rsplit("}", 1)[-1].lower()
-
-
-def _child(el: Element | None, *names: str) -> Element | None:
-    if el is None:
-        return None
-    wanted_names = {n.lower() for n in names}
-    for child in el:
-        if _tag(child) in wanted_names:
-            return child
-    return None
-
-
-def _text(el: Element | None, *names: str) -> str:
-    node = _child(el, *names) if names else el
-    if node is None or node.text is None:
-        return ""
-    return node.text.strip()
-
-
-def _find_all(el: Element, name: str) -> list[Element]:
-    name = name.lower()
-    return [node for node in el.iter() if _tag(node) == name]
-
-
-def to_dict(el: Element) -> Any:
-    """An element as plain data, the vendor's element names kept: leaves become
-    text, repeated children lists, attributes (e.g. ``format``) are dropped."""
-    kids = list(el)
-    if not kids:
-        return (el.text or "").strip()
-    out: dict[str, Any] = {}
-    for child in kids:
-        key = child.tag.rsplit("}", 1)[-1]
-        value = to_dict(child)
-        if key in out:
-            if not isinstance(out[key], list):
-                out[key] = [out[key]]
-            out[key].append(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _is_true(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "kyllä", "on")
-
-
-# ------------------------------------------------------------------------- parsing
-
-
-class Customer:
-    """One ``getcustomer.nv`` customer, read through the elements the hub needs."""
-
-    def __init__(self, el: Element) -> None:
-        self.el = el
-        self.base = _child(el, "CustomerBaseInformation")
-        key = _text(self.base, "NetvisorKey") or _text(el, "NetvisorKey")
-        self.key = key
-        self.name = _text(self.base, "Name")
-        self.emails = [v for v in (_text(self.base, "Email"),
-                                   _text(self.base, "EmailInvoicingAddress")) if v]
-        self.phones = [v for v in (_text(self.base, "PhoneNumber"),) if v]
-        self.is_active = _text(self.base, "IsActive")
-        # A company customer's Name is the company's: no person's name to match by, so
-        # the hub sees the record as nameless (hub.linking) instead of "disagreeing".
-        company = _text(self.base, "IsPrivateCustomer").strip().lower() in ("0", "false")
-        self.person_name = "" if company else self.name
-        self.contact_details = _child(el, "CustomerContactDetails")
-        self.additional = _child(el, "CustomerAdditionalInformation")
-
-    def contacts(self) -> list[Contact]:
-        """The contact persons: the ``CustomerContactDetails`` contact (id "details")
-        and each element of a contact-person list."""
-        out: list[Contact] = []
-        details = self.contact_details
-        if details is not None:
-            email = _text(details, "ContactPersonEmail")
-            phone = _text(details, "ContactPersonPhone")
-            name = _text(details, "ContactPerson") or _text(details, "ContactName")
-            if email or phone or name or _text(details, "ContactName"):
-                out.append(Contact(self.key, "details", name, email, phone, details))
-        for i, node in enumerate(_contact_nodes(self.el)):
-            cid = (_text(node, "NetvisorKey") or _text(node, "ContactPersonNetvisorKey")
-                   or _text(node, "ContactPersonID") or _text(node, "Id") or f"n{i + 1}")
-            first = _first_text(node, ("firstname",))
-            last = _first_text(node, ("lastname",))
-            name = " ".join(p for p in (first, last) if p) or _first_text(node, ("name",))
-            email = _first_text(node, ("email",))
-            phone = _first_text(node, ("phone",))
-            out.append(Contact(self.key, cid, name, email, phone, node,
-                               is_default=_is_true(_text(node, "IsDefault"))))
-        return out
-
-    @property
-    def facts(self) -> RecordFacts:
-        """The customer's own name (a private customer's), e-mails and phone: never its
-        contact persons'."""
-        return RecordFacts(self.person_name or None, tuple(self.emails), tuple(self.phones))
-
-    def marketing_fields(self) -> list[tuple[str, str, str]]:
-        """(section tag, field tag, value) of every element that looks like a
-        marketing permission or newsletter flag."""
-        out = []
-        for section in self.el:
-            for node in section:
-                if list(node):
-                    continue
-                if any(m in _tag(node) for m in _MARKETING):
-                    out.append((_tag(section), _tag(node), (node.text or "").strip()))
-        return out
-
-
-class Contact:
-    def __init__(self, customer_key: str, contact_id: str, name: str, email: str, phone: str,
-                 el: Element, *, is_default: bool = False) -> None:
-        self.customer_key = customer_key
-        self.contact_id = contact_id
-        self.name = name
-        self.email = email
-        self.phone = phone
-        self.el = el
-        self.is_default = is_default
-
-    @property
-    def record_id(self) -> str:
-        return f"{self.customer_key}/contact/{self.contact_id}"
-
-    @property
-    def facts(self) -> RecordFacts:
-        return RecordFacts(self.name or None, (self.email,) if self.email else (),
-                           (self.phone,) if self.phone else ())
-
-    def ref(self) -> RecordRef:
-        return RecordRef(SYSTEM, "contact_person", self.record_id, container=self.customer_key,
-                         label=f"contact person of customer {self.customer_key}",
-                         facts=self.facts)
-
-
-def _contact_nodes(customer: Element) -> list[Element]:
-    """Elements of a contact-person list (``CustomerContactPersons/…``)."""
-    out = []
-    for section in customer:
-        tag = _tag(section)
-        if "contactperson" in tag and list(section):
-            for node in section:
-                if list(node):
-                    out.append(node)
-    return out
-
-
-def _first_text(node: Element, hints: tuple[str, ...]) -> str:
-    for child in node:
-        tag = _tag(child)
-        if any(h in tag for h in hints) and (child.text or "").strip():
-            return child.text.strip()
-    return ""
-
-
 # ----------------------------------------------------------------------- connector
-
-
-class NetvisorHttp(HttpClient):
-    """The shared HTTP door, except that an error status with Netvisor's XML is read.
-
-    With standard status codes (Netvisor's default since the end of 2025, see the
-    reference's corrections) a refusal arrives as 400, 401 or 500 *with* the usual
-    ``ResponseStatus`` body saying why: "The customer has invoices" is a 400. Such an
-    answer is handed to the connector to read like a 200 + FAILED; one without that
-    body (a proxy's 503 page) is classified as usual.
-    """
-
-    def reads_error_body(self, response: httpx.Response) -> bool:
-        return response.status_code >= 400 and b"responsestatus" in response.content.lower()
-
 
 class NetvisorConnector(ConnectorBase):
     system = SYSTEM
@@ -376,10 +210,6 @@ class NetvisorConnector(ConnectorBase):
                                # "Send one message at a time and wait for a response."
                                limiter=limiter if limiter is not None else SerialLimiter())
         self._today = today
-        # Customers as `find` read them: one op finds and then exports within seconds,
-        # so the export reuses these reads. Erasure and opt-out read afresh and drop
-        # them: they write.
-        self._found: dict[str, Customer] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
@@ -397,19 +227,34 @@ class NetvisorConnector(ConnectorBase):
 
     def _request(self, method: str, resource: str, params: dict[str, Any] | None = None,
                  body: str | None = None) -> Element:
-        """One Netvisor call through the shared retry policy; the parsed ``<Root>``.
+        """One Netvisor call through the shared retry policy; the parsed ``<Root>``."""
+        return self._exchange(method, resource, params, body)[0]
 
-        Parsing happens inside each attempt, so a ``REQUEST_NOT_UNIQUE`` answer is
-        retried like a 5xx, with a new TransactionId (the auth signs every attempt).
+    def _exchange(self, method: str, resource: str, params: dict[str, Any] | None = None,
+                  body: str | None = None, model: type[M] | None = None, *,
+                  read: bool = False) -> tuple[Element, M | None]:
+        """The parsed ``<Root>`` and, with ``model``, its validated reading.
+
+        Parsing and validating happen inside each attempt, the rule of
+        ``HttpClient.json``: a ``REQUEST_NOT_UNIQUE`` answer is retried like a 5xx, with
+        a new TransactionId (the auth signs every attempt), and on a ``read`` a body
+        that is not XML or not what ``model`` declares (a truncated answer, a proxy's
+        page) is retried too. A write is never repeated for it; ``read`` is explicit
+        because Netvisor writes by GET too (``deletecustomer.nv``).
         """
         url = f"{self.base_url}/{resource}"
         headers = {"content-type": "text/xml; charset=utf-8"} if body is not None else None
         content = body.encode("utf-8") if body is not None else None
 
-        def attempt() -> Element:
+        def attempt() -> tuple[Element, M | None]:
             response = self.http.request(method, url, params=params, content=content,
                                          headers=headers, retry=NO_RETRY)
-            return self._parse(resource, response)
+            try:
+                root = self._parse(resource, response)
+                return root, (validate(SYSTEM, model, plain(root)) if model else None)
+            except BadResponse as exc:
+                exc.retryable = read
+                raise
 
         return self.http.retry.run(attempt)
 
@@ -449,8 +294,9 @@ class NetvisorConnector(ConnectorBase):
     def _read(self, resource: str, params: dict[str, Any], model: type[M]
               ) -> tuple[Element, M]:
         """A read whose answer must hold what ``model`` declares (BadResponse if not)."""
-        root = self._request("GET", resource, params)
-        return root, validate(SYSTEM, model, plain(root))
+        root, answer = self._exchange("GET", resource, params, model=model, read=True)
+        assert answer is not None  # a model was given
+        return root, answer
 
     def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
         """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent.
@@ -511,7 +357,7 @@ class NetvisorConnector(ConnectorBase):
     # ------------------------------------------------------------------- protocol
 
     def check(self) -> None:
-        self._request("GET", "customerlist.nv", {"keyword": CHECK_KEYWORD})
+        self._exchange("GET", "customerlist.nv", {"keyword": CHECK_KEYWORD}, read=True)
 
     def sync(self, since: str | None) -> Iterator[SyncPage]:
         params: dict[str, Any] = {}
@@ -546,7 +392,7 @@ class NetvisorConnector(ConnectorBase):
         refs: list[RecordRef] = []
         for batch in self._customers(keys):
             for c in batch:
-                self._found[c.key] = c
+                self.remember(c.key, c)
                 if matches(c.emails, c.phones, emails, phones):
                     refs.append(RecordRef(SYSTEM, "customer", c.key,
                                           label=f"Netvisor customer {c.key}", facts=c.facts))
@@ -561,7 +407,7 @@ class NetvisorConnector(ConnectorBase):
         sections: list[ExportSection] = []
         missing = 0
         keys = list(dict.fromkeys([*whole, *contacts_only]))
-        customers = {k: self._found[k] for k in keys if k in self._found}
+        customers: dict[str, Customer] = {k: c for k in keys if (c := self.recall(k)) is not None}
         for batch in self._customers([k for k in keys if k not in customers]):
             customers.update((c.key, c) for c in batch)
         for key in whole:
@@ -593,8 +439,8 @@ class NetvisorConnector(ConnectorBase):
                                 "customers": len(whole)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
-        self._found.clear()
-        start = self.api_calls
+        self.forget_found()
+        self.begin()
         whole, contacts_only = _split(refs)
         by_id = {r.record_id: r for r in refs if r.system == SYSTEM}
         results: list[RecordOutcome] = []
@@ -610,16 +456,11 @@ class NetvisorConnector(ConnectorBase):
                 results.append(outcome)
                 verified = verified and ok
         results.extend(_with_their_customer(refs, whole, results))
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.action.value] = counts.get(r.action.value, 0) + 1
-        return Outcome(SYSTEM, tuple(results), verified=verified,
-                       evidence={"api_calls": self.api_calls - start, "actions": counts},
-                       at=now_utc())
+        return self.outcome(results, verified)
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        self._found.clear()
-        start = self.api_calls
+        self.forget_found()
+        self.begin()
         whole, contacts_only = _split(refs)
         keys = list(dict.fromkeys([*whole, *contacts_only]))
         customers: dict[str, Customer] = {}
@@ -652,8 +493,7 @@ class NetvisorConnector(ConnectorBase):
             still = [f for s, f, v in (after.marketing_fields() if after else []) if _is_true(v)]
             verified = verified and not still
             results.append(_read_back(record, "still set" if still else "cleared"))
-        return Outcome(SYSTEM, tuple(results), verified=verified,
-                       evidence={"api_calls": self.api_calls - start}, at=now_utc())
+        return self.outcome(results, verified)
 
     # ------------------------------------------------------------------ erasure parts
     #

@@ -39,7 +39,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.base import (
     ConnectorBase,
     matches,
-    now_utc,
     parse_time,
     phone_variants,
     wanted,
@@ -335,14 +334,15 @@ class PipedriveConnector(ConnectorBase):
     # ------------------------------------------------------------------ erasure
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        self.begin()
         results: list[RecordOutcome] = []
         checks: list[bool] = []
         for ref in _persons(refs):
             results_for, verified = self._erase_person(ref, policy)
             results.extend(results_for)
             checks.append(verified)
-        return _outcome(results, all(checks), self.api_calls, mode=str(policy.erase),
-                        deals=str(policy.deals))
+        return self.outcome(results, all(checks), mode=str(policy.erase),
+                            deals=str(policy.deals))
 
     def _erase_person(self, ref: RecordRef, policy: SystemPolicy
                       ) -> tuple[list[RecordOutcome], bool]:
@@ -464,9 +464,9 @@ class PipedriveConnector(ConnectorBase):
     # ------------------------------------------------------------------ opt-out
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
+        self.begin()
         results = [self._opt_out_one(ref) for ref in _persons(refs)]
-        return _outcome([record for record, _ in results], all(ok for _, ok in results),
-                        self.api_calls)
+        return self.outcome([record for record, _ in results], all(ok for _, ok in results))
 
     def _opt_out_one(self, ref: RecordRef) -> tuple[RecordOutcome, bool]:
         """(outcome, whether the read-back shows it) for one person."""
@@ -559,12 +559,3 @@ def _later(a: str, b: str) -> bool:
 
 def _rid(response: httpx.Response) -> str | None:
     return request_id(response.headers)
-
-
-def _outcome(results: list[RecordOutcome], verified: bool, api_calls: int,
-             **extra: Any) -> Outcome:
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[str(r.action)] = counts.get(str(r.action), 0) + 1
-    return Outcome(system=SYSTEM, records=tuple(results), verified=verified,
-                   evidence={"counts": counts, "api_calls": api_calls, **extra}, at=now_utc())

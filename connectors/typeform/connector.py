@@ -156,9 +156,6 @@ class TypeformConnector(ConnectorBase):
         self._sleep = sleep
         self.page_size = max(1, min(page_size, RESPONSES_PAGE_SIZE))
         self._form_list: list[Form] | None = None
-        # Responses as `find` read them, by record id: an access export in the same op
-        # reuses them. Erasure reads afresh and drops them: it deletes.
-        self._found: dict[str, Response] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
@@ -308,7 +305,7 @@ class TypeformConnector(ConnectorBase):
             for item in hits.values():
                 ref = _ref(form, item, name_fields, _mentioned(item, emails, phones))
                 refs.setdefault(ref.record_id, ref)
-                self._found[ref.record_id] = item
+                self.remember(ref.record_id, item)
         return list(refs.values())
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
@@ -319,7 +316,7 @@ class TypeformConnector(ConnectorBase):
             tokens = list(by_token)
             try:
                 definition = self._definition(form_id)
-                read = {t: self._found.get(f"{form_id}:{t}") for t in tokens}
+                read = {t: self.recall(f"{form_id}:{t}") for t in tokens}
                 items = [i for i in read.values() if i is not None]
                 items += self._fetch(form_id, [t for t, i in read.items() if i is None])
             except NotFound:
@@ -347,8 +344,8 @@ class TypeformConnector(ConnectorBase):
         response the read-back still shows leaves the outcome unverified, and its
         record says so.
         """
-        self._found.clear()
-        start = self.api_calls
+        self.forget_found()
+        self.begin()
         records: dict[RecordRef, RecordOutcome] = {}
         for form_id, by_token in _by_form(refs).items():
             records.update((o.ref, o) for o in self._erase_form(form_id, by_token))
@@ -358,18 +355,13 @@ class TypeformConnector(ConnectorBase):
         for ref in left:
             records[ref] = replace(records[ref], detail=(
                 f"{records[ref].detail}; read back: still present after {polls} polls"))
-        outcomes = tuple(records.values())
-        evidence = {"api_calls": self.api_calls - start, "deleted_by_id": len(deleted),
-                    "still_present": len(left),
-                    "actions": {a.value: sum(1 for r in outcomes if r.action == a)
-                                for a in {r.action for r in outcomes}}}
-        return Outcome(SYSTEM, outcomes, verified=not left, evidence=evidence, at=now_utc())
+        return self.outcome(list(records.values()), not left, deleted_by_id=len(deleted),
+                            still_present=len(left))
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        records = tuple(RecordOutcome(ref, Action.NOTHING_TO_DO, detail=NOTHING_TO_DO)
-                        for ref in refs)
-        return Outcome(SYSTEM, records, verified=True,
-                       evidence={"api_calls": 0, "reason": NOTHING_TO_DO}, at=now_utc())
+        self.begin()
+        records = [RecordOutcome(ref, Action.NOTHING_TO_DO, detail=NOTHING_TO_DO) for ref in refs]
+        return self.outcome(records, True, reason=NOTHING_TO_DO)
 
     # ------------------------------------------------------------------ erasure parts
 

@@ -15,6 +15,7 @@ mentions, Mailchimp's audiences, sync) stays in ``test_<vendor>_sandbox.py``.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -359,9 +360,14 @@ def test_export_holds_the_persona(contract: Contract, conn: Any) -> None:
 def test_erasure_is_read_back_and_journalled(contract: Contract, conn: Any, policy: Any,
                                             live: VendorInspector, journal: Journal) -> None:
     refs = conn.find([email(contract.email)])
+    before = conn.api_calls
     outcome = conn.erase(refs, policy)
     assert outcome.system == contract.system
     assert outcome.verified, outcome.evidence
+    # One evidence shape: counts per action, and the calls this erasure made (not since
+    # the connector was built: the find above is not in them).
+    assert outcome.evidence["counts"] == dict(Counter(r.action.value for r in outcome.records))
+    assert outcome.evidence["api_calls"] == conn.api_calls - before > 0
     assert outcome.records
     assert {r.ref for r in outcome.records if r.ref.kind in {f.kind for f in refs}} >= set(refs)
     assert {r.ref.kind for r in outcome.records} == set(contract.erase_actions)

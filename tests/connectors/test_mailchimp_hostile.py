@@ -14,7 +14,7 @@ from connectors.http import CallLimits, RetryPolicy
 from connectors.mailchimp import MailchimpConnector, subscriber_hash
 from hub.domain import Action, Identifier, IdentifierKind, RecordFacts, RecordRef
 from hub.policy import EraseMode, SystemPolicy
-from tests.hostile import Answer, HostileVendor, Seen
+from tests.hostile import Answer, HostileVendor, Seen, TruncatedOnce
 
 KEY = "0123456789abcdef0123456789abcdef-us21"
 AINO = "aino.virtanen@example.fi"
@@ -299,3 +299,13 @@ def test_a_contact_id_mailchimp_does_not_know_is_not_a_member_and_nothing_is_wri
         opted = mc.opt_out([gone])
     assert erased.records[0].action == opted.records[0].action == Action.NOT_FOUND
     assert {s.method for s in vendor.seen} == {"GET"}
+
+
+def test_a_truncated_read_is_retried_and_then_succeeds(fast_retry):
+    """Garbage on a read (a body cut mid-way) follows the one retry rule: read again."""
+    handler = TruncatedOnce(MEMBER, lambda req: LISTS if req.path == "/3.0/lists"
+                            else Answer(200, member()))
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as mc:
+        (ref,) = mc.find([Identifier(IdentifierKind.EMAIL, AINO)])
+    assert ref.record_id == CONTACT and handler.cut == 1
+    assert gets(vendor, MEMBER) == 2

@@ -13,7 +13,7 @@ from connectors.errors import BadResponse
 from connectors.netvisor import NetvisorConnector, NetvisorSettings
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import EraseMode, SystemPolicy
-from tests.hostile import Answer, HostileVendor, Seen
+from tests.hostile import Answer, HostileVendor, Seen, TruncatedOnce
 
 POLICY = SystemPolicy(erase=EraseMode.RETAIN_IF_REQUIRED, retention_years=6,
                       retention_basis="Kirjanpitolaki (1336/1997) 2 luku 10 §")
@@ -115,7 +115,8 @@ def test_a_customer_read_that_is_not_netvisors_never_becomes_not_found(netvisor,
     conn, vendor = netvisor({"getcustomer.nv": answer})
     with pytest.raises(BadResponse):
         conn.erase([CUSTOMER], POLICY)
-    assert [s.path for s in vendor.seen] == ["/getcustomer.nv"]  # nothing written
+    # A read: retried like a 5xx (the one rule for garbage on a read); nothing written.
+    assert {(s.method, s.path) for s in vendor.seen} == {("GET", "/getcustomer.nv")}
 
 
 def test_an_empty_customers_answer_is_not_found(netvisor):
@@ -201,3 +202,14 @@ def test_a_trickling_netvisor_answer_ends_at_the_call_deadline(netvisor):
     with pytest.raises(ConnectionFailed, match="deadline"):
         conn.find([AINO])
     assert time.monotonic() - started < 15  # generous; the trickle alone would take 20 s
+
+
+def test_a_truncated_read_is_retried_and_then_succeeds(netvisor):
+    """Garbage on a read (XML cut mid-way) follows the one retry rule: read again."""
+    good = xml("<Customers>" + customer() + "</Customers>")
+    once = TruncatedOnce("/getcustomer.nv", lambda req: good)
+    conn, vendor = netvisor({"customerlist.nv": LISTING, "getcustomer.nv": once})
+    (ref,) = conn.find([AINO])
+    assert ref.record_id == "7" and once.cut == 1
+    assert [s.path for s in vendor.seen] == ["/customerlist.nv", "/getcustomer.nv",
+                                             "/getcustomer.nv"]

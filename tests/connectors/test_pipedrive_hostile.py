@@ -10,7 +10,7 @@ from connectors.errors import BadResponse, RequestRejected
 from connectors.pipedrive import PipedriveConnector
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import DealsMode, SystemPolicy
-from tests.hostile import Answer, HostileVendor, Seen
+from tests.hostile import Answer, HostileVendor, Seen, TruncatedOnce
 
 TOKEN = "t" * 40
 REF = RecordRef("pipedrive", "person", "7")
@@ -212,3 +212,16 @@ def test_a_400_echoing_the_subjects_name_leaves_no_name_in_the_error(name, fast_
     for part in name.split():
         assert part not in recorded
     assert "could not be found by term" in recorded and "HTTP 400" in recorded
+
+
+def test_a_truncated_read_is_retried_and_then_succeeds(fast_retry):
+    """Garbage on a read (a body cut mid-way) follows the one retry rule: read again."""
+    search = "/api/v2/persons/search"
+    handler = TruncatedOnce(search, lambda req: ok(
+        {"items": [{"item": {"id": 7, "name": "Aino Virtanen",
+                             "emails": ["aino.virtanen@example.fi"], "phones": []}}]},
+        {"next_cursor": None}))
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as pd:
+        (ref,) = pd.find([EMAIL])
+    assert ref.record_id == "7" and handler.cut == 1
+    assert [s.path for s in vendor.seen] == [search, search]

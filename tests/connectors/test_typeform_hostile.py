@@ -11,7 +11,7 @@ from connectors.http import Limiter
 from connectors.typeform import TypeformConnector, TypeformSettings
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import SystemPolicy
-from tests.hostile import Answer, HostileVendor, Seen
+from tests.hostile import Answer, HostileVendor, Seen, TruncatedOnce
 
 AINO = "aino.virtanen@example.fi"
 FORM = "formA"
@@ -131,3 +131,17 @@ def test_find_fills_facts_from_the_response(fast_retry):
         (ref,) = tf.find([Identifier(IdentifierKind.EMAIL, AINO)])
     assert ref.facts.emails == (AINO,) and ref.facts.name == "Aino Virtanen"
     assert ref.facts.phones == ()
+
+
+def test_a_truncated_read_is_retried_and_then_succeeds(fast_retry):
+    """Garbage on a read (a body cut mid-way) follows the one retry rule: read again."""
+    def answer(req: Seen) -> Answer:
+        if req.path == "/forms":
+            return FORMS
+        return DEFINITION if req.path == f"/forms/{FORM}" else page(response())
+
+    handler = TruncatedOnce(RESPONSES, answer)
+    with HostileVendor(handler) as vendor, connector(vendor, fast_retry) as tf:
+        (ref,) = tf.find([Identifier(IdentifierKind.EMAIL, AINO)])
+    assert ref.record_id == f"{FORM}:t1" and handler.cut == 1
+    assert count(vendor, "GET", RESPONSES) == 2

@@ -1,0 +1,178 @@
+"""Reading Netvisor's XML: the element helpers, and a ``getcustomer.nv`` customer and
+its contact persons as the connector sees them (``Customer``, ``Contact``).
+
+Pure functions of the parsed elements: no HTTP, no writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from hub.domain import RecordFacts, RecordRef
+
+SYSTEM = "netvisor"
+_MARKETING = ("marketing", "markkinointi", "newsletter", "uutiskirje")
+
+
+# ----------------------------------------------------------------------- XML helpers
+
+
+def _tag(el: Element) -> str:
+    return el.tag.rsplit("}", 1)[-1].lower()
+
+
+def _child(el: Element | None, *names: str) -> Element | None:
+    if el is None:
+        return None
+    wanted_names = {n.lower() for n in names}
+    for child in el:
+        if _tag(child) in wanted_names:
+            return child
+    return None
+
+
+def _text(el: Element | None, *names: str) -> str:
+    node = _child(el, *names) if names else el
+    if node is None or node.text is None:
+        return ""
+    return node.text.strip()
+
+
+def _find_all(el: Element, name: str) -> list[Element]:
+    name = name.lower()
+    return [node for node in el.iter() if _tag(node) == name]
+
+
+def to_dict(el: Element) -> Any:
+    """An element as plain data, the vendor's element names kept: leaves become
+    text, repeated children lists, attributes (e.g. ``format``) are dropped."""
+    kids = list(el)
+    if not kids:
+        return (el.text or "").strip()
+    out: dict[str, Any] = {}
+    for child in kids:
+        key = child.tag.rsplit("}", 1)[-1]
+        value = to_dict(child)
+        if key in out:
+            if not isinstance(out[key], list):
+                out[key] = [out[key]]
+            out[key].append(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _is_true(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "kyllä", "on")
+
+
+# ------------------------------------------------------------------------- parsing
+
+
+class Customer:
+    """One ``getcustomer.nv`` customer, read through the elements the hub needs."""
+
+    def __init__(self, el: Element) -> None:
+        self.el = el
+        self.base = _child(el, "CustomerBaseInformation")
+        key = _text(self.base, "NetvisorKey") or _text(el, "NetvisorKey")
+        self.key = key
+        self.name = _text(self.base, "Name")
+        self.emails = [v for v in (_text(self.base, "Email"),
+                                   _text(self.base, "EmailInvoicingAddress")) if v]
+        self.phones = [v for v in (_text(self.base, "PhoneNumber"),) if v]
+        self.is_active = _text(self.base, "IsActive")
+        # A company customer's Name is the company's: no person's name to match by, so
+        # the hub sees the record as nameless (hub.linking) instead of "disagreeing".
+        company = _text(self.base, "IsPrivateCustomer").strip().lower() in ("0", "false")
+        self.person_name = "" if company else self.name
+        self.contact_details = _child(el, "CustomerContactDetails")
+        self.additional = _child(el, "CustomerAdditionalInformation")
+
+    def contacts(self) -> list[Contact]:
+        """The contact persons: the ``CustomerContactDetails`` contact (id "details")
+        and each element of a contact-person list."""
+        out: list[Contact] = []
+        details = self.contact_details
+        if details is not None:
+            email = _text(details, "ContactPersonEmail")
+            phone = _text(details, "ContactPersonPhone")
+            name = _text(details, "ContactPerson") or _text(details, "ContactName")
+            if email or phone or name or _text(details, "ContactName"):
+                out.append(Contact(self.key, "details", name, email, phone, details))
+        for i, node in enumerate(_contact_nodes(self.el)):
+            cid = (_text(node, "NetvisorKey") or _text(node, "ContactPersonNetvisorKey")
+                   or _text(node, "ContactPersonID") or _text(node, "Id") or f"n{i + 1}")
+            first = _first_text(node, ("firstname",))
+            last = _first_text(node, ("lastname",))
+            name = " ".join(p for p in (first, last) if p) or _first_text(node, ("name",))
+            email = _first_text(node, ("email",))
+            phone = _first_text(node, ("phone",))
+            out.append(Contact(self.key, cid, name, email, phone, node,
+                               is_default=_is_true(_text(node, "IsDefault"))))
+        return out
+
+    @property
+    def facts(self) -> RecordFacts:
+        """The customer's own name (a private customer's), e-mails and phone: never its
+        contact persons'."""
+        return RecordFacts(self.person_name or None, tuple(self.emails), tuple(self.phones))
+
+    def marketing_fields(self) -> list[tuple[str, str, str]]:
+        """(section tag, field tag, value) of every element that looks like a
+        marketing permission or newsletter flag."""
+        out = []
+        for section in self.el:
+            for node in section:
+                if list(node):
+                    continue
+                if any(m in _tag(node) for m in _MARKETING):
+                    out.append((_tag(section), _tag(node), (node.text or "").strip()))
+        return out
+
+
+class Contact:
+    def __init__(self, customer_key: str, contact_id: str, name: str, email: str, phone: str,
+                 el: Element, *, is_default: bool = False) -> None:
+        self.customer_key = customer_key
+        self.contact_id = contact_id
+        self.name = name
+        self.email = email
+        self.phone = phone
+        self.el = el
+        self.is_default = is_default
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.customer_key}/contact/{self.contact_id}"
+
+    @property
+    def facts(self) -> RecordFacts:
+        return RecordFacts(self.name or None, (self.email,) if self.email else (),
+                           (self.phone,) if self.phone else ())
+
+    def ref(self) -> RecordRef:
+        return RecordRef(SYSTEM, "contact_person", self.record_id, container=self.customer_key,
+                         label=f"contact person of customer {self.customer_key}",
+                         facts=self.facts)
+
+
+def _contact_nodes(customer: Element) -> list[Element]:
+    """Elements of a contact-person list (``CustomerContactPersons/…``)."""
+    out = []
+    for section in customer:
+        tag = _tag(section)
+        if "contactperson" in tag and list(section):
+            for node in section:
+                if list(node):
+                    out.append(node)
+    return out
+
+
+def _first_text(node: Element, hints: tuple[str, ...]) -> str:
+    for child in node:
+        tag = _tag(child)
+        if any(h in tag for h in hints) and (child.text or "").strip():
+            return child.text.strip()
+    return ""
