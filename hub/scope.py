@@ -30,13 +30,21 @@ class Scope:
     """The subject's own identifiers that reached someone else's record."""
 
 
-def subject_of(session: Session, request_id: str) -> linking.Subject:
-    """The subject as the request knows them: own identifiers, names, shared identifiers."""
+def _own(session: Session, request_id: str
+         ) -> tuple[list[Identifier], set[Identifier], list[str]]:
+    """The subject's own identifiers, those of them the index knows are shared, and the
+    index persons their unshared ones reach."""
     own = ledger.identifiers_of(session, request_id)
     shared = index.shared_identifiers(session, own)
+    return own, shared, index.persons_holding(session, [i for i in own if i not in shared])
+
+
+def subject_of(session: Session, request_id: str) -> linking.Subject:
+    """The subject as the request knows them: own identifiers, names, shared identifiers."""
+    own, shared, persons = _own(session, request_id)
     row = ledger.get_request(session, request_id)
     names = {row.subject_name} if row.subject_name else set()
-    for person in index.persons_holding(session, [i for i in own if i not in shared]):
+    for person in persons:
         names |= index.names_of_person(session, person)
     return linking.Subject(
         emails=frozenset(i.value for i in own if i.kind == IdentifierKind.EMAIL),
@@ -48,10 +56,9 @@ def subject_of(session: Session, request_id: str) -> linking.Subject:
 
 def search_identifiers(session: Session, request_id: str) -> list[Identifier]:
     """What the live lookup searches by: the subject's own, then their index person's."""
-    own = ledger.identifiers_of(session, request_id)
-    shared = index.shared_identifiers(session, own)
+    own, _, persons = _own(session, request_id)
     found: dict[Identifier, None] = dict.fromkeys(own)
-    for person in index.persons_holding(session, [i for i in own if i not in shared]):
+    for person in persons:
         found.update(dict.fromkeys(index.identifiers_of_person(session, person)))
     return list(found)
 
