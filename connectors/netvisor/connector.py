@@ -509,6 +509,10 @@ class NetvisorConnector(ConnectorBase):
         customer = self._customer(key)
         if customer is None:
             return [RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer")], True
+        if _inactive(customer):
+            kept = self._kept_already(ref, customer, policy)
+            if kept is not None:
+                return [kept], True
         refused = False
         if policy.erase != EraseMode.ANONYMISE:
             deleted = self._try_delete(ref, key)
@@ -525,6 +529,25 @@ class NetvisorConnector(ConnectorBase):
         if hold.held or hold.open:
             return self._retain(ref, customer, hold, policy, why)
         return self._anonymise(ref, customer, hold, why)
+
+    def _kept_already(self, ref: RecordRef, customer: Customer, policy: SystemPolicy
+                      ) -> RecordOutcome | None:
+        """A customer an earlier erasure already minimised under a hold still running:
+        reported retained again, with its basis and end, and nothing written (rule 8).
+        None when there is something left to do."""
+        hold = Hold.of(self._booked_invoices(customer.key), policy, self._today())
+        keep = _COLLECTION if hold.open else ()
+        if not (hold.held or hold.open) or not _minimised(customer, keep):
+            return None
+        bases = [policy.retention_basis or policy.legal_basis] if hold.held else []
+        if hold.open:
+            bases.append("GDPR art. 17(3)(e) establishment, exercise or defence of legal "
+                         f"claims: open invoice(s) {', '.join(i.label for i in hold.open)}")
+        return RecordOutcome(ref, Action.RETAINED, status_code=200,
+                             detail="already minimised and deactivated under the hold by an "
+                                    "earlier erasure; nothing written; read back: minimised",
+                             legal_basis="; ".join(bases),
+                             retained_until=hold.until if hold.held else None)
 
     def _try_delete(self, ref: RecordRef, key: str) -> tuple[RecordOutcome, bool] | None:
         """``deletecustomer.nv`` and its read-back; None when refused for invoices."""

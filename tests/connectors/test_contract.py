@@ -214,10 +214,6 @@ CONTRACTS: dict[str, Contract] = {c.system: c for c in (
         phone_search=False,  # "Netvisor has no phone search"
         throttle_status=200,
         write_routes=frozenset({"/deletecustomer.nv", "/deletesalesinvoice.nv"}),
-        gaps={"test_a_second_erasure_finds_nothing_and_writes_nothing": (
-            "Netvisor: erasing a retained customer again re-sends deletecustomer.nv (refused:"
-            " has invoices) and re-writes the minimised customer (customer.nv POST) instead"
-            " of reading it back first and finding nothing left to do")},
     ),
 )}
 
