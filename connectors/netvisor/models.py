@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.netvisor.parsing import to_dict
+
 # Invoice states in which the customer still owes money (updatesalesinvoicestatus.nv:
 # open, overdue, reminded, requested = sent to collection, collected = in collection).
 # Paid and credit loss close the claim; any state Netvisor adds later counts as open,
@@ -32,22 +34,8 @@ CLOSED_STATUSES = frozenset({"paid", "creditloss", "credit loss", "maksettu", "l
 
 
 def plain(el: Element) -> Any:
-    """An element as data: leaves become text, children a dict by lower-case tag,
-    repeated children a list. Attributes are dropped."""
-    kids = list(el)
-    if not kids:
-        return (el.text or "").strip()
-    out: dict[str, Any] = {}
-    for child in kids:
-        key = child.tag.rsplit("}", 1)[-1].lower()
-        value = plain(child)
-        if key in out:
-            if not isinstance(out[key], list):
-                out[key] = [out[key]]
-            out[key].append(value)
-        else:
-            out[key] = value
-    return out
+    """An element as data with lower-case tags, what the models validate."""
+    return to_dict(el, lower=True)
 
 
 def _listed(value: Any) -> Any:

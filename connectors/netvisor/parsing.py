@@ -44,16 +44,19 @@ def _find_all(el: Element, name: str) -> list[Element]:
     return [node for node in el.iter() if _tag(node) == name]
 
 
-def to_dict(el: Element) -> Any:
-    """An element as plain data, the vendor's element names kept: leaves become
-    text, repeated children lists, attributes (e.g. ``format``) are dropped."""
+def to_dict(el: Element, *, lower: bool = False) -> Any:
+    """An element as plain data: leaves become text, repeated children lists,
+    attributes (e.g. ``format``) are dropped. The vendor's element names are kept
+    (an export shows them), or lower-cased (``lower``: for validating, since Netvisor's
+    names are case-insensitive)."""
     kids = list(el)
     if not kids:
         return (el.text or "").strip()
     out: dict[str, Any] = {}
     for child in kids:
         key = child.tag.rsplit("}", 1)[-1]
-        value = to_dict(child)
+        key = key.lower() if lower else key
+        value = to_dict(child, lower=lower)
         if key in out:
             if not isinstance(out[key], list):
                 out[key] = [out[key]]
