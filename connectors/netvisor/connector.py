@@ -10,7 +10,9 @@ the index link them into one person.
 - ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full
   pass), then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request
   at a time. The next cursor is the vendor's own ResponseStatus TimeStamp of the
-  list call (its clock and time zone, so no skew), taken before the details.
+  list call (its clock and time zone, so no skew), taken before the details: Netvisor
+  writes it ``d.M.yyyy H:mm:ss`` (Finnish local time), the cursor keeps it as
+  ``YYYY-MM-DDThh:mm:ss``, the form ``changedsince`` takes.
 - ``find``: ``customerlist.nv?emailkeyword=`` per e-mail, the hits read with
   ``getcustomer.nv`` and confirmed locally: the customer when its own e-mail or
   phone matches, each contact person whose e-mail or phone matches. Netvisor has
@@ -43,6 +45,8 @@ the index link them into one person.
   when it is the default one.
 - ``opt_out``: nothing to do unless the customer carries a marketing field.
 
+Every request is signed with HMACSHA256 and asks for real HTTP status codes
+(``signing.py``); a failure reads the same from a 200 or a 400/401/403/500 body.
 This module holds the protocol methods and the erasure rules; reading a customer's
 XML is in ``parsing.py``, the HTTP door (Netvisor's error bodies) in ``http.py``.
 """
