@@ -437,7 +437,7 @@ def test_invoice_list_filters_and_retention_spread(nv: Nv) -> None:
 NETVISOR_TIME = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4} \d{1,2}:\d{2}:\d{2}$")
 
 
-def test_times_and_dates_as_netvisor_writes_them(nv: Nv) -> None:
+def test_times_and_dates_as_netvisor_writes_them(box: Sandbox, nv: Nv) -> None:
     """`TimeStamp` and `LastModified` like `1.10.2009 16:03:24` (Finnish local time),
     list dates `dd.mm.yyyy`, the status with its `substatus` (checked 2026-12)."""
     root = ok(nv.xml("GET", "customerlist.nv", {"keyword": "gdpr-hub-nobody"}))
@@ -455,6 +455,17 @@ def test_times_and_dates_as_netvisor_writes_them(nv: Nv) -> None:
     assert {r.findtext("InvoiceStatus") for r in rows} <= {"open", "paid"}
     opened = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicestatus": "open"}))
     assert {r.findtext("InvoiceStatus") for r in opened.iter("SalesInvoice")} == {"open"}
+    # An overdue invoice is open, with the substatus saying so.
+    state = box.apps["netvisor"].state.netvisor
+    key = int(opened.find("SalesInvoiceList/SalesInvoice/NetvisorKey").text)
+    state.invoices[key].status = "overdue"
+    row = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicenumber": state.invoices[key].number}))
+    status = row.find("SalesInvoiceList/SalesInvoice/InvoiceStatus")
+    assert (status.text, status.get("substatus")) == ("open", "overdue")
+    overdue = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicestatus": "overdue"}))
+    rows = list(overdue.iter("SalesInvoice"))
+    assert str(key) in [r.findtext("NetvisorKey") for r in rows]
+    assert {r.find("InvoiceStatus").get("substatus") for r in rows} == {"overdue"}
 
 
 # --- names --------------------------------------------------------------------------------
