@@ -10,7 +10,9 @@ the index link them into one person.
 - ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full
   pass), then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request
   at a time. The next cursor is the vendor's own ResponseStatus TimeStamp of the
-  list call (its clock and time zone, so no skew), taken before the details.
+  list call (its clock and time zone, so no skew), taken before the details: Netvisor
+  writes it ``d.M.yyyy H:mm:ss`` (Finnish local time), the cursor keeps it as
+  ``YYYY-MM-DDThh:mm:ss``, the form ``changedsince`` takes.
 - ``find``: ``customerlist.nv?emailkeyword=`` per e-mail, the hits read with
   ``getcustomer.nv`` and confirmed locally: the customer when its own e-mail or
   phone matches, each contact person whose e-mail or phone matches. Netvisor has
@@ -43,25 +45,25 @@ the index link them into one person.
   when it is the default one.
 - ``opt_out``: nothing to do unless the customer carries a marketing field.
 
+Every request is signed with HMACSHA256 and asks for real HTTP status codes
+(``signing.py``); a failure reads the same from a 200 or a 400/401/403/500 body.
 This module holds the protocol methods and the erasure rules; reading a customer's
 XML is in ``parsing.py``, the HTTP door (Netvisor's error bodies) in ``http.py``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, TypeVar
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo
 
 import httpx
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import ConnectorBase, matches, now_utc, wanted
@@ -89,6 +91,7 @@ from connectors.netvisor.models import (
     plain,
 )
 from connectors.netvisor.parsing import (
+    HELSINKI,
     SYSTEM,
     Contact,
     Customer,
@@ -97,6 +100,7 @@ from connectors.netvisor.parsing import (
     _is_true,
     _tag,
     _text,
+    netvisor_time,
     to_dict,
 )
 from connectors.netvisor.signing import NetvisorAuth
@@ -114,7 +118,6 @@ from hub.domain import (
 )
 from hub.policy import EraseMode, SystemPolicy
 
-HELSINKI = ZoneInfo("Europe/Helsinki")  # Netvisor's times are Finnish local time
 IDLIST_MAX = 500  # getcustomer.nv?idlist= takes at most 500 keys
 CHECK_KEYWORD = "gdpr-hub-connection-check"
 # CustomerContactDetails: a named contact on the customer itself (all personal data).
@@ -167,6 +170,20 @@ class NetvisorSettings(BaseSettings):
     language: str = "FI"
     # Netvisor's guidance: wait at least 120 s for an answer.
     timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("sender", "customer_id", "partner_id", "customer_key", "partner_key",
+                     "organisation_id", "language")
+    @classmethod
+    def _latin1(cls, value: str | SecretStr) -> str | SecretStr:
+        """The HMACSHA256 MAC is computed over ISO-8859-1 text: fail at start-up, not
+        on the first request."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        try:
+            text.encode("iso-8859-1")
+        except UnicodeEncodeError:
+            raise ValueError("must be ISO-8859-1 text (Netvisor signs in that "
+                             "encoding)") from None
+        return value
 
 
 class HasInvoices(VendorError):
@@ -236,8 +253,8 @@ class NetvisorConnector(ConnectorBase):
         """The parsed ``<Root>`` and, with ``model``, its validated reading.
 
         Parsing and validating happen inside each attempt, the rule of
-        ``HttpClient.json``: a ``REQUEST_NOT_UNIQUE`` answer is retried like a 5xx, with
-        a new TransactionId (the auth signs every attempt), and on a ``read`` a body
+        ``HttpClient.json``: an answer with an error status and Netvisor's XML body is
+        read like a 200 with FAILED (``NetvisorHttp``), and on a ``read`` a body
         that is not XML or not what ``model`` declares (a truncated answer, a proxy's
         page) is retried too. A write is never repeated for it; ``read`` is explicit
         because Netvisor writes by GET too (``deletecustomer.nv``).
@@ -348,7 +365,7 @@ class NetvisorConnector(ConnectorBase):
         out = []
         for el in self._invoice_elements(key):
             invoice = validate(SYSTEM, BookedInvoice, plain(el))
-            if invoice.dated is None:
+            if invoice.invoicedate is None:
                 raise BadResponse(SYSTEM, "salesinvoicelist.nv: an invoice without a "
                                   "readable Invoicedate")
             out.append(invoice)
@@ -360,15 +377,17 @@ class NetvisorConnector(ConnectorBase):
         self._exchange("GET", "customerlist.nv", {"keyword": CHECK_KEYWORD}, read=True)
 
     def sync(self, since: str | None) -> Iterator[SyncPage]:
-        params: dict[str, Any] = {}
-        if since:
-            params["changedsince"] = _changedsince(since)
+        params: dict[str, Any] = {"changedsince": since} if since else {}
         keys, stamp = self._list_keys(params)
-        cursor_next = _changedsince(stamp) if stamp else since
+        listed_at = netvisor_time(stamp)
+        if listed_at is None:
+            raise BadResponse(SYSTEM, "customerlist.nv: ResponseStatus/TimeStamp is not a "
+                              "time in Netvisor's d.M.yyyy H:mm:ss")
+        cursor_next = _changedsince(listed_at)
         for batch in self._customers(keys):
             records: list[SourceRecord] = []
             for c in batch:
-                updated = _local_time(_text(c.el, "LastModified"))
+                updated = netvisor_time(_text(c.el, "LastModified"))
                 records.append(SourceRecord(system=SYSTEM, record_id=c.key,
                                             emails=tuple(c.emails), phones=tuple(c.phones),
                                             display_name=c.person_name or None,
@@ -772,7 +791,8 @@ class Hold:
 
     @classmethod
     def of(cls, invoices: Sequence[BookedInvoice], policy: SystemPolicy, today: date) -> Hold:
-        last = max((i.dated for i in invoices if i.dated is not None), default=None)
+        last = max((i.invoicedate for i in invoices if i.invoicedate is not None),
+                   default=None)
         until = policy.hold_ends(last) if last is not None else None
         return cls(tuple(invoices), last, until, until is not None and until >= today,
                    tuple(i for i in invoices if i.is_open))
@@ -887,30 +907,17 @@ def _split(refs: Sequence[RecordRef]) -> tuple[list[str], dict[str, list[str]]]:
     return whole, contacts
 
 
-_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})")
-
-
-def _local_time(value: str) -> datetime | None:
-    """A Netvisor time (Finnish local, ``YYYY-MM-DD HH:MM:SS``) as an aware datetime."""
-    m = _STAMP.search(value or "")
-    if not m:
-        return None
-    try:
-        naive = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}")
-    except ValueError:
-        return None
-    return naive.replace(tzinfo=HELSINKI)
-
-
-def _changedsince(value: str) -> str:
-    """A cursor or vendor TimeStamp as ``YYYY-MM-DDThh:mm:ss`` (what changedsince takes)."""
-    m = _STAMP.search(value)
-    return f"{m.group(1)}T{m.group(2)}" if m else value
+def _changedsince(moment: datetime) -> str:
+    """A Netvisor time as ``changedsince`` takes it: ``YYYY-MM-DDThh:mm:ss``, Finnish
+    local time (reference §D.3). The cursor is kept in this form."""
+    return moment.astimezone(HELSINKI).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _failure(resource: str, message: str, status: int, transaction_id: str | None
              ) -> ConnectorError:
-    """The taxonomy error for a ``<Status>FAILED</Status>`` answer."""
+    """The taxonomy error for a ``<Status>FAILED</Status>`` answer, the same whether
+    it came as HTTP 200 or, with ``UseHTTPResponseStatusCodes``, as 400/401/403/500:
+    the category in the body decides, the status only where the body names none."""
     upper = message.upper()
     common: dict[str, Any] = {"status_code": status, "vendor_request_id": transaction_id}
     if "AUTHENTICATION_FAILED" in upper:
@@ -921,10 +928,13 @@ def _failure(resource: str, message: str, status: int, transaction_id: str | Non
         # Netvisor's throttle (overlapping or too many requests): no Retry-After given.
         return RateLimited(SYSTEM, f"{resource}: {message}", status_code=status,
                            vendor_request_id=transaction_id)
+    if status in (401, 403):
+        # 403 is Netvisor's "service access error": the identifiers lack a right.
+        return AuthError(SYSTEM, f"{resource}: {message}", **common)
     err = VendorError(SYSTEM, f"{resource}: {message}", **common)
-    # A reused TransactionId is worth another try with a fresh one (the auth signs
-    # every attempt anew), and so is Netvisor's own 5xx; invalid or duplicate data
-    # would fail the same way again.
+    # A reused TransactionId (the legacy MACs' rule) is worth another try with a fresh
+    # one (the auth signs every attempt anew), and so is Netvisor's own 5xx; invalid or
+    # duplicate data would fail the same way again.
     err.retryable = ("REQUEST_NOT_UNIQUE" in upper or "TRY AGAIN" in upper
                      or status >= 500)
     return err

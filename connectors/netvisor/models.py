@@ -135,13 +135,7 @@ class BookedInvoice(_Model):
     netvisorkey: Key
     invoicenumber: str = ""
     invoicedate: Annotated[date | None, BeforeValidator(_netvisor_date)] = None
-    invoicingdate: Annotated[date | None, BeforeValidator(_netvisor_date)] = None
     invoicestatus: str = Field(min_length=1)
-
-    @property
-    def dated(self) -> date | None:
-        """Real lists say ``Invoicedate``; older documents and the sandbox ``InvoicingDate``."""
-        return self.invoicedate or self.invoicingdate
 
     @property
     def is_open(self) -> bool:

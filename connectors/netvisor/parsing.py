@@ -6,12 +6,18 @@ Pure functions of the parsed elements: no HTTP, no writes.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element
+from zoneinfo import ZoneInfo
 
 from hub.domain import RecordFacts, RecordRef
 
 SYSTEM = "netvisor"
+HELSINKI = ZoneInfo("Europe/Helsinki")  # Netvisor's times are Finnish local time
+# d.M.yyyy H:mm:ss: "1.10.2009 16:03:24", also written "01.01.2018 12:00:00".
+_NETVISOR_TIME = re.compile(r"\s*(\d{1,2})\.(\d{1,2})\.(\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})\s*")
 _MARKETING = ("marketing", "markkinointi", "newsletter", "uutiskirje")
 
 
@@ -64,6 +70,20 @@ def to_dict(el: Element, *, lower: bool = False) -> Any:
         else:
             out[key] = value
     return out
+
+
+def netvisor_time(value: str) -> datetime | None:
+    """A time as Netvisor writes it (``ResponseStatus/TimeStamp``, ``LastModified``:
+    ``d.M.yyyy H:mm:ss``, Finnish local time; saas-apis.md Corrections, checked
+    2026-12) as an aware datetime; None when the text is not one."""
+    m = _NETVISOR_TIME.fullmatch(value or "")
+    if m is None:
+        return None
+    day, month, year, hour, minute, second = (int(g) for g in m.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=HELSINKI)
+    except ValueError:
+        return None
 
 
 def _is_true(text: str) -> bool:

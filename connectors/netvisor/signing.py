@@ -1,24 +1,32 @@
-"""Netvisor request signing (reference §D.3).
+"""Netvisor request signing: HMACSHA256 (saas-apis.md Corrections, checked 2026-12).
 
-Every request carries nine ``X-Netvisor-*`` headers, one of them a SHA-256 MAC of
+Every request carries ten ``X-Netvisor-*`` headers. The MAC is the lower-case hex
+HMAC-SHA256, keyed ``CustomerKey&PartnerKey``, of
 ``URL&Sender&CustomerId&Timestamp&Language&OrganisationId&TransactionId&
-CustomerKey&PartnerKey``; the keys themselves are never sent. The URL hashed is
-the full request URL as sent, query string included.
+TimestampUnix&CustomerKey&PartnerKey``, both ISO-8859-1; the keys themselves are never
+sent. The URL is the full request URL as sent, query string included. Netvisor
+checks ``TimestampUnix`` against its clock (this replaces the old transaction-id
+rule) and announced the removal of the plain SHA256 and MD5 MACs, so no other
+algorithm is offered. ``UseHTTPResponseStatusCodes: 1`` asks for real status codes
+(400, 401, 403, 500 with the XML body), the mode Netvisor is moving every
+integration to; ``NetvisorHttp`` reads those bodies.
 
-Signing is an ``httpx.Auth`` so it runs for every attempt: a retry goes out with
-a new TransactionId and timestamp (Netvisor refuses a reused id with
-``REQUEST_NOT_UNIQUE``), and the MAC always covers the URL actually sent.
+Signing is an ``httpx.Auth`` so it runs for every attempt: a retry goes out with a
+new TransactionId and timestamps, and the MAC always covers the URL actually sent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import threading
 import uuid
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 
 import httpx
+
+ALGORITHM = "HMACSHA256"
 
 
 def netvisor_timestamp(now: datetime | None = None) -> str:
@@ -28,12 +36,15 @@ def netvisor_timestamp(now: datetime | None = None) -> str:
 
 
 def compute_mac(url: str, sender: str, customer_id: str, timestamp: str, language: str,
-                organisation_id: str, transaction_id: str, customer_key: str,
-                partner_key: str) -> str:
-    """The lower-case hex SHA-256 of the nine values joined with ``&``."""
-    text = "&".join([url, sender, customer_id, timestamp, language, organisation_id,
-                     transaction_id, customer_key, partner_key])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+                organisation_id: str, transaction_id: str, timestamp_unix: str,
+                customer_key: str, partner_key: str) -> str:
+    """The HMACSHA256 MAC (lower-case hex). Text outside ISO-8859-1 cannot be signed
+    (UnicodeEncodeError): Netvisor encodes both key and message that way."""
+    message = "&".join([url, sender, customer_id, timestamp, language, organisation_id,
+                        transaction_id, timestamp_unix, customer_key, partner_key])
+    key = f"{customer_key}&{partner_key}"
+    return hmac.new(key.encode("iso-8859-1"), message.encode("iso-8859-1"),
+                    hashlib.sha256).hexdigest()
 
 
 class NetvisorAuth(httpx.Auth):
@@ -68,11 +79,13 @@ class NetvisorAuth(httpx.Auth):
         return f"NetvisorAuth(sender={self.sender!r}, customer_id={self.customer_id!r})"
 
     def headers_for(self, url: str) -> dict[str, str]:
-        timestamp = netvisor_timestamp(self._clock())
+        now = self._clock()
+        timestamp = netvisor_timestamp(now)
+        timestamp_unix = str(int(now.timestamp()))
         transaction_id = self._new_id()
         mac = compute_mac(url, self.sender, self.customer_id, timestamp, self.language,
-                          self.organisation_id, transaction_id, self._customer_key,
-                          self._partner_key)
+                          self.organisation_id, transaction_id, timestamp_unix,
+                          self._customer_key, self._partner_key)
         with self._lock:
             self.last_transaction_id = transaction_id
         return {
@@ -81,8 +94,10 @@ class NetvisorAuth(httpx.Auth):
             "X-Netvisor-Authentication-PartnerId": self.partner_id,
             "X-Netvisor-Authentication-Timestamp": timestamp,
             "X-Netvisor-Authentication-TransactionId": transaction_id,
+            "X-Netvisor-Authentication-TimestampUnix": timestamp_unix,
             "X-Netvisor-Authentication-MAC": mac,
-            "X-Netvisor-Authentication-MACHashCalculationAlgorithm": "SHA256",
+            "X-Netvisor-Authentication-MACHashCalculationAlgorithm": ALGORITHM,
+            "X-Netvisor-Authentication-UseHTTPResponseStatusCodes": "1",
             "X-Netvisor-Interface-Language": self.language,
             "X-Netvisor-Organisation-ID": self.organisation_id,
         }

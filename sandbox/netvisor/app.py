@@ -1,23 +1,22 @@
 """Netvisor's `.nv` resources (reference §D.3) over `NetvisorState`.
 
-Each request is authenticated the way Netvisor does it: every `X-Netvisor-*`
-header present, known ids, a fresh timestamp, the SHA-256 MAC recomputed from
-the keys the sandbox holds, and a TransactionId never seen before. Then the
-environment is held for the duration of the request: Netvisor tells integrators
-to send one message at a time, and a second overlapping request is refused.
-Failures are HTTP 200 with `<Status>FAILED</Status>` unless the client asked for
-real status codes with `X-Netvisor-Authentication-UseHTTPResponseStatusCodes: 1`.
+Each request is authenticated the way Netvisor does it (`auth.py`: HMACSHA256, or
+the legacy SHA256/MD5 while `accept_legacy_mac` allows), its parameters read by
+case-insensitive name with unknown ones refused, and then the environment is held for
+the duration of the request: Netvisor tells integrators to send one message at a time,
+and a second overlapping request is refused. Failures are HTTP 200 with
+`<Status>FAILED</Status>` unless the client asked for real status codes with
+`X-Netvisor-Authentication-UseHTTPResponseStatusCodes: 1` (400, 401, 403, 500).
+Times are written as Netvisor writes them (`d.M.yyyy H:mm:ss`, Finnish local time).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.faults import make_vendor_app
+from sandbox.netvisor.auth import H, authenticate
 from sandbox.netvisor.state import (
     BASE_FIELDS,
     CONTACT_DETAIL_FIELDS,
@@ -36,60 +36,45 @@ from sandbox.netvisor.state import (
     NetvisorState,
     local_now,
 )
-from sandbox.netvisor.xml import XmlInputError, children, el, failed_body, ok_body, parse
+from sandbox.netvisor.xml import (
+    NvError,
+    XmlInputError,
+    children,
+    el,
+    failed_body,
+    netvisor_date,
+    netvisor_time,
+    ok_body,
+    parse,
+)
 from sandbox.people import Person
 
-H = "x-netvisor-"
-REQUIRED_HEADERS = (
-    "x-netvisor-authentication-sender", "x-netvisor-authentication-customerid",
-    "x-netvisor-authentication-partnerid", "x-netvisor-authentication-timestamp",
-    "x-netvisor-authentication-transactionid", "x-netvisor-authentication-mac",
-    "x-netvisor-authentication-machashcalculationalgorithm",
-    "x-netvisor-interface-language", "x-netvisor-organisation-id",
-)
-HTTP_STATUS = {"AUTHENTICATION_FAILED": 401, "REQUEST_NOT_UNIQUE": 409, "INVALID_DATA": 400,
-               "INVALID_DATA_SIZE": 400, "DUPLICATE_DATA": 409, "REQUEST_NOT_ALLOWED": 429,
-               "RESOURCE_NOT_FOUND": 404}
+# With `UseHTTPResponseStatusCodes: 1` Netvisor answers 400 (invalid data), 401
+# (authentication failed), 403 (service access error) and 500, each with the XML body
+# (topic 77000289952, checked 2026-12). Which category gets 403 is not documented:
+# refusing an overlapping request is the sandbox's reading of "service access".
+HTTP_STATUS = {"AUTHENTICATION_FAILED": 401, "REQUEST_NOT_UNIQUE": 400, "INVALID_DATA": 400,
+               "INVALID_DATA_SIZE": 400, "DUPLICATE_DATA": 400, "RESOURCE_NOT_FOUND": 400,
+               "REQUEST_NOT_ALLOWED": 403}
 MAX_IDLIST = 500
 MAX_CODELIST = 100
-
-
-class NvError(Exception):
-    """A Netvisor failure: `CATEGORY :: message`."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(f"{category} :: {message}")
-        self.category = category
-        self.message = message
-
-
-def request_url(request: Request) -> str:
-    """The URL the client sent: scheme://Host + raw path + '?' + raw query (if any)."""
-    scope = request.scope
-    host = request.headers.get("host", "")
-    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-    path = path.split("?", 1)[0]
-    qs = scope.get("query_string", b"").decode("latin-1")
-    return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{qs}" if qs else "")
-
-
-def compute_mac(url: str, sender: str, customer_id: str, timestamp: str, language: str,
-                organisation_id: str, transaction_id: str, customer_key: str,
-                partner_key: str) -> str:
-    """SHA-256 hex of the nine values joined with '&' (the order of reference §D.3)."""
-    joined = "&".join([url, sender, customer_id, timestamp, language, organisation_id,
-                       transaction_id, customer_key, partner_key])
-    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
-
-
-def parse_timestamp(raw: str) -> datetime | None:
-    """`YYYY-MM-DD HH:MM:SS.fff` (UTC); the fraction is optional."""
-    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
-        try:
-            return datetime.strptime(raw.strip(), fmt)
-        except ValueError:
-            continue
-    return None
+# The parameters each resource takes (names case-insensitive, as at Netvisor). Any
+# other is refused with INVALID_DATA: a misspelt filter must not widen a list.
+PARAMS: dict[str, frozenset[str]] = {
+    "customerlist": frozenset({"keyword", "emailkeyword", "changedsince",
+                               "customercodelist"}),
+    "getcustomer": frozenset({"id", "idlist"}),
+    "customer": frozenset({"method", "id"}),
+    "deletecustomer": frozenset({"customerid"}),
+    "contactperson": frozenset({"method", "id", "customerid"}),
+    "salesinvoicelist": frozenset({"listtype", "invoicesabovenetvisorkey", "customernetvisorkey",
+                                   "lastmodifiedstart", "lastmodifiedend", "begininvoicedate",
+                                   "endinvoicedate", "invoicenumber", "invoicestatus",
+                                   "customercode"}),
+    "getsalesinvoice": frozenset({"netvisorkey"}),
+    "deletesalesinvoice": frozenset({"netvisorkey"}),
+}
+Query = dict[str, str]
 
 
 def parse_local(name: str, raw: str) -> datetime:
@@ -116,55 +101,20 @@ class NetvisorApi:
 
     # --- envelope ----------------------------------------------------------------
 
-    def _authenticate(self, request: Request) -> None:
-        s = self.state
-        h = request.headers
-        missing = [name for name in REQUIRED_HEADERS if not h.get(name)]
-        if missing:
-            raise NvError("AUTHENTICATION_FAILED", f"Missing header {missing[0]}")
-        if h[H + "authentication-machashcalculationalgorithm"].upper() != "SHA256":
-            raise NvError("AUTHENTICATION_FAILED", "MAC hash calculation algorithm must be "
-                          "SHA256")
-        language = h[H + "interface-language"]
-        if language.upper() not in ("FI", "EN", "SE"):
-            raise NvError("AUTHENTICATION_FAILED", "Interface language must be FI, EN or SE")
-        if (h[H + "authentication-customerid"] != s.customer_id
-                or h[H + "authentication-partnerid"] != s.partner_id
-                or h[H + "organisation-id"] != s.organisation_id):
-            raise NvError("AUTHENTICATION_FAILED", "Integration keys are not valid or the "
-                          "organisation is not found")
-        ts_raw = h[H + "authentication-timestamp"]
-        ts = parse_timestamp(ts_raw)
-        if ts is None:
-            raise NvError("AUTHENTICATION_FAILED", "Timestamp is not in format "
-                          "YYYY-MM-DD HH:MM:SS.fff")
-        skew = abs((datetime.now(UTC).replace(tzinfo=None) - ts).total_seconds())
-        if skew > float(s.settings["timestamp_tolerance"]):
-            raise NvError("AUTHENTICATION_FAILED", "Timestamp is too old or in the future")
-        txid = h[H + "authentication-transactionid"]
-        url = request_url(request)
-        given = h[H + "authentication-mac"].strip().lower()
-        candidates = {url, unquote(url)}
-        if not any(hmac.compare_digest(given, compute_mac(
-                u, h[H + "authentication-sender"], s.customer_id, ts_raw, language,
-                s.organisation_id, txid, s.customer_key, s.partner_key))
-                for u in candidates):
-            raise NvError("AUTHENTICATION_FAILED", "Integration keys are not valid (MAC "
-                          "does not match)")
-        with s.lock:
-            if txid in s.transaction_ids:
-                raise NvError("REQUEST_NOT_UNIQUE", f"TransactionId {txid} has already been "
-                              "used")
-            s.transaction_ids.add(txid)
+    def wrap(self, resource: str, handler: Callable[[Request, Query], Awaitable[str]]) -> Any:
+        """The envelope around one resource: authentication, its parameters (names
+        case-insensitive, unknown ones refused), one request at a time, the XML answer
+        with HTTP 200 or, when asked for, a real status code."""
+        allowed = PARAMS.get(resource, frozenset())
 
-    def wrap(self, handler: Callable[[Request], Awaitable[str]]) -> Any:
         async def endpoint(request: Request) -> Response:
             use_codes = request.headers.get(
                 H + "authentication-usehttpresponsestatuscodes", "").strip() == "1"
             s = self.state
             held = False
             try:
-                self._authenticate(request)
+                authenticate(s, request)
+                q = _query(request, allowed)
                 with s.lock:
                     if s.settings["concurrency_guard"] and s.in_flight:
                         raise NvError("REQUEST_NOT_ALLOWED", "Another request to this "
@@ -174,7 +124,7 @@ class NetvisorApi:
                     held = True
                 if s.settings["response_delay"]:
                     await asyncio.sleep(float(s.settings["response_delay"]))
-                inner = await handler(request)
+                inner = await handler(request, q)
                 return Response(ok_body(inner), media_type="text/xml; charset=utf-8")
             except NvError as err:
                 status = HTTP_STATUS.get(err.category, 500) if use_codes else 200
@@ -191,8 +141,7 @@ class NetvisorApi:
     def _customer_uri(self, request: Request, key: int) -> str:
         return f"{str(request.base_url).rstrip('/')}/getcustomer.nv?id={key}"
 
-    async def customerlist(self, request: Request) -> str:
-        q = request.query_params
+    async def customerlist(self, request: Request, q: Query) -> str:
         s = self.state
         keyword = (q.get("keyword") or "").strip().lower()
         email_kw = (q.get("emailkeyword") or "").strip().lower()
@@ -251,11 +200,10 @@ class NetvisorApi:
                 "<CustomerAdditionalInformation>" + el("Comment", f["Comment"])
                 + el("ReferenceNumber", f["ReferenceNumber"])
                 + "</CustomerAdditionalInformation>"
-                + el("LastModified", c.modified.strftime("%Y-%m-%d %H:%M:%S"))
+                + el("LastModified", netvisor_time(c.modified))
                 + "</Customer>")
 
-    async def getcustomer(self, request: Request) -> str:
-        q = request.query_params
+    async def getcustomer(self, request: Request, q: Query) -> str:
         s = self.state
         if q.get("idlist"):
             ids = [_int("idlist", x) for x in q["idlist"].split(",") if x.strip()]
@@ -272,8 +220,7 @@ class NetvisorApi:
                 raise NvError("INVALID_DATA", f"Customer with NetvisorKey {key} not found")
             return self._customer_xml(c)
 
-    async def customer(self, request: Request) -> str:
-        q = request.query_params
+    async def customer(self, request: Request, q: Query) -> str:
         s = self.state
         method = (q.get("method") or "").lower()
         if method not in ("add", "edit"):
@@ -340,9 +287,9 @@ class NetvisorApi:
             c.modified = max(now, c.modified + timedelta(seconds=1))
             return ""
 
-    async def deletecustomer(self, request: Request) -> str:
+    async def deletecustomer(self, request: Request, q: Query) -> str:
         s = self.state
-        key = _int("customerid", request.query_params.get("customerid"))
+        key = _int("customerid", q.get("customerid"))
         with s.lock:
             if key not in s.customers:
                 raise NvError("INVALID_DATA", f"Customer with NetvisorKey {key} not found")
@@ -364,8 +311,7 @@ class NetvisorApi:
                     return c, x
         raise NvError("INVALID_DATA", f"Contact person with NetvisorKey {key} not found")
 
-    async def contactperson(self, request: Request) -> str:
-        q = request.query_params
+    async def contactperson(self, request: Request, q: Query) -> str:
         s = self.state
         method = (q.get("method") or "").lower()
         if method not in ("add", "edit", "delete"):
@@ -434,18 +380,22 @@ class NetvisorApi:
     # --- sales invoices --------------------------------------------------------------
 
     def _invoice_row(self, request: Request, inv: Invoice) -> str:
+        """One list item as real lists write it: `Invoicedate` as `dd.mm.yyyy`, the
+        status `open` with an `overdue` substatus once past due (checked 2026-12)."""
         base = str(request.base_url).rstrip("/")
         open_sum = 0.0 if inv.status == "paid" else inv.amount
+        status, substatus = ("open", "overdue") if inv.status == "overdue" else (inv.status,
+                                                                                 "")
         return "".join((
             "<SalesInvoice>", el("NetvisorKey", inv.key), el("InvoiceNumber", inv.number),
-            el("InvoicingDate", inv.invoice_date.isoformat(), ' format="ansi"'),
-            el("InvoiceStatus", inv.status), el("CustomerCode", inv.customer_code),
+            el("Invoicedate", netvisor_date(inv.invoice_date)),
+            el("InvoiceStatus", status, f' substatus="{substatus}"'),
+            el("CustomerCode", inv.customer_code),
             el("CustomerName", inv.customer_name), el("ReferenceNumber", inv.reference),
             el("InvoiceSum", _money(inv.amount)), el("OpenSum", _money(open_sum)),
             el("Uri", f"{base}/getsalesinvoice.nv?netvisorkey={inv.key}"), "</SalesInvoice>"))
 
-    async def salesinvoicelist(self, request: Request) -> str:
-        q = request.query_params
+    async def salesinvoicelist(self, request: Request, q: Query) -> str:
         s = self.state
         if q.get("listtype") == "preinvoice":
             return "<SalesInvoiceList />"
@@ -463,6 +413,7 @@ class NetvisorApi:
             if q.get("endinvoicedate") else None
         status = (q.get("invoicestatus") or "").lower() or None
         code = q.get("customercode")
+        number = _int("invoicenumber", q["invoicenumber"]) if q.get("invoicenumber") else None
         with s.lock:
             if cust is not None:
                 pool = [s.invoices[k] for k in s.invoices_by_customer.get(cust, [])]
@@ -474,12 +425,13 @@ class NetvisorApi:
                 and (end is None or inv.modified <= end)
                 and (begin_d is None or inv.invoice_date >= begin_d)
                 and (end_d is None or inv.invoice_date <= end_d)
-                and (status is None or inv.status == status)
-                and (code is None or inv.customer_code == code)]
+                and (status is None or status in _statuses(inv))
+                and (code is None or inv.customer_code == code)
+                and (number is None or inv.number == number)]
         return "<SalesInvoiceList>" + "".join(rows) + "</SalesInvoiceList>"
 
-    async def getsalesinvoice(self, request: Request) -> str:
-        key = _int("netvisorkey", request.query_params.get("netvisorkey"))
+    async def getsalesinvoice(self, request: Request, q: Query) -> str:
+        key = _int("netvisorkey", q.get("netvisorkey"))
         with self.state.lock:
             inv = self.state.invoices.get(key)
         if inv is None:
@@ -507,27 +459,50 @@ class NetvisorApi:
             el("InvoicingCustomerCountryCode", "FI"),
             "<InvoiceLines>", lines, "</InvoiceLines>", "</SalesInvoice>"))
 
-    async def deletesalesinvoice(self, request: Request) -> str:
+    async def deletesalesinvoice(self, request: Request, q: Query) -> str:
         raise NvError("INVALID_DATA", "Sales invoices are statutory vouchers and cannot be "
                       "deleted through the sandbox API")
 
-    async def unknown(self, request: Request) -> str:
+    async def unknown(self, request: Request, q: Query) -> str:
         raise NvError("RESOURCE_NOT_FOUND", f"Unknown resource {request.url.path}")
 
     def routes(self) -> list[Route]:
-        w = self.wrap
         both = ["GET", "POST"]
-        return [
-            Route("/customerlist.nv", w(self.customerlist), methods=["GET"]),
-            Route("/getcustomer.nv", w(self.getcustomer), methods=["GET"]),
-            Route("/customer.nv", w(self.customer), methods=["POST"]),
-            Route("/deletecustomer.nv", w(self.deletecustomer), methods=both),
-            Route("/contactperson.nv", w(self.contactperson), methods=["POST"]),
-            Route("/salesinvoicelist.nv", w(self.salesinvoicelist), methods=["GET"]),
-            Route("/getsalesinvoice.nv", w(self.getsalesinvoice), methods=["GET"]),
-            Route("/deletesalesinvoice.nv", w(self.deletesalesinvoice), methods=both),
-            Route("/{name:path}.nv", w(self.unknown), methods=both),
+        table: list[tuple[str, Callable[[Request, Query], Awaitable[str]], list[str]]] = [
+            ("customerlist", self.customerlist, ["GET"]),
+            ("getcustomer", self.getcustomer, ["GET"]),
+            ("customer", self.customer, ["POST"]),
+            ("deletecustomer", self.deletecustomer, both),
+            ("contactperson", self.contactperson, ["POST"]),
+            ("salesinvoicelist", self.salesinvoicelist, ["GET"]),
+            ("getsalesinvoice", self.getsalesinvoice, ["GET"]),
+            ("deletesalesinvoice", self.deletesalesinvoice, both),
         ]
+        routes = [_any_case(Route(f"/{name}.nv", self.wrap(name, handler), methods=methods))
+                  for name, handler, methods in table]
+        return [*routes, _any_case(Route("/{name:path}.nv", self.wrap("", self.unknown),
+                                         methods=both))]
+
+
+def _any_case(route: Route) -> Route:
+    """Resource names are case-insensitive at Netvisor (`CustomerList.nv` is
+    `customerlist.nv`); the route keeps its lower-case template for the call counts."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.IGNORECASE)
+    return route
+
+
+def _query(request: Request, allowed: frozenset[str]) -> Query:
+    """The query parameters by lower-case name; an unknown or repeated one is
+    INVALID_DATA (Netvisor refuses it rather than ignoring a filter it cannot read)."""
+    out: Query = {}
+    for name, value in request.query_params.multi_items():
+        key = name.lower()
+        if key not in allowed:
+            raise NvError("INVALID_DATA", f"Unknown parameter {name}")
+        if key in out:
+            raise NvError("INVALID_DATA", f"Parameter {name} given more than once")
+        out[key] = value
+    return out
 
 
 def _keyword_match(keyword: str, f: dict[str, str]) -> bool:
@@ -537,6 +512,11 @@ def _keyword_match(keyword: str, f: dict[str, str]) -> bool:
         return True
     return any(f[k].lower().startswith(keyword)
                for k in ("NameExtension", "InternalIdentifier", "ExternalIdentifier") if f[k])
+
+
+def _statuses(inv: Invoice) -> tuple[str, ...]:
+    """What `invoicestatus=` matches: an overdue invoice is open, substatus overdue."""
+    return ("open", "overdue") if inv.status == "overdue" else (inv.status,)
 
 
 def _money(value: float) -> str:

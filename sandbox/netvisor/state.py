@@ -14,8 +14,9 @@ from __future__ import annotations
 import gc
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,13 +29,19 @@ from sandbox.server import credentials as server_credentials
 HELSINKI = ZoneInfo("Europe/Helsinki")
 
 DEFAULT_SETTINGS: dict[str, Any] = {
-    # Allowed clock skew of X-Netvisor-Authentication-Timestamp, in seconds.
+    # Allowed clock skew of X-Netvisor-Authentication-TimestampUnix (HMACSHA256) or of
+    # X-Netvisor-Authentication-Timestamp (SHA256, MD5), in seconds.
     "timestamp_tolerance": 300,
+    # Accept the SHA256 and MD5 MACs Netvisor announced it will remove; false refuses
+    # them with AUTHENTICATION_FAILED, as production will after the removal.
+    "accept_legacy_mac": True,
     # Added to every authenticated request while it holds the environment (seconds).
     "response_delay": 0.0,
     # Refuse a second request while one is in flight for the same environment.
     "concurrency_guard": True,
 }
+
+_SWITCHES = frozenset({"accept_legacy_mac", "concurrency_guard"})
 
 # getcustomer.nv CustomerBaseInformation elements, in output order.
 BASE_FIELDS = (
@@ -156,6 +163,9 @@ class NetvisorState(VendorState):
         self.partner_key = creds["NETVISOR_PARTNER_KEY"]
         self.organisation_id = creds["NETVISOR_ORGANISATION_ID"]
         self.lock = threading.RLock()
+        # The server's clock for the authentication time checks (UTC, aware): a test
+        # replaces it to send a stale request without sleeping.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.reset()
 
     def update_settings(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -163,9 +173,9 @@ class NetvisorState(VendorState):
         for key, value in values.items():
             if key not in DEFAULT_SETTINGS:
                 raise ValueError(f"unknown netvisor setting {key!r}")
-            if key == "concurrency_guard":
+            if key in _SWITCHES:
                 if not isinstance(value, bool):
-                    raise ValueError("concurrency_guard must be true or false")
+                    raise ValueError(f"{key} must be true or false")
             elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a non-negative number")
         self.settings.update(values)

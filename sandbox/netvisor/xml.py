@@ -9,7 +9,7 @@ element names while its responses use CamelCase.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from xml.etree.ElementTree import Element  # type only; parsing goes through defusedxml
 from xml.sax.saxutils import escape
 
@@ -21,9 +21,29 @@ from sandbox.netvisor.state import HELSINKI
 PROLOG = '<?xml version="1.0" encoding="utf-8" standalone="yes"?>'
 
 
+class NvError(Exception):
+    """A Netvisor failure: `CATEGORY :: message`."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(f"{category} :: {message}")
+        self.category = category
+        self.message = message
+
+
+def netvisor_time(moment: datetime) -> str:
+    """A time as Netvisor writes it: `d.M.yyyy H:mm:ss`, e.g. `1.10.2009 16:03:24`
+    (saas-apis.md Corrections, checked 2026-12)."""
+    return f"{moment.day}.{moment.month}.{moment.year} {moment.hour}:{moment:%M:%S}"
+
+
+def netvisor_date(day: date) -> str:
+    """A date in a record as Netvisor writes it: `dd.mm.yyyy`."""
+    return day.strftime("%d.%m.%Y")
+
+
 def stamp() -> str:
-    """ResponseStatus TimeStamp: Finnish local time `YYYY-MM-DD HH:MM:SS`."""
-    return datetime.now(HELSINKI).strftime("%Y-%m-%d %H:%M:%S")
+    """ResponseStatus TimeStamp: Finnish local time, Netvisor's `d.M.yyyy H:mm:ss`."""
+    return netvisor_time(datetime.now(HELSINKI))
 
 
 def el(name: str, value: object, attrs: str = "") -> str:

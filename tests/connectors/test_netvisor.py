@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 import pytest
 from defusedxml import ElementTree as SafeET
+from pydantic import ValidationError
 
 from connectors.errors import AuthError, BadResponse, ConfigError, RateLimited, VendorError
 from connectors.http import RetryPolicy, SerialLimiter
@@ -35,14 +36,16 @@ POLICY = SystemPolicy(erase=EraseMode.RETAIN_IF_REQUIRED, retention_years=6,
 def ok(inner: str = "") -> httpx.Response:
     return httpx.Response(200, text=(
         '<?xml version="1.0" encoding="utf-8"?><Root><ResponseStatus><Status>OK</Status>'
-        f"<TimeStamp>2026-05-04 12:00:00</TimeStamp></ResponseStatus>{inner}</Root>"),
+        f"<TimeStamp>4.5.2026 12:00:00</TimeStamp></ResponseStatus>{inner}</Root>"),
         headers={"content-type": "text/xml"})
 
 
-def failed(message: str) -> httpx.Response:
-    return httpx.Response(200, text=(
+def failed(message: str, status: int = 200) -> httpx.Response:
+    """Netvisor's FAILED answer: HTTP 200, or with ``UseHTTPResponseStatusCodes`` the
+    status Netvisor gives it (400, 401, 403, 500), the same XML body either way."""
+    return httpx.Response(status, text=(
         "<Root><ResponseStatus><Status>FAILED</Status>"
-        f"<Status>{message}</Status><TimeStamp>2026-05-04 12:00:00</TimeStamp>"
+        f"<Status>{message}</Status><TimeStamp>4.5.2026 12:00:00</TimeStamp>"
         "</ResponseStatus></Root>"), headers={"content-type": "text/xml"})
 
 
@@ -63,7 +66,7 @@ def customer_xml(key: int, mail: str = "aino.virtanen@example.fi", phone: str = 
             f"<ContactPersons>{contacts}</ContactPersons>"
             f"<CustomerAdditionalInformation><Comment>{comment}</Comment>"
             "<ReferenceNumber>1234</ReferenceNumber></CustomerAdditionalInformation>"
-            "<LastModified>2026-05-01 10:00:00</LastModified></Customer>")
+            "<LastModified>1.5.2026 10:00:00</LastModified></Customer>")
 
 
 def contact_xml(key: int, mail: str, phone: str = "+358401234567", *, first: str = "Aino",
@@ -116,7 +119,8 @@ def mac_is_valid(request: httpx.Request) -> bool:
     expected = compute_mac(str(request.url), h[H + "authentication-sender"],
                            CREDS["customer_id"], h[H + "authentication-timestamp"],
                            h[H + "interface-language"], CREDS["organisation_id"],
-                           h[H + "authentication-transactionid"], CREDS["customer_key"],
+                           h[H + "authentication-transactionid"],
+                           h[H + "authentication-timestampunix"], CREDS["customer_key"],
                            CREDS["partner_key"])
     return h[H + "authentication-mac"] == expected
 
@@ -163,7 +167,7 @@ def test_defaults_language_fi_and_a_timeout_of_at_least_120_seconds():
     conn.close()
 
 
-def test_every_request_carries_nine_headers_a_fresh_transaction_id_and_a_valid_mac(fake, sleeps):
+def test_every_request_is_signed_with_hmacsha256_and_asks_for_status_codes(fake, sleeps):
     fake.on("customerlist.nv", ok("<Customerlist />"))
     conn = make(fake, sleeps)
     conn.check()
@@ -171,12 +175,16 @@ def test_every_request_carries_nine_headers_a_fresh_transaction_id_and_a_valid_m
     assert len(fake.requests) == 2
     for request in fake.requests:
         names = {k.lower() for k in request.headers if k.lower().startswith(H)}
-        assert len(names) == 9
-        assert request.headers[H + "authentication-machashcalculationalgorithm"] == "SHA256"
+        assert len(names) == 11
+        assert request.headers[H + "authentication-machashcalculationalgorithm"] == "HMACSHA256"
+        assert request.headers[H + "authentication-usehttpresponsestatuscodes"] == "1"
         assert mac_is_valid(request)
         ts = request.headers[H + "authentication-timestamp"]
         assert len(ts) == len("2026-05-04 12:00:00.123") and ts[10] == " " and ts[19] == "."
+        unix = int(request.headers[H + "authentication-timestampunix"])
+        assert abs(unix - time.time()) < 60
         assert CREDS["customer_key"] not in str(request.headers)
+        assert CREDS["partner_key"] not in str(request.headers)
     ids = {r.headers[H + "authentication-transactionid"] for r in fake.requests}
     assert len(ids) == 2
     # The e-mail travels in the query: the MAC covers the URL as sent (encoded).
@@ -206,6 +214,39 @@ def test_http_200_failed_authentication_is_an_auth_error_not_retried(fake, sleep
     with pytest.raises(AuthError, match="AUTHENTICATION_FAILED"):
         conn.check()
     assert conn.api_calls == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("status", [200, 401])
+def test_failed_authentication_is_the_same_auth_error_in_both_modes(fake, sleeps, status):
+    fake.on("customerlist.nv", failed("AUTHENTICATION_FAILED :: TimestampUnix is too old",
+                                      status))
+    conn = make(fake, sleeps)
+    with pytest.raises(AuthError, match="TimestampUnix is too old") as caught:
+        conn.check()
+    assert caught.value.status_code == status and conn.api_calls == 1
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_invalid_data_is_the_same_vendor_error_in_both_modes(fake, sleeps, status):
+    fake.on("customerlist.nv", failed("INVALID_DATA :: Unknown parameter emailkeywrd", status))
+    conn = make(fake, sleeps)
+    with pytest.raises(VendorError, match="Unknown parameter") as caught:
+        conn.check()
+    assert not caught.value.retryable and conn.api_calls == 1
+
+
+def test_a_403_service_access_error_is_an_auth_error(fake, sleeps):
+    fake.on("customerlist.nv", failed("FAILED :: No access to the service", 403))
+    with pytest.raises(AuthError):
+        make(fake, sleeps).check()
+
+
+def test_a_500_with_netvisors_body_is_retried_then_succeeds(fake, sleeps):
+    fake.queue("customerlist.nv", failed("FAILED :: Internal error", 500))
+    fake.on("customerlist.nv", ok("<Customerlist />"))
+    conn = make(fake, sleeps)
+    conn.check()
+    assert conn.api_calls == 2
 
 
 def test_http_401_is_an_auth_error(fake, sleeps):
@@ -266,6 +307,46 @@ def test_garbage_is_a_bad_response(fake, sleeps, body):
 # ---------------------------------------------------------------------------- sync
 
 
+@pytest.mark.parametrize(("stamp", "cursor"), [
+    ("1.10.2009 16:03:24", "2009-10-01T16:03:24"),  # as Netvisor's documents write it
+    ("01.01.2018 12:00:00", "2018-01-01T12:00:00"),
+    ("31.12.2026 0:05:09", "2026-12-31T00:05:09"),
+])
+def test_the_sync_cursor_is_netvisors_timestamp_as_changedsince_takes_it(fake, sleeps, stamp,
+                                                                          cursor):
+    fake.on("customerlist.nv", httpx.Response(200, text=(
+        "<Root><ResponseStatus><Status>OK</Status>"
+        f"<TimeStamp>{stamp}</TimeStamp></ResponseStatus><Customerlist /></Root>")))
+    conn = make(fake, sleeps)
+    assert [p.cursor for p in conn.sync(None)] == [cursor]
+    list(conn.sync(cursor))
+    assert fake.of("customerlist.nv")[-1].url.params["changedsince"] == cursor
+
+
+@pytest.mark.parametrize("stamp", ["", "2026-13-45 10:00:00", "yesterday", "32.1.2026 10:00:00"])
+def test_a_timestamp_that_is_not_netvisors_is_a_bad_response_not_a_cursor(fake, sleeps, stamp):
+    fake.on("customerlist.nv", httpx.Response(200, text=(
+        "<Root><ResponseStatus><Status>OK</Status>"
+        f"<TimeStamp>{stamp}</TimeStamp></ResponseStatus><Customerlist /></Root>")))
+    with pytest.raises(BadResponse, match="TimeStamp"):
+        list(make(fake, sleeps).sync(None))
+
+
+def test_last_modified_is_read_as_finnish_local_time(fake, sleeps):
+    fake.on("customerlist.nv", ok("<Customerlist><Customer><Netvisorkey>1000</Netvisorkey>"
+                                  "</Customer></Customerlist>"))
+    fake.on("getcustomer.nv", ok("<Customers>" + customer_xml(1000) + "</Customers>"))
+    [record] = [r for p in make(fake, sleeps).sync(None) for r in p.records
+                if r.record_id == "1000"]
+    # "1.5.2026 10:00:00" in Helsinki (summer time, UTC+3)
+    assert record.updated_at == datetime(2026, 5, 1, 7, 0, tzinfo=UTC)
+
+
+def test_keys_outside_iso_8859_1_are_refused_at_start_up():
+    with pytest.raises(ValidationError, match="ISO-8859-1"):
+        NetvisorSettings(_env_file=None, **{**CREDS, "sender": "hub ☃"})
+
+
 def test_sync_lists_then_reads_details_in_chunks_of_500_one_at_a_time(fake, sleeps):
     keys = list(range(1000, 2201))
     listing = "".join(f"<Customer><Netvisorkey>{k}</Netvisorkey><Name>X</Name>"
@@ -293,7 +374,8 @@ def test_sync_lists_then_reads_details_in_chunks_of_500_one_at_a_time(fake, slee
     assert first.updated_at is not None
     contact = records[1]
     assert contact.record_id == "1000/contact/51000" and contact.emails == ("c1000@example.fi",)
-    assert pages[-1].cursor == "2026-05-04T12:00:00"  # the vendor's own clock
+    # the vendor's own clock, its "4.5.2026 12:00:00" as changedsince takes it
+    assert pages[-1].cursor == "2026-05-04T12:00:00"
     assert all(p.cursor == "2026-05-01T00:00:00" for p in pages[:-1])
     assert fake.peak == 1
 
@@ -345,15 +427,15 @@ def test_export_gives_customer_contacts_and_invoice_headers(fake, sleeps):
     fake.on("getcustomer.nv", ok(customer_xml(7, contacts=contact_xml(55, "a@example.fi"))))
     fake.on("salesinvoicelist.nv", ok(
         "<SalesInvoiceList><SalesInvoice><NetvisorKey>20000</NetvisorKey>"
-        '<InvoiceNumber>1</InvoiceNumber><InvoicingDate format="ansi">2025-03-01'
-        "</InvoicingDate></SalesInvoice></SalesInvoiceList>"))
+        "<InvoiceNumber>1</InvoiceNumber><Invoicedate>01.03.2025</Invoicedate>"
+        "</SalesInvoice></SalesInvoiceList>"))
     export = make(fake, sleeps).export([RecordRef("netvisor", "customer", "7")])
     labels = [s.label for s in export.sections]
     assert len(labels) == 3 and "invoices" in labels[2]
     customer = export.sections[0].items[0]
     assert customer["CustomerBaseInformation"]["Email"] == "aino.virtanen@example.fi"
     assert export.sections[1].items[0]["Email"] == "a@example.fi"
-    assert export.sections[2].items[0]["InvoicingDate"] == "2025-03-01"
+    assert export.sections[2].items[0]["Invoicedate"] == "01.03.2025"
     assert fake.of("salesinvoicelist.nv")[0].url.params["customernetvisorkey"] == "7"
 
 
@@ -372,6 +454,7 @@ class Ledger:
         self.contact = {"mail": "aino@example.fi", "phone": "+358401234567"}
         self.contact_name = {"first": "Aino", "last": "Virtanen"}
         self.invoices = invoices
+        self.refusal_status = 200
         self.deleted = False
         self.edits: list[bytes] = []
 
@@ -383,8 +466,8 @@ class Ledger:
         fake.on("salesinvoicelist.nv", lambda r: ok("<SalesInvoiceList>" + "".join(
             f"<SalesInvoice><NetvisorKey>{20000 + i}</NetvisorKey>"
             f"<InvoiceNumber>{i + 1}</InvoiceNumber>"
-            f'<InvoicingDate format="ansi">{d}</InvoicingDate>'
-            f"<InvoiceStatus>{status}</InvoiceStatus></SalesInvoice>"
+            f"<Invoicedate>{date.fromisoformat(d):%d.%m.%Y}</Invoicedate>"
+            f'<InvoiceStatus substatus="">{status}</InvoiceStatus></SalesInvoice>'
             for i, (d, status) in enumerate(self.dated())) + "</SalesInvoiceList>"))
 
     def dated(self) -> list[tuple[str, str]]:
@@ -404,7 +487,8 @@ class Ledger:
 
     def delete(self, request: httpx.Request) -> httpx.Response:
         if self.invoices:
-            return failed("INVALID_DATA :: The customer has invoices and cannot be deleted")
+            return failed("INVALID_DATA :: The customer has invoices and cannot be deleted",
+                          self.refusal_status)
         self.deleted = True
         return ok()
 
@@ -473,6 +557,18 @@ def test_customer_with_invoices_is_retained_minimised_and_deactivated(fake, slee
     sent = {item.tag for section in root.find("customer") for item in section}
     assert sent == {"phonenumber", "email", "isactive", "contactperson", "comment"}
     assert "name" not in sent and "streetaddress" not in sent
+
+
+def test_a_delete_refused_with_a_400_is_retained_like_one_refused_with_200(fake, sleeps):
+    """With real status codes the refusal arrives as a 400 with the XML body: read, it
+    is the same "has invoices" and the customer is retained, not failed."""
+    ledger = Ledger(["2026-03-15"])
+    ledger.refusal_status = 400
+    ledger.install(fake)
+    outcome = make(fake, sleeps, today=lambda: TODAY).erase(
+        [RecordRef("netvisor", "customer", "7")], POLICY)
+    assert outcome.records[0].action == Action.RETAINED and outcome.verified
+    assert outcome.records[0].retained_until == date(2032, 12, 31)
 
 
 def test_erasing_twice_is_harmless(fake, sleeps):

@@ -19,7 +19,7 @@ POLICY = SystemPolicy(erase=EraseMode.RETAIN_IF_REQUIRED, retention_years=6,
                       retention_basis="Kirjanpitolaki (1336/1997) 2 luku 10 §")
 AINO = Identifier(IdentifierKind.EMAIL, "aino.virtanen@example.fi")
 CUSTOMER = RecordRef("netvisor", "customer", "7")
-OK = "<ResponseStatus><Status>OK</Status><TimeStamp>2026-12-02 10:00:00</TimeStamp>" \
+OK = "<ResponseStatus><Status>OK</Status><TimeStamp>2.12.2026 10:00:00</TimeStamp>" \
      "</ResponseStatus>"
 
 
@@ -156,7 +156,7 @@ def test_a_minimisation_the_read_back_does_not_show_is_not_verified(netvisor):
 
 def test_an_anonymisation_the_read_back_does_not_show_is_not_verified(netvisor):
     old = xml("<SalesInvoiceList><SalesInvoice><NetvisorKey>20000</NetvisorKey>"
-              '<InvoicingDate format="ansi">2017-05-02</InvoicingDate>'
+              '<Invoicedate format="ansi">2017-05-02</Invoicedate>'
               "<InvoiceStatus>paid</InvoiceStatus></SalesInvoice></SalesInvoiceList>")
     conn, _ = netvisor({"getcustomer.nv": xml("<Customers>" + customer() + "</Customers>"),
                         "deletecustomer.nv": REFUSED, "salesinvoicelist.nv": old,

@@ -4,13 +4,14 @@ same under fault injection."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.errors import AuthError
-from connectors.netvisor import NetvisorConnector
+from connectors.errors import AuthError, VendorError
+from connectors.netvisor import NetvisorAuth, NetvisorConnector, NetvisorSettings
+from connectors.settings import load_settings
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import load_policy
 
@@ -49,6 +50,87 @@ def hold_end(nv_vendor, customer_id, years):
     last = max(date.fromisoformat(nv_vendor.record("salesinvoice", str(k))["invoice_date"])
                for k in record["invoices"])
     return date(last.year + years, 12, 31)
+
+
+class Http200Auth(NetvisorAuth):
+    """A client that has not asked for status codes: Netvisor answers a failure with
+    HTTP 200 and FAILED in the body."""
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        headers = super().headers_for(url)
+        del headers["X-Netvisor-Authentication-UseHTTPResponseStatusCodes"]
+        return headers
+
+
+def signed(auth: type[NetvisorAuth] = NetvisorAuth, **kwargs) -> NetvisorAuth:
+    s = load_settings(NetvisorSettings)
+    return auth(sender=s.sender, customer_id=s.customer_id, partner_id=s.partner_id,
+                customer_key=s.customer_key.get_secret_value(),
+                partner_key=s.partner_key.get_secret_value(),
+                organisation_id=s.organisation_id, language=s.language, **kwargs)
+
+
+MODES = {"status codes": (NetvisorAuth, 400, 401), "http 200": (Http200Auth, 200, 200)}
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request, live):
+    """Both of Netvisor's answer modes: (auth class, status of invalid data, of an
+    authentication failure)."""
+    return MODES[request.param]
+
+
+def test_a_failed_authentication_is_an_auth_error_in_both_modes(mode, fast_retry,
+                                                                 monkeypatch):
+    auth, _, status = mode
+    monkeypatch.setenv("NETVISOR_CUSTOMER_KEY", "0" * 32)
+    with NetvisorConnector.from_env(retry=fast_retry, auth=signed(auth)) as conn, \
+            pytest.raises(AuthError) as caught:
+        conn.check()
+    assert caught.value.status_code == status and conn.api_calls == 1
+
+
+def test_invalid_data_is_a_vendor_error_not_retried_in_both_modes(mode, fast_retry):
+    auth, status, _ = mode
+    with NetvisorConnector.from_env(retry=fast_retry, auth=signed(auth)) as conn, \
+            pytest.raises(VendorError, match="INVALID_DATA") as caught:
+        list(conn.sync("not a time"))
+    assert caught.value.status_code == status and not caught.value.retryable
+    assert conn.api_calls == 1
+
+
+def test_an_invoiced_customer_is_retained_not_failed_in_both_modes(mode, nv_vendor,
+                                                                   fast_retry):
+    auth, status, _ = mode
+    with NetvisorConnector.from_env(retry=fast_retry, auth=signed(auth)) as conn:
+        ref = customer_of(conn, AINO)
+        outcome = conn.erase([ref], POLICY)
+    assert [r.action for r in outcome.records] == [Action.RETAINED] and outcome.verified
+    assert outcome.records[0].retained_until == hold_end(nv_vendor, ref.record_id,
+                                                         POLICY.retention_years)
+    # Netvisor refused the delete with this status, and its body was read
+    assert nv_vendor.count("/deletecustomer.nv", status=status) == 1
+    assert nv_vendor.record("customer", ref.record_id)["state"] == "inactive"
+
+
+def test_everything_works_once_netvisor_refuses_sha256_and_md5(nv, nv_vendor):
+    nv_vendor.settings(accept_legacy_mac=False)
+    pages = list(nv.sync(None))
+    assert AINO in {e.lower() for p in pages for r in p.records for e in r.emails}
+    eeva = customer_of(nv, EEVA)
+    assert nv.export([eeva]).sections
+    outcome = nv.erase([eeva], POLICY)
+    assert [r.action for r in outcome.records] == [Action.DELETED] and outcome.verified
+    assert nv_vendor.record("customer", eeva.record_id)["state"] == "deleted"
+
+
+@pytest.mark.parametrize("skew", [timedelta(minutes=-6), timedelta(minutes=6)])
+def test_a_timestamp_outside_netvisors_window_is_an_auth_error(live, fast_retry, skew):
+    auth = signed(clock=lambda: datetime.now(UTC) + skew)
+    with NetvisorConnector.from_env(retry=fast_retry, auth=auth) as conn, \
+            pytest.raises(AuthError, match="TimestampUnix") as caught:
+        conn.check()
+    assert caught.value.status_code == 401 and conn.api_calls == 1
 
 
 def test_wrong_key_is_an_auth_error(live, fast_retry, monkeypatch):

@@ -1,13 +1,16 @@
 """The Netvisor emulator, driven over real HTTP on loopback (reference §D.6).
 
 The client here signs requests exactly as sandbox/netvisor/README.md tells the
-connector author to: SHA-256 hex over the full URL as sent plus the header values
-and both keys, joined with '&'.
+connector author to: HMACSHA256 by default (an HMAC-SHA256 keyed
+`CustomerKey&PartnerKey` over the full URL as sent, the header values and
+TimestampUnix), or the legacy plain SHA256/MD5 recipe when a test asks for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 import threading
 import time
 import uuid
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from xml.etree.ElementTree import Element
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -40,16 +44,24 @@ class Nv:
         self.base = box.urls["netvisor"]
         self.http = httpx.Client(timeout=10)
 
-    def headers(self, url: str, **override: str) -> dict[str, str]:
+    def headers(self, url: str, algorithm: str = "HMACSHA256", **override: str
+                ) -> dict[str, str]:
         e = self.env
         ts = override.pop("timestamp", None) or datetime.now(UTC).strftime(
             "%Y-%m-%d %H:%M:%S.%f")[:-3]
         txid = override.pop("txid", None) or uuid.uuid4().hex
+        unix = override.pop("unix", None) or str(int(time.time()))
         customer_key = override.pop("customer_key", e["NETVISOR_CUSTOMER_KEY"])
-        mac = hashlib.sha256("&".join([
-            url, e["NETVISOR_SENDER"], e["NETVISOR_CUSTOMER_ID"], ts, e["NETVISOR_LANGUAGE"],
-            e["NETVISOR_ORGANISATION_ID"], txid, customer_key, e["NETVISOR_PARTNER_KEY"],
-        ]).encode()).hexdigest()
+        partner_key = e["NETVISOR_PARTNER_KEY"]
+        values = [url, e["NETVISOR_SENDER"], e["NETVISOR_CUSTOMER_ID"], ts,
+                  e["NETVISOR_LANGUAGE"], e["NETVISOR_ORGANISATION_ID"], txid]
+        if algorithm == "HMACSHA256":
+            message = "&".join([*values, unix, customer_key, partner_key])
+            mac = hmac.new(f"{customer_key}&{partner_key}".encode("iso-8859-1"),
+                           message.encode("iso-8859-1"), hashlib.sha256).hexdigest()
+        else:
+            joined = "&".join([*values, customer_key, partner_key]).encode()
+            mac = hashlib.new(algorithm.lower(), joined).hexdigest()
         h = {
             "X-Netvisor-Authentication-Sender": e["NETVISOR_SENDER"],
             "X-Netvisor-Authentication-CustomerId": e["NETVISOR_CUSTOMER_ID"],
@@ -57,23 +69,27 @@ class Nv:
             "X-Netvisor-Authentication-Timestamp": ts,
             "X-Netvisor-Authentication-TransactionId": txid,
             "X-Netvisor-Authentication-MAC": mac,
-            "X-Netvisor-Authentication-MACHashCalculationAlgorithm": "SHA256",
+            "X-Netvisor-Authentication-MACHashCalculationAlgorithm": algorithm,
             "X-Netvisor-Interface-Language": e["NETVISOR_LANGUAGE"],
             "X-Netvisor-Organisation-ID": e["NETVISOR_ORGANISATION_ID"],
         }
+        if algorithm == "HMACSHA256":
+            h["X-Netvisor-Authentication-TimestampUnix"] = unix
         h.update(override)
         return h
 
     def call(self, method: str, resource: str, params: dict[str, Any] | None = None,
-             body: str | None = None, **override: str) -> httpx.Response:
+             body: str | None = None, algorithm: str = "HMACSHA256", **override: str
+             ) -> httpx.Response:
         request = self.http.build_request(method, f"{self.base}/{resource}", params=params,
                                           content=body.encode() if body else None)
-        request.headers.update(self.headers(str(request.url), **override))
+        request.headers.update(self.headers(str(request.url), algorithm, **override))
         return self.http.send(request)
 
     def xml(self, method: str, resource: str, params: dict[str, Any] | None = None,
-            body: str | None = None, **override: str) -> Element:
-        r = self.call(method, resource, params, body, **override)
+            body: str | None = None, algorithm: str = "HMACSHA256", **override: str
+            ) -> Element:
+        r = self.call(method, resource, params, body, algorithm, **override)
         assert r.status_code == 200, r.text
         return SafeET.fromstring(r.content)
 
@@ -99,10 +115,14 @@ def nv(box: Sandbox) -> Iterator[Nv]:
     httpx.post(f"{box.urls['netvisor']}/__sandbox/reset").raise_for_status()
     httpx.put(f"{box.urls['netvisor']}/__sandbox/settings",
               json={"response_delay": 0, "concurrency_guard": True,
-                    "timestamp_tolerance": 300}).raise_for_status()
+                    "timestamp_tolerance": 300, "accept_legacy_mac": True}
+              ).raise_for_status()
+    state = box.apps["netvisor"].state.netvisor
+    clock = state.clock
     client = Nv(box)
     yield client
     client.http.close()
+    state.clock = clock
 
 
 def customer_key(nv: Nv, email: str) -> int:
@@ -134,11 +154,31 @@ def test_bad_mac_is_http_200_failed_authentication(nv: Nv) -> None:
     failed(SafeET.fromstring(nv.http.send(request).content), "AUTHENTICATION_FAILED")
 
 
+CODES = {"X-Netvisor-Authentication-UseHTTPResponseStatusCodes": "1"}
+
+
 def test_http_status_codes_on_request(nv: Nv) -> None:
-    r = nv.call("GET", "customerlist.nv", customer_key="WRONG",
-                **{"X-Netvisor-Authentication-UseHTTPResponseStatusCodes": "1"})
+    """Netvisor's documented codes (400, 401, 403, 500), each with the XML body."""
+    r = nv.call("GET", "customerlist.nv", customer_key="WRONG", **CODES)
     assert r.status_code == 401
     failed(SafeET.fromstring(r.content), "AUTHENTICATION_FAILED")
+    r = nv.call("GET", "getcustomer.nv", {"id": "999999"}, **CODES)
+    assert r.status_code == 400
+    failed(SafeET.fromstring(r.content), "INVALID_DATA")
+    eeva, aino = customer_key(nv, EEVA), customer_key(nv, AINO)
+    r = nv.call("GET", "deletecustomer.nv", {"customerid": aino}, **CODES)
+    assert r.status_code == 400
+    assert "has invoices" in failed(SafeET.fromstring(r.content), "INVALID_DATA")
+    code = get_customer(nv, aino).findtext("CustomerBaseInformation/InternalIdentifier")
+    body = (f"<root><customer><customerbaseinformation><internalidentifier>{code}"
+            "</internalidentifier></customerbaseinformation></customer></root>")
+    r = nv.call("POST", "customer.nv", {"method": "edit", "id": eeva}, body, **CODES)
+    assert r.status_code == 400
+    failed(SafeET.fromstring(r.content), "DUPLICATE_DATA")
+    r = nv.call("GET", "nosuchresource.nv", **CODES)
+    assert r.status_code == 400
+    failed(SafeET.fromstring(r.content), "RESOURCE_NOT_FOUND")
+    ok(SafeET.fromstring(nv.call("GET", "customerlist.nv", **CODES).content))
 
 
 def test_unknown_ids_and_missing_headers_fail(nv: Nv) -> None:
@@ -148,22 +188,79 @@ def test_unknown_ids_and_missing_headers_fail(nv: Nv) -> None:
     failed(nv.xml("GET", "customerlist.nv", **{"X-Netvisor-Organisation-ID": "0000000-0"}),
            "AUTHENTICATION_FAILED")
     failed(nv.xml("GET", "customerlist.nv",
-                  **{"X-Netvisor-Authentication-MACHashCalculationAlgorithm": "MD5"}),
+                  **{"X-Netvisor-Authentication-MACHashCalculationAlgorithm": "SHA512"}),
            "AUTHENTICATION_FAILED")
     r = httpx.get(f"{nv.base}/customerlist.nv")
     assert r.status_code == 200
     failed(SafeET.fromstring(r.content), "AUTHENTICATION_FAILED")
 
 
-def test_reused_transaction_id_is_request_not_unique(nv: Nv) -> None:
+def test_legacy_reused_transaction_id_is_request_not_unique(nv: Nv) -> None:
+    txid = uuid.uuid4().hex
+    ok(nv.xml("GET", "customerlist.nv", algorithm="SHA256", txid=txid))
+    failed(nv.xml("GET", "customerlist.nv", algorithm="SHA256", txid=txid),
+           "REQUEST_NOT_UNIQUE")
+
+
+def test_legacy_stale_timestamp_fails(nv: Nv) -> None:
+    stale = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S.000")
+    failed(nv.xml("GET", "customerlist.nv", algorithm="SHA256", timestamp=stale),
+           "AUTHENTICATION_FAILED")
+
+
+def test_hmacsha256_replaces_the_transaction_id_rule_with_the_timestamp_check(nv: Nv) -> None:
+    # With HMACSHA256 the TimestampUnix check replaces the transaction-id rule.
     txid = uuid.uuid4().hex
     ok(nv.xml("GET", "customerlist.nv", txid=txid))
-    failed(nv.xml("GET", "customerlist.nv", txid=txid), "REQUEST_NOT_UNIQUE")
+    ok(nv.xml("GET", "customerlist.nv", txid=txid))
+    # The TimestampUnix header is signed and required.
+    request = nv.http.build_request("GET", f"{nv.base}/customerlist.nv")
+    headers = nv.headers(str(request.url))
+    del headers["X-Netvisor-Authentication-TimestampUnix"]
+    request.headers.update(headers)
+    failed(SafeET.fromstring(nv.http.send(request).content), "AUTHENTICATION_FAILED")
+    request = nv.http.build_request("GET", f"{nv.base}/customerlist.nv")
+    headers = nv.headers(str(request.url))
+    headers["X-Netvisor-Authentication-TimestampUnix"] = str(int(time.time()) - 1)
+    request.headers.update(headers)
+    failed(SafeET.fromstring(nv.http.send(request).content), "AUTHENTICATION_FAILED")
 
 
-def test_stale_timestamp_fails(nv: Nv) -> None:
-    stale = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S.000")
-    failed(nv.xml("GET", "customerlist.nv", timestamp=stale), "AUTHENTICATION_FAILED")
+def test_hmacsha256_outside_the_server_clocks_window_fails_401(box: Sandbox, nv: Nv) -> None:
+    state = box.apps["netvisor"].state.netvisor
+    real = datetime.now(UTC)
+    state.clock = lambda: real + timedelta(seconds=299)
+    ok(nv.xml("GET", "customerlist.nv", unix=str(int(real.timestamp()))))
+    state.clock = lambda: real + timedelta(seconds=301)  # the server's clock moved on
+    failed(nv.xml("GET", "customerlist.nv", unix=str(int(real.timestamp()))),
+           "AUTHENTICATION_FAILED")
+    r = nv.call("GET", "customerlist.nv", unix=str(int(real.timestamp())),
+                **{"X-Netvisor-Authentication-UseHTTPResponseStatusCodes": "1"})
+    assert r.status_code == 401
+    assert "TimestampUnix" in failed(SafeET.fromstring(r.content), "AUTHENTICATION_FAILED")
+
+
+def test_hmac_mac_is_keyed_not_a_plain_hash(nv: Nv) -> None:
+    """A plain SHA256 MAC announced as HMACSHA256 is refused."""
+    request = nv.http.build_request("GET", f"{nv.base}/customerlist.nv")
+    legacy = nv.headers(str(request.url), "SHA256")
+    legacy["X-Netvisor-Authentication-MACHashCalculationAlgorithm"] = "HMACSHA256"
+    legacy["X-Netvisor-Authentication-TimestampUnix"] = str(int(time.time()))
+    request.headers.update(legacy)
+    failed(SafeET.fromstring(nv.http.send(request).content), "AUTHENTICATION_FAILED")
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "MD5"])
+def test_legacy_algorithms_work_until_switched_off(nv: Nv, algorithm: str) -> None:
+    ok(nv.xml("GET", "customerlist.nv", algorithm=algorithm))
+    httpx.put(f"{nv.base}/__sandbox/settings", json={"accept_legacy_mac": False}
+              ).raise_for_status()
+    message = failed(nv.xml("GET", "customerlist.nv", algorithm=algorithm),
+                     "AUTHENTICATION_FAILED")
+    assert "HMACSHA256" in message
+    ok(nv.xml("GET", "customerlist.nv"))  # HMACSHA256 still works
+    bad = httpx.put(f"{nv.base}/__sandbox/settings", json={"accept_legacy_mac": "no"})
+    assert bad.status_code == 400
 
 
 # --- customers ------------------------------------------------------------------------------
@@ -308,7 +405,7 @@ def test_aino_has_open_invoice_this_year_eeva_none(nv: Nv) -> None:
     rows = ok(nv.xml("GET", "salesinvoicelist.nv", {"customernetvisorkey": aino}))
     invoices = rows.findall("SalesInvoiceList/SalesInvoice")
     this_year = [i for i in invoices
-                 if i.findtext("InvoicingDate").startswith(str(date.today().year))]
+                 if i.findtext("Invoicedate").endswith(f".{date.today().year}")]
     assert any(i.findtext("InvoiceStatus") == "open" for i in this_year)
     key = this_year[0].findtext("NetvisorKey")
     detail = ok(nv.xml("GET", "getsalesinvoice.nv", {"netvisorkey": key})).find("SalesInvoice")
@@ -324,7 +421,7 @@ def test_invoice_list_filters_and_retention_spread(nv: Nv) -> None:
     rows = ok(nv.xml("GET", "salesinvoicelist.nv")).findall("SalesInvoiceList/SalesInvoice")
     statuses = {r.findtext("InvoiceStatus") for r in rows}
     assert {"open", "paid"} <= statuses
-    dates = [date.fromisoformat(r.findtext("InvoicingDate")) for r in rows]
+    dates = [datetime.strptime(r.findtext("Invoicedate"), "%d.%m.%Y").date() for r in rows]
     assert min(dates) < date.today() - timedelta(days=10 * 366)  # past the 10-year period
     keys = sorted(int(r.findtext("NetvisorKey")) for r in rows)
     above = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicesabovenetvisorkey": keys[-3]}))
@@ -332,6 +429,66 @@ def test_invoice_list_filters_and_retention_spread(nv: Nv) -> None:
     recent = (date.today() - timedelta(days=30)).isoformat() + "T00:00:00"
     some = ok(nv.xml("GET", "salesinvoicelist.nv", {"lastmodifiedstart": recent}))
     assert 0 < len(some.findall("SalesInvoiceList/SalesInvoice")) < len(rows)
+    number = rows[0].findtext("InvoiceNumber")
+    one = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicenumber": number}))
+    assert [r.findtext("InvoiceNumber") for r in one.iter("SalesInvoice")] == [number]
+
+
+NETVISOR_TIME = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4} \d{1,2}:\d{2}:\d{2}$")
+
+
+def test_times_and_dates_as_netvisor_writes_them(box: Sandbox, nv: Nv) -> None:
+    """`TimeStamp` and `LastModified` like `1.10.2009 16:03:24` (Finnish local time),
+    list dates `dd.mm.yyyy`, the status with its `substatus` (checked 2026-12)."""
+    root = ok(nv.xml("GET", "customerlist.nv", {"keyword": "gdpr-hub-nobody"}))
+    stamp = root.findtext("ResponseStatus/TimeStamp")
+    assert NETVISOR_TIME.match(stamp), stamp
+    written = datetime.strptime(stamp, "%d.%m.%Y %H:%M:%S")
+    helsinki = datetime.now(ZoneInfo("Europe/Helsinki")).replace(tzinfo=None)
+    assert abs((helsinki - written).total_seconds()) < 60
+    modified = get_customer(nv, customer_key(nv, AINO)).findtext("LastModified")
+    assert NETVISOR_TIME.match(modified), modified
+    rows = ok(nv.xml("GET", "salesinvoicelist.nv")).findall("SalesInvoiceList/SalesInvoice")
+    assert all(re.fullmatch(r"\d{2}\.\d{2}\.\d{4}", r.findtext("Invoicedate")) for r in rows)
+    assert rows[0].find("InvoicingDate") is None
+    assert all(r.find("InvoiceStatus").get("substatus") is not None for r in rows)
+    assert {r.findtext("InvoiceStatus") for r in rows} <= {"open", "paid"}
+    opened = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicestatus": "open"}))
+    assert {r.findtext("InvoiceStatus") for r in opened.iter("SalesInvoice")} == {"open"}
+    # An overdue invoice is open, with the substatus saying so.
+    state = box.apps["netvisor"].state.netvisor
+    key = int(opened.find("SalesInvoiceList/SalesInvoice/NetvisorKey").text)
+    state.invoices[key].status = "overdue"
+    row = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicenumber": state.invoices[key].number}))
+    status = row.find("SalesInvoiceList/SalesInvoice/InvoiceStatus")
+    assert (status.text, status.get("substatus")) == ("open", "overdue")
+    overdue = ok(nv.xml("GET", "salesinvoicelist.nv", {"invoicestatus": "overdue"}))
+    rows = list(overdue.iter("SalesInvoice"))
+    assert str(key) in [r.findtext("NetvisorKey") for r in rows]
+    assert {r.find("InvoiceStatus").get("substatus") for r in rows} == {"overdue"}
+
+
+# --- names --------------------------------------------------------------------------------
+
+
+def test_resource_and_parameter_names_are_case_insensitive(box: Sandbox, nv: Nv) -> None:
+    key = customer_key(nv, AINO)
+    root = ok(nv.xml("GET", "CustomerList.nv", {"EmailKeyword": AINO}))
+    assert [c.findtext("Netvisorkey") for c in root.iter("Customer")] == [str(key)]
+    ok(nv.xml("GET", "GETCUSTOMER.NV", {"Id": key}))
+    # the call counts keep the resource's own name
+    calls = httpx.get(f"{nv.base}/__sandbox/calls").json()["calls"]
+    assert any(c["route"] == "/getcustomer.nv" for c in calls)
+
+
+def test_an_unknown_parameter_is_refused_never_ignored(nv: Nv) -> None:
+    # A misspelt filter must not answer the whole customer list.
+    message = failed(nv.xml("GET", "customerlist.nv", {"emailkeywrd": AINO}), "INVALID_DATA")
+    assert "emailkeywrd" in message
+    failed(nv.xml("GET", "salesinvoicelist.nv", {"customerkey": "1000"}), "INVALID_DATA")
+    r = nv.call("GET", "getcustomer.nv", {"id": "1000", "details": "1"}, **CODES)
+    assert r.status_code == 400
+    failed(SafeET.fromstring(r.content), "INVALID_DATA")
 
 
 def test_invoices_cannot_be_deleted(nv: Nv) -> None:
