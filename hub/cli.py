@@ -23,7 +23,7 @@ import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, duplicates, index, ledger, outcomes, review, suppression
+from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
@@ -351,7 +351,14 @@ def _waiting_for(session: Any, request_id: str) -> str:
     if pending:
         parts.append(f"{pending} candidate record(s) to review: hub request review {request_id}")
     for task in ledger.tasks_of(session, request_id):
-        if TaskState(task.state) == TaskState.MANUAL_PENDING:
+        if TaskState(task.state) != TaskState.MANUAL_PENDING:
+            continue
+        by_hand = manual.of(task)
+        if by_hand is not None:
+            parts.append(f"{by_hand.title}, by hand by {by_hand.due.isoformat()}: "
+                         f"{by_hand.instructions} - then hub task confirm {request_id} "
+                         f"{task.system} --outcome done|not_found|retained --note '...'")
+        else:
             parts.append(f"{task.system} left something to confirm: hub task confirm "
                          f"{request_id} {task.system} --note '...'")
     return f"request {request_id} waits for an operator: " + "; ".join(parts)
@@ -420,15 +427,25 @@ def task_confirm(
     outcome: Annotated[str, typer.Option(help="done, not_found or retained")] = "done",
     operator: Annotated[str | None, typer.Option(
         help="Who did it (default $HUB_OPERATOR, then $USER).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="retained: the last day of the hold, YYYY-MM-DD.")] = None,
+    basis: Annotated[str | None, typer.Option(
+        help="retained: the law or claim that requires keeping it.")] = None,
 ) -> None:
-    """Confirm what a task left for a person to do (e.g. delete a synced mail by hand)."""
+    """Confirm what a task left for a person to do: a system without an API (a paper
+    archive), or what a connector could not remove (e.g. a synced mail)."""
     try:
         state = TaskState(outcome)
     except ValueError:
         raise LedgerError("--outcome is done, not_found or retained") from None
+    try:
+        held_until = date.fromisoformat(until) if until else None
+    except ValueError:
+        raise LedgerError(f"--until is a date as YYYY-MM-DD, not {until!r}") from None
     with store() as opened, opened.session() as session:
         review.confirm_task(session, request_id, system, state, note=note,
-                            actor=(operator or _operator()).strip())
+                            actor=(operator or _operator()).strip(), held_until=held_until,
+                            legal_basis=basis)
         row = ledger.get_request(session, request_id)
         _echo(f"{request_id}/{system} confirmed {state.value}; request is {row.state}")
 

@@ -529,7 +529,7 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
         # Nothing is settled, scrubbed or suppressed while an operator still decides.
         if RequestState(row.state) != RS.AWAITING_REVIEW:
             transition(session, row, RS.AWAITING_REVIEW, now=now,
-                       reason="waiting for an operator: hub request review " + row.id)
+                       reason="waiting for an operator: hub request show " + row.id)
         return RS.AWAITING_REVIEW
     target = RS.COMPLETED if states <= {TS.DONE, TS.NOT_FOUND} else RS.PARTIALLY_COMPLETED
     if RequestState(row.state) != target:

@@ -14,11 +14,21 @@ from datetime import date
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from hub.systems import SystemDeclaration, by_name
+from hub.ledger import RequestKind
+from hub.systems import Kind, SystemDeclaration, by_name
 
 
 class PolicyError(ValueError):
@@ -76,6 +86,50 @@ class SystemPolicy(BaseModel):
     financial_year_end: str = "12-31"
     retention_from: RetentionStart = RetentionStart.CALENDAR_YEAR_END
     marketing: bool = False
+    # A system without an API (architecture rule 10): a paper archive, a cabinet, a
+    # drive nobody can search. Declared here, not in code: each request gives it a
+    # manual task with these instructions, due `due_days` after the task opens.
+    kind: Literal["manual"] | None = None
+    title: str | None = Field(default=None, min_length=3)
+    instructions: str | dict[str, str] | None = None
+    due_days: int = Field(default=7, ge=1, le=31)
+
+    @model_validator(mode="after")
+    def _manual_has_what_a_person_needs(self) -> Self:
+        """A manual system needs a title and instructions; only a manual system has them."""
+        if self.kind is None:
+            if self.title is not None or self.instructions is not None:
+                raise PydanticCustomError(
+                    "manual_only", "title and instructions are for a system without an API: "
+                                   "add kind = \"manual\"")
+            return self
+        if not self.title:
+            raise PydanticCustomError("manual_title", "a manual system needs a title, "
+                                                      "as people will read it")
+        texts = ([self.instructions] if isinstance(self.instructions, str)
+                 else list((self.instructions or {}).values()))
+        if not texts or not all(t.strip() for t in texts):
+            raise PydanticCustomError("manual_instructions",
+                                      "a manual system needs instructions for the person "
+                                      "who checks it")
+        if isinstance(self.instructions, dict):
+            unknown = sorted(set(self.instructions) - {*RequestKind, "default"})
+            if unknown:
+                raise PydanticCustomError(
+                    "manual_kinds", "instructions.{key} is not a request kind (use {kinds} "
+                                    "or default)",
+                    {"key": unknown[0], "kinds": ", ".join(RequestKind)})
+        return self
+
+    def instructions_for(self, kind: str) -> str:
+        """What a person does in this manual system for a request of ``kind``."""
+        if isinstance(self.instructions, str):
+            return self.instructions.strip()
+        chosen = (self.instructions or {}).get(kind) or (self.instructions or {}).get("default")
+        if chosen is None:
+            return (f"Look for the subject in {self.title} and do what the {kind} request "
+                    "asks; note what you did.")
+        return chosen.strip()
 
     @field_validator("financial_year_end")
     @classmethod
@@ -126,8 +180,23 @@ class Policy(BaseModel):
 
     def title(self, system: str) -> str:
         """The system's title for people; its bare name when it was not declared."""
-        declared = self._declared.get(system)
+        declared = self._declared.get(system) or self.manual_declarations().get(system)
         return declared.title if declared else system
+
+    def manual_declarations(self) -> dict[str, SystemDeclaration]:
+        """The systems without an API this policy declares (rule 10), by name."""
+        return {name: SystemDeclaration(name=name, title=p.title or name, kind=Kind.MANUAL,
+                                        capabilities=frozenset())
+                for name, p in self.systems.items() if p.kind == "manual"}
+
+    def is_manual(self, system: str) -> bool:
+        section = self.systems.get(system)
+        return section is not None and section.kind == "manual"
+
+    @property
+    def manual_systems(self) -> list[str]:
+        """The enabled systems a person checks by hand."""
+        return [name for name in self.enabled_systems if self.is_manual(name)]
 
     def for_system(self, system: str) -> SystemPolicy:
         try:
@@ -147,13 +216,23 @@ def _check_systems(policy: Policy, declared: dict[str, SystemDeclaration], where
     """Every section is a declared system and every declared system has a section.
 
     A section nothing runs leaves its task pending for ever, and a system without a
-    section is never asked (architecture rule 10); both are refused at load.
+    section is never asked; both are refused at load. A manual section declares its
+    system itself (rule 10), but not one a connector already declares.
     """
+    manual = policy.manual_declarations()
+    clash = sorted(set(manual) & set(declared))
+    if clash:
+        raise PolicyError(f"{where}: [systems.{clash[0]}] has kind = \"manual\" but "
+                          f"{clash[0]!r} is declared by its connector; kind = \"manual\" "
+                          "is for a system without one")
+    declared = {**declared, **manual}
     known = ", ".join(sorted(declared)) or "none"
     unknown = sorted(set(policy.systems) - set(declared))
     if unknown:
         raise PolicyError(f"{where}: [systems.{unknown[0]}] names a system that is not "
-                          f"declared (declared systems: {known})")
+                          f"declared (declared systems: {known}); a system without an API "
+                          "is declared in its section with kind = \"manual\", a title and "
+                          "instructions")
     missing = sorted(set(declared) - set(policy.systems))
     if missing:
         raise PolicyError(f"{where} has no section [systems.{missing[0]}] for the declared "

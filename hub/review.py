@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import func, select
@@ -134,8 +134,13 @@ def decide(session: Session, request_id: str, numbers: Sequence[int], decision: 
 
 
 def confirm_task(session: Session, request_id: str, system: str, outcome: TaskState, *,
-                 note: str, actor: str, now: datetime | None = None) -> TaskRow:
-    """An operator confirms what a task left for them (who, when, outcome, note)."""
+                 note: str, actor: str, held_until: date | None = None,
+                 legal_basis: str | None = None, now: datetime | None = None) -> TaskRow:
+    """An operator confirms what a task left for them (who, when, outcome, note).
+
+    ``retained`` is a legal hold like any other (rule 5): it needs the date the hold
+    ends and its basis, and is recorded as a hold when the request settles.
+    """
     if outcome not in ledger.FINISHED_TASK_STATES:
         raise LedgerError("the outcome is done, not_found or retained")
     if not note.strip():
@@ -143,6 +148,14 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
     if not actor.strip():
         raise LedgerError("a confirmation needs the name of who did it")
     now = now or datetime.now(UTC)
+    if outcome == TaskState.RETAINED and (held_until is None or not (legal_basis or "").strip()):
+        raise LedgerError("retained needs the date the hold ends (--until) and its legal "
+                          "basis (--basis): a hold without an end is no hold")
+    if outcome != TaskState.RETAINED and (held_until or legal_basis):
+        raise LedgerError("--until and --basis are for a retained outcome")
+    if held_until is not None and held_until < now.date():
+        raise LedgerError(f"the hold would have ended on {held_until}: a hold whose end has "
+                          "passed is no hold")
     row = ledger.get_request(session, request_id)
     task = ledger.get_task(session, request_id, system)
     if TaskState(task.state) != TaskState.MANUAL_PENDING:
@@ -151,12 +164,26 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
     evidence = dict(task.evidence or {})
     evidence["confirmed"] = {"by": actor, "at": now.isoformat(), "outcome": outcome.value,
                              "note": note.strip()}
-    ledger.move_task(session, task, outcome, evidence=evidence, now=now)
-    audit.append(session, "task.confirmed", {"system": system, "outcome": outcome.value,
-                                             "note": note.strip()},
-                 request_id=request_id, actor=actor, now=now)
+    if held_until is not None:
+        evidence["records"] = [*evidence.get("records", []), {
+            "kind": "manual", "record_id": f"{system}:{request_id}", "action": "retained",
+            "legal_basis": (legal_basis or "").strip(),
+            "retained_until": held_until.isoformat()}]
+    # A connector's task keeps its own action (what it did); a manual one gets this.
+    action = None if task.action else _confirmed_action(outcome)
+    ledger.move_task(session, task, outcome, action=action, evidence=evidence, now=now)
+    audit.append(session, "task.confirmed", {
+        "system": system, "outcome": outcome.value, "note": note.strip(),
+        "held_until": held_until.isoformat() if held_until else None,
+        "legal_basis": (legal_basis or "").strip() or None,
+    }, request_id=request_id, actor=actor, now=now)
     resume_if_decided(session, row, now=now)
     return task
+
+
+def _confirmed_action(outcome: TaskState) -> str:
+    return {TaskState.DONE: "done_by_hand", TaskState.NOT_FOUND: "not_found",
+            TaskState.RETAINED: "retained"}[outcome]
 
 
 def resume_if_decided(session: Session, row: SubjectRequestRow, *,

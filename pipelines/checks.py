@@ -17,7 +17,7 @@ from dagster import (
     asset_check,
 )
 
-from hub import drift, ledger, review
+from hub import drift, ledger, manual, review
 from hub.deadlines import local_date
 from hub.ledger import RequestKind, RequestState
 from pipelines.launch import live_runs, why_dead
@@ -70,8 +70,14 @@ def _request_table(session, rows, today) -> str:
     return "\n".join(lines)
 
 
+def _late_manual(late: list[manual.ManualTask]) -> list[str]:
+    return [f"{t.request_id}/{t.system} to do by hand by {t.due.isoformat()}, unconfirmed"
+            for t in late]
+
+
 @asset_check(asset=person_index, blocking=False,
-             description="No request is past its due date; those due within the next days "
+             description="No request is past its due date, and no manual task (a system "
+                         "without an API) past its own; those due within the next days "
                          "(HUB_DUE_SOON_DAYS, 7) are listed.")
 def request_deadlines(hub: HubResource) -> AssetCheckResult:
     with hub.store() as store, store.session() as session:
@@ -82,13 +88,17 @@ def request_deadlines(hub: HubResource) -> AssetCheckResult:
                                                 due_within=settings.due_soon_days)
                 if r not in overdue]
         table = _request_table(session, [*overdue, *soon], today)
+        late = _late_manual(manual.overdue(session, today=today))
+    problems = ([f"{len(overdue)} past due: {', '.join(r.id for r in overdue)}"]
+                if overdue else []) + late
     return AssetCheckResult(
-        passed=not overdue, severity=AssetCheckSeverity.ERROR,
-        description=(f"{len(overdue)} past due: {', '.join(r.id for r in overdue)}"
-                     if overdue else None),
+        passed=not problems, severity=AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or None,
         metadata={"overdue": len(overdue), "due_soon": len(soon),
+                  "manual_overdue": len(late),
                   "overdue_requests": MetadataValue.text(
                       ", ".join(r.id for r in overdue) or "-"),
+                  "overdue_manual_tasks": MetadataValue.text("\n".join(late) or "-"),
                   "requests": MetadataValue.md(table)},
     )
 
@@ -136,6 +146,9 @@ def nothing_stuck(context: AssetCheckExecutionContext, hub: HubResource) -> Asse
         found += [f"{r.id} verified at {r.verified_at:%Y-%m-%d %H:%M}Z, not started"
                   for r in waiting]
         found += orphaned
+        late = _late_manual(manual.overdue(
+            session, today=local_date(datetime.now(UTC), store.settings.timezone)))
+        found += late
         operator = [f"{r.id} waits for an operator since {r.updated_at:%Y-%m-%d %H:%M}Z: "
                     f"{review.pending_count(session, r.id)} candidate(s) to review"
                     for r in ledger.list_requests(session, today=limit.date(),
@@ -149,6 +162,7 @@ def nothing_stuck(context: AssetCheckExecutionContext, hub: HubResource) -> Asse
                      f"{'; '.join(lines[:20])}") if lines else None,
         metadata={"stuck_tasks": len(tasks), "unstarted_requests": len(waiting),
                   "without_live_run": len(orphaned), "awaiting_operator": len(operator),
+                  "manual_overdue": len(late),
                   "stuck": MetadataValue.text("\n".join(lines) or "-")},
     )
 

@@ -39,7 +39,7 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import bundle, holds, index, journal, ledger, outcomes, review, scope
+from hub import bundle, holds, index, journal, ledger, manual, outcomes, review, scope
 from hub.domain import Action, Outcome, RecordOutcome
 from hub.identity import mask
 from hub.ledger import RequestKind, RequestState, TaskState
@@ -160,10 +160,12 @@ def plan(context: OpExecutionContext, config: RequestConfig, hub: HubResource) -
             raise Failure(f"request {row.id} has no identifiers left to act on",
                           allow_retries=False)
         tasks = ledger.ensure_tasks(session, row, policy.enabled_systems)
+        manual.open_tasks(session, row, policy, timezone=store.settings.timezone)
         context.add_output_metadata({
             "kind": row.kind,
             "identifiers": MetadataValue.text(", ".join(mask(i) for i in identifiers)),
             "systems": MetadataValue.text(", ".join(t.system for t in tasks)),
+            "manual": MetadataValue.text(", ".join(policy.manual_systems) or "-"),
         })
     return config.request_id
 

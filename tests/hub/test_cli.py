@@ -332,3 +332,57 @@ def test_review_and_confirm_through_the_command(tmp_path, db_url):
                     "deleted the mail in the shared inbox", env=env)
     assert confirmed.returncode == 0, confirmed.stderr
     assert "request is verified" in confirmed.stdout  # every decision made: runs again
+
+
+def _waiting_for_the_archive(db_url: str, policy_file: Path) -> str:
+    """An access request whose only task is a paper archive's, opened by the job's plan."""
+    from hub import ledger, manual
+    from hub.domain import Identifier, IdentifierKind
+    from hub.ledger import RequestKind, RequestState
+    from hub.policy import load_policy
+    from hub.settings import Settings
+    from hub.store import open_store
+
+    policy = load_policy(policy_file)
+    store = open_store(Settings(_env_file=None, database_url=db_url, secret=TEST_SECRET))
+    try:
+        with store.session() as session:
+            row = ledger.create_request(session, store.hasher, RequestKind.ACCESS,
+                                        [Identifier(IdentifierKind.EMAIL, "mika@yritys.fi")])
+            ledger.verify(session, row.id)
+            ledger.transition(session, row, RequestState.IN_PROGRESS)
+            ledger.ensure_tasks(session, row, ["paper_archive"])
+            manual.open_tasks(session, row, policy, timezone="Europe/Helsinki")
+            ledger.finalise(session, store.hasher, row)
+            return row.id
+    finally:
+        store.close()
+
+
+def test_a_paper_archive_task_shows_its_instructions_and_is_confirmed_by_command(
+        tmp_path, db_url):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[systems.paper_archive]\nkind = "manual"\ntitle = "Paper contracts"\n'
+                      'instructions = "Copy the contract from the cabinet."\n', "utf-8")
+    env = clean_env(HUB_DATABASE_URL=db_url, HUB_SECRET=TEST_SECRET, HUB_OPERATOR="liisa")
+    rid = _waiting_for_the_archive(db_url, policy)
+    shown = run(tmp_path, "request", "show", rid, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "Paper contracts, by hand by 20" in shown.stdout
+    assert "Copy the contract from the cabinet." in shown.stdout
+    assert f"hub task confirm {rid} paper_archive --outcome" in shown.stdout
+
+    unbounded = run(tmp_path, "task", "confirm", rid, "paper_archive", "--outcome", "retained",
+                    "--note", "kept", env=env)
+    assert unbounded.returncode == 1 and unbounded.stderr.count("\n") == 1
+    assert "--until" in unbounded.stderr
+    bad_date = run(tmp_path, "task", "confirm", rid, "paper_archive", "--outcome", "retained",
+                   "--note", "kept", "--until", "31.12.2032", "--basis", "x", env=env)
+    assert bad_date.returncode == 1 and "YYYY-MM-DD" in bad_date.stderr
+    kept = run(tmp_path, "task", "confirm", rid, "paper_archive", "--outcome", "retained",
+               "--note", "signed contract", "--until", "2032-12-31",
+               "--basis", "Kirjanpitolaki 2:10", env=env)
+    assert kept.returncode == 0, kept.stderr
+    assert f"{rid}/paper_archive confirmed retained; request is verified" in kept.stdout
+    again = run(tmp_path, "task", "confirm", rid, "paper_archive", "--note", "x", env=env)
+    assert again.returncode == 1 and "is retained" in again.stderr

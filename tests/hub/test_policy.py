@@ -117,3 +117,81 @@ def test_a_financial_year_end_that_is_not_a_real_mm_dd_names_file_field_and_form
     message = str(info.value)
     assert str(path) in message and "systems.netvisor.financial_year_end" in message
     assert "MM-DD" in message and repr(value) in message
+
+
+# -------------------------------------------------------- systems without an API (rule 10)
+
+ARCHIVE = '''
+[systems.paper_archive]
+kind = "manual"
+title = "Paper contracts (locked cabinet)"
+instructions = "Look in the cabinet by surname."
+'''
+
+
+def declared():
+    from connectors.registry import declarations
+
+    return declarations()
+
+
+def default_with(tmp_path, extra: str):
+    from importlib import resources
+
+    text = resources.files("hub").joinpath("default_policy.toml").read_text("utf-8")
+    return write(tmp_path, text + extra)
+
+
+def test_a_manual_system_is_declared_by_its_policy_section(tmp_path):
+    policy = load_policy(default_with(tmp_path, ARCHIVE), systems=declared())
+    assert policy.manual_systems == ["paper_archive"]
+    assert "paper_archive" in policy.enabled_systems
+    assert policy.title("paper_archive") == "Paper contracts (locked cabinet)"
+    assert policy.for_system("paper_archive").instructions_for("erasure") == (
+        "Look in the cabinet by surname.")
+    assert policy.for_system("paper_archive").due_days == 7
+
+
+def test_instructions_per_request_kind_fall_back_to_the_default(tmp_path):
+    policy = load_policy(default_with(tmp_path, '''
+[systems.paper_archive]
+kind = "manual"
+title = "Paper contracts"
+[systems.paper_archive.instructions]
+erasure = "Shred it."
+default = "Find it."
+'''), systems=declared())
+    archive = policy.for_system("paper_archive")
+    assert archive.instructions_for("erasure") == "Shred it."
+    assert archive.instructions_for("access") == "Find it."
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ('kind = "manual"\ninstructions = "x"\n', "needs a title"),
+    ('kind = "manual"\ntitle = "Cabinet"\n', "needs instructions"),
+    ('kind = "manual"\ntitle = "Cabinet"\ninstructions = "  "\n', "needs instructions"),
+    ('kind = "manual"\ntitle = "Cabinet"\n[systems.paper_archive.instructions]\nerasur = "x"\n',
+     "instructions.erasur is not a request kind"),
+    ('title = "Cabinet"\ninstructions = "x"\n', 'add kind = "manual"'),
+    ('kind = "paper"\ntitle = "Cabinet"\ninstructions = "x"\n', "systems.paper_archive.kind"),
+    ('kind = "manual"\ntitle = "Cabinet"\ninstructions = "x"\ndue_days = 0\n', "due_days"),
+])
+def test_a_manual_section_missing_what_a_person_needs_names_it(tmp_path, section, message):
+    path = default_with(tmp_path, "\n[systems.paper_archive]\n" + section)
+    with pytest.raises(PolicyError, match=message) as info:
+        load_policy(path, systems=declared())
+    assert str(path) in str(info.value)
+
+
+def test_a_manual_section_cannot_take_a_connectors_name(tmp_path):
+    text = default_with(tmp_path, "").read_text("utf-8").replace(
+        '[systems.typeform]\n', '[systems.typeform]\nkind = "manual"\ntitle = "Forms"\n'
+        'instructions = "x"\n')
+    with pytest.raises(PolicyError, match="'typeform' is declared by its connector"):
+        load_policy(write(tmp_path, text), systems=declared())
+
+
+def test_an_undeclared_section_says_how_to_declare_a_system_without_an_api(tmp_path):
+    path = default_with(tmp_path, '\n[systems.paper_archive]\nerase = "delete"\n')
+    with pytest.raises(PolicyError, match='kind = "manual"'):
+        load_policy(path, systems=declared())

@@ -1,0 +1,119 @@
+"""Systems without an API (rule 10): a paper archive declared in the policy.
+
+Found: declaring a manual system in the policy left every request stuck for ever
+while the CLI said "run again". Now each request gives it a manual task with the
+policy's instructions and its own due date, and completes only once an operator has
+confirmed it (who, when, outcome, note, in the audit trail).
+"""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from dagster import build_asset_check_context, instance_for_test
+from sqlalchemy import select
+
+from hub import holds, ledger, manual, review
+from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
+from hub.models import AuditEventRow
+from pipelines.checks import nothing_stuck, request_deadlines
+from pipelines.resources import HubResource
+from tests.pipelines.jobs import file_request, operator_decides, run, state, tasks
+
+ARCHIVE = """
+[systems.paper_archive]
+kind = "manual"
+title = "Paper contracts (locked cabinet)"
+due_days = 5
+[systems.paper_archive.instructions]
+access = "Photocopy the subject's signed contract from the cabinet."
+erasure = "Shred the contract unless it is within its retention period."
+"""
+MIKKO = "mikko.hakkinen@example.fi"  # found in every system, shares nothing
+
+
+@pytest.fixture
+def with_archive(indexed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The default policy plus a paper archive, as a deployment would write it."""
+    policy = tmp_path / "policy.toml"
+    default = (Path(__file__).parents[2] / "hub" / "default_policy.toml").read_text("utf-8")
+    policy.write_text(default + ARCHIVE, "utf-8")
+    monkeypatch.setenv("HUB_POLICY_FILE", str(policy))
+    return indexed
+
+
+def test_a_request_waits_for_the_archive_with_its_instructions_then_completes(
+        with_archive, resources):
+    store = with_archive
+    rid = file_request(store, RequestKind.ACCESS, MIKKO)
+    assert run(rid, resources).success
+    assert state(store, rid) == RequestState.AWAITING_REVIEW  # not completed, not stuck
+    archive = tasks(store, rid)["paper_archive"]
+    assert archive.state == TaskState.MANUAL_PENDING
+    with store.session() as session:
+        row = ledger.get_request(session, rid)
+        by_hand = manual.of(archive)
+        assert by_hand.instructions == "Photocopy the subject's signed contract from the cabinet."
+        assert by_hand.title == "Paper contracts (locked cabinet)"
+        assert by_hand.due <= min(date.today() + timedelta(days=6), ledger.effective_due(row))
+        # every system with an API has done its part meanwhile
+        assert {t.state for s, t in tasks(store, rid).items() if s != "paper_archive"} <= {
+            "done", "not_found"}
+
+        review.confirm_task(session, rid, "paper_archive", TaskState.DONE,
+                            note="contract copied, posted with the letter", actor="liisa")
+    assert state(store, rid) == RequestState.VERIFIED  # the next round runs
+    assert run(rid, resources).success
+    assert state(store, rid) == RequestState.COMPLETED
+    archive = tasks(store, rid)["paper_archive"]
+    assert archive.evidence["confirmed"]["by"] == "liisa"
+    with store.session() as session:
+        confirmed = session.execute(select(AuditEventRow).where(
+            AuditEventRow.request_id == rid, AuditEventRow.action == "task.confirmed")).scalars()
+        assert [(e.actor, json.loads(e.payload)["outcome"]) for e in confirmed] == [
+            ("liisa", "done")]
+
+
+def test_an_archive_kept_under_a_hold_is_retained_with_its_end_date(with_archive, resources):
+    store = with_archive
+    rid = file_request(store, RequestKind.ERASURE, MIKKO)
+    assert run(rid, resources).success
+    assert manual.of(tasks(store, rid)["paper_archive"]).instructions.startswith("Shred")
+    until = date.today() + timedelta(days=365 * 6)
+    with store.session() as session:
+        with pytest.raises(LedgerError, match="--until"):
+            review.confirm_task(session, rid, "paper_archive", TaskState.RETAINED,
+                                note="signed contract", actor="liisa")
+        review.confirm_task(session, rid, "paper_archive", TaskState.RETAINED,
+                            note="signed contract kept", actor="liisa", held_until=until,
+                            legal_basis="Kirjanpitolaki 2:10")
+    operator_decides(store, rid)  # what the vendors' connectors left for a person
+    settled = run(rid, resources)
+    assert settled.success
+    assert state(store, rid) == RequestState.PARTIALLY_COMPLETED
+    with store.session() as session:
+        held = holds.held_records(session, date.today())
+    assert ("paper_archive", f"paper_archive:{rid}") in held
+
+
+def test_an_unconfirmed_task_past_its_own_due_date_fails_the_checks(with_archive, resources,
+                                                                   hub_db):
+    store = with_archive
+    rid = file_request(store, RequestKind.ACCESS, MIKKO)
+    assert run(rid, resources).success
+    with store.session() as session:
+        task = ledger.get_task(session, rid, "paper_archive")
+        late = dict(task.evidence)
+        late["manual"] = {**late["manual"], "due": (date.today() - timedelta(days=1)).isoformat()}
+        task.evidence = late
+        task.updated_at = datetime.now(UTC)
+    hub = {"hub": HubResource(database_url=hub_db)}
+    with instance_for_test() as instance:
+        deadlines = request_deadlines(build_asset_check_context(instance=instance,
+                                                                resources=hub))
+        stuck = nothing_stuck(build_asset_check_context(instance=instance, resources=hub))
+    line = f"{rid}/paper_archive to do by hand by"
+    assert not deadlines.passed and line in deadlines.description
+    assert deadlines.metadata["manual_overdue"].value == 1
+    assert not stuck.passed and line in stuck.description
