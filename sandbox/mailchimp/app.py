@@ -361,6 +361,8 @@ async def members(request: Request) -> Response:
     before = _parse_time(request, "before_last_changed")
     since_opt = _parse_time(request, "since_timestamp_opt")
     before_opt = _parse_time(request, "before_timestamp_opt")
+    unique = request.query_params.get("unique_email_id") or None
+    vip_only = request.query_params.get("vip_only") == "true"
     sort_field = request.query_params.get("sort_field")
     sort_dir = (request.query_params.get("sort_dir") or "ASC").upper()
     if sort_field and sort_field not in SORT_FIELDS:
@@ -369,7 +371,7 @@ async def members(request: Request) -> Response:
         raise Problem(400, "Invalid Resource", "sort_dir must be ASC or DESC")
     list_archived = bool(s.settings["list_archived"])
     key = (status, since, before, since_opt, before_opt, sort_field, sort_dir,
-           list_archived)
+           list_archived, unique, vip_only)
 
     def build() -> list[str]:
         out = []
@@ -377,6 +379,10 @@ async def members(request: Request) -> Response:
             m = aud.members[h]
             st = m["status"]
             if status and st != status:
+                continue
+            if unique and m["unique_email_id"] != unique:
+                continue
+            if vip_only and not m["vip"]:
                 continue
             if not status and st == "archived" and not list_archived:
                 continue
@@ -670,7 +676,7 @@ def note_of(request: Request) -> tuple[Audience, str, dict[str, Any], dict[str, 
 async def note_one(request: Request) -> Response:
     s = state(request)
     aud, h, m, n = note_of(request)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # Starlette routes HEAD here too: never delete
         return ok(n)
     if request.method == "PATCH":
         body = await _body(request)

@@ -273,6 +273,9 @@ def test_head_on_a_member_answers_like_get_without_a_body(mc: httpx.Client) -> N
     missing = mc.head(f"/lists/{lid}/members/{md5('nobody@example.com')}")
     assert missing.status_code == 404 and missing.content == b""
     assert missing.headers["content-type"] == "application/problem+json; charset=utf-8"
+    note = mc.get(url + "/notes").json()["notes"][0]
+    assert mc.head(url + f"/notes/{note['id']}").status_code == 200  # a read, not a delete
+    assert mc.get(url + f"/notes/{note['id']}").json()["note"] == note["note"]
 
 
 def test_unknown_list_or_member_is_404_everywhere(mc: httpx.Client) -> None:
@@ -294,6 +297,23 @@ def test_unknown_list_or_member_is_404_everywhere(mc: httpx.Client) -> None:
         body = {"email_address": "ei.koskaan@example.com", "status": "subscribed"}
         r = mc.request(method, path, json=body if method in ("POST", "PATCH") else None)
         assert_problem(r, 404, "Resource Not Found")
+
+
+def test_member_list_filters_never_answer_other_members(mc: httpx.Client) -> None:
+    """`unique_email_id` names one member (or none); the list never pads the answer
+    with members that do not match it."""
+    lid = lists(mc)["Uutiskirje"]
+    aino = mc.get(f"/lists/{lid}/members/{md5(AINO)}").json()
+    one = mc.get(f"/lists/{lid}/members",
+                 params={"unique_email_id": aino["unique_email_id"]}).json()
+    assert [m["id"] for m in one["members"]] == [md5(AINO)] and one["total_items"] == 1
+    none = mc.get(f"/lists/{lid}/members", params={"unique_email_id": "0000000000"}).json()
+    assert none["members"] == [] and none["total_items"] == 0
+    assert mc.get(f"/lists/{lid}/members", params={"vip_only": "true"}).json()[
+        "total_items"] == 0  # nobody is seeded as a VIP
+    mc.patch(f"/lists/{lid}/members/{md5(AINO)}", json={"vip": True})
+    vips = mc.get(f"/lists/{lid}/members", params={"vip_only": "true"}).json()
+    assert [m["id"] for m in vips["members"]] == [md5(AINO)]
 
 
 def test_activity_feed_pages_the_whole_history(mc: httpx.Client) -> None:
