@@ -413,3 +413,26 @@ def test_export_sections_per_audience(script, mc, monkeypatch):
     assert by_label["goals (pages visited)"] == ({"goal_id": 1, "event": "/hinnasto"},)
     assert not any(p.split("?")[0].endswith("/activity") for _, p, _ in sc.seen)
     assert export.evidence["not_found"] == 1  # aud2 answered 404
+
+
+@pytest.mark.parametrize("path, body", [
+    (f"/lists/aud1/members/{H}/activity-feed", {"activity": [{"activity_type": "open"}]}),
+    ("/lists/aud1/merge-fields", {"merge_fields": [{"tag": "FNAME"}], "total_items": 1}),
+    (f"/lists/aud1/members/{H}/goals", {"total_items": 0}),
+])
+def test_export_part_without_what_it_needs_is_a_protocol_error(script, mc, path, body):
+    """A feed page without total_items (paging cannot end honestly), a merge field
+    without its name, goals without the array: BadResponse, never an empty section."""
+    sc, _ = script
+    sc.on("GET", "/lists", LISTS)
+    sc.on("GET", f"/lists/aud1/members/{H}", Reply(200, member("aud1")))
+    sc.on("GET", "/lists/aud1/merge-fields",
+          Reply(200, {"merge_fields": [{"tag": "FNAME", "name": "Etunimi"}],
+                      "total_items": 1}))
+    for tail in ("tags", "notes", "events", "goals", "activity-feed"):
+        key = "activity" if tail == "activity-feed" else tail
+        sc.on("GET", f"/lists/aud1/members/{H}/{tail}",
+              Reply(200, {key: [], "total_items": 0}))
+    sc.routes.insert(0, ("GET", path, [Reply(200, body)]))
+    with pytest.raises(BadResponse):
+        mc.export(REFS[:1])
