@@ -21,6 +21,10 @@
   by its ``contact_id``; a 404 there is "not a member". The sync's index pointer
   (``<list_id>:<id>``) keeps the MD5: the index also holds the e-mail itself, and
   forgets both when an erasure completes.
+- Export: per audience, the member as read, its merge fields labelled by name (from
+  ``/lists/{id}/merge-fields``, every page, once per audience), then tags, notes, the
+  whole activity history (every page of ``activity-feed``, not ``/activity``'s last
+  50), events and goals (pages visited).
 - Erase: ``delete-permanent`` in every audience (policy ``permanent_delete``),
   or archive (policy ``delete``); read back: 404, or status archived.
 - Opt out: PATCH ``status`` unsubscribed in every audience; read back.
@@ -47,15 +51,17 @@ from connectors.base import ConnectorBase, parse_time, wanted
 from connectors.errors import NotFound, RequestRejected
 from connectors.http import DEFAULT_LIMITS, CallLimits, Limiter, RetryPolicy
 from connectors.mailchimp.models import (
-    Activity,
+    ActivityFeedPage,
     Audience,
     AudiencePage,
     Events,
     FoundMember,
+    Goals,
     Member,
     MemberKey,
     MemberPage,
     MemberStatus,
+    MergeFieldPage,
     Notes,
     Ping,
     Tags,
@@ -111,6 +117,7 @@ class MailchimpConnector(ConnectorBase):
         self.api = MailchimpApi(base_url, api_key, timeout=timeout, retry=retry,
                                 limiter=limiter, limits=limits)
         self._audience_list: list[Audience] | None = None
+        self._field_names: dict[str, dict[str, str]] = {}  # list id -> tag -> name
         # (list id, contact id) -> subscriber hash, as Mailchimp answered it: in memory
         # only, for the calls that take nothing else (delete-permanent, tags, notes).
         self._hashes: dict[tuple[str, str], str] = {}
@@ -148,6 +155,36 @@ class MailchimpConnector(ConnectorBase):
             offset += len(page.lists)
             if not page.lists or offset >= page.total_items:
                 return out
+
+    def _merge_field_names(self, list_id: str) -> dict[str, str]:
+        """Tag -> name of every merge field of the audience (all pages), read once per
+        connector: an export labels ``MMERGE6`` by what it is (``Yritys``)."""
+        if list_id not in self._field_names:
+            names: dict[str, str] = {}
+            offset = 0
+            while True:
+                page = self.api.read(MergeFieldPage, self.api.lists.get_list_merge_fields,
+                                     list_id, count=PAGE, offset=offset,
+                                     fields=["merge_fields.tag", "merge_fields.name",
+                                             "total_items"])
+                names.update({f.tag: f.name for f in page.merge_fields})
+                offset += len(page.merge_fields)
+                if not page.merge_fields or offset >= page.total_items:
+                    break
+            self._field_names[list_id] = names
+        return self._field_names[list_id]
+
+    def _activity_feed(self, list_id: str, member_hash: str) -> list[dict[str, Any]]:
+        """The member's whole activity history, every page of ``activity-feed``."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.api.read(ActivityFeedPage,
+                                 self.api.lists.get_list_member_activity_feed, list_id,
+                                 member_hash, count=PAGE, offset=len(items),
+                                 exclude_fields=["_links"])
+            items.extend(page.activity)
+            if not page.activity or len(items) >= page.total_items:
+                return items
 
     def _member(self, list_id: str, member_hash: str, model: type[M], **kwargs: Any
                 ) -> M | None:
@@ -255,6 +292,9 @@ class MailchimpConnector(ConnectorBase):
             name = names.get(lid, lid)
             src = f"{SYSTEM}:lists/{lid}/members/{ref.record_id}"
             sections.append(ExportSection(f"Audience '{name}': subscriber", src, (member,)))
+            sections.append(ExportSection(
+                f"Audience '{name}': merge fields", f"{src}/merge_fields",
+                _labelled(member.get("merge_fields"), self._merge_field_names(lid))))
             for key, items, label in self._member_parts(lid, mh):
                 sections.append(ExportSection(f"Audience '{name}': {label}", f"{src}/{key}",
                                               items))
@@ -264,17 +304,24 @@ class MailchimpConnector(ConnectorBase):
 
     def _member_parts(self, lid: str, mh: str
                       ) -> Iterator[tuple[str, tuple[dict[str, Any], ...], str]]:
-        """(key, items, label) of the member's tags, notes, activity and events."""
+        """(key, items, label) of the member's tags, notes, whole activity history
+        (every page of activity-feed), events and goals (pages visited)."""
         lists = self.api.lists
-        parts: tuple[tuple[str, Any, type[Any], str], ...] = (
-            ("tags", lists.get_list_member_tags, Tags, "tags"),
-            ("notes", lists.get_list_member_notes, Notes, "notes"),
-            ("activity", lists.get_list_member_activity, Activity, "recent activity"),
-            ("events", lists.get_list_member_events, Events, "events"),
+        parts: tuple[tuple[str, Any, str], ...] = (
+            ("tags", lambda: self.api.read(Tags, lists.get_list_member_tags, lid, mh).tags,
+             "tags"),
+            ("notes", lambda: self.api.read(Notes, lists.get_list_member_notes, lid,
+                                            mh).notes, "notes"),
+            ("activity", lambda: self._activity_feed(lid, mh), "activity"),
+            ("events", lambda: self.api.read(Events, lists.get_list_member_events, lid,
+                                             mh).events, "events"),
+            # the SDK's generator named this one in camelCase
+            ("goals", lambda: self.api.read(Goals, lists.getListMemberGoals, lid,
+                                            mh).goals, "goals (pages visited)"),
         )
-        for key, fn, model, label in parts:
+        for key, read, label in parts:
             try:
-                items = getattr(self.api.read(model, fn, lid, mh), key)
+                items = read()
             except NotFound:
                 items = []
             yield key, tuple(items), label
@@ -408,6 +455,17 @@ def _source_record(list_id: str, m: Member) -> SourceRecord:
         # "pending" is a double opt-in on its way: it will receive campaigns once confirmed.
         subscribed=m.status in SENDS_TO,
     )
+
+
+def _labelled(values: Any, names: dict[str, str]) -> tuple[dict[str, Any], ...]:
+    """The member's merge field values, each labelled by the field's name (its tag
+    kept beside it), in the audience's order; empty values are no data and left out.
+    A tag the audience no longer defines keeps its tag as its label."""
+    if not isinstance(values, dict):
+        return ()
+    order = [*names, *(tag for tag in values if tag not in names)]
+    return tuple({"field": names.get(tag, tag), "tag": tag, "value": values[tag]}
+                 for tag in order if values.get(tag) not in (None, "", {}))
 
 
 def _with_read_back(record: RecordOutcome, seen: str) -> RecordOutcome:

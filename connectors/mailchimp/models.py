@@ -6,8 +6,9 @@ these models with :func:`connectors.http.validate`, so an answer without what th
 connector relies on is a ``BadResponse`` (retried like a 5xx), never "not a member".
 
 Honest empties (reference §B.3, §B.5): ``{"lists": [], "total_items": 0}``,
-``{"members": [], "total_items": 0}`` and an empty ``tags``/``notes``/``activity``/
-``events`` array. "Not a member" is only ever a 404.
+``{"members": [], "total_items": 0}``, ``{"merge_fields": [], "total_items": 0}`` and
+an empty ``tags``/``notes``/``activity``/``events``/``goals`` array. "Not a member" is
+only ever a 404.
 """
 
 from __future__ import annotations
@@ -84,8 +85,33 @@ class Notes(_Model):
     notes: list[dict[str, Any]]
 
 
-class Activity(_Model):
+class ActivityFeedPage(_Model):
+    """``GET …/members/{hash}/activity-feed``: a page of the member's whole history
+    (the paged successor of ``/activity``, which gives only the last 50)."""
+
     activity: list[dict[str, Any]]
+    total_items: int
+
+
+class Goals(_Model):
+    """``GET …/members/{hash}/goals``: pages of the site the member visited."""
+
+    goals: list[dict[str, Any]]
+
+
+class MergeField(_Model):
+    """One merge field of an audience: the ``tag`` a member's ``merge_fields`` is keyed
+    by (``FNAME``, ``MMERGE6``) and the ``name`` a person reads (``Etunimi``)."""
+
+    tag: str
+    name: str
+
+
+class MergeFieldPage(_Model):
+    """``GET /lists/{id}/merge-fields``: a page of the audience's merge fields."""
+
+    merge_fields: list[MergeField]
+    total_items: int
 
 
 class Events(_Model):

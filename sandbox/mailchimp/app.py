@@ -40,6 +40,7 @@ POST_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactio
 PATCH_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending")
 SORT_FIELDS = ("timestamp_opt", "timestamp_signup", "last_changed")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+HASH_RE = re.compile(r"[0-9a-f]{32}")
 _DC = {"dc": "us21"}
 BASE = "/3.0"
 MEMBER = BASE + "/lists/{list_id}/members/{hash}"
@@ -255,9 +256,23 @@ def resolve(aud: Audience, ident: str) -> str:
 
 
 def member_of(request: Request) -> tuple[Audience, str, dict[str, Any]]:
+    """The member the path names by subscriber hash, raw e-mail or contact_id; 404
+    (never a made-up record) for a list or member that does not exist."""
     aud = audience(request)
     h = resolve(aud, request.path_params["hash"])
     m = aud.members.get(h)
+    if m is None:
+        raise not_found()
+    return aud, h, m
+
+
+def member_by_hash(request: Request) -> tuple[Audience, str, dict[str, Any]]:
+    """The member the path names by its MD5 subscriber hash, the only address archive
+    and delete-permanent take (saas-apis.md, Corrections, checked 2026-12): an e-mail
+    or a contact_id there names no member, so 404."""
+    aud = audience(request)
+    h = request.path_params["hash"].lower()
+    m = aud.members.get(h) if HASH_RE.fullmatch(h) else None
     if m is None:
         raise not_found()
     return aud, h, m
@@ -273,6 +288,8 @@ def links(s: MailchimpState, aud: Audience, h: str) -> list[dict[str, str]]:
             {"rel": "upsert", "href": href, "method": "PUT"},
             {"rel": "delete", "href": href, "method": "DELETE"},
             {"rel": "activity", "href": href + "/activity", "method": "GET"},
+            {"rel": "activity-feed", "href": href + "/activity-feed", "method": "GET"},
+            {"rel": "goals", "href": href + "/goals", "method": "GET"},
             {"rel": "notes", "href": href + "/notes", "method": "GET"}]
 
 
@@ -344,6 +361,8 @@ async def members(request: Request) -> Response:
     before = _parse_time(request, "before_last_changed")
     since_opt = _parse_time(request, "since_timestamp_opt")
     before_opt = _parse_time(request, "before_timestamp_opt")
+    unique = request.query_params.get("unique_email_id") or None
+    vip_only = request.query_params.get("vip_only") == "true"
     sort_field = request.query_params.get("sort_field")
     sort_dir = (request.query_params.get("sort_dir") or "ASC").upper()
     if sort_field and sort_field not in SORT_FIELDS:
@@ -352,7 +371,7 @@ async def members(request: Request) -> Response:
         raise Problem(400, "Invalid Resource", "sort_dir must be ASC or DESC")
     list_archived = bool(s.settings["list_archived"])
     key = (status, since, before, since_opt, before_opt, sort_field, sort_dir,
-           list_archived)
+           list_archived, unique, vip_only)
 
     def build() -> list[str]:
         out = []
@@ -360,6 +379,10 @@ async def members(request: Request) -> Response:
             m = aud.members[h]
             st = m["status"]
             if status and st != status:
+                continue
+            if unique and m["unique_email_id"] != unique:
+                continue
+            if vip_only and not m["vip"]:
                 continue
             if not status and st == "archived" and not list_archived:
                 continue
@@ -551,7 +574,7 @@ async def member_patch(request: Request) -> Response:
         del aud.members[h]
         aud.order[aud.order.index(h)] = new_h
         aud.json.pop(h, None)
-        for table in (aud.notes, aud.events):
+        for table in (aud.notes, aud.events, aud.goals, aud.campaigns):
             if h in table:
                 table[new_h] = table.pop(h)
         m["id"] = new_h
@@ -570,7 +593,7 @@ async def member_patch(request: Request) -> Response:
 @endpoint
 async def member_delete(request: Request) -> Response:
     s = state(request)
-    aud, h, m = member_of(request)
+    aud, h, m = member_by_hash(request)
     if m["status"] in ("cleaned", "pending", "archived"):
         raise Problem(405, "Method Not Allowed", "This list member cannot be removed. Can "
                       "not archive a contact that is bounced, pending or archived",
@@ -583,7 +606,7 @@ async def member_delete(request: Request) -> Response:
 @endpoint
 async def member_forget(request: Request) -> Response:
     s = state(request)
-    aud, h, _ = member_of(request)
+    aud, h, _ = member_by_hash(request)
     await request.body()  # accepts anything, including the SDK's literal `null`
     s.forget(aud, h)
     return no_content()
@@ -653,7 +676,7 @@ def note_of(request: Request) -> tuple[Audience, str, dict[str, Any], dict[str, 
 async def note_one(request: Request) -> Response:
     s = state(request)
     aud, h, m, n = note_of(request)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # Starlette routes HEAD here too: never delete
         return ok(n)
     if request.method == "PATCH":
         body = await _body(request)
@@ -680,6 +703,60 @@ async def activity(request: Request) -> Response:
         acts = [a for a in acts if a["action"] in allowed]
     return ok(project(request, {"activity": acts, "email_id": h, "list_id": aud.id,
                                 "total_items": len(acts)}))
+
+
+@endpoint
+async def activity_feed(request: Request) -> Response:
+    """The paged successor of /activity: the whole history, newest first, `count`/
+    `offset`, `activity_filters` (CSV of activity types), `total_items` after the
+    filter."""
+    s = state(request)
+    aud, h, m = member_of(request)
+    count, offset = _count_offset(request)
+    feed = s.activity_feed(aud, m)
+    wanted = {f.strip() for f in (request.query_params.get("activity_filters") or "")
+              .split(",") if f.strip()}
+    if wanted:
+        feed = [a for a in feed if a["activity_type"] in wanted]
+    href = f"https://{s.dc}.api.mailchimp.com/3.0/lists/{aud.id}/members/{h}/activity-feed"
+    return ok(project(request, {
+        "activity": feed[offset:offset + count], "email_id": h, "list_id": aud.id,
+        "contact_id": m["contact_id"], "total_items": len(feed),
+        "_links": [{"rel": "self", "href": href, "method": "GET"}]}))
+
+
+@endpoint
+async def goals(request: Request) -> Response:
+    """The member's last 50 goal events (pages of the site visited); not paged."""
+    s = state(request)
+    aud, h, _ = member_of(request)
+    visits = aud.goals.get(h, [])[:50]
+    href = f"https://{s.dc}.api.mailchimp.com/3.0/lists/{aud.id}/members/{h}/goals"
+    return ok(project(request, {"goals": visits, "list_id": aud.id, "email_id": h,
+                                "total_items": len(visits),
+                                "_links": [{"rel": "self", "href": href, "method": "GET"}]}))
+
+
+@endpoint
+async def merge_fields(request: Request) -> Response:
+    """The audience's merge fields (tag, name, type, ...), paged, `type` and
+    `required` filters."""
+    s = state(request)
+    aud = audience(request)
+    count, offset = _count_offset(request)
+    fields = aud.merge_fields
+    kind = request.query_params.get("type")
+    if kind:
+        fields = [f for f in fields if f["type"] == kind]
+    required = request.query_params.get("required")
+    if required in ("true", "false"):
+        fields = [f for f in fields if f["required"] == (required == "true")]
+    href = f"https://{s.dc}.api.mailchimp.com/3.0/lists/{aud.id}/merge-fields"
+    page = [{**f, "_links": [{"rel": "self", "href": f"{href}/{f['merge_id']}",
+                              "method": "GET"}]} for f in fields[offset:offset + count]]
+    return ok(project(request, {"merge_fields": page, "list_id": aud.id,
+                                "total_items": len(fields),
+                                "_links": [{"rel": "self", "href": href, "method": "GET"}]}))
 
 
 @endpoint
@@ -785,8 +862,9 @@ async def batch_subscribe(request: Request) -> Response:
 
 
 async def member_dispatch(request: Request) -> Response:
-    handlers = {"GET": member_get, "PUT": member_put, "PATCH": member_patch,
-                "DELETE": member_delete}
+    # HEAD answers as GET does; the server sends its headers without the body.
+    handlers = {"GET": member_get, "HEAD": member_get, "PUT": member_put,
+                "PATCH": member_patch, "DELETE": member_delete}
     return await handlers[request.method](request)
 
 
@@ -819,6 +897,9 @@ routes = [
     Route(MEMBER + "/notes", notes_post, methods=["POST"]),
     Route(MEMBER + "/notes/{note_id}", note_one, methods=["GET", "PATCH", "DELETE"]),
     Route(MEMBER + "/activity", activity, methods=["GET"]),
+    Route(MEMBER + "/activity-feed", activity_feed, methods=["GET"]),
+    Route(MEMBER + "/goals", goals, methods=["GET"]),
+    Route(BASE + "/lists/{list_id}/merge-fields", merge_fields, methods=["GET"]),
     Route(MEMBER + "/events", events_list, methods=["GET"]),
     Route(MEMBER + "/events", events_post, methods=["POST"]),
     Route(BASE + "/search-members", search, methods=["GET"]),

@@ -1,4 +1,5 @@
-"""Mailchimp's data: two audiences, their members (every status), tags, notes, events.
+"""Mailchimp's data: two audiences, their merge fields and members (every status), tags,
+notes, events, goals (pages visited) and campaign activity.
 
 Members are stored per audience in a dict keyed by subscriber hash (md5 of the
 lower-cased e-mail) plus an insertion-ordered hash list for offset paging; filtered and
@@ -47,6 +48,30 @@ def now_mc() -> str:
     return mc_time(datetime.now(UTC))
 
 
+# The audiences' merge fields (GET /lists/{id}/merge-fields): Mailchimp's five defaults
+# (FNAME, LNAME, ADDRESS, PHONE, BIRTHDAY, merge ids 1-5) with the labels a Finnish
+# account gives them, then custom MMERGE<n> fields, whose tag says nothing: only the
+# name tells an export's reader what the value is. "Kurssit" has more than the
+# default page of 10, so a reader that does not page loses some.
+_DEFAULT_FIELDS = (
+    ("FNAME", "Etunimi", "text", {"size": 25}),
+    ("LNAME", "Sukunimi", "text", {"size": 25}),
+    ("ADDRESS", "Osoite", "address", {"default_country": 72}),
+    ("PHONE", "Puhelinnumero", "phone", {"phone_format": "none"}),
+    ("BIRTHDAY", "Syntymäpäivä", "birthday", {"date_format": "MM/DD"}),
+)
+_CUSTOM_FIELDS = {
+    "Uutiskirje": ("Yritys",),
+    "Kurssit": ("Yritys", "Titteli", "Kurssi", "Ruokavalio", "Laskutusosoite",
+                "Kotikunta"),
+}
+# Pages on the company's site that a goal-tracked member visited (member goals).
+_GOAL_PAGES = ("/kurssit/gdpr-perusteet", "/kurssit/ilmoittaudu", "/hinnasto",
+               "/yhteystiedot", "/blogi/tietosuoja-arjessa")
+# People with a long campaign history: more than /activity's last 50 actions.
+_LONG_HISTORY = 40
+
+
 def _national(phone: str) -> str:
     """Finnish national significant number, so every notation of a phone matches."""
     d = "".join(c for c in phone if c.isdigit())
@@ -72,9 +97,23 @@ class Audience:
         self.by_contact: dict[str, str] = {}
         self.notes: dict[str, list[dict[str, Any]]] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
+        self.goals: dict[str, list[dict[str, Any]]] = {}
+        self.campaigns: dict[str, int] = {}  # hash -> campaigns received (activity)
+        self.merge_fields: list[dict[str, Any]] = _merge_fields(list_id, name)
         self.version = 0
         self.json: dict[str, str] = {}  # hash -> member JSON without _links (lazy cache)
         self.views: dict[tuple, tuple[int, list[str]]] = {}
+
+
+def _merge_fields(list_id: str, name: str) -> list[dict[str, Any]]:
+    """The audience's merge field definitions, in display order."""
+    fields = [(tag, label, kind, options) for tag, label, kind, options in _DEFAULT_FIELDS]
+    fields += [(f"MMERGE{i}", label, "text", {"size": 25})
+               for i, label in enumerate(_CUSTOM_FIELDS.get(name, ()), start=6)]
+    return [{"merge_id": i, "tag": tag, "name": label, "type": kind, "required": False,
+             "default_value": "", "public": tag in ("FNAME", "LNAME"), "display_order": i + 1,
+             "options": options, "help_text": "", "list_id": list_id}
+            for i, (tag, label, kind, options) in enumerate(fields, start=1)]
 
 
 class MailchimpState(VendorState):
@@ -162,10 +201,33 @@ class MailchimpState(VendorState):
         if p.idx < 3 or rng.random() < 0.1:
             self.add_note(aud, h, f"Soitti {p.first_name}lle {signup:%d.%m.%Y}.", member,
                           bump=False)
+        self._seed_history(aud, p, member)
         if p.idx < 2:
             aud.events[h] = [{"occurred_at": mc_time(changed), "name": "kurssi_ilmoittautui",
                               "properties": {"kurssi": "GDPR-perusteet"}}]
         self.insert(aud, member)
+
+    def _seed_history(self, aud: Audience, p: Person, member: dict[str, Any]) -> None:
+        """Custom merge values, campaigns received and goals (pages visited), from a
+        generator of their own, so the audiences' members stay what they were."""
+        rng = random.Random(f"{self.seed}:{aud.id}:{member['id']}:history")
+        h = member["id"]
+        custom = {"Yritys": p.company or "", "Titteli": "Asiantuntija",
+                  "Kurssi": "GDPR-perusteet", "Ruokavalio": "Laktoositon",
+                  "Laskutusosoite": f"{p.street}, {p.postcode} {p.city}",
+                  "Kotikunta": p.city}
+        for field in aud.merge_fields[len(_DEFAULT_FIELDS):]:
+            if p.idx < 3 or rng.random() < 0.5:
+                member["merge_fields"][field["tag"]] = custom.get(field["name"], "")
+        aud.campaigns[h] = _LONG_HISTORY if p.idx < 2 else rng.randint(0, 12)
+        if p.idx < 3 or rng.random() < 0.2:
+            t = datetime.fromisoformat(member["timestamp_signup"])
+            visits = []
+            for goal_id in range(1, rng.randint(2, 5) + 1):
+                t += timedelta(hours=rng.randint(1, 400))
+                visits.append({"goal_id": goal_id, "event": rng.choice(_GOAL_PAGES),
+                               "last_visited_at": mc_time(t), "data": ""})
+            aud.goals[h] = visits[::-1]
 
     def new_member(self, aud: Audience, email: str, status: str, when: str,
                    rng: random.Random | None = None) -> dict[str, Any]:
@@ -180,8 +242,7 @@ class MailchimpState(VendorState):
             else None,
             "consents_to_one_to_one_messaging": True, "sms_phone_number": "",
             "sms_subscription_status": "",
-            "merge_fields": {"FNAME": "", "LNAME": "", "ADDRESS": "", "PHONE": "",
-                             "BIRTHDAY": ""},
+            "merge_fields": {f["tag"]: "" for f in aud.merge_fields},
             "interests": {}, "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
             "ip_signup": f"192.0.2.{r.randint(1, 254)}", "timestamp_signup": when,
             "ip_opt": f"198.51.100.{r.randint(1, 254)}", "timestamp_opt": when,
@@ -214,8 +275,8 @@ class MailchimpState(VendorState):
         member = aud.members.pop(h)
         aud.order.remove(h)
         aud.by_contact.pop(member["contact_id"], None)
-        aud.notes.pop(h, None)
-        aud.events.pop(h, None)
+        for table in (aud.notes, aud.events, aud.goals, aud.campaigns):
+            table.pop(h, None)
         aud.tombstones.add(h)
         aud.json.pop(h, None)
         aud.version += 1
@@ -234,24 +295,58 @@ class MailchimpState(VendorState):
             self.changed(aud, member)
         return note
 
-    def activity(self, aud: Audience, member: dict[str, Any]) -> list[dict[str, Any]]:
-        """Last ≤50 actions, generated deterministically from the member (not stored)."""
+    def campaign_actions(self, aud: Audience, member: dict[str, Any]
+                         ) -> list[dict[str, Any]]:
+        """Every campaign action (sent, open, click, unsub), oldest first, generated
+        deterministically from the campaigns the member received (not stored)."""
         rng = random.Random(f"{self.seed}:{aud.id}:{member['id']}")
         out = []
         t = datetime.fromisoformat(member["timestamp_signup"])
-        for i in range(rng.randint(0, 12)):
+        for i in range(aud.campaigns.get(member["id"], 0)):
             t += timedelta(days=rng.randint(1, 30))
-            action = rng.choice(("sent", "open", "click", "open"))
             cid = _hex(rng, 10)
-            out.append({"action": action, "timestamp": mc_time(t),
-                        "url": "https://example.com/kurssit" if action == "click" else "",
-                        "type": "regular", "campaign_id": cid,
-                        "title": f"Uutiskirje {i + 1}/2024", "parent_campaign": ""})
+            title = f"Uutiskirje {i + 1}/{t:%Y}"
+            for action in ("sent", "open", "click")[:rng.randint(1, 3)]:
+                out.append({"action": action, "timestamp": mc_time(t),
+                            "url": "https://example.com/kurssit" if action == "click" else "",
+                            "type": "regular", "campaign_id": cid, "title": title,
+                            "parent_campaign": ""})
+                t += timedelta(minutes=rng.randint(1, 600))
         if member["status"] == "unsubscribed":
             out.append({"action": "unsub", "timestamp": member["last_changed"], "url": "",
                         "type": "regular", "campaign_id": "", "title": "", "parent_campaign": ""})
-        out.reverse()
-        return out[:50]
+        return out
+
+    def activity(self, aud: Audience, member: dict[str, Any]) -> list[dict[str, Any]]:
+        """``/activity``: the last ≤50 campaign actions, newest first."""
+        return self.campaign_actions(aud, member)[::-1][:50]
+
+    def activity_feed(self, aud: Audience, member: dict[str, Any]) -> list[dict[str, Any]]:
+        """``/activity-feed``: the member's whole history, newest first, in the feed's
+        shapes (``activity_type``, ``created_at_timestamp``): sign-up, campaign actions,
+        notes and events."""
+        h = member["id"]
+        feed: list[dict[str, Any]] = [{
+            "activity_type": "generic_signup", "created_at_timestamp":
+            member["timestamp_signup"], "signup_category": member["source"],
+            "list_id": aud.id}]
+        for a in self.campaign_actions(aud, member):
+            item = {"activity_type": a["action"], "created_at_timestamp": a["timestamp"],
+                    "campaign_id": a["campaign_id"], "campaign_title": a["title"]}
+            if a["action"] == "click":
+                item["link_clicked"] = a["url"]
+            if a["action"] == "unsub":
+                item["unsubscribe_reason"] = member["unsubscribe_reason"] or ""
+            feed.append(item)
+        for n in aud.notes.get(h, []):
+            feed.append({"activity_type": "note", "created_at_timestamp": n["created_at"],
+                         "note_id": n["id"], "note_text": n["note"],
+                         "created_by": n["created_by"]})
+        for e in aud.events.get(h, []):
+            feed.append({"activity_type": "event", "created_at_timestamp": e["occurred_at"],
+                         "event_name": e["name"], "event_properties": e["properties"]})
+        feed.sort(key=lambda item: item["created_at_timestamp"], reverse=True)
+        return feed
 
     def view(self, aud: Audience, key: tuple, build: Any) -> list[str]:
         cached = aud.views.get(key)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -27,6 +28,7 @@ from connectors.errors import (
 )
 from connectors.http import RetryPolicy
 from connectors.mailchimp import MailchimpConnector, subscriber_hash
+from connectors.mailchimp import connector as connector_module
 from connectors.mailchimp.sdk import translate_error, translate_response
 from hub.domain import Action, Identifier, IdentifierKind, RecordFacts, RecordRef
 from hub.policy import EraseMode, SystemPolicy
@@ -372,18 +374,65 @@ def test_opt_out_patches_status_and_reads_back(script, mc):
     assert [b for m, _, b in sc.seen if m == "PATCH"] == [{"status": "unsubscribed"}]
 
 
-def test_export_sections_per_audience(script, mc):
+def test_export_sections_per_audience(script, mc, monkeypatch):
     sc, _ = script
+    monkeypatch.setattr(connector_module, "PAGE", 2)  # pages of two, to see paging
     sc.on("GET", "/lists", LISTS)
     sc.on("GET", f"/lists/aud1/members/{H}", Reply(200, member("aud1")))
+    sc.on("GET", "/lists/aud1/merge-fields",
+          Reply(200, {"merge_fields": [{"tag": "FNAME", "name": "Etunimi"},
+                                       {"tag": "LNAME", "name": "Sukunimi"}],
+                      "total_items": 3}),
+          Reply(200, {"merge_fields": [{"tag": "PHONE", "name": "Puhelinnumero"}],
+                      "total_items": 3}))
     sc.on("GET", f"/lists/aud1/members/{H}/tags", Reply(200, {"tags": [{"id": 1,
                                                                         "name": "vip"}]}))
     sc.on("GET", f"/lists/aud1/members/{H}/notes", Reply(200, {"notes": [{"note": "x"}]}))
-    sc.on("GET", f"/lists/aud1/members/{H}/activity", Reply(200, {"activity": []}))
+
+    def feed(path: str, _body: Any) -> Reply:
+        offset = int(parse_qs(urlsplit(path).query)["offset"][0])
+        items = [{"activity_type": "open", "campaign_title": f"Kirje {i}"} for i in range(5)]
+        return Reply(200, {"activity": items[offset:offset + 2], "total_items": 5})
+
+    sc.on("GET", f"/lists/aud1/members/{H}/activity-feed", feed)
     sc.on("GET", f"/lists/aud1/members/{H}/events", Reply(200, {"events": []}))
+    sc.on("GET", f"/lists/aud1/members/{H}/goals",
+          Reply(200, {"goals": [{"goal_id": 1, "event": "/hinnasto"}]}))
     export = mc.export(REFS)
     labels = [s.label for s in export.sections]
     assert labels[0] == "Audience 'Uutiskirje': subscriber"
     assert export.sections[0].items[0]["merge_fields"]["FNAME"] == "Aino"
-    assert export.sections[1].items[0]["name"] == "vip"
+    by_label = {s.label.split(": ", 1)[1]: s.items for s in export.sections}
+    assert by_label["merge fields"] == (
+        {"field": "Etunimi", "tag": "FNAME", "value": "Aino"},
+        {"field": "Sukunimi", "tag": "LNAME", "value": "Virtanen"},
+        {"field": "Puhelinnumero", "tag": "PHONE", "value": "040 123 4567"})
+    assert by_label["tags"][0]["name"] == "vip"
+    assert [a["campaign_title"] for a in by_label["activity"]] == [
+        f"Kirje {i}" for i in range(5)]  # every page of activity-feed
+    assert by_label["goals (pages visited)"] == ({"goal_id": 1, "event": "/hinnasto"},)
+    assert not any(p.split("?")[0].endswith("/activity") for _, p, _ in sc.seen)
     assert export.evidence["not_found"] == 1  # aud2 answered 404
+
+
+@pytest.mark.parametrize("path, body", [
+    (f"/lists/aud1/members/{H}/activity-feed", {"activity": [{"activity_type": "open"}]}),
+    ("/lists/aud1/merge-fields", {"merge_fields": [{"tag": "FNAME"}], "total_items": 1}),
+    (f"/lists/aud1/members/{H}/goals", {"total_items": 0}),
+])
+def test_export_part_without_what_it_needs_is_a_protocol_error(script, mc, path, body):
+    """A feed page without total_items (paging cannot end honestly), a merge field
+    without its name, goals without the array: BadResponse, never an empty section."""
+    sc, _ = script
+    sc.on("GET", "/lists", LISTS)
+    sc.on("GET", f"/lists/aud1/members/{H}", Reply(200, member("aud1")))
+    sc.on("GET", "/lists/aud1/merge-fields",
+          Reply(200, {"merge_fields": [{"tag": "FNAME", "name": "Etunimi"}],
+                      "total_items": 1}))
+    for tail in ("tags", "notes", "events", "goals", "activity-feed"):
+        key = "activity" if tail == "activity-feed" else tail
+        sc.on("GET", f"/lists/aud1/members/{H}/{tail}",
+              Reply(200, {key: [], "total_items": 0}))
+    sc.routes.insert(0, ("GET", path, [Reply(200, body)]))
+    with pytest.raises(BadResponse):
+        mc.export(REFS[:1])

@@ -7,7 +7,8 @@ import pytest
 
 from connectors.errors import AuthError
 from connectors.mailchimp import MailchimpConnector, subscriber_hash
-from hub.domain import Action, Identifier, IdentifierKind
+from connectors.mailchimp import connector as connector_module
+from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import EraseMode, SystemPolicy
 
 AINO = "aino.virtanen@example.fi"
@@ -93,7 +94,8 @@ def test_export_member_tags_notes_activity_events(mc, mc_vendor):
     subscriber = [s for s in export.sections if s.label.endswith(": subscriber")]
     assert subscriber and subscriber[0].items[0]["email_address"].lower() == AINO
     labels = {s.label.split(": ", 1)[1] for s in export.sections}
-    assert {"subscriber", "tags", "notes", "recent activity", "events"} <= labels
+    assert {"subscriber", "merge fields", "tags", "notes", "activity", "events",
+            "goals (pages visited)"} <= labels
     assert mc_vendor.count("/3.0/lists") == 1  # audiences read once for find and export
     # each member is read once, by the lookup, and exported as read
     assert mc_vendor.count("/3.0/lists/{list_id}/members/{hash}", status=200) == len(subscriber)
@@ -147,3 +149,54 @@ def test_every_action_completes_under_faults(mc, mc_vendor):
     faulted = sum(c["count"] for c in calls["calls"] if c["status"] in (429, 500, 503))
     assert faulted > 0 and statuses & {429, 500, 503}  # faults were injected and survived
     assert calls["total"] == mc.api_calls
+
+
+def test_export_labels_merge_fields_pages_the_activity_feed_and_has_goals(
+        mc, mc_vendor, monkeypatch):
+    """The access export reads activity-feed to its end (Aino has more than the 50
+    /activity gives), names every merge field and includes the pages she visited."""
+    monkeypatch.setattr(connector_module, "PAGE", 7)  # several pages at the emulator
+    refs = mc.find([email(AINO)])
+    export = mc.export(refs)
+    news = {s.label.split(": ", 1)[1]: s.items for s in export.sections
+            if s.label.startswith("Audience 'Uutiskirje'")}
+    activity = news["activity"]
+    assert len(activity) > 50
+    assert {"generic_signup", "sent", "note", "event"} <= {a["activity_type"]
+                                                          for a in activity}
+    assert mc_vendor.count("/3.0/lists/{list_id}/members/{hash}/activity") == 0
+    assert mc_vendor.count("/3.0/lists/{list_id}/members/{hash}/activity-feed") >= 2 * len(
+        refs)
+    fields = {f["tag"]: f for f in news["merge fields"]}
+    held = mc_vendor.record("member", vendor_key(refs[0]))["merge_fields"]
+    assert fields["FNAME"] == {"field": "Etunimi", "tag": "FNAME", "value": held["FNAME"]}
+    assert fields["MMERGE6"]["field"] == "Yritys"
+    assert all(f["field"] != f["tag"] for f in fields.values())  # every one has its name
+    goals = news["goals (pages visited)"]
+    assert goals and all(g["event"].startswith("/") for g in goals)
+
+
+def test_export_names_merge_fields_beyond_the_first_page(mc, mc_vendor):
+    """Kurssit has more merge fields than Mailchimp's default page of ten."""
+    refs = mc.find([email(MIKKO)])
+    export = mc.export(refs)
+    courses = [s for s in export.sections
+               if s.label == "Audience 'Kurssit': merge fields"][0].items
+    assert "Kotikunta" in {f["field"] for f in courses}  # the eleventh field
+
+
+def test_erase_from_a_journal_ref_sends_the_subscriber_hash(mc, mc_vendor, sandbox_env,
+                                                           fast_retry):
+    """A ref without facts (from the journal or review) carries only the contact id;
+    the emulator, like Mailchimp, takes only the hash for delete-permanent, so the
+    erasure works only if the connector sends the hash."""
+    found = mc.find([email(MIKKO)])
+    bare = [RecordRef(r.system, r.kind, r.record_id, container=r.container) for r in found]
+    with MailchimpConnector(sandbox_env["MAILCHIMP_BASE_URL"],
+                            sandbox_env["MAILCHIMP_API_KEY"], retry=fast_retry) as fresh:
+        out = fresh.erase(bare, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert out.verified
+    assert [r.action for r in out.records] == [Action.PERMANENTLY_DELETED] * len(bare)
+    assert members_at_vendor(mc_vendor, MIKKO) == {}
+    assert mc_vendor.count("/3.0/lists/{list_id}/members/{hash}/actions/delete-permanent",
+                           method="POST", status=204) == len(bare)

@@ -242,3 +242,146 @@ def test_patch_email_moves_the_member(mc: httpx.Client, inspect_mc: httpx.Client
     assert r.status_code == 200 and r.json()["id"] == md5("poistettu.1@example.invalid")
     assert mc.get(f"/lists/{lid}/members/{md5(AINO)}").status_code == 404
     assert inspect_mc.get("/find", params={"email": AINO}).json()["records"] == []
+
+
+def test_archive_and_delete_permanent_take_only_the_subscriber_hash(
+        mc: httpx.Client, inspect_mc: httpx.Client) -> None:
+    """Both address a member by the MD5 hash alone (Corrections, checked 2026-12): the
+    e-mail or the contact_id in that place names no member, and nothing is deleted."""
+    lid = lists(mc)["Uutiskirje"]
+    contact = mc.get(f"/lists/{lid}/members/{md5(AINO)}").json()["contact_id"]
+    for ident in (AINO, AINO.upper(), contact):
+        url = f"/lists/{lid}/members/{ident}"
+        assert_problem(mc.post(url + "/actions/delete-permanent", content=b"null"), 404,
+                       "Resource Not Found")
+        assert_problem(mc.delete(url), 404, "Resource Not Found")
+    assert inspect_mc.get(f"/records/member/{lid}:{AINO}").json()["status"] == "subscribed"
+    r = mc.post(f"/lists/{lid}/members/{md5(AINO).upper()}/actions/delete-permanent")
+    assert r.status_code == 204
+    tomb = inspect_mc.get(f"/records/member/{lid}:{md5(AINO)}").json()
+    assert tomb["status"] == "deleted_permanently"
+
+
+def test_head_on_a_member_answers_like_get_without_a_body(mc: httpx.Client) -> None:
+    lid = lists(mc)["Uutiskirje"]
+    url = f"/lists/{lid}/members/{md5(AINO)}"
+    got = mc.get(url)
+    head = mc.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["x-request-id"]
+    missing = mc.head(f"/lists/{lid}/members/{md5('nobody@example.com')}")
+    assert missing.status_code == 404 and missing.content == b""
+    assert missing.headers["content-type"] == "application/problem+json; charset=utf-8"
+    note = mc.get(url + "/notes").json()["notes"][0]
+    assert mc.head(url + f"/notes/{note['id']}").status_code == 200  # a read, not a delete
+    assert mc.get(url + f"/notes/{note['id']}").json()["note"] == note["note"]
+
+
+def test_unknown_list_or_member_is_404_everywhere(mc: httpx.Client) -> None:
+    """Nothing is made up for ids that were never seeded: every read and write on an
+    unknown audience or member is Mailchimp's 404 problem document."""
+    lid = lists(mc)["Uutiskirje"]
+    nobody = md5("ei.koskaan@example.com")
+    calls = [("GET", "/lists/0000000000"), ("GET", "/lists/0000000000/members"),
+             ("GET", "/lists/0000000000/merge-fields"),
+             ("POST", "/lists/0000000000/members"),
+             ("GET", f"/lists/0000000000/members/{md5(AINO)}")]
+    for tail in ("", "/activity", "/activity-feed", "/goals", "/tags", "/notes", "/events"):
+        calls.append(("GET", f"/lists/{lid}/members/{nobody}{tail}"))
+    calls += [("PATCH", f"/lists/{lid}/members/{nobody}"),
+              ("DELETE", f"/lists/{lid}/members/{nobody}"),
+              ("POST", f"/lists/{lid}/members/{nobody}/actions/delete-permanent"),
+              ("GET", f"/lists/{lid}/members/{nobody}/notes/1")]
+    for method, path in calls:
+        body = {"email_address": "ei.koskaan@example.com", "status": "subscribed"}
+        r = mc.request(method, path, json=body if method in ("POST", "PATCH") else None)
+        assert_problem(r, 404, "Resource Not Found")
+
+
+def test_member_list_filters_never_answer_other_members(mc: httpx.Client) -> None:
+    """`unique_email_id` names one member (or none); the list never pads the answer
+    with members that do not match it."""
+    lid = lists(mc)["Uutiskirje"]
+    aino = mc.get(f"/lists/{lid}/members/{md5(AINO)}").json()
+    one = mc.get(f"/lists/{lid}/members",
+                 params={"unique_email_id": aino["unique_email_id"]}).json()
+    assert [m["id"] for m in one["members"]] == [md5(AINO)] and one["total_items"] == 1
+    none = mc.get(f"/lists/{lid}/members", params={"unique_email_id": "0000000000"}).json()
+    assert none["members"] == [] and none["total_items"] == 0
+    assert mc.get(f"/lists/{lid}/members", params={"vip_only": "true"}).json()[
+        "total_items"] == 0  # nobody is seeded as a VIP
+    mc.patch(f"/lists/{lid}/members/{md5(AINO)}", json={"vip": True})
+    vips = mc.get(f"/lists/{lid}/members", params={"vip_only": "true"}).json()
+    assert [m["id"] for m in vips["members"]] == [md5(AINO)]
+
+
+def test_activity_feed_pages_the_whole_history(mc: httpx.Client) -> None:
+    """activity-feed, the paged successor of /activity: more than the last 50, with
+    count/offset, total_items and activity_filters."""
+    lid = lists(mc)["Uutiskirje"]
+    url = f"/lists/{lid}/members/{md5(AINO)}"
+    assert len(mc.get(url + "/activity").json()["activity"]) == 50
+    first = mc.get(url + "/activity-feed").json()
+    assert first["email_id"] == md5(AINO) and first["list_id"] == lid
+    assert len(first["activity"]) == 10  # Mailchimp's default page
+    total = first["total_items"]
+    assert total > 50
+    feed, offset = [], 0
+    while offset < total:
+        page = mc.get(url + "/activity-feed", params={"count": 30, "offset": offset}).json()
+        assert page["total_items"] == total
+        feed += page["activity"]
+        offset += 30
+    assert len(feed) == total
+    stamps = [a["created_at_timestamp"] for a in feed]
+    assert stamps == sorted(stamps, reverse=True)  # newest first
+    types = {a["activity_type"] for a in feed}
+    assert {"generic_signup", "sent", "open", "note", "event"} <= types
+    assert all(a["campaign_title"] for a in feed if a["activity_type"] == "sent")
+    only = mc.get(url + "/activity-feed", params={"activity_filters": "note,event"}).json()
+    assert {a["activity_type"] for a in only["activity"]} == {"note", "event"}
+    assert only["total_items"] == len(only["activity"]) == 2
+    assert_problem(mc.get(url + "/activity-feed", params={"count": 1001}), 400,
+                   "Invalid Resource")
+    note = mc.post(url + "/notes", json={"note": "Pyysi tietonsa."}).json()
+    newest = mc.get(url + "/activity-feed", params={"count": 1}).json()["activity"][0]
+    assert newest["activity_type"] == "note" and newest["note_id"] == note["id"]
+
+
+def test_merge_fields_name_every_tag_and_page(mc: httpx.Client) -> None:
+    ids = lists(mc)
+    url = f"/lists/{ids['Kurssit']}/merge-fields"
+    first = mc.get(url).json()
+    assert first["list_id"] == ids["Kurssit"] and first["total_items"] > 10
+    assert len(first["merge_fields"]) == 10
+    every = mc.get(url, params={"count": 1000}).json()["merge_fields"]
+    assert len(every) == first["total_items"]
+    by_tag = {f["tag"]: f for f in every}
+    assert by_tag["FNAME"]["name"] == "Etunimi" and by_tag["ADDRESS"]["type"] == "address"
+    assert by_tag["MMERGE6"]["name"] == "Yritys"
+    assert all({"merge_id", "tag", "name", "type", "required", "default_value", "public",
+                "display_order", "options", "help_text", "list_id"} <= set(f) for f in every)
+    second = mc.get(url, params={"count": 4, "offset": 4}).json()["merge_fields"]
+    assert [f["tag"] for f in second] == [f["tag"] for f in every[4:8]]
+    addresses = mc.get(url, params={"type": "address"}).json()
+    assert [f["tag"] for f in addresses["merge_fields"]] == ["ADDRESS"]
+    member = mc.get(f"/lists/{ids['Kurssit']}/members/{md5(MIKKO)}").json()
+    assert set(member["merge_fields"]) == set(by_tag)  # every value has a named field
+
+
+def test_member_goals_are_pages_visited(mc: httpx.Client) -> None:
+    lid = lists(mc)["Uutiskirje"]
+    url = f"/lists/{lid}/members/{md5(AINO)}"
+    goals = mc.get(url + "/goals").json()
+    assert goals["email_id"] == md5(AINO) and goals["list_id"] == lid
+    assert goals["total_items"] == len(goals["goals"]) > 0
+    visit = goals["goals"][0]
+    assert set(visit) == {"goal_id", "event", "last_visited_at", "data"}
+    assert visit["event"].startswith("/")
+    new = mc.post(f"/lists/{lid}/members", json={"email_address": "uusi@example.com",
+                                                "status": "subscribed"}).json()
+    none = mc.get(f"/lists/{lid}/members/{new['id']}/goals").json()
+    assert none["goals"] == [] and none["total_items"] == 0
+    mc.post(url + "/actions/delete-permanent")
+    assert_problem(mc.get(url + "/goals"), 404, "Resource Not Found")

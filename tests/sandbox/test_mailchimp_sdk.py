@@ -63,3 +63,19 @@ def test_sdk_wrong_key(sb: Sandbox) -> None:
         c.ping.get()
     assert err.value.status_code == 401
     assert json.loads(err.value.text)["title"] == "API Key Invalid"
+
+
+def test_sdk_reads_activity_feed_merge_fields_and_goals(client: mailchimp_marketing.Client,
+                                                        ) -> None:
+    lid = {a["name"]: a["id"] for a in client.lists.get_all_lists()["lists"]}["Uutiskirje"]
+    h = hashlib.md5(b"aino.virtanen@example.fi").hexdigest()
+    feed = client.lists.get_list_member_activity_feed(lid, h, count=5, offset=5,
+                                                      activity_filters=["sent", "open"])
+    assert len(feed["activity"]) == 5 and feed["total_items"] > 10
+    assert {a["activity_type"] for a in feed["activity"]} <= {"sent", "open"}
+    fields = client.lists.get_list_merge_fields(lid, count=1000)
+    assert {f["tag"]: f["name"] for f in fields["merge_fields"]}["LNAME"] == "Sukunimi"
+    assert client.lists.getListMemberGoals(lid, h)["goals"]
+    with pytest.raises(ApiClientError) as by_email:  # the hash, not the e-mail
+        client.lists.delete_list_member_permanent(lid, "aino.virtanen@example.fi")
+    assert by_email.value.status_code == 404
