@@ -269,14 +269,18 @@ def state(request: Request) -> PipedriveState:
 
 
 # -- auth + rate limits --------------------------------------------------------------
-def limiter(s: PipedriveState, token: str, cost: int, search: bool,
+DAILY_WRITES = 10_000  # POST/PUT fair usage per user a day (changelog 2019-05-24)
+
+
+def limiter(s: PipedriveState, token: str, cost: int, search: bool, write: bool,
             ) -> tuple[dict[str, str], Response | None]:
     """The 2-second window (search has its own) and the daily token budget.
 
     A request over the window is refused with 429 and a penalty: the window stays shut
     for `penalty_s` (x-ratelimit-reset and Retry-After say how long). A request the
     day's budget cannot pay for is refused with 429 while the window still has room
-    (x-ratelimit-remaining >= 1), which is how a client tells the two apart."""
+    (x-ratelimit-remaining >= 1), which is how a client tells the two apart. The budget
+    has no documented header; x-daily-requests-left counts the writes left today."""
     cfg = s.settings
     limit = int(cfg["search_burst_limit"] if search else cfg["burst_limit"])
     window = float(cfg["burst_window_s"])
@@ -286,6 +290,7 @@ def limiter(s: PipedriveState, token: str, cost: int, search: bool,
     if today != s.budget_day:  # the budget resets at midnight (UTC here)
         s.budget_day = today
         s.budget_left.clear()
+        s.writes_today.clear()
     blocked = s.blocked_until.get(key, 0.0)
     win = s.windows.get(key)
     if win is None or (now - win[0] >= window and now >= blocked):
@@ -313,7 +318,8 @@ def limiter(s: PipedriveState, token: str, cost: int, search: bool,
     else:
         left -= cost
         s.budget_left[token] = left
-    headers["x-daily-requests-left"] = str(max(0, left))
+        s.writes_today[token] = s.writes_today.get(token, 0) + int(write)
+    headers["x-daily-requests-left"] = str(max(0, DAILY_WRITES - s.writes_today.get(token, 0)))
     if refused is not None:
         n = s.ignored_429.get(token, 0) + 1
         s.ignored_429[token] = n
@@ -341,7 +347,8 @@ def endpoint(kind: str, v1: bool = False, search: bool = False,
             if s.settings["maintenance"]:
                 return JSONResponse(error_body("Service is under maintenance"),
                                     status_code=503, headers={"retry-after": "60"})
-            headers, refused = limiter(s, token, cost, search)
+            headers, refused = limiter(s, token, cost, search,
+                                       write=request.method in ("POST", "PUT", "PATCH"))
             if refused is not None:
                 refused.headers.update(headers)
                 return refused

@@ -159,6 +159,7 @@ class PipedriveState(VendorState):
         self.windows: dict[str, list[float]] = {}
         self.budget_left: dict[str, int] = {}
         self.budget_day = datetime.now(UTC).date()
+        self.writes_today: dict[str, int] = {}
         self.blocked_until: dict[str, float] = {}
         self.ignored_429: dict[str, int] = {}
         self.pid_by_idx: dict[int, int] = {}

@@ -216,13 +216,14 @@ def test_rate_limit_headers_burst_and_budget(sb: Sandbox, pd: httpx.Client,
     assert burst[0].json()["success"] is False
     inspect_pd.post("/reset")
     inspect_pd.put("/settings", json={"daily_budget": 25})
-    r1 = pd.get("/api/v2/persons")  # costs 10
-    assert int(r1.headers["x-daily-requests-left"]) == 15
-    pd.get("/api/v2/persons")
-    r3 = pd.get("/api/v2/persons")
+    r1 = pd.get("/api/v2/persons")  # costs 10 of the 25
+    assert int(r1.headers["x-daily-requests-left"]) == 10_000  # POST/PUT left today
+    w = pd.patch("/api/v2/persons/2", json={"name": "Mikko Häkkinen"})  # costs 5
+    assert int(w.headers["x-daily-requests-left"]) == 9_999
+    assert pd.get("/api/v2/persons").status_code == 200  # 10 + 5 + 10: all spent
+    r3 = pd.get("/api/v2/persons/1")
     assert r3.status_code == 429
     assert int(r3.headers["x-ratelimit-remaining"]) > 0
-    assert pd.get("/api/v2/persons/1").status_code == 200  # 1 token still left
     inspect_pd.put("/settings", json={"cloudflare_after": 1})
     pd.get("/api/v2/persons")
     blocked = pd.get("/api/v2/persons")
@@ -277,7 +278,7 @@ def test_real_limits_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
                          headers={"x-api-token": box.env["PIPEDRIVE_API_TOKEN"]}) as pd:
         first = pd.get("/api/v2/persons/1")
         assert first.headers["x-ratelimit-limit"] == "20"
-        assert int(first.headers["x-daily-requests-left"]) == 90_000 - 1
+        assert first.headers["x-daily-requests-left"] == "10000"
         searches = [pd.get("/api/v2/persons/search", params={"term": AINO,
                                                               "exact_match": "true"})
                     for _ in range(11)]
