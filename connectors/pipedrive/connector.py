@@ -289,8 +289,9 @@ class PipedriveConnector(ConnectorBase):
                 except NotFound:
                     pass
             sections["deals"][1].extend(dump(d) for d in self._deals(pid))
+            emails = _emails(person)
             sections["activities"][1].extend(
-                dump(a) for a in self._activities(pid, _emails(person)))
+                _own_part(a, int(pid), emails) for a in self._activities(pid, emails))
             sections["notes"][1].extend(dump(n) for n in self._notes(pid))
             sections["leads"][1].extend(dump(x) for x in self._leads(pid))
             sections["mail_messages"][1].extend(dump(m) for m in self._mails(pid))
@@ -568,6 +569,17 @@ def _names(activity: Activity, pid: int, emails: frozenset[str]) -> bool:
     return _is_main(activity, pid) or any(
         _is_them(x, pid, emails)
         for x in [*(activity.participants or ()), *(activity.attendees or ())])
+
+
+def _own_part(activity: Activity, pid: int, emails: frozenset[str]) -> dict[str, Any]:
+    """The activity for the subject's export: the other participants and attendees
+    (their ids, names and e-mails) are theirs, not the subject's, and stay out."""
+    out = dump(activity)
+    for key in ("participants", "attendees"):
+        if key in out:
+            out[key] = [dump(x) for x in getattr(activity, key) or ()
+                        if _is_them(x, pid, emails)]
+    return out
 
 
 # What anonymising sends to blank the personal fields beyond name, e-mails and phones.

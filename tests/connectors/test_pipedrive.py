@@ -493,6 +493,8 @@ def test_export_gathers_sections_with_vendor_field_names(pd):
     assert [d["title"] for d in sections["Deals"].items] == ["Koulutus"]
     assert [n["id"] for n in sections["Notes"].items] == [60, 61]
     assert [a["subject"] for a in sections["Activities"].items] == ["Soitto", "Palaveri"]
+    # another person's meeting: only the subject's own place in it is exported
+    assert sections["Activities"].items[1]["participants"] == [{"person_id": 7}]
     assert [x["id"] for x in sections["Leads"].items] == ["l-2"]  # archived leads too
 
 

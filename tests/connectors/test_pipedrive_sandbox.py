@@ -179,6 +179,10 @@ def test_participant_activity_is_found_exported_and_unlinked(pd, pd_vendor):
     activities = next(s for s in pd.export(refs).sections if s.label == "Activities").items
     theirs = [a for a in activities if a["person_id"] != pid]
     assert theirs, "the seeded meeting where Aino is only a participant"
+    for a in theirs:  # her own part only: Mikko's place in his meeting is not hers
+        assert [x["person_id"] for x in a["participants"]] == [pid]
+        assert [x["person_id"] for x in a["attendees"]] == [pid]
+        assert "mikko" not in str(a).lower()
     out = pd.erase(refs, SystemPolicy())
     assert out.verified
     unlinked = {r.ref.record_id for r in out.records
