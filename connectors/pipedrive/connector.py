@@ -76,6 +76,7 @@ from connectors.pipedrive.models import (
     Participant,
     Person,
     PersonEnvelope,
+    PersonFieldPage,
     PersonPage,
     SearchPage,
     SearchPerson,
@@ -266,6 +267,7 @@ class PipedriveConnector(ConnectorBase):
     def export(self, refs: Sequence[RecordRef]) -> Export:
         sections: dict[str, tuple[str, list[dict[str, Any]]]] = {
             "person": ("Pipedrive person", []),
+            "custom_fields": ("Custom fields of the person, by name", []),
             "organization": ("Organisation the person is linked to", []),
             "deals": ("Deals", []),
             "activities": ("Activities", []),
@@ -275,6 +277,7 @@ class PipedriveConnector(ConnectorBase):
             "files": ("Files", []),
         }
         missing = 0
+        names: dict[str, str] | None = None
         for ref in _persons(refs):
             person = self._person(ref.record_id)
             if person is None:
@@ -282,6 +285,12 @@ class PipedriveConnector(ConnectorBase):
                 continue
             pid = ref.record_id
             sections["person"][1].append(dump(person))
+            if person.custom_fields:
+                names = self._field_names() if names is None else names
+                sections["custom_fields"][1].extend(
+                    {"person": person.id, "field": names.get(key, key), "key": key,
+                     "value": value}
+                    for key, value in person.custom_fields.items() if value is not None)
             if person.org_id:
                 try:
                     org = self._get(f"/api/v2/organizations/{person.org_id}", ItemEnvelope)
@@ -307,6 +316,14 @@ class PipedriveConnector(ConnectorBase):
                                 "api_calls": self.api_calls})
 
     # ------------------------------------------------------ what hangs off a person
+
+    def _field_names(self) -> dict[str, str]:
+        """Custom person field key -> its name in this company (``/api/v2/personFields``),
+        so an export says "LinkedIn", not a 40-character hash."""
+        return {f.field_code: f.field_name or f.field_code
+                for page in self._v2_pages("/api/v2/personFields", {"limit": PAGE_LIMIT},
+                                           PersonFieldPage)
+                for f in page}
 
     def _deals(self, person_id: str) -> list[Deal]:
         """Open, won, lost and archived deals whose main person is this person."""

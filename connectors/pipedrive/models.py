@@ -156,6 +156,19 @@ class DealPage(_Envelope):
     additional_data: Cursor | None = None
 
 
+class PersonField(_Model):
+    """A ``/api/v2/personFields`` item: the key persons use, and its name."""
+
+    field_code: str
+    field_name: str | None = None
+    is_custom_field: bool | None = None
+
+
+class PersonFieldPage(_Envelope):
+    data: list[PersonField]
+    additional_data: Cursor | None = None
+
+
 class ActivityEnvelope(_Envelope):
     data: Activity
 

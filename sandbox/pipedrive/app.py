@@ -604,6 +604,33 @@ async def persons_search(request: Request) -> Response:
     return ok({"items": items}, {"next_cursor": nxt})
 
 
+# The standard person fields a field list starts with (the Contact Sync ones included).
+STANDARD_PERSON_FIELDS = (("name", "Name", "varchar"), ("emails", "Email", "varchar"),
+                          ("phones", "Phone", "phone"), ("org_id", "Organization", "org"),
+                          ("owner_id", "Owner", "user"), ("postal_address", "Postal address",
+                                                          "address"),
+                          ("birthday", "Birthday", "date"), ("job_title", "Job title",
+                                                             "varchar"),
+                          ("notes", "Notes", "text"), ("im", "Instant messenger", "varchar"))
+
+
+def person_fields() -> list[dict[str, Any]]:
+    """The company's person fields in v2 shape: `field_code` is the key a person's
+    `custom_fields` uses (a 40-character hash for a custom field)."""
+    fields = [(code, name, kind, False) for code, name, kind in STANDARD_PERSON_FIELDS]
+    fields += [(code, name, kind, True) for code, (name, kind) in PERSON_FIELDS.items()]
+    return [{"id": i, "field_code": code, "field_name": name, "field_type": kind,
+             "is_custom_field": custom, "options": None}
+            for i, (code, name, kind, custom) in enumerate(fields, start=1)]
+
+
+@endpoint("list")
+async def person_fields_list(request: Request) -> Response:
+    fields = {f["id"]: f for f in person_fields()}
+    data, cursor = page_by_id(request, sorted(fields), fields.get)
+    return ok(data, {"next_cursor": cursor})
+
+
 # -- organizations, deals, activities (v2) ---------------------------------------------
 def v2_list(table_name: str, rel: str | None, live: Callable[[dict], bool],
             ) -> Handler:
@@ -1036,6 +1063,7 @@ routes = [
     Route("/api/v2/persons/{id}", person_get, methods=["GET"]),
     Route("/api/v2/persons/{id}", person_patch, methods=["PATCH"]),
     Route("/api/v2/persons/{id}", person_delete, methods=["DELETE"]),
+    Route("/api/v2/personFields", person_fields_list, methods=["GET"]),
     Route("/api/v2/organizations", v2_list("orgs", None, alive), methods=["GET"]),
     Route("/api/v2/organizations/{id}", v2_one("orgs", "Organization", alive),
           methods=["GET", "PATCH", "DELETE"]),

@@ -201,6 +201,9 @@ def test_anonymise_blanks_contact_sync_and_custom_fields(pd, pd_vendor):
     person = next(s for s in pd.export(refs).sections if s.label == "Pipedrive person").items[0]
     for key in ("postal_address", "birthday", "job_title", "notes", "im", "custom_fields"):
         assert person[key], key  # exported as Pipedrive holds them
+    named = next(s for s in pd.export(refs).sections if s.label.startswith("Custom fields"))
+    assert {x["key"] for x in named.items} == set(person["custom_fields"])
+    assert "LinkedIn" in {x["field"] for x in named.items}  # by name, not by hash
     out = pd.erase(refs, SystemPolicy(erase=EraseMode.ANONYMISE))
     assert out.verified
     left = pd_vendor.record("person", refs[0].record_id)

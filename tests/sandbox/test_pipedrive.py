@@ -336,6 +336,17 @@ def test_person_contact_sync_and_custom_fields(pd: httpx.Client) -> None:
     assert set(after["custom_fields"]) == set(keys[1:])  # only the keys sent change
 
 
+def test_person_fields_name_the_custom_field_keys(pd: httpx.Client) -> None:
+    aino = pd.get("/api/v2/persons/1").json()["data"]
+    first = pd.get("/api/v2/personFields", params={"limit": 3}).json()
+    assert len(first["data"]) == 3 and first["additional_data"]["next_cursor"]
+    fields = pd.get("/api/v2/personFields", params={"limit": 500}).json()["data"]
+    custom = {f["field_code"]: f["field_name"] for f in fields if f["is_custom_field"]}
+    assert set(aino["custom_fields"]) <= set(custom)
+    assert "LinkedIn" in custom.values()
+    assert {f["field_code"] for f in fields} >= {"name", "postal_address", "birthday"}
+
+
 def test_activity_participant_is_not_its_person(pd: httpx.Client) -> None:
     """Aino is only a participant and attendee of a meeting: person_id finds it for its
     main person, never for her; its participants and attendees name her."""
