@@ -605,13 +605,13 @@ async def persons_search(request: Request) -> Response:
 
 
 # The standard person fields a field list starts with (the Contact Sync ones included).
-STANDARD_PERSON_FIELDS = (("name", "Name", "varchar"), ("emails", "Email", "varchar"),
-                          ("phones", "Phone", "phone"), ("org_id", "Organization", "org"),
-                          ("owner_id", "Owner", "user"), ("postal_address", "Postal address",
-                                                          "address"),
-                          ("birthday", "Birthday", "date"), ("job_title", "Job title",
-                                                             "varchar"),
-                          ("notes", "Notes", "text"), ("im", "Instant messenger", "varchar"))
+STANDARD_PERSON_FIELDS = (
+    ("name", "Name", "varchar"), ("emails", "Email", "varchar"),
+    ("phones", "Phone", "phone"), ("org_id", "Organization", "org"),
+    ("owner_id", "Owner", "user"), ("postal_address", "Postal address", "address"),
+    ("birthday", "Birthday", "date"), ("job_title", "Job title", "varchar"),
+    ("notes", "Notes", "text"), ("im", "Instant messenger", "varchar"),
+)
 
 
 def person_fields() -> list[dict[str, Any]]:
