@@ -143,7 +143,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     t = time.perf_counter()
-    settings = {"typeform": {"rate_limit_per_second": 0}}
+    settings = {"typeform": {"rate_limit_per_second": 0},
+                "pipedrive": {"rate_limits": False}}  # measures the emulator, not limits
     with Sandbox(people=args.people, seed=args.seed, in_process=False,
                  settings=settings, startup_timeout=600) as box:
         print(f"sandbox with {args.people} people up in {time.perf_counter() - t:.1f} s: "

@@ -16,11 +16,17 @@ Reference: docs/vendors/pipedrive.md. Choices:
   own values normalise to a wanted identifier; each ref carries the person's name,
   e-mails and phones (``facts``) so the hub can tell the subject from a namesake.
 - Erase deletes the person (soft: Pipedrive purges after 30 days) and what only
-  describes them (notes, leads); deals are unlinked and kept, or deleted, per
-  ``policy.deals``. Activities, files and synced mail that name the person are not
-  touched but reported one by one as ``kept`` with what the operator must do. Every
+  describes them (notes, leads, archived leads too: ``/v1/leads`` leaves those out);
+  deals are unlinked and kept, or deleted, per ``policy.deals``. An activity where
+  the person is only a participant or attendee is kept with the person taken off it.
+  Activities whose main person they are, files and synced mail are not touched but
+  reported one by one as ``kept`` with what the operator must do. Anonymising blanks
+  every personal field the person holds (Contact Sync and custom fields too). Every
   action is journalled (``self.done``) as Pipedrive confirms it; then everything is
   read back, and what the read-back still shows is named on its record.
+- Activities are read by listing them all: ``person_id`` matches only an activity's
+  main person, and a participant or attendee is found only in the activity's own
+  ``participants``/``attendees`` (Pipedrive API reference; checked 2026-12).
 - Opt out PATCHes ``marketing_status`` to ``unsubscribed`` and reads it back.
 - Every body is validated by ``models.py``: a 200 without what is read there is a
   protocol error (BadResponse), never "not found".
@@ -49,7 +55,6 @@ from connectors.http import (
     HttpClient,
     Limiter,
     RetryPolicy,
-    TokenBucket,
     make_client,
     parse_json,
     request_id,
@@ -57,7 +62,9 @@ from connectors.http import (
 )
 from connectors.pipedrive.models import (
     Activity,
+    ActivityEnvelope,
     ActivityPage,
+    Attendee,
     Deal,
     DealEnvelope,
     DealPage,
@@ -66,8 +73,10 @@ from connectors.pipedrive.models import (
     ItemEnvelope,
     MailMessage,
     MailPage,
+    Participant,
     Person,
     PersonEnvelope,
+    PersonFieldPage,
     PersonPage,
     SearchPage,
     SearchPerson,
@@ -133,9 +142,9 @@ class PipedriveConnector(ConnectorBase):
             limiter=limiter or BurstWindowLimiter(sleep=retry.sleep),
             daily_budget_header="x-ratelimit-remaining",
         )
-        # The Search API has its own burst limit: 10 requests per 2 s on every plan.
-        self._search_limiter = search_limiter or TokenBucket(rate=5.0, burst=10,
-                                                                 sleep=retry.sleep)
+        # The Search API has its own 2-second window (10 requests on every plan), told
+        # in the x-ratelimit-* headers of search answers: kept apart from the main one.
+        self._search_limiter = search_limiter or BurstWindowLimiter(sleep=retry.sleep)
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
@@ -258,6 +267,7 @@ class PipedriveConnector(ConnectorBase):
     def export(self, refs: Sequence[RecordRef]) -> Export:
         sections: dict[str, tuple[str, list[dict[str, Any]]]] = {
             "person": ("Pipedrive person", []),
+            "custom_fields": ("Custom fields of the person, by name", []),
             "organization": ("Organisation the person is linked to", []),
             "deals": ("Deals", []),
             "activities": ("Activities", []),
@@ -267,6 +277,7 @@ class PipedriveConnector(ConnectorBase):
             "files": ("Files", []),
         }
         missing = 0
+        names: dict[str, str] | None = None
         for ref in _persons(refs):
             person = self._person(ref.record_id)
             if person is None:
@@ -274,6 +285,12 @@ class PipedriveConnector(ConnectorBase):
                 continue
             pid = ref.record_id
             sections["person"][1].append(dump(person))
+            if person.custom_fields:
+                names = self._field_names() if names is None else names
+                sections["custom_fields"][1].extend(
+                    {"person": person.id, "field": names.get(key, key), "key": key,
+                     "value": value}
+                    for key, value in person.custom_fields.items() if value is not None)
             if person.org_id:
                 try:
                     org = self._get(f"/api/v2/organizations/{person.org_id}", ItemEnvelope)
@@ -281,7 +298,9 @@ class PipedriveConnector(ConnectorBase):
                 except NotFound:
                     pass
             sections["deals"][1].extend(dump(d) for d in self._deals(pid))
-            sections["activities"][1].extend(dump(a) for a in self._activities(pid))
+            emails = _emails(person)
+            sections["activities"][1].extend(
+                _own_part(a, int(pid), emails) for a in self._activities(pid, emails))
             sections["notes"][1].extend(dump(n) for n in self._notes(pid))
             sections["leads"][1].extend(dump(x) for x in self._leads(pid))
             sections["mail_messages"][1].extend(dump(m) for m in self._mails(pid))
@@ -297,6 +316,14 @@ class PipedriveConnector(ConnectorBase):
                                 "api_calls": self.api_calls})
 
     # ------------------------------------------------------ what hangs off a person
+
+    def _field_names(self) -> dict[str, str]:
+        """Custom person field key -> its name in this company (``/api/v2/personFields``),
+        so an export says "LinkedIn", not a 40-character hash."""
+        return {f.field_code: f.field_name or f.field_code
+                for page in self._v2_pages("/api/v2/personFields", {"limit": PAGE_LIMIT},
+                                           PersonFieldPage)
+                for f in page}
 
     def _deals(self, person_id: str) -> list[Deal]:
         """Open, won, lost and archived deals whose main person is this person."""
@@ -314,16 +341,24 @@ class PipedriveConnector(ConnectorBase):
         return [d for d in deals.values()
                 if str(d.person_id) == person_id and d.status != "deleted"]
 
-    def _activities(self, person_id: str) -> list[Activity]:
-        params = {"person_id": person_id, "limit": PAGE_LIMIT}
+    def _activities(self, person_id: str, emails: frozenset[str]) -> list[Activity]:
+        """Every activity that names the person: as its main person, a participant or
+        an attendee (by person id, or by one of the person's e-mails). ``person_id=``
+        would find only the first kind, so the whole list is read."""
+        params = {"limit": PAGE_LIMIT}
         return [a for page in self._v2_pages("/api/v2/activities", params, ActivityPage)
-                for a in page]
+                for a in page if _names(a, int(person_id), emails)]
 
     def _notes(self, person_id: str) -> list[Item]:
         return list(self._v1_items("/v1/notes", V1Page, {"person_id": person_id}))
 
     def _leads(self, person_id: str) -> list[Item]:
-        return list(self._v1_items("/v1/leads", V1Page, {"person_id": person_id}))
+        """Leads and archived leads: ``/v1/leads`` lists only those not archived."""
+        leads: dict[int | str, Item] = {}
+        for path in ("/v1/leads", "/v1/leads/archived"):
+            for lead in self._v1_items(path, V1Page, {"person_id": person_id}):
+                leads.setdefault(lead.id, lead)
+        return list(leads.values())
 
     def _mails(self, person_id: str) -> list[MailMessage]:
         return list(self._v1_items(f"/v1/persons/{person_id}/mailMessages", MailPage))
@@ -350,9 +385,11 @@ class PipedriveConnector(ConnectorBase):
         then the person; each action journalled as Pipedrive confirms it. Then read
         back; whatever the read-back still shows is named on its record."""
         pid = ref.record_id
-        if self._person(pid) is None:
+        person = self._person(pid)
+        if person is None:
             return [RecordOutcome(ref, Action.NOT_FOUND, "no such person (already erased?)",
                                   status_code=404)], True
+        emails = _emails(person)
         out: list[RecordOutcome] = []
         deals = self._deals(pid)
         for deal in deals:
@@ -363,9 +400,13 @@ class PipedriveConnector(ConnectorBase):
         for lead in self._leads(pid):
             out.append(self._delete(_ref("lead", lead.id), f"/v1/leads/{lead.id}",
                                     Action.DELETED, "lead of the person deleted"))
-        out.extend(self._leftovers(pid))
-        out.append(self._erase_person_record(ref, policy))
-        problems = _onto_known(self._read_back(ref, deals, policy), out, ref)
+        activities = self._activities(pid, emails)
+        for activity in activities:
+            if not _is_main(activity, int(pid)):
+                out.append(self._unlink_activity(activity, int(pid), emails))
+        out.extend(self._leftovers(pid, [a for a in activities if _is_main(a, int(pid))]))
+        out.append(self._erase_person_record(ref, person, policy))
+        problems = _onto_known(self._read_back(ref, deals, emails, policy), out, ref)
         return [_with_read_back(r, problems.get(r.ref)) for r in out], not problems
 
     def _act_on_deal(self, deal: Deal, policy: SystemPolicy) -> RecordOutcome:
@@ -375,14 +416,14 @@ class PipedriveConnector(ConnectorBase):
                                 "deal deleted (policy deals=delete)")
         return self._unlink_deal(ref)
 
-    def _leftovers(self, pid: str) -> list[RecordOutcome]:
+    def _leftovers(self, pid: str, activities: list[Activity]) -> list[RecordOutcome]:
         """What names the person and this connector does not remove: each its own KEPT
         record with what the operator must do (ids and kinds only, no personal data)."""
         out = [RecordOutcome(_ref("activity", a.id), Action.KEPT,
                              f"activity {a.id} ({a.type or 'activity'}) has the person as "
                              "its main participant: delete it, or edit it to remove the "
                              "person, in Pipedrive")
-               for a in self._activities(pid)]
+               for a in activities]
         out += [RecordOutcome(_ref("file", f.id), Action.KEPT,
                               f"file {f.id} is attached to the person: delete it in "
                               "Pipedrive (Files of the person) unless it must be kept")
@@ -394,21 +435,41 @@ class PipedriveConnector(ConnectorBase):
                 for m in self._mails(pid)]
         return out
 
-    def _erase_person_record(self, ref: RecordRef, policy: SystemPolicy) -> RecordOutcome:
+    def _erase_person_record(self, ref: RecordRef, person: Person, policy: SystemPolicy
+                             ) -> RecordOutcome:
         pid = ref.record_id
         if policy.erase != EraseMode.ANONYMISE:
             return self._delete(ref, f"/api/v2/persons/{pid}", Action.DELETED,
                                 "soft-deleted; Pipedrive purges it for good after 30 days")
+        blanks = _blanks(person)
         try:
             _, response = self._write("PATCH", f"/api/v2/persons/{pid}", PersonEnvelope,
                                       {"name": f"{ANONYMISED_NAME} {pid}", "emails": [],
-                                       "phones": []})
+                                       "phones": [], **blanks})
         except NotFound as exc:
             return _not_found(ref, exc, "person gone before it could be anonymised")
-        return self.done(RecordOutcome(ref, Action.ANONYMISED,
-                                       "name, e-mails and phones blanked",
+        fields = ", ".join(["name", "e-mails", "phones", *sorted(blanks)])
+        return self.done(RecordOutcome(ref, Action.ANONYMISED, f"blanked: {fields}",
                                        status_code=response.status_code,
                                        vendor_request_id=_rid(response)))
+
+    def _unlink_activity(self, activity: Activity, pid: int, emails: frozenset[str]
+                         ) -> RecordOutcome:
+        """Take the person off an activity they only took part in; the activity (another
+        person's meeting, say) is kept."""
+        ref = _ref("activity", activity.id)
+        body = {key: [dump(x) for x in items if not _is_them(x, pid, emails)]
+                for key, items in (("participants", activity.participants),
+                                   ("attendees", activity.attendees)) if items}
+        try:
+            _, response = self._write("PATCH", f"/api/v2/activities/{activity.id}",
+                                      ActivityEnvelope, body)
+        except NotFound as exc:
+            return _not_found(ref, exc, "activity already gone")
+        return self.done(RecordOutcome(
+            ref, Action.UNLINKED,
+            "activity kept; the person taken off its participants and attendees",
+            status_code=response.status_code, vendor_request_id=_rid(response)))
 
     def _delete(self, ref: RecordRef, path: str, action: Action, detail: str) -> RecordOutcome:
         try:
@@ -429,16 +490,22 @@ class PipedriveConnector(ConnectorBase):
             "deal kept as a business record; person unlinked (policy deals=keep)",
             status_code=response.status_code, vendor_request_id=_rid(response)))
 
-    def _read_back(self, ref: RecordRef, deals: list[Deal], policy: SystemPolicy
-                   ) -> dict[RecordRef, str]:
+    def _read_back(self, ref: RecordRef, deals: list[Deal], emails: frozenset[str],
+                   policy: SystemPolicy) -> dict[RecordRef, str]:
         """What the vendor still shows after the erasure, per record (empty: all done)."""
         problems: dict[RecordRef, str] = {}
         pid = ref.record_id
         person = self._person(pid)
         if person is not None and policy.erase != EraseMode.ANONYMISE:
             problems[ref] = "read back: the person is still there"
-        elif person is not None and (person.emails or person.phones):
-            problems[ref] = "read back: the person still has e-mails or phones"
+        elif person is not None and (person.emails or person.phones or _blanks(person)):
+            left = ", ".join(["e-mails or phones"] if person.emails or person.phones
+                             else sorted(_blanks(person)))
+            problems[ref] = f"read back: the person still has {left}"
+        for activity in self._activities(pid, emails):
+            if not _is_main(activity, int(pid)):
+                problems[_ref("activity", activity.id)] = (
+                    "read back: the activity still names the person")
         for deal in deals:
             seen = self._deal_state(deal, policy)
             if seen:
@@ -495,6 +562,58 @@ class PipedriveConnector(ConnectorBase):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _emails(person: Person) -> frozenset[str]:
+    return frozenset(e.value.strip().lower() for e in person.emails if e.value)
+
+
+def _is_main(activity: Activity, pid: int) -> bool:
+    """Whether the person is the activity's main person (``person_id`` finds these)."""
+    return activity.person_id == pid or any(
+        p.primary and p.person_id == pid for p in activity.participants or ())
+
+
+def _is_them(entry: Participant | Attendee, pid: int, emails: frozenset[str]) -> bool:
+    if entry.person_id == pid:
+        return True
+    email = getattr(entry, "email", None)
+    return bool(email) and email.strip().lower() in emails
+
+
+def _names(activity: Activity, pid: int, emails: frozenset[str]) -> bool:
+    """Whether the activity names the person: main person, participant or attendee."""
+    return _is_main(activity, pid) or any(
+        _is_them(x, pid, emails)
+        for x in [*(activity.participants or ()), *(activity.attendees or ())])
+
+
+def _own_part(activity: Activity, pid: int, emails: frozenset[str]) -> dict[str, Any]:
+    """The activity for the subject's export: the other participants and attendees
+    (their ids, names and e-mails) are theirs, not the subject's, and stay out."""
+    out = dump(activity)
+    for key in ("participants", "attendees"):
+        if key in out:
+            out[key] = [dump(x) for x in getattr(activity, key) or ()
+                        if _is_them(x, pid, emails)]
+    return out
+
+
+# What anonymising sends to blank the personal fields beyond name, e-mails and phones.
+# Only those the person holds are sent: an account without Contact Sync refuses them.
+_BLANK: dict[str, Any] = {"postal_address": None, "birthday": None, "job_title": None,
+                          "notes": None, "im": []}
+
+
+def _blanks(person: Person) -> dict[str, Any]:
+    """The PATCH that blanks what the person still holds in those fields ({} if none)."""
+    out = {key: blank for key, blank in _BLANK.items()
+           if getattr(person, key) not in (None, "", [])}
+    custom = {key: None for key, value in (person.custom_fields or {}).items()
+              if value not in (None, "", [], {})}
+    if custom:
+        out["custom_fields"] = custom
+    return out
 
 
 def _person_ref(item: SearchPerson) -> RecordRef:

@@ -48,7 +48,9 @@ class ContactValue(_Model):
 
 class Person(_Model):
     """A v2 PersonItem. ``emails``/``phones`` are required: erasure's read-back and the
-    sync's identifiers rely on them, and an absent list must not read as "blanked"."""
+    sync's identifiers rely on them, and an absent list must not read as "blanked".
+    The Contact Sync fields and ``custom_fields`` are personal data too: anonymising
+    blanks those the person holds (absent means the account has no such field)."""
 
     id: int
     name: str | None = None
@@ -58,6 +60,12 @@ class Person(_Model):
     org_id: int | None = None
     update_time: str | None = None
     marketing_status: str | None = None
+    postal_address: dict[str, Any] | str | None = None
+    birthday: str | None = None
+    job_title: str | None = None
+    notes: str | None = None
+    im: list[ContactValue] | None = None
+    custom_fields: dict[str, Any] | None = None
 
 
 class Item(_Model):
@@ -73,8 +81,25 @@ class Deal(Item):
     is_deleted: bool | None = None
 
 
+class Participant(_Model):
+    """An activity's participant: a person, the main one marked ``primary``."""
+
+    person_id: int | None = None
+    primary: bool = False
+
+
+class Attendee(_Model):
+    """An activity's attendee, by e-mail; ``person_id`` when Pipedrive knows them."""
+
+    email: str | None = None
+    person_id: int | None = None
+
+
 class Activity(Item):
     type: str | None = None
+    person_id: int | None = None
+    participants: list[Participant] | None = None
+    attendees: list[Attendee] | None = None
 
 
 class MailMessage(_Model):
@@ -129,6 +154,23 @@ class DealEnvelope(_Envelope):
 class DealPage(_Envelope):
     data: list[Deal]
     additional_data: Cursor | None = None
+
+
+class PersonField(_Model):
+    """A ``/api/v2/personFields`` item: the key persons use, and its name."""
+
+    field_code: str
+    field_name: str | None = None
+    is_custom_field: bool | None = None
+
+
+class PersonFieldPage(_Envelope):
+    data: list[PersonField]
+    additional_data: Cursor | None = None
+
+
+class ActivityEnvelope(_Envelope):
+    data: Activity
 
 
 class ActivityPage(_Envelope):

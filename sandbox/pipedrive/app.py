@@ -4,9 +4,10 @@ Starlette's idiom: plain endpoint functions, one `routes` table at the bottom, a
 `api_error` as the exception handler that renders an `ApiError` in Pipedrive's envelope.
 Endpoints reach the vendor state through `request.app.state.pipedrive` (`state(request)`).
 
-Every endpoint is decorated with `endpoint`, which authenticates (x-api-token header,
-?api_token=, or Bearer), applies the burst window and the daily token budget with
-per-endpoint costs, and sets the x-ratelimit-* headers on every answer, as Pipedrive does.
+Every endpoint is decorated with `endpoint`, which authenticates (x-api-token header or
+?api_token=; an API token sent as an OAuth Bearer is refused, checked 2026-12), applies
+the burst window and the daily token budget with per-endpoint costs, and sets the
+x-ratelimit-* headers on every answer, as Pipedrive does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -26,6 +27,8 @@ from starlette.routing import Route
 
 from sandbox.pipedrive.state import (
     MARKETING,
+    PERSON_FIELDS,
+    RECENTS_HISTORY,
     PipedriveState,
     digits,
     error_body,
@@ -150,7 +153,8 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_items(name: str, value: Any) -> list[dict[str, Any]]:
+def _check_items(name: str, value: Any, labels: set[str] | None = LABELS,
+                 ) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise ApiError(400, f"'{name}' must be an array")
     out = []
@@ -163,8 +167,10 @@ def _check_items(name: str, value: Any) -> list[dict[str, Any]]:
         if "primary" in item and not isinstance(item["primary"], bool):
             raise ApiError(400, f"'{name}.primary' must be a boolean")
         label = item.get("label", "work")
-        if label not in LABELS:
-            raise ApiError(400, f"'{name}.label' must be one of {sorted(LABELS)}")
+        if labels is None and not isinstance(label, str):
+            raise ApiError(400, f"'{name}.label' must be a string")
+        if labels is not None and label not in labels:
+            raise ApiError(400, f"'{name}.label' must be one of {sorted(labels)}")
         out.append({"value": item["value"], "primary": item.get("primary", False),
                     "label": label})
     if out and not any(i["primary"] for i in out):
@@ -172,12 +178,44 @@ def _check_items(name: str, value: Any) -> list[dict[str, Any]]:
     return out
 
 
+# Contact Sync fields of a v2 person (checked 2026-12): personal data like the rest.
+CONTACT_SYNC = ("postal_address", "notes", "im", "birthday", "job_title")
+
+
+def _check_custom_fields(value: Any) -> None:
+    """v2 custom fields: an object keyed by the company's field keys (40-char hashes)."""
+    if not isinstance(value, dict):
+        raise ApiError(400, "'custom_fields' must be an object")
+    unknown = set(value) - set(PERSON_FIELDS)
+    if unknown:
+        raise ApiError(400, f"Unknown custom field(s): {sorted(unknown)}")
+    for key, field_value in value.items():
+        if field_value is not None and not isinstance(field_value, str):
+            raise ApiError(400, f"Custom field '{key}' must be a string or null")
+
+
+def _check_contact_sync(body: dict[str, Any]) -> None:
+    for key in ("notes", "job_title"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise ApiError(400, f"'{key}' must be a string or null")
+    if body.get("birthday") is not None:
+        try:
+            date.fromisoformat(str(body["birthday"]))
+        except ValueError:
+            raise ApiError(400, "'birthday' must be a date (YYYY-MM-DD)") from None
+    address = body.get("postal_address")
+    if address is not None and not (isinstance(address, dict)
+                                    and isinstance(address.get("value"), str)):
+        raise ApiError(400, "'postal_address' must be an object with a string 'value'")
+
+
 def validate_person(body: Any, creating: bool) -> dict[str, Any]:
     """Strict v2 rules: no string numbers, no 1/0 booleans, unknown fields refused."""
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
     allowed = {"name", "owner_id", "org_id", "add_time", "update_time", "emails", "phones",
-               "visible_to", "label_ids", "marketing_status", "custom_fields"}
+               "visible_to", "label_ids", "marketing_status", "custom_fields",
+               *CONTACT_SYNC}
     extra = set(body) - allowed
     if extra:
         raise ApiError(400, f"Unknown field(s): {sorted(extra)}")
@@ -196,8 +234,9 @@ def validate_person(body: Any, creating: bool) -> dict[str, Any]:
         raise ApiError(400, "'label_ids' must be an array of integers")
     if "marketing_status" in body and body["marketing_status"] not in MARKETING:
         raise ApiError(400, f"'marketing_status' must be one of {list(MARKETING)}")
-    if "custom_fields" in body and not isinstance(body["custom_fields"], dict):
-        raise ApiError(400, "'custom_fields' must be an object")
+    if "custom_fields" in body:
+        _check_custom_fields(body["custom_fields"])
+    _check_contact_sync(body)
     for key in ("add_time", "update_time"):
         if key in body:
             try:
@@ -208,6 +247,8 @@ def validate_person(body: Any, creating: bool) -> dict[str, Any]:
     for key in ("emails", "phones"):
         if key in body:
             clean[key] = _check_items(key, body[key])
+    if "im" in body:
+        clean["im"] = _check_items("im", body["im"], labels=None)
     clean.pop("update_time", None)
     return clean
 
@@ -228,25 +269,47 @@ def state(request: Request) -> PipedriveState:
 
 
 # -- auth + rate limits --------------------------------------------------------------
-def limiter(s: PipedriveState, token: str, cost: int, search: bool,
+DAILY_WRITES = 10_000  # POST/PUT fair usage per user a day (changelog 2019-05-24)
+
+
+def limiter(s: PipedriveState, token: str, cost: int, search: bool, write: bool,
             ) -> tuple[dict[str, str], Response | None]:
+    """The 2-second window (search has its own) and the daily token budget.
+
+    A request over the window is refused with 429 and a penalty: the window stays shut
+    for `penalty_s` (x-ratelimit-reset and Retry-After say how long). A request the
+    day's budget cannot pay for is refused with 429 while the window still has room
+    (x-ratelimit-remaining >= 1), which is how a client tells the two apart. The budget
+    has no documented header; x-daily-requests-left counts the writes left today."""
     cfg = s.settings
     limit = int(cfg["search_burst_limit"] if search else cfg["burst_limit"])
     window = float(cfg["burst_window_s"])
     key = token + (":search" if search else "")
     now = time.monotonic()
+    today = datetime.now(UTC).date()
+    if today != s.budget_day:  # the budget resets at midnight (UTC here)
+        s.budget_day = today
+        s.budget_left.clear()
+        s.writes_today.clear()
+    blocked = s.blocked_until.get(key, 0.0)
     win = s.windows.get(key)
-    if win is None or now - win[0] >= window:
+    if win is None or (now - win[0] >= window and now >= blocked):
         win = [now, 0]
         s.windows[key] = win
     win[1] += 1
     remaining = max(0, limit - int(win[1]))
-    reset = max(1, math.ceil(window - (now - win[0])))
+    reset = max(1, math.ceil(max(window - (now - win[0]), blocked - now)))
     left = s.budget_left.get(token, int(cfg["daily_budget"]))
     headers = {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
                "x-ratelimit-reset": str(reset)}
     refused: Response | None = None
-    if cfg["rate_limits"] and win[1] > limit:
+    if cfg["rate_limits"] and (win[1] > limit or now < blocked):
+        penalty = float(cfg["penalty_s"])
+        if now >= blocked and penalty > 0:
+            s.blocked_until[key] = blocked = now + penalty
+        wait = str(max(1, math.ceil(max(blocked - now, window - (now - win[0])))))
+        headers.update({"x-ratelimit-remaining": "0", "x-ratelimit-reset": wait,
+                        "retry-after": wait})
         refused = JSONResponse(error_body("Request over limit"), status_code=429)
     elif cfg["rate_limits"] and left < cost:
         headers["x-ratelimit-remaining"] = str(max(1, remaining))
@@ -255,7 +318,8 @@ def limiter(s: PipedriveState, token: str, cost: int, search: bool,
     else:
         left -= cost
         s.budget_left[token] = left
-    headers["x-daily-requests-left"] = str(max(0, left))
+        s.writes_today[token] = s.writes_today.get(token, 0) + int(write)
+    headers["x-daily-requests-left"] = str(max(0, DAILY_WRITES - s.writes_today.get(token, 0)))
     if refused is not None:
         n = s.ignored_429.get(token, 0) + 1
         s.ignored_429[token] = n
@@ -274,18 +338,17 @@ def endpoint(kind: str, v1: bool = False, search: bool = False,
     def deco(fn: Handler) -> Handler:
         async def handler(request: Request) -> Response:
             s = state(request)
+            # An API token goes in x-api-token (or ?api_token=); sent as an OAuth
+            # Bearer it is not an access token, and Pipedrive refuses it (401).
             token = (request.headers.get("x-api-token")
                      or request.query_params.get("api_token"))
-            if not token:
-                auth = request.headers.get("authorization", "")
-                if auth.lower().startswith("bearer "):
-                    token = auth[7:].strip()
             if token != s.token:
                 return JSONResponse(GATEWAY_401, status_code=401)
             if s.settings["maintenance"]:
                 return JSONResponse(error_body("Service is under maintenance"),
                                     status_code=503, headers={"retry-after": "60"})
-            headers, refused = limiter(s, token, cost, search)
+            headers, refused = limiter(s, token, cost, search,
+                                       write=request.method in ("POST", "PUT", "PATCH"))
             if refused is not None:
                 refused.headers.update(headers)
                 return refused
@@ -541,6 +604,33 @@ async def persons_search(request: Request) -> Response:
     return ok({"items": items}, {"next_cursor": nxt})
 
 
+# The standard person fields a field list starts with (the Contact Sync ones included).
+STANDARD_PERSON_FIELDS = (
+    ("name", "Name", "varchar"), ("emails", "Email", "varchar"),
+    ("phones", "Phone", "phone"), ("org_id", "Organization", "org"),
+    ("owner_id", "Owner", "user"), ("postal_address", "Postal address", "address"),
+    ("birthday", "Birthday", "date"), ("job_title", "Job title", "varchar"),
+    ("notes", "Notes", "text"), ("im", "Instant messenger", "varchar"),
+)
+
+
+def person_fields() -> list[dict[str, Any]]:
+    """The company's person fields in v2 shape: `field_code` is the key a person's
+    `custom_fields` uses (a 40-character hash for a custom field)."""
+    fields = [(code, name, kind, False) for code, name, kind in STANDARD_PERSON_FIELDS]
+    fields += [(code, name, kind, True) for code, (name, kind) in PERSON_FIELDS.items()]
+    return [{"id": i, "field_code": code, "field_name": name, "field_type": kind,
+             "is_custom_field": custom, "options": None}
+            for i, (code, name, kind, custom) in enumerate(fields, start=1)]
+
+
+@endpoint("list")
+async def person_fields_list(request: Request) -> Response:
+    fields = {f["id"]: f for f in person_fields()}
+    data, cursor = page_by_id(request, sorted(fields), fields.get)
+    return ok(data, {"next_cursor": cursor})
+
+
 # -- organizations, deals, activities (v2) ---------------------------------------------
 def v2_list(table_name: str, rel: str | None, live: Callable[[dict], bool],
             ) -> Handler:
@@ -599,6 +689,9 @@ def v2_one(table_name: str, what: str, live: Callable[[dict], bool]) -> Handler:
                 raise ApiError(400, f"'{key}' must be an integer")
             if key == "done" and not isinstance(value, bool):
                 raise ApiError(400, "'done' must be a boolean")
+            if key in ("participants", "attendees"):
+                _check_people_list(key, value)
+        for key, value in body.items():
             old_pid = r.get("person_id")
             r[key] = value
             if key == "person_id" and rel_name.get(what) and old_pid != value:
@@ -619,7 +712,7 @@ def v2_one(table_name: str, what: str, live: Callable[[dict], bool]) -> Handler:
 
     async def dispatch(request: Request) -> Response:
         method = request.method
-        if method == "GET":
+        if method in ("GET", "HEAD"):  # HEAD is GET without a body: it never writes
             return await one(request)
         if method == "PATCH":
             return await patch(request)
@@ -629,6 +722,21 @@ def v2_one(table_name: str, what: str, live: Callable[[dict], bool]) -> Handler:
 
 
 rel_name = {"Deal": "deals", "Activity": "activities"}
+
+
+def _check_people_list(key: str, value: Any) -> None:
+    """An activity's `participants` ({person_id, primary}) or `attendees` ({email, name,
+    person_id, ...}): arrays of objects, ids as integers, `primary` a boolean."""
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise ApiError(400, f"'{key}' must be an array of objects")
+    for item in value:
+        if key == "participants" and not (_is_int(item.get("person_id"))
+                                          and isinstance(item.get("primary", False), bool)):
+            raise ApiError(400, "'participants' items need an integer 'person_id'")
+        if key == "attendees" and not isinstance(item.get("email"), str):
+            raise ApiError(400, "'attendees' items need a string 'email'")
+        if item.get("person_id") is not None and not _is_int(item["person_id"]):
+            raise ApiError(400, f"'{key}.person_id' must be an integer")
 
 
 def alive(r: dict) -> bool:
@@ -826,15 +934,30 @@ async def v1_note_delete(request: Request) -> Response:
     return ok(True)
 
 
-@endpoint("list", v1=True)
-async def v1_leads(request: Request) -> Response:
-    s = state(request)
-    person_id = q_int(request, "person_id")
-    ids = s.rel["leads"].get(person_id, []) if person_id is not None else s.leads.keys()
-    recs = [s.leads[i] for i in ids if i in s.leads
-            and (person_id is None or s.leads[i]["person_id"] == person_id)]
-    page, pagination = v1_page(request, recs)
-    return ok(page, {"pagination": pagination})
+ARCHIVED_STATUS = {"not_archived": (False,), "archived": (True,), "all": (False, True)}
+
+
+def leads_list(default_status: str) -> Handler:
+    """`/v1/leads` lists the leads that are not archived; `/v1/leads/archived` lists the
+    archived ones (checked 2026-12). `archived_status` picks either or all on the list."""
+    @endpoint("list", v1=True)
+    async def handler(request: Request) -> Response:
+        s = state(request)
+        status = request.query_params.get("archived_status") or default_status
+        if status not in ARCHIVED_STATUS:
+            raise ApiError(400, "archived_status must be archived, not_archived or all")
+        shown = ARCHIVED_STATUS[status]
+        person_id = q_int(request, "person_id")
+        since = q_time(request, "updated_since")
+        ids = s.rel["leads"].get(person_id, []) if person_id is not None else s.leads.keys()
+        recs = [s.leads[i] for i in ids if i in s.leads
+                and bool(s.leads[i]["is_archived"]) in shown
+                and (person_id is None or s.leads[i]["person_id"] == person_id)
+                and (not since or s.leads[i]["update_time"] >= since)]
+        page, pagination = v1_page(request, recs)
+        return ok(page, {"pagination": pagination})
+
+    return handler
 
 
 def lead_of(request: Request) -> dict[str, Any]:
@@ -856,6 +979,10 @@ async def v1_lead_patch(request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
+    if "is_archived" in body and not isinstance(body["is_archived"], bool):
+        raise ApiError(400, "'is_archived' must be a boolean")
+    if "person_id" in body and not (body["person_id"] is None or _is_int(body["person_id"])):
+        raise ApiError(400, "'person_id' must be an integer")
     for key in ("title", "person_id", "is_archived"):
         if key in body:
             lead[key] = body[key]
@@ -892,9 +1019,11 @@ async def v1_recents(request: Request) -> Response:
     if not raw:
         raise ApiError(400, "since_timestamp must be given")
     try:
-        since = iso(datetime.fromisoformat(raw.replace(" ", "T")).replace(tzinfo=UTC))
+        asked = datetime.fromisoformat(raw.replace(" ", "T")).replace(tzinfo=UTC)
     except ValueError:
         raise ApiError(400, "since_timestamp must be YYYY-MM-DD HH:MM:SS") from None
+    # Since 2024-12-01 recents hold one month of history: older is capped (2026-12).
+    since = iso(max(asked, datetime.now(UTC) - RECENTS_HISTORY))
     kinds = (request.query_params.get("items") or "person").split(",")
     tables = {"person": (s.persons, lambda p: v1_person(s, p)), "organization": (s.orgs, None),
               "deal": (s.deals, None), "activity": (s.activities, None),
@@ -934,6 +1063,7 @@ routes = [
     Route("/api/v2/persons/{id}", person_get, methods=["GET"]),
     Route("/api/v2/persons/{id}", person_patch, methods=["PATCH"]),
     Route("/api/v2/persons/{id}", person_delete, methods=["DELETE"]),
+    Route("/api/v2/personFields", person_fields_list, methods=["GET"]),
     Route("/api/v2/organizations", v2_list("orgs", None, alive), methods=["GET"]),
     Route("/api/v2/organizations/{id}", v2_one("orgs", "Organization", alive),
           methods=["GET", "PATCH", "DELETE"]),
@@ -959,7 +1089,8 @@ routes = [
     Route("/v1/notes/{id}", v1_note_get, methods=["GET"]),
     Route("/v1/notes/{id}", v1_note_put, methods=["PUT"]),
     Route("/v1/notes/{id}", v1_note_delete, methods=["DELETE"]),
-    Route("/v1/leads", v1_leads, methods=["GET"]),
+    Route("/v1/leads", leads_list("not_archived"), methods=["GET"]),
+    Route("/v1/leads/archived", leads_list("archived"), methods=["GET"]),
     Route("/v1/leads/{id}", v1_lead_get, methods=["GET"]),
     Route("/v1/leads/{id}", v1_lead_patch, methods=["PATCH"]),
     Route("/v1/leads/{id}", v1_lead_delete, methods=["DELETE"]),

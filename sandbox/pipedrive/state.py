@@ -8,7 +8,9 @@ v2 shape; v1 views are rendered from it (see `v1_person`).
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
+import os
 import random
 import re
 import time
@@ -26,16 +28,29 @@ ERROR_INFO = "Please check developers.pipedrive.com for more information about P
 MARKETING = ("no_consent", "unsubscribed", "subscribed", "archived")
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
+# Pipedrive's own limits (rate-limiting docs, read 2026-09; checked 2026-12) for the
+# plan a small company starts on, Essential/Lite with an API token and three seats:
+# 20 requests per 2-second window, search 10 per 2 s on every plan, and a daily token
+# budget of 30,000 x plan multiplier (Lite 1) x seats. A burst over the window is
+# answered 429 with a 10-second penalty (x-ratelimit-reset: 10 and Retry-After: 10, as
+# Pipedrive answered on its developer forum, 2023-10). Tests and the demo relax them
+# through SETTINGS_ENV, or per test through /__sandbox/settings.
 DEFAULT_SETTINGS: dict[str, Any] = {
     "rate_limits": True,
-    "burst_limit": 400,  # per token per window; Pipedrive's plans range 20..480
+    "burst_limit": 20,  # per API token per window: Essential/Lite (Advanced 40 ... 120)
     "burst_window_s": 2.0,
-    "search_burst_limit": 50,  # real: 10 per 2 s; kept higher so tests/bench don't trip it
-    "daily_budget": 50_000_000,
+    "search_burst_limit": 10,  # the Search API, every plan
+    "penalty_s": 10.0,  # after a burst 429, the window stays shut this long
+    "daily_budget": 30_000 * 1 * 3,  # tokens: 30,000 x multiplier (Lite 1) x 3 seats
     "cloudflare_after": 0,  # 0 = off; else a 403 HTML page after N ignored 429s
     "maintenance": False,  # True: every API call answers 503 (planned maintenance)
     "search_lag_s": 0.0,  # persons created/changed less than this ago are not yet searchable
 }
+
+# JSON object of settings that replace the defaults for every emulator built in this
+# process and its children (tests/conftest.py and the demo relax the rate limits).
+SETTINGS_ENV = "SANDBOX_PIPEDRIVE_SETTINGS"
+RECENTS_HISTORY = timedelta(days=31)  # /v1/recents: one month since 2024-12-01
 
 HIDDEN_V2 = ("delete_time", "marketing_status", "merged_into")
 _DIGITS = re.compile(r"\D+")
@@ -67,6 +82,32 @@ def national(phone: str) -> str:
     return d[1:] if d.startswith("0") else d
 
 
+def env_settings() -> dict[str, Any]:
+    """Settings from SETTINGS_ENV (a JSON object), so a test run or the demo can relax
+    the real limits for every emulator it starts, threads and child processes alike."""
+    raw = os.environ.get(SETTINGS_ENV, "").strip()
+    if not raw:
+        return {}
+    values = json.loads(raw)
+    if not isinstance(values, dict) or set(values) - set(DEFAULT_SETTINGS):
+        raise ValueError(f"{SETTINGS_ENV} must be a JSON object of known settings")
+    return values
+
+
+def field_key(name: str) -> str:
+    """A custom field's key: 40 hex characters, as Pipedrive's hashes look."""
+    return hashlib.sha1(f"pipedrive-person-field:{name}".encode()).hexdigest()
+
+
+# The company's custom person fields (personFields): key -> (name, field_type).
+PERSON_FIELDS: dict[str, tuple[str, str]] = {
+    field_key("linkedin"): ("LinkedIn", "varchar"),
+    field_key("customer_number"): ("Asiakasnumero", "varchar"),
+    field_key("dietary"): ("Ruokavalio", "varchar"),
+}
+LINKEDIN, CUSTOMER_NUMBER, DIETARY = PERSON_FIELDS
+
+
 def error_body(message: str, code: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"success": False, "error": message, "error_info": ERROR_INFO,
                             "data": None, "additional_data": None}
@@ -84,7 +125,7 @@ class PipedriveState(VendorState):
         super().__init__()
         self.people = people
         self.seed = seed
-        self.base_settings = {**DEFAULT_SETTINGS, **settings}
+        self.base_settings = {**DEFAULT_SETTINGS, **env_settings(), **settings}
         self.token = settings.get("api_token") or credentials(seed)["PIPEDRIVE_API_TOKEN"]
         self.reset()
 
@@ -117,10 +158,20 @@ class PipedriveState(VendorState):
         self.version = 0
         self.windows: dict[str, list[float]] = {}
         self.budget_left: dict[str, int] = {}
+        self.budget_day = datetime.now(UTC).date()
+        self.writes_today: dict[str, int] = {}
+        self.blocked_until: dict[str, float] = {}
         self.ignored_429: dict[str, int] = {}
+        self.pid_by_idx: dict[int, int] = {}
         for p in self.people:
             if "pipedrive" in p.systems:
                 self._seed_person(p, rng)
+        # Added after every person so that no earlier id or random draw moves.
+        for p in self.people:
+            if p.idx in self.pid_by_idx:
+                self._seed_contact_fields(p)
+        self._seed_archived_lead()
+        self._seed_participation()
         # Serialise every person once now: even a first pass over 500-person pages is
         # then a string join (load time is cheaper than a slow first sync).
         for pid, person in self.persons.items():
@@ -163,6 +214,7 @@ class PipedriveState(VendorState):
             "delete_time": None,
         }
         pid = person["id"]
+        self.pid_by_idx[p.idx] = pid
         self._index_person(person)
         self.persons[pid] = person
         self.person_ids.append(pid)
@@ -224,6 +276,70 @@ class PipedriveState(VendorState):
             }
             self.rel["files"].setdefault(pid, []).append(fid)
 
+    def _seed_contact_fields(self, p: Person) -> None:
+        """Contact Sync fields and custom fields (personal data too), from a random
+        stream of their own so the rest of the seed stays as it was."""
+        rng = random.Random(f"{self.seed}:{p.idx}:pipedrive-contact")
+        person = self.persons[self.pid_by_idx[p.idx]]
+        full = p.idx == 0  # Aino holds every field, so the suites meet each one
+        person["job_title"] = (rng.choice(("Toimitusjohtaja", "Myyntipäällikkö",
+                                           "Hankintapäällikkö", "Asiantuntija"))
+                               if full or rng.random() < 0.6 else None)
+        person["birthday"] = (f"{p.birth_year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+                              if full or rng.random() < 0.3 else None)
+        person["postal_address"] = (postal_address(p) if full or rng.random() < 0.4
+                                    else None)
+        person["notes"] = (f"Tavattu messuilla; soita {p.first_name}lle syksyllä."
+                           if full or rng.random() < 0.2 else None)
+        person["im"] = ([{"value": f"{p.first_name.lower()}.{p.idx}", "primary": True,
+                          "label": "skype"}] if full or rng.random() < 0.1 else [])
+        custom: dict[str, Any] = {}
+        if full or rng.random() < 0.3:
+            custom[LINKEDIN] = f"https://www.linkedin.com/in/{ascii_name(p).lower()}-{p.idx}"
+        if full or rng.random() < 0.5:
+            custom[CUSTOMER_NUMBER] = f"AS-{10000 + p.idx}"
+        if p.special_diet:
+            custom[DIETARY] = p.special_diet
+        person["custom_fields"] = custom
+
+    def _seed_archived_lead(self) -> None:
+        """Aino also has an archived lead: /v1/leads leaves it out (checked 2026-12)."""
+        pid = self.pid_by_idx.get(0)
+        if pid is None:
+            return
+        rng = random.Random(f"{self.seed}:pipedrive-archived-lead")
+        lid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        t = self.persons[pid]["update_time"]
+        self.leads[lid] = {
+            "id": lid, "title": f"{self.persons[pid]['name']} – vanha liidi", "person_id": pid,
+            "organization_id": self.persons[pid]["org_id"], "owner_id": 1,
+            "is_archived": True, "add_time": t, "update_time": t, "source_name": "Web forms",
+            "value": None, "label_ids": [],
+        }
+        self.rel["leads"].setdefault(pid, []).append(lid)
+
+    def _seed_participation(self) -> None:
+        """A meeting whose main person is Mikko, with Aino only a participant and an
+        attendee: /api/v2/activities?person_id= finds it for Mikko, never for Aino."""
+        main, guest = self.pid_by_idx.get(1), self.pid_by_idx.get(0)
+        if main is None or guest is None:
+            return
+        m, g = self.persons[main], self.persons[guest]
+        aid = self._new_id("activity")
+        t = max(m["update_time"], g["update_time"])
+        self.activities[aid] = {
+            "id": aid, "subject": "Palaveri: koulutussuunnitelma", "type": "meeting",
+            "person_id": main, "org_id": m["org_id"], "deal_id": None, "owner_id": 1,
+            "due_date": t[:10], "done": False, "add_time": t, "update_time": t,
+            "is_deleted": False, "note": None,
+            "participants": [{"person_id": main, "primary": True},
+                             {"person_id": guest, "primary": False}],
+            "attendees": [{"email": g["emails"][0]["value"], "name": g["name"],
+                           "status": "accepted", "is_organizer": False,
+                           "person_id": guest, "user_id": None}],
+        }
+        self.rel["activities"].setdefault(main, []).append(aid)
+
     # -- indexes --------------------------------------------------------------------
     def _index_person(self, person: dict[str, Any]) -> None:
         for e in person["emails"]:
@@ -277,7 +393,11 @@ class PipedriveState(VendorState):
             "update_time": t, "emails": emails, "phones": body.get("phones") or [],
             "is_deleted": False, "visible_to": body.get("visible_to", 3),
             "label_ids": body.get("label_ids", []), "picture_id": None,
-            "custom_fields": body.get("custom_fields", {}),
+            "custom_fields": {k: v for k, v in body.get("custom_fields", {}).items()
+                              if v is not None},
+            "postal_address": body.get("postal_address"), "notes": body.get("notes"),
+            "im": body.get("im") or [], "birthday": body.get("birthday"),
+            "job_title": body.get("job_title"),
             "marketing_status": body.get("marketing_status", "no_consent")
             if emails else "no_consent",
             "delete_time": None,
@@ -296,6 +416,10 @@ class PipedriveState(VendorState):
         self._unindex_person(person)
         for key, value in body.items():
             if key == "marketing_status":
+                continue
+            if key == "custom_fields":  # only the keys sent change; null clears one
+                merged = {**person["custom_fields"], **value}
+                person[key] = {k: v for k, v in merged.items() if v is not None}
                 continue
             person[key] = value
         if "name" in body:
@@ -335,13 +459,17 @@ class PipedriveState(VendorState):
     def merge(self, absorbed: dict[str, Any], survivor: dict[str, Any]) -> None:
         """`absorbed` disappears; survivor's values win, its empty fields are filled."""
         self._unindex_person(survivor)
-        for key in ("org_id", "owner_id", "first_name", "last_name"):
+        for key in ("org_id", "owner_id", "first_name", "last_name", "postal_address",
+                    "notes", "birthday", "job_title"):
             if survivor.get(key) in (None, "", []):
                 survivor[key] = absorbed.get(key)
         seen = {e["value"].lower() for e in survivor["emails"]}
         for e in absorbed["emails"]:
             if e["value"].lower() not in seen:
                 survivor["emails"].append({**e, "primary": False})
+        survivor["im"] = survivor.get("im") or absorbed.get("im") or []
+        survivor["custom_fields"] = {**absorbed.get("custom_fields", {}),
+                                     **survivor.get("custom_fields", {})}
         seen = {digits(p["value"]) for p in survivor["phones"]}
         for ph in absorbed["phones"]:
             if digits(ph["value"]) not in seen:
@@ -433,7 +561,18 @@ class PipedriveState(VendorState):
         self.settings.update(values)
         if "daily_budget" in values:
             self.budget_left.clear()
+        self.blocked_until.clear()
         return self.settings
+
+
+def postal_address(p: Person) -> dict[str, Any]:
+    """A v2 person's postal_address: the typed value and its parsed parts."""
+    street, _, number = p.street.rpartition(" ")
+    value = f"{p.street}, {p.postcode} {p.city}, Suomi"
+    return {"value": value, "route": street or p.street, "street_number": number or None,
+            "subpremise": None, "postal_code": p.postcode, "locality": p.city,
+            "sublocality": None, "admin_area_level_1": None, "admin_area_level_2": None,
+            "country": "Suomi", "formatted_address": value}
 
 
 def ascii_name(p: Person) -> str:

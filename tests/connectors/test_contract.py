@@ -62,6 +62,9 @@ def _pipedrive_erased(v: VendorInspector, r: RecordOutcome) -> bool:
         return v.record("note", rid)["active_flag"] is False
     if kind == "lead":
         return v.record("lead", rid) is None
+    if kind == "activity":  # another person's activity, the persona taken off it
+        activity = v.record("activity", rid)
+        return all(p["person_id"] == activity["person_id"] for p in activity["participants"])
     return False
 
 
@@ -165,11 +168,13 @@ CONTRACTS: dict[str, Contract] = {c.system: c for c in (
         system="pipedrive",
         held=_pipedrive_held,
         ref_key=lambda ref: ref.record_id,
-        # Policy: soft delete, deals kept and unlinked; activities, files and mail
-        # messages are reported for the operator (KEPT).
+        # Policy: soft delete, deals kept and unlinked; activities she is the main
+        # person of, files and mail messages are reported for the operator (KEPT); she
+        # is taken off the meeting where she is only a participant (UNLINKED).
         erase_actions={"person": _only(Action.DELETED), "deal": _only(Action.UNLINKED),
                        "note": _only(Action.DELETED), "lead": _only(Action.DELETED),
-                       "activity": _only(Action.KEPT), "file": _only(Action.KEPT),
+                       "activity": _only(Action.KEPT, Action.UNLINKED),
+                       "file": _only(Action.KEPT),
                        "mailMessage": _only(Action.KEPT)},
         erased_at_vendor=_pipedrive_erased,
         second_erase=_only(Action.NOT_FOUND),

@@ -228,12 +228,29 @@ class FakeAccount:
     """Just enough state to check erase/opt-out effects and read-back."""
 
     def __init__(self):
-        self.person = person(7, org_id=None)
+        self.person = person(7, org_id=None, job_title="Toimitusjohtaja",
+                             birthday="1967-11-27", notes="Soita syksyllä",
+                             postal_address={"value": "Katu 1, 00100 Helsinki"},
+                             im=[{"value": "aino.0", "primary": True, "label": "skype"}],
+                             custom_fields={"a" * 40: "AS-10000", "b" * 40: None})
         self.deals = {50: {"id": 50, "person_id": 7, "title": "Koulutus", "status": "open"}}
         self.notes = {60: {"id": 60, "person_id": 7, "content": "soitti"}}
-        self.leads = {"l-1": {"id": "l-1", "person_id": 7, "title": "Lead"}}
-        self.activities = {70: {"id": 70, "type": "call", "person_id": 7,
-                                "subject": "Soitto Ainolle"}}
+        self.leads = {"l-1": {"id": "l-1", "person_id": 7, "title": "Lead",
+                              "is_archived": False},
+                      "l-2": {"id": "l-2", "person_id": 7, "title": "Old lead",
+                              "is_archived": True}}
+        self.activities = {
+            70: {"id": 70, "type": "call", "person_id": 7, "subject": "Soitto Ainolle",
+                 "participants": [{"person_id": 7, "primary": True}]},
+            71: {"id": 71, "type": "meeting", "person_id": 8, "subject": "Palaveri",
+                 "participants": [{"person_id": 8, "primary": True},
+                                  {"person_id": 7, "primary": False}],
+                 "attendees": [{"email": "aino.virtanen@example.fi", "person_id": None,
+                                "name": "Aino"},
+                               {"email": "mikko@example.fi", "person_id": 8}]},
+            72: {"id": 72, "type": "call", "person_id": 8, "subject": "Mikko",
+                 "participants": [{"person_id": 8, "primary": True}]},
+        }
         self.files = {80: {"id": 80, "person_id": 7, "name": "sopimus_aino.pdf"}}
         self.mails = {90: {"id": 90, "subject": "Hei Aino"}}
 
@@ -274,15 +291,22 @@ class FakeAccount:
                 del self.deals[did]
                 return ok({"id": did})
         if path == "/api/v2/activities" and method == "GET":
-            pid = int(params["person_id"])
-            return ok([a for a in self.activities.values() if a["person_id"] == pid],
-                      {"next_cursor": None})
+            assert "person_id" not in params  # it would miss participants and attendees
+            return ok(list(self.activities.values()), {"next_cursor": None})
+        if path.startswith("/api/v2/activities/") and method == "PATCH":
+            aid = int(path.rsplit("/", 1)[1])
+            self.activities[aid].update(json.loads(request.content))
+            return ok(self.activities[aid])
         v1_end = {"pagination": {"more_items_in_collection": False}}
         if path == "/v1/persons/7/files":
             return ok(list(self.files.values()) or None, v1_end)
         if path == "/v1/persons/7/mailMessages":
             return ok([{"object": "mailMessage", "data": m} for m in self.mails.values()]
                       or None, v1_end)
+        if path in ("/v1/leads", "/v1/leads/archived"):  # archived leads only from the latter
+            archived = path.endswith("/archived")
+            return ok([x for x in self.leads.values() if x["is_archived"] == archived
+                       and x["person_id"] == int(params["person_id"])], v1_end)
         for prefix, table in (("/v1/notes", self.notes), ("/v1/leads", self.leads)):
             if path == prefix:
                 pid = int(params["person_id"])
@@ -310,6 +334,7 @@ def test_erase_keeps_deals_unlinked_deletes_notes_leads_person_and_verifies(pd, 
     assert by_kind[("deal", "50")].action == Action.UNLINKED
     assert by_kind[("note", "60")].action == Action.DELETED
     assert by_kind[("lead", "l-1")].action == Action.DELETED
+    assert by_kind[("lead", "l-2")].action == Action.DELETED  # the archived one too
     assert by_kind[("person", "7")].action == Action.DELETED
     assert by_kind[("person", "7")].vendor_request_id == "rq-del-7"
     assert by_kind[("person", "7")].status_code == 200
@@ -323,6 +348,7 @@ def test_erase_reports_what_it_leaves_as_kept_without_personal_data(pd, account)
     kept = {(r.ref.kind, r.ref.record_id): r.detail for r in out.records
             if r.action == Action.KEPT}
     assert set(kept) == {("activity", "70"), ("file", "80"), ("mailMessage", "90")}
+    assert ("activity", "72") not in {(r.ref.kind, r.ref.record_id) for r in out.records}
     assert "activity 70 (call)" in kept[("activity", "70")]
     assert "file 80" in kept[("file", "80")] and "mail message 90" in kept[("mailMessage", "90")]
     for detail in kept.values():
@@ -339,7 +365,7 @@ def test_every_action_is_journalled_before_the_next(pd, account):
     acted = [r for r in out.records if r.action not in (Action.KEPT, Action.NOT_FOUND)]
     assert [(r.ref.kind, r.action) for r in journal] == [
         ("deal", Action.UNLINKED), ("note", Action.DELETED), ("lead", Action.DELETED),
-        ("person", Action.DELETED)]
+        ("lead", Action.DELETED), ("activity", Action.UNLINKED), ("person", Action.DELETED)]
     assert journal == acted
 
 
@@ -371,7 +397,54 @@ def test_erase_anonymise_blanks_identifiers(pd, account):
     person_out = next(r for r in out.records if r.ref.kind == "person")
     assert person_out.action == Action.ANONYMISED
     assert account.person["emails"] == [] and "Aino" not in account.person["name"]
+    for key in ("job_title", "birthday", "notes", "postal_address"):
+        assert account.person[key] is None, key
+    assert account.person["im"] == []
+    assert account.person["custom_fields"] == {"a" * 40: None}  # only what it held
+    assert "Toimitusjohtaja" not in person_out.detail and "birthday" in person_out.detail
     assert out.verified
+
+
+def test_anonymise_read_back_names_a_field_still_held(pd, account):
+    real = account.handle
+
+    def ignores_job_title(request):
+        if request.method == "PATCH" and request.url.path == "/api/v2/persons/7":
+            body = json.loads(request.content)
+            body.pop("job_title", None)
+            account.person.update(body)
+            return ok(account.person)
+        return real(request)
+
+    pd.router.route().mock(side_effect=ignores_job_title)
+    out = pd.erase([REF], SystemPolicy(erase=EraseMode.ANONYMISE))
+    person_out = next(r for r in out.records if r.ref.kind == "person")
+    assert not out.verified and "job_title" in person_out.detail
+
+
+def test_erase_takes_a_participant_off_another_persons_activity(pd, account):
+    out = pd.erase([REF], SystemPolicy())
+    meeting = next(r for r in out.records if (r.ref.kind, r.ref.record_id) == ("activity", "71"))
+    assert meeting.action == Action.UNLINKED and out.verified
+    assert account.activities[71]["participants"] == [{"person_id": 8, "primary": True}]
+    assert account.activities[71]["attendees"] == [{"email": "mikko@example.fi",
+                                                    "person_id": 8}]
+    assert account.activities[71]["person_id"] == 8  # Mikko's meeting is kept
+
+
+def test_erase_read_back_fails_while_an_activity_still_names_the_person(pd, account):
+    real = account.handle
+
+    def patch_ignored(request):
+        if request.method == "PATCH" and request.url.path == "/api/v2/activities/71":
+            return ok(account.activities[71])
+        return real(request)
+
+    pd.router.route().mock(side_effect=patch_ignored)
+    out = pd.erase([REF], SystemPolicy())
+    meeting = next(r for r in out.records if r.ref.kind == "activity"
+                   and r.ref.record_id == "71")
+    assert not out.verified and "still names the person" in meeting.detail
 
 
 def test_opt_out_patches_marketing_status_and_reads_back(pd, account):
@@ -395,7 +468,11 @@ def test_export_gathers_sections_with_vendor_field_names(pd):
     pd.router.get("/api/v2/deals").mock(return_value=ok([{"id": 50, "person_id": 7,
                                                           "title": "Koulutus"}]))
     pd.router.get("/api/v2/deals/archived").mock(return_value=fail(404, "Deal not found"))
-    pd.router.get("/api/v2/activities").mock(return_value=ok([{"id": 1, "subject": "Soitto"}]))
+    pd.router.get("/api/v2/activities").mock(return_value=ok([
+        {"id": 1, "subject": "Soitto", "person_id": 7},
+        {"id": 2, "subject": "Palaveri", "person_id": 8,
+         "participants": [{"person_id": 8, "primary": True}, {"person_id": 7}]},
+        {"id": 3, "subject": "Muiden", "person_id": 8, "attendees": [{"email": "x@y.fi"}]}]))
     v1_empty = ok([], {"pagination": {"more_items_in_collection": False}})
     pd.router.get("/v1/notes").mock(side_effect=[
         ok([{"id": 60, "content": "a"}], {"pagination": {"more_items_in_collection": True,
@@ -403,6 +480,9 @@ def test_export_gathers_sections_with_vendor_field_names(pd):
         ok([{"id": 61, "content": "b"}], {"pagination": {"more_items_in_collection": False}}),
     ])
     pd.router.get("/v1/leads").mock(return_value=v1_empty)
+    pd.router.get("/v1/leads/archived").mock(return_value=ok(
+        [{"id": "l-2", "title": "Old", "is_archived": True}],
+        {"pagination": {"more_items_in_collection": False}}))
     pd.router.get("/v1/persons/7/mailMessages").mock(return_value=v1_empty)
     pd.router.get("/v1/persons/7/files").mock(return_value=v1_empty)
     export = pd.export([REF])
@@ -412,7 +492,10 @@ def test_export_gathers_sections_with_vendor_field_names(pd):
     assert sections["Organisation the person is linked to"].items[0]["name"] == "Oy"
     assert [d["title"] for d in sections["Deals"].items] == ["Koulutus"]
     assert [n["id"] for n in sections["Notes"].items] == [60, 61]
-    assert sections["Activities"].items[0]["subject"] == "Soitto"
+    assert [a["subject"] for a in sections["Activities"].items] == ["Soitto", "Palaveri"]
+    # another person's meeting: only the subject's own place in it is exported
+    assert sections["Activities"].items[1]["participants"] == [{"person_id": 7}]
+    assert [x["id"] for x in sections["Leads"].items] == ["l-2"]  # archived leads too
 
 
 def test_registry_builds_pipedrive_from_env_with_an_injected_client(monkeypatch, tmp_path):

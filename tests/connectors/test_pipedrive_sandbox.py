@@ -3,12 +3,16 @@ the emulator's /__sandbox/ inspection API, then the same under fault injection."
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from connectors.errors import AuthError
+from connectors.http import RetryPolicy
 from connectors.pipedrive import PipedriveConnector
 from hub.domain import Action, Identifier, IdentifierKind
-from hub.policy import DealsMode, SystemPolicy
+from hub.policy import DealsMode, EraseMode, SystemPolicy
+from sandbox import Sandbox
+from sandbox.pipedrive.state import SETTINGS_ENV
 
 AINO = "aino.virtanen@example.fi"
 MIKKO = "mikko.hakkinen@example.fi"
@@ -88,10 +92,12 @@ def test_find_fills_the_facts_the_person_holds(pd, pd_vendor):
 
 def test_erase_reports_activities_files_and_mail_left_for_the_operator(pd, pd_vendor):
     refs = pd.find([ident("email", AINO)])
+    pid = int(refs[0].record_id)
     export = {s.label: s.items for s in pd.export(refs).sections}
     out = pd.erase(refs, SystemPolicy(deals=DealsMode.KEEP))
     kept = {(r.ref.kind, r.ref.record_id) for r in out.records if r.action == Action.KEPT}
-    expected = {("activity", str(a["id"])) for a in export["Activities"]}
+    expected = {("activity", str(a["id"])) for a in export["Activities"]
+                if a["person_id"] == pid}
     expected |= {("file", str(f["id"])) for f in export["Files"]}
     expected |= {("mailMessage", str(m["data"]["id"])) for m in export["Mail messages"]}
     assert expected and kept == expected
@@ -149,3 +155,77 @@ def test_every_action_completes_under_faults(pd, pd_vendor):
     faulted = sum(c["count"] for c in calls["calls"] if c["status"] in (429, 500, 503))
     assert faulted > 0 and statuses & {429, 500, 503}  # faults were injected and survived
     assert calls["total"] == pd.api_calls
+
+
+def test_archived_lead_is_exported_deleted_and_read_back(pd, pd_vendor):
+    """/v1/leads leaves archived leads out; the subject's archived lead is still hers."""
+    refs = pd.find([ident("email", AINO)])
+    leads = next(s for s in pd.export(refs).sections if s.label == "Leads").items
+    archived = [x["id"] for x in leads if x["is_archived"]]
+    assert archived and len(leads) > len(archived)
+    out = pd.erase(refs, SystemPolicy())
+    assert out.verified
+    deleted = {r.ref.record_id for r in out.records
+               if r.ref.kind == "lead" and r.action == Action.DELETED}
+    assert {x["id"] for x in leads} == deleted
+    assert all(pd_vendor.record("lead", lid) is None for lid in deleted)
+
+
+def test_participant_activity_is_found_exported_and_unlinked(pd, pd_vendor):
+    """Aino is only a participant and attendee of Mikko's meeting: exported, taken off
+    it, the meeting kept for Mikko, and the read-back confirms it."""
+    refs = pd.find([ident("email", AINO)])
+    pid = int(refs[0].record_id)
+    activities = next(s for s in pd.export(refs).sections if s.label == "Activities").items
+    theirs = [a for a in activities if a["person_id"] != pid]
+    assert theirs, "the seeded meeting where Aino is only a participant"
+    for a in theirs:  # her own part only: Mikko's place in his meeting is not hers
+        assert [x["person_id"] for x in a["participants"]] == [pid]
+        assert [x["person_id"] for x in a["attendees"]] == [pid]
+        assert "mikko" not in str(a).lower()
+    out = pd.erase(refs, SystemPolicy())
+    assert out.verified
+    unlinked = {r.ref.record_id for r in out.records
+                if r.ref.kind == "activity" and r.action == Action.UNLINKED}
+    assert unlinked == {str(a["id"]) for a in theirs}
+    for a in theirs:
+        at_vendor = pd_vendor.record("activity", str(a["id"]))
+        assert at_vendor["person_id"] == a["person_id"]  # still the other person's
+        assert pid not in [x["person_id"] for x in at_vendor["participants"]]
+        assert pid not in [x.get("person_id") for x in at_vendor["attendees"]]
+        assert all("aino" not in x["email"].lower() for x in at_vendor["attendees"])
+
+
+def test_anonymise_blanks_contact_sync_and_custom_fields(pd, pd_vendor):
+    refs = pd.find([ident("email", AINO)])
+    person = next(s for s in pd.export(refs).sections if s.label == "Pipedrive person").items[0]
+    for key in ("postal_address", "birthday", "job_title", "notes", "im", "custom_fields"):
+        assert person[key], key  # exported as Pipedrive holds them
+    named = next(s for s in pd.export(refs).sections if s.label.startswith("Custom fields"))
+    assert {x["key"] for x in named.items} == set(person["custom_fields"])
+    assert "LinkedIn" in {x["field"] for x in named.items}  # by name, not by hash
+    out = pd.erase(refs, SystemPolicy(erase=EraseMode.ANONYMISE))
+    assert out.verified
+    left = pd_vendor.record("person", refs[0].record_id)
+    assert left["is_deleted"] is False and left["emails"] == [] and left["phones"] == []
+    for key in ("postal_address", "birthday", "job_title", "notes"):
+        assert left[key] is None, key
+    assert left["im"] == [] and left["custom_fields"] == {}
+
+
+def test_pacing_keeps_within_pipedrives_real_limits(monkeypatch):
+    """Against the emulator's real limits (search 10 per 2 s, 20 per 2 s otherwise) the
+    connector waits for the window instead of earning a 429."""
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
+    with Sandbox(people=10, seed=42, vendors=("pipedrive",)) as box, \
+            PipedriveConnector(box.env["PIPEDRIVE_BASE_URL"], box.env["PIPEDRIVE_API_TOKEN"],
+                               retry=RetryPolicy(max_attempts=1)) as conn:
+        wanted = [ident("email", AINO), ident("email", MIKKO), ident("email", EEVA),
+                  ident("phone", "040 123 4567")]
+        found = {r.record_id for _ in range(2) for r in conn.find(wanted)}  # 2 x 6 searches
+        refs = conn.find([ident("email", AINO)])
+        export = conn.export(refs)  # more than 20 calls
+        calls = httpx.get(f"{box.urls['pipedrive']}/__sandbox/calls").json()
+    assert len(found) == 3 and export.sections[0].items
+    assert {c["status"] for c in calls["calls"]} == {200}
+    assert calls["total"] > 20

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
+import pytest
 
 from sandbox import Sandbox
+from sandbox.pipedrive.state import SETTINGS_ENV
 
 AINO = "aino.virtanen@example.fi"
 
@@ -23,12 +27,13 @@ def all_persons(pd: httpx.Client, **params: object) -> list[dict]:
         assert pages < 1000
 
 
-def test_auth_header_query_bearer_and_gateway_401(sb: Sandbox, pd: httpx.Client) -> None:
+def test_auth_header_query_and_gateway_401(sb: Sandbox, pd: httpx.Client) -> None:
     base, token = sb.urls["pipedrive"], sb.env["PIPEDRIVE_API_TOKEN"]
     assert httpx.get(f"{base}/api/v2/persons/1", params={"api_token": token}).status_code == 200
-    assert httpx.get(f"{base}/api/v2/persons/1",
-                     headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    for r in (httpx.get(f"{base}/api/v2/persons/1"),
+    # An API token is not an OAuth access token: sent as a Bearer, Pipedrive refuses it.
+    for r in (httpx.get(f"{base}/api/v2/persons/1",
+                        headers={"Authorization": f"Bearer {token}"}),
+              httpx.get(f"{base}/api/v2/persons/1"),
               httpx.get(f"{base}/api/v2/persons/1", headers={"x-api-token": "wrong"}),
               pd.get("/api/v2/nonsense"), pd.put("/api/v2/persons")):
         assert r.status_code == 401
@@ -176,6 +181,8 @@ def test_v1_endpoints_and_offset_paging(pd: httpx.Client) -> None:
     assert mails[0]["object"] == "mailMessage"
     assert pd.get("/v1/persons/1/files").json()["data"]
     assert pd.get("/v1/leads", params={"person_id": 1}).json()["data"]
+    for pid in range(1, 8):
+        pd.patch(f"/api/v2/persons/{pid}", json={"job_title": "Testaaja"})
     recents = pd.get("/v1/recents", params={"since_timestamp": "2000-01-01 00:00:00",
                                             "items": "person", "limit": 5}).json()
     assert recents["data"][0]["item"] == "person"
@@ -205,16 +212,18 @@ def test_rate_limit_headers_burst_and_budget(sb: Sandbox, pd: httpx.Client,
     codes = [pd.get("/api/v2/persons/1") for _ in range(5)]
     burst = [r for r in codes if r.status_code == 429]
     assert burst and burst[0].headers["x-ratelimit-remaining"] == "0"
+    assert burst[0].headers["retry-after"] == burst[0].headers["x-ratelimit-reset"]
     assert burst[0].json()["success"] is False
     inspect_pd.post("/reset")
     inspect_pd.put("/settings", json={"daily_budget": 25})
-    r1 = pd.get("/api/v2/persons")  # costs 10
-    assert int(r1.headers["x-daily-requests-left"]) == 15
-    pd.get("/api/v2/persons")
-    r3 = pd.get("/api/v2/persons")
+    r1 = pd.get("/api/v2/persons")  # costs 10 of the 25
+    assert int(r1.headers["x-daily-requests-left"]) == 10_000  # POST/PUT left today
+    w = pd.patch("/api/v2/persons/2", json={"name": "Mikko Häkkinen"})  # costs 5
+    assert int(w.headers["x-daily-requests-left"]) == 9_999
+    assert pd.get("/api/v2/persons").status_code == 200  # 10 + 5 + 10: all spent
+    r3 = pd.get("/api/v2/persons/1")
     assert r3.status_code == 429
     assert int(r3.headers["x-ratelimit-remaining"]) > 0
-    assert pd.get("/api/v2/persons/1").status_code == 200  # 1 token still left
     inspect_pd.put("/settings", json={"cloudflare_after": 1})
     pd.get("/api/v2/persons")
     blocked = pd.get("/api/v2/persons")
@@ -257,3 +266,121 @@ def test_archived_deals_listed_apart(pd: httpx.Client) -> None:
     assert did not in listed and [d["id"] for d in archived] == [did]
     assert pd.get(f"/api/v2/deals/{did}").json()["data"]["is_archived"] is True
     assert pd.patch(f"/api/v2/deals/{did}", json={"is_archived": False}).status_code == 200
+
+
+def test_real_limits_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the suite's relaxed settings the emulator has Pipedrive's own limits:
+    20 per 2 s with an API token (Essential/Lite), search 10 per 2 s, and a burst over
+    the window shut for a 10-second penalty that Retry-After announces."""
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
+    with Sandbox(people=10, seed=42, vendors=("pipedrive",)) as box, \
+            httpx.Client(base_url=box.urls["pipedrive"], timeout=10,
+                         headers={"x-api-token": box.env["PIPEDRIVE_API_TOKEN"]}) as pd:
+        first = pd.get("/api/v2/persons/1")
+        assert first.headers["x-ratelimit-limit"] == "20"
+        assert first.headers["x-daily-requests-left"] == "10000"
+        searches = [pd.get("/api/v2/persons/search", params={"term": AINO,
+                                                              "exact_match": "true"})
+                    for _ in range(11)]
+        assert [r.status_code for r in searches] == [200] * 10 + [429]
+        assert searches[0].headers["x-ratelimit-limit"] == "10"
+        assert searches[-1].headers["retry-after"] == "10"
+        answers = [pd.get("/api/v2/persons/1") for _ in range(20)]
+        assert [r.status_code for r in answers] == [200] * 19 + [429]
+        shut = answers[-1]
+        assert shut.headers["x-ratelimit-remaining"] == "0"
+        assert shut.headers["x-ratelimit-reset"] == shut.headers["retry-after"] == "10"
+
+
+def test_bearer_never_authenticates_an_api_token(sb: Sandbox) -> None:
+    r = httpx.get(f"{sb.urls['pipedrive']}/v1/leads",
+                  headers={"Authorization": f"Bearer {sb.env['PIPEDRIVE_API_TOKEN']}"})
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized access"
+
+
+def test_archived_leads_only_from_the_archived_list(pd: httpx.Client) -> None:
+    listed = pd.get("/v1/leads", params={"person_id": 1}).json()["data"]
+    archived = pd.get("/v1/leads/archived", params={"person_id": 1}).json()["data"]
+    assert listed and archived
+    assert all(x["is_archived"] is False for x in listed)
+    assert all(x["is_archived"] is True for x in archived)
+    everything = pd.get("/v1/leads", params={"person_id": 1, "archived_status": "all"}
+                        ).json()["data"]
+    assert {x["id"] for x in everything} == {x["id"] for x in listed + archived}
+    lid = listed[0]["id"]
+    assert pd.patch(f"/v1/leads/{lid}", json={"is_archived": 1}).status_code == 400
+    assert pd.patch(f"/v1/leads/{lid}", json={"is_archived": True}).status_code == 200
+    assert lid not in [x["id"] for x in pd.get("/v1/leads").json()["data"]]
+    assert lid in [x["id"] for x in pd.get("/v1/leads/archived").json()["data"]]
+    assert pd.get(f"/v1/leads/{lid}").json()["data"]["is_archived"] is True
+
+
+def test_person_contact_sync_and_custom_fields(pd: httpx.Client) -> None:
+    aino = pd.get("/api/v2/persons/1").json()["data"]
+    for key in ("postal_address", "birthday", "job_title", "notes", "im"):
+        assert aino[key], key
+    assert aino["postal_address"]["value"] and aino["im"][0]["value"]
+    keys = list(aino["custom_fields"])
+    assert keys and all(len(k) == 40 for k in keys)
+    for bad in ({"birthday": "27.11.1967"}, {"custom_fields": {"nope": "x"}},
+                {"postal_address": "Katu 1"}, {"job_title": 3},
+                {"im": [{"value": "x", "primary": "yes"}]}):
+        assert pd.patch("/api/v2/persons/1", json=bad).status_code == 400, bad
+    blank = {"postal_address": None, "birthday": None, "job_title": None, "notes": None,
+             "im": [], "custom_fields": {keys[0]: None}}
+    assert pd.patch("/api/v2/persons/1", json=blank).status_code == 200
+    after = pd.get("/api/v2/persons/1").json()["data"]
+    assert all(after[k] in (None, []) for k in ("postal_address", "birthday", "job_title",
+                                                "notes", "im"))
+    assert keys[0] not in after["custom_fields"]
+    assert set(after["custom_fields"]) == set(keys[1:])  # only the keys sent change
+
+
+def test_person_fields_name_the_custom_field_keys(pd: httpx.Client) -> None:
+    aino = pd.get("/api/v2/persons/1").json()["data"]
+    first = pd.get("/api/v2/personFields", params={"limit": 3}).json()
+    assert len(first["data"]) == 3 and first["additional_data"]["next_cursor"]
+    fields = pd.get("/api/v2/personFields", params={"limit": 500}).json()["data"]
+    custom = {f["field_code"]: f["field_name"] for f in fields if f["is_custom_field"]}
+    assert set(aino["custom_fields"]) <= set(custom)
+    assert "LinkedIn" in custom.values()
+    assert {f["field_code"] for f in fields} >= {"name", "postal_address", "birthday"}
+
+
+def test_activity_participant_is_not_its_person(pd: httpx.Client) -> None:
+    """Aino is only a participant and attendee of a meeting: person_id finds it for its
+    main person, never for her; its participants and attendees name her."""
+    mine = pd.get("/api/v2/activities", params={"person_id": 1}).json()["data"]
+    everything = pd.get("/api/v2/activities", params={"limit": 500}).json()["data"]
+    theirs = [a for a in everything
+              if any(x["person_id"] == 1 for x in a["participants"]) and a["person_id"] != 1]
+    assert theirs and not {a["id"] for a in theirs} & {a["id"] for a in mine}
+    meeting = theirs[0]
+    assert any(x["person_id"] == 1 for x in meeting["attendees"])
+    assert pd.patch(f"/api/v2/activities/{meeting['id']}",
+                    json={"participants": [{"person_id": "1"}]}).status_code == 400
+    kept = [x for x in meeting["participants"] if x["person_id"] != 1]
+    r = pd.patch(f"/api/v2/activities/{meeting['id']}",
+                 json={"participants": kept, "attendees": []})
+    assert r.status_code == 200
+    again = pd.get(f"/api/v2/activities/{meeting['id']}").json()["data"]
+    assert again["participants"] == kept and again["attendees"] == []
+
+
+def test_head_never_writes(pd: httpx.Client) -> None:
+    for path in ("/api/v2/deals/1", "/api/v2/organizations/1", "/api/v2/activities/1"):
+        head = pd.head(path)
+        assert head.status_code == 200 and head.content == b"", path
+        got = pd.get(path)
+        assert got.status_code == 200 and got.json()["data"]["is_deleted"] is False, path
+
+
+def test_recents_hold_one_month(pd: httpx.Client) -> None:
+    """A since_timestamp older than a month is capped: the seeded 2024-25 history is
+    gone, a change made now is there."""
+    pd.patch("/api/v2/persons/2", json={"name": "Mikko Häkkinen-Testi"})
+    body = pd.get("/v1/recents", params={"since_timestamp": "2000-01-01 00:00:00",
+                                         "items": "person"}).json()
+    assert [row["id"] for row in body["data"]] == [2]
+    capped = datetime.fromisoformat(body["additional_data"]["since_timestamp"])
+    assert capped.replace(tzinfo=UTC) > datetime.now(UTC) - timedelta(days=32)
