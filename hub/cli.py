@@ -15,9 +15,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -188,6 +190,13 @@ def request_new(
     allow_duplicate: Annotated[bool, typer.Option(
         help="File it even though an open request of this kind exists for the subject.")]
     = False,
+    received: Annotated[str | None, typer.Option(
+        help="When it reached the company, YYYY-MM-DD or YYYY-MM-DD HH:MM in the company's "
+             "time zone (default: now); the month to answer counts from it.")] = None,
+    channel: Annotated[str, typer.Option(
+        help="How it arrived: email, letter, phone, desk or web.")] = "email",
+    language: Annotated[str, typer.Option(
+        help="The subject's language for letters: fi, sv or en.")] = "fi",
 ) -> None:
     """File a subject request; prints its id and due date."""
     request_kind = KIND_NAMES.get(kind.lower())
@@ -195,26 +204,51 @@ def request_new(
         raise ValueError(f"unknown request kind {kind!r}: use access, erasure or opt-out")
     identifiers = _identifiers(email, phone)
     subject_name = _subject_name(name)
+    arrived_by, answer_in = _choice(ledger.Channel, channel, "--channel"), _choice(
+        ledger.Language, language, "--language")
     with store() as opened, opened.session() as session:
+        timezone = opened.settings.timezone
+        received_at = _received(received, timezone)
         open_ones = duplicates.open_duplicates(session, opened.hasher, request_kind,
                                                identifiers)
         if open_ones and not allow_duplicate:
             raise LedgerError(f"this subject already has an open {request_kind.value} "
                               f"request: {', '.join(open_ones)}; --allow-duplicate files "
                               "another anyway")
-        now = datetime.now(UTC)
         row = ledger.create_request(
-            session, opened.hasher, request_kind, identifiers,
-            name=subject_name, now=now, timezone=opened.settings.timezone,
+            session, opened.hasher, request_kind, identifiers, name=subject_name,
+            timezone=timezone, received_at=received_at, channel=arrived_by,
+            language=answer_in,
         )
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
-        if request_kind == RequestKind.ACCESS:
-            year = local_date(now, opened.settings.timezone).year
-            count = ledger.access_count_in_year(session, opened.hasher, identifiers, year,
-                                                timezone=opened.settings.timezone)
-            if count > 1:
-                typer.echo(f"note: access request number {count} from this subject in "
-                           f"{year}; only the first each year is free")
+        number = ledger.flag_repeat_access(
+            session, opened.hasher, row, duplicates.same_subject(session, identifiers),
+            timezone=timezone)
+        if row.chargeable:
+            year = local_date(row.received_at, timezone).year
+            typer.echo(f"note: access request number {number} from this subject in {year}; "
+                       "only the first each year is free: decide whether to charge")
+
+
+def _choice(enum: type[StrEnum], value: str, option: str) -> Any:  # noqa: ANN401 - an enum
+    try:
+        return enum(value.strip().lower())
+    except ValueError:
+        raise LedgerError(f"{option} is one of {', '.join(enum)}, not {value!r}") from None
+
+
+def _received(text: str | None, timezone: str) -> datetime | None:
+    """The receipt time typed by an operator, read in the company's time zone."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise LedgerError(f"--received is YYYY-MM-DD or YYYY-MM-DD HH:MM, not {text!r}"
+                          ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.astimezone(UTC)
 
 
 def _due_label(due: date, today: date) -> str:
@@ -263,7 +297,12 @@ def request_show(request_id: str) -> None:
         _echo(f"kind      {shown.kind}   origin {shown.origin}")
         _echo(f"state     {shown.state}"
               + (f"   ({shown.state_reason})" if shown.state_reason else ""))
-        _echo(f"received  {shown.received_at.isoformat(timespec='seconds')}")
+        arrived = shown.received_at.astimezone(ZoneInfo(opened.settings.timezone))
+        _echo(f"received  {arrived:%Y-%m-%d %H:%M} {opened.settings.timezone}   by {row.channel}"
+              f"   answer in {row.language}")
+        if row.chargeable:
+            _echo("chargeable  a repeated access request this year: the first is free; "
+                  "decide whether to charge")
         _echo(f"due       {shown.due_on.isoformat()}   {_due_label(shown.due_on, today)}"
               + (f"   extended: {shown.extension_reason}" if shown.extended else ""))
         for kind, value in shown.identifiers:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub import index
 from hub.domain import Identifier
 from hub.hashing import Hasher
 from hub.ledger import OPEN_REQUEST_STATES, RequestKind
@@ -36,3 +37,21 @@ def open_duplicates(session: Session, hasher: Hasher, kind: RequestKind,
         .order_by(SubjectRequestRow.received_at, SubjectRequestRow.id)
     )
     return list(session.execute(query).scalars())
+
+
+def same_subject(session: Session, identifiers: Sequence[Identifier]) -> list[Identifier]:
+    """The subject's identifiers and the variants the index knows for them.
+
+    A subject who wrote from their work address last spring and from their private one
+    now is one person in the index (linked by their own mobile); counting their access
+    requests by the new address alone would miss the first. Only identifiers nobody
+    else holds reach the index person, and only when they reach exactly one: a shared
+    switchboard number must not make a colleague's request this subject's.
+    """
+    own = [i for i in identifiers if i not in index.shared_identifiers(session, identifiers)]
+    persons = index.persons_holding(session, own)
+    if len(persons) != 1:
+        return list(dict.fromkeys(identifiers))
+    variants = index.identifiers_of_person(session, persons[0])
+    shared = index.shared_identifiers(session, variants)
+    return list(dict.fromkeys([*identifiers, *(v for v in variants if v not in shared)]))

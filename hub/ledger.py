@@ -138,22 +138,57 @@ def effective_due(row: SubjectRequestRow) -> date:
     return row.extended_due_on or row.due_on
 
 
+class Channel(StrEnum):
+    """How a request arrived; a letter is answered by post unless the subject asks."""
+
+    EMAIL = "email"
+    LETTER = "letter"
+    PHONE = "phone"
+    DESK = "desk"  # in person, or a form the company runs
+    WEB = "web"
+
+
+class Language(StrEnum):
+    """The languages the letters are written in (Finland's two, and English)."""
+
+    FI = "fi"
+    SV = "sv"
+    EN = "en"
+
+
+# GDPR applies from this day; a receipt date before it is a typing mistake.
+GDPR_APPLIES = date(2018, 5, 25)
+
+
 def create_request(session: Session, hasher: Hasher, kind: RequestKind,
                    identifiers: Sequence[Identifier], *, name: str | None = None,
                    now: datetime | None = None, timezone: str = "Europe/Helsinki",
-                   origin: str = "manual", state_reason: str | None = None
-                   ) -> SubjectRequestRow:
-    """File a request; the due date is one calendar month after receipt."""
+                   origin: str = "manual", state_reason: str | None = None,
+                   received_at: datetime | None = None, channel: Channel = Channel.EMAIL,
+                   language: Language = Language.FI) -> SubjectRequestRow:
+    """File a request; the due date is one calendar month after receipt.
+
+    ``received_at`` is when the request reached the company (a letter that arrived
+    last week), not when it is typed in: the month counts from it (art. 12(3)).
+    """
     if kind not in ACTIVE_KINDS:
         raise LedgerError(f"{kind.value} requests are not supported yet")
     matchable = [i for i in identifiers if i.kind != IdentifierKind.PHONE_RAW]
     if not matchable:
         raise LedgerError("a request needs at least one e-mail address or phone number")
     now = now or datetime.now(UTC)
+    received_at = received_at or now
+    if received_at > now:
+        raise LedgerError(f"the request cannot have been received in the future "
+                          f"({deadlines.local_date(received_at, timezone)})")
+    if deadlines.local_date(received_at, timezone) < GDPR_APPLIES:
+        raise LedgerError(f"a receipt date before {GDPR_APPLIES} (when the GDPR began to "
+                          "apply) is surely a typing mistake")
     row = SubjectRequestRow(
         id=new_request_id(now), kind=kind.value, state=RS.RECEIVED.value, origin=origin,
-        received_at=now, due_on=deadlines.due_date(now, timezone), subject_name=name,
-        updated_at=now, state_reason=state_reason,
+        received_at=received_at, due_on=deadlines.due_date(received_at, timezone),
+        subject_name=name, updated_at=now, state_reason=state_reason,
+        channel=Channel(channel).value, language=Language(language).value,
     )
     session.add(row)
     session.flush()  # the request row first: its identifiers reference it
@@ -165,9 +200,30 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
     session.flush()
     audit.append(session, "request.received", {
         "kind": kind.value, "origin": origin, "due_on": row.due_on.isoformat(),
-        "identifiers": [mask(i) for i in matchable],
+        "received_at": received_at.isoformat(), "channel": row.channel,
+        "language": row.language, "identifiers": [mask(i) for i in matchable],
     }, request_id=row.id, now=now)
     return row
+
+
+def flag_repeat_access(session: Session, hasher: Hasher, row: SubjectRequestRow,
+                       identifiers: Sequence[Identifier], *,
+                       timezone: str = "Europe/Helsinki") -> int:
+    """Flag an access request as chargeable when it is not the subject's first this year.
+
+    ``identifiers`` are every variant of the subject known (the given ones and their
+    index person's, hub.duplicates.same_subject). Returns the request's number in the
+    year; the operator decides whether to charge (art. 12(5)) or answer free.
+    """
+    if RequestKind(row.kind) != RequestKind.ACCESS:
+        return 0
+    year = deadlines.local_date(row.received_at, timezone).year
+    count = access_count_in_year(session, hasher, identifiers, year, timezone=timezone)
+    if count > 1 and not row.chargeable:
+        row.chargeable = True
+        audit.append(session, "request.chargeable", {"year": year, "number": count},
+                     request_id=row.id)
+    return count
 
 
 def get_request(session: Session, request_id: str) -> SubjectRequestRow:

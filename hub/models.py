@@ -145,6 +145,13 @@ class SubjectRequestRow(Base):
     # Bumped each time an operator's decision lets the request run again: the sensor's
     # run key, so Dagster launches the next round instead of deduplicating it away.
     run_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # How the request arrived (email, letter, phone, desk) and the language the subject
+    # is answered in (fi, sv, en): the letters follow both.
+    channel: Mapped[str] = mapped_column(String(16), default="email", server_default="email")
+    language: Mapped[str] = mapped_column(String(2), default="fi", server_default="fi")
+    # A repeated access request in one calendar year: the first is free (controller D),
+    # a later one may be charged for; the operator decides. None = not a repeat.
+    chargeable: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class RequestIdentifierRow(Base):

@@ -6,6 +6,7 @@ import os
 import re
 import stat
 import subprocess
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,73 @@ def test_a_paper_archive_task_shows_its_instructions_and_is_confirmed_by_command
     assert f"{rid}/paper_archive confirmed retained; request is verified" in kept.stdout
     again = run(tmp_path, "task", "confirm", rid, "paper_archive", "--note", "x", env=env)
     assert again.returncode == 1 and "is retained" in again.stderr
+
+
+# ------------------------------------------------------- when and how a request arrived
+
+def test_a_letter_received_last_week_is_due_a_month_after_it_arrived(cli):
+    from hub.deadlines import add_months
+
+    arrived = date.today() - timedelta(days=9)
+    filed = cli("request", "new", "erasure", "--email", "aino@example.fi", "--received",
+                arrived.isoformat(), "--channel", "letter", "--language", "sv")
+    assert filed.exit_code == 0, filed.output
+    rid, _, _, due = filed.stdout.split()[:4]
+    assert due == add_months(arrived, 1).isoformat()
+    shown = cli("request", "show", rid)
+    assert f"received  {arrived.isoformat()} 00:00 Europe/Helsinki" in shown.stdout
+    assert "by letter   answer in sv" in shown.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--received", (date.today() + timedelta(days=2)).isoformat()], "in the future"),
+    (["--received", "20.11.2026"], "YYYY-MM-DD"),
+    (["--received", "2017-01-01"], "before 2018-05-25"),
+    (["--channel", "fax"], "--channel is one of email, letter"),
+    (["--language", "de"], "--language is one of fi, sv, en"),
+])
+def test_a_wrong_receipt_channel_or_language_is_one_line_and_writes_nothing(cli, args, says):
+    new_request(cli)
+    before = counts(cli.url)
+    line = one_line_error(cli("request", "new", "access", "--email", "b@example.fi", *args), 1)
+    assert says in line
+    assert counts(cli.url) == before
+
+
+def test_a_second_access_request_this_year_from_another_address_is_flagged_chargeable(cli):
+    """Controller D: the first access each year is free; the same person writing from
+    their private address is the same person (linked in the index by their own mobile)."""
+    from hub.domain import SourceRecord
+    from hub.index import IndexWriter, recluster
+    from hub.settings import Settings
+    from hub.store import open_store
+
+    store = open_store(Settings(_env_file=None, database_url=cli.url, secret=TEST_SECRET))
+    with store.session() as session:
+        writer = IndexWriter(session, "pipedrive", full=True)
+        writer.add([
+            SourceRecord("pipedrive", "1", ("aino@work.fi",), ("+358401234567",),
+                         "Aino Virtanen"),
+            SourceRecord("pipedrive", "2", ("aino.private@example.fi",), ("+358401234567",),
+                         "Aino Virtanen"),
+            # a colleague on the company switchboard: not Aino
+            SourceRecord("pipedrive", "3", ("mika@work.fi",), ("+35891234567",), "Mika Nieminen"),
+            SourceRecord("pipedrive", "4", ("susanna@work.fi",), ("+35891234567",),
+                         "Susanna Koski"),
+        ])
+        writer.finish()
+        recluster(session)
+    store.close()
+
+    first = cli("request", "new", "access", "--email", "aino@work.fi")
+    assert first.exit_code == 0 and "chargeable" not in first.stdout
+    again = cli("request", "new", "access", "--email", "aino.private@example.fi")
+    assert again.exit_code == 0, again.output
+    assert "access request number 2 from this subject" in again.stdout
+    assert "chargeable" in cli("request", "show", again.stdout.split()[0]).stdout
+
+    colleague = cli("request", "new", "access", "--email", "mika@work.fi")
+    assert colleague.exit_code == 0 and "number" not in colleague.stdout
+    other = cli("request", "new", "access", "--email", "susanna@work.fi", "--phone",
+                "+35891234567")
+    assert other.exit_code == 0 and "number" not in other.stdout  # the switchboard is shared
