@@ -388,3 +388,17 @@ def test_the_demo_folder_names_its_subject_in_four_files_and_a_customer_in_one(t
         other = connector.find(email(people[1].email) + phone(people[1].phone))
         assert ids(other) == {"asiakkaat.xlsx"}
         assert len(other[0].facts.emails) == 1 and len(other[0].facts.phones) == 1
+
+
+def test_a_deployment_policy_with_its_section_loads(drive, monkeypatch, tmp_path):
+    """The section docs/vendors/network_drive.md tells a deployment to add."""
+    from hub.policy import load_policy
+
+    monkeypatch.setenv(registry.EXTRA_ENV, "connectors.network_drive")
+    default = (Path(__file__).resolve().parents[2] / "hub" / "default_policy.toml").read_text()
+    path = tmp_path / "policy.toml"
+    path.write_text(default + '\n[systems.network_drive]\nerase = "delete"\n'
+                    'legal_basis = "GDPR art. 6(1)(b) contract"\n', "utf-8")
+    policy = load_policy(path, systems=registry.declarations())
+    assert "network_drive" in policy.enabled_systems
+    assert policy.title("network_drive").startswith("Network drive")
