@@ -28,7 +28,7 @@ from hub.identity import DEFAULT_REGION, mask_email, mask_phone, normalise_email
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 # Digit groups joined by the separators people type in a number.
-_RUN = re.compile(r"\+?\d+(?:[ \t\u00a0\-./()]{1,3}\d+)*")
+_RUN = re.compile(r"\(?\+?\d+(?:[ \t\u00a0\-./()]{1,3}\d+)*")
 _GROUP = re.compile(r"\+?\d+")
 _MAX_DIGITS = 15  # E.164
 _MIN_DIGITS = 6
@@ -59,7 +59,7 @@ def _phone_readings(run: str) -> Iterator[tuple[str, int, int]]:
     is also read as a national number that lost its 0, or a country code without +.
     """
     groups = list(_GROUP.finditer(run))
-    if len(groups) == 1 and not run.startswith(("+", "0")):
+    if len(groups) == 1 and not run.startswith(("+", "0", "(")):
         digits = run
         if _MIN_DIGITS + 2 <= len(digits) <= 10:
             reading = _phone("0" + digits)
@@ -78,9 +78,10 @@ def _phone_readings(run: str) -> Iterator[tuple[str, int, int]]:
             if digits > _MAX_DIGITS:
                 break
             if digits >= _MIN_DIGITS:
-                reading = _phone(run[first.start():last.end()])
+                start = first.start() - (run[first.start() - 1:first.start()] == "(")
+                reading = _phone(run[start:last.end()])
                 if reading:
-                    yield reading, first.start(), last.end()
+                    yield reading, start, last.end()
 
 
 def subject_hits(text: str, emails: set[str], phones: set[str]) -> list[Hit]:

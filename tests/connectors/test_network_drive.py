@@ -20,6 +20,7 @@ import pytest
 from connectors import registry
 from connectors.errors import ConfigError, ConnectionFailed
 from connectors.network_drive.connector import NetworkDriveConnector
+from connectors.network_drive.matching import subject_hits
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import SystemPolicy
 from sandbox.network_drive import demo_files, minimal_pdf
@@ -120,6 +121,24 @@ def test_find_by_phone_in_every_written_form(connector):
     assert ids(refs) == {"sopimukset/sopimus.docx", "asiakkaat.xlsx",
                          "muistiinpanot/palaveri.txt"}
     assert all(r.facts.phones == (AINO_PHONE,) for r in refs)
+
+
+@pytest.mark.parametrize("written", [
+    "+358 40 123 4567", "+358401234567", "00358 40 123 4567", "040 123 4567",
+    "040-1234567", "040 1234 567", "(040) 123 4567", "040.123.4567", "0401234567",
+])
+def test_every_spelling_of_the_phone_in_a_sentence_is_the_subjects(written):
+    text = f"Soittopyyntö {written}, klo 14."
+    hits = subject_hits(text, set(), {AINO_PHONE})
+    assert [(h.value, text[h.start:h.end]) for h in hits] == [(AINO_PHONE, written)]
+
+
+@pytest.mark.parametrize("text", [
+    "Lasku 0401234568 erääntyy", "puh. 040 123 456", "Päivä 04.01.2023, summa 4567 €",
+    "tilinumero FI21 1234 5600 0007 85",
+])
+def test_other_numbers_are_not_the_subjects_phone(text):
+    assert subject_hits(text, set(), {AINO_PHONE}) == []
 
 
 def test_a_phone_written_next_to_another_is_still_found(tmp_path):
@@ -402,3 +421,24 @@ def test_a_deployment_policy_with_its_section_loads(drive, monkeypatch, tmp_path
     policy = load_policy(path, systems=registry.declarations())
     assert "network_drive" in policy.enabled_systems
     assert policy.title("network_drive").startswith("Network drive")
+
+
+def test_named_in_hub_extra_systems_it_gets_its_asset_and_op(drive):
+    """As the toy system does (tests/test_declarations.py): the Dagster code location,
+    imported fresh, has the network drive's sync asset and request op."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_declarations import READ_DEFINITIONS, ROOT
+
+    env = {**os.environ, registry.EXTRA_ENV: "connectors.network_drive",
+           "NETWORK_DRIVE_ROOT": str(drive),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", READ_DEFINITIONS], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "network_drive_people" in found["person_index_deps"]
+    assert "network_drive_task" in found["ops"]
+    assert "network_drive" in found["complete_inputs"]
