@@ -73,7 +73,7 @@ from hub.policy import SystemPolicy
 SYSTEM = "network_drive"
 KIND = "file"
 SYNC_PAGE = 200  # source records per sync page
-MAX_PLACES = 20  # places listed per file in an export or an operator's task
+MAX_PLACES = 20  # places (and unreadable paths) listed in an operator's task
 NOTHING_TO_DO = "nobody is subscribed to a folder: nothing to opt out of"
 log = logging.getLogger(__name__)
 
@@ -191,8 +191,7 @@ class NetworkDriveConnector(ConnectorBase):
             items.append({
                 "path": found.file.path, "size_bytes": found.file.size,
                 "modified": found.file.modified.isoformat(),
-                "places": found.places[:MAX_PLACES],
-                "places_total": len(found.places),
+                "places": found.places,  # all of them: the subject is owed a full copy
             })
         sections = (ExportSection(label="Network drive: documents that mention you",
                                   source="network drive", items=tuple(items)),) if items else ()

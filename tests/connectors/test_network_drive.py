@@ -211,6 +211,18 @@ def test_an_excerpt_is_bounded_around_the_match(tmp_path):
     assert excerpt.startswith("…") and excerpt.endswith("…")
 
 
+def test_the_export_has_every_place_and_the_task_lists_twenty(tmp_path):
+    """The subject is owed a full copy; the operator's task stays readable."""
+    root = tmp_path / "share"
+    write(root / "loki.csv", "".join(f"{n};{AINO};tilaus\n" for n in range(25)).encode())
+    with NetworkDriveConnector.from_env(root=str(root)) as connector:
+        refs = connector.find(email(AINO))
+        places = connector.export(refs).sections[0].items[0]["places"]
+        detail = connector.erase(refs, POLICY).records[0].detail
+    assert [p["where"] for p in places] == [f"line {n}" for n in range(1, 26)]
+    assert "line 20 and 5 more:" in detail and "line 21" not in detail
+
+
 def test_cp1252_notes_read_with_their_umlauts(tmp_path):
     root = tmp_path / "share"
     write(root / "vanha.txt", f"Päätös: {AINO} hyväksyi\n".encode("cp1252"))
