@@ -22,6 +22,8 @@ from connectors.errors import ConfigError, ConnectionFailed
 from connectors.network_drive.connector import NetworkDriveConnector
 from connectors.network_drive.matching import subject_hits
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.ledger import TaskState
+from hub.outcomes import state_for
 from hub.policy import SystemPolicy
 from sandbox.network_drive import demo_files, minimal_pdf
 from sandbox.people import generate_people
@@ -247,6 +249,7 @@ def test_erase_keeps_every_file_for_an_operator_and_touches_nothing(connector, d
     assert "delete the file, or redact" in contract.detail
     assert AINO not in str(outcome.evidence) and AINO not in contract.detail
     assert snapshot(drive) == before
+    assert state_for(outcome) == TaskState.MANUAL_PENDING  # waits for the operator
 
 
 def test_after_the_operator_redacts_the_erasure_reads_back_nothing(connector, drive):
@@ -262,6 +265,7 @@ def test_after_the_operator_redacts_the_erasure_reads_back_nothing(connector, dr
     outcome = connector.erase(refs, POLICY)
     assert {r.action for r in outcome.records} == {Action.NOT_FOUND}
     assert outcome.not_found and outcome.verified
+    assert state_for(outcome) == TaskState.NOT_FOUND
     assert connector.find(email(AINO) + phone(AINO_PHONE)) == []
     # A fresh run (the next attempt) reads the journal's refs, without facts, again.
     with NetworkDriveConnector.from_env(root=str(drive)) as again:
