@@ -63,7 +63,9 @@ def test_a_section_for_an_undeclared_system_fails_naming_file_and_system(tmp_pat
     with pytest.raises(PolicyError) as caught:
         load_policy(path, systems=FOUR[:1])
     assert str(caught.value) == (f"{path}: [systems.paper_archive] names a system that is "
-                                 "not declared (declared systems: pipedrive)")
+                                 "not declared (declared systems: pipedrive); a system "
+                                 "without an API is declared in its section with kind = "
+                                 "\"manual\", a title and instructions")
 
 
 def test_a_disabled_section_satisfies_a_declared_system(tmp_path):
