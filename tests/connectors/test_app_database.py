@@ -601,3 +601,70 @@ def test_an_anonymise_column_that_cannot_be_null_is_refused(
     with pytest.raises(ConfigError) as caught:
         registry.build_connector("app_database")
     assert "'first_name', which is NOT NULL" in str(caught.value)
+
+
+# ------------------------------------------------------------------ one task of a request
+
+
+@pytest.fixture
+def hub(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The hub's own store (a database of its own) and a policy with the section."""
+    from hub.settings import Settings
+    from hub.store import open_store
+    from tests.conftest import TEST_SECRET
+
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text((ROOT / "hub" / "default_policy.toml").read_text("utf-8")
+                           + '\n[systems.app_database]\nerase = "delete"\n', "utf-8")
+    store = open_store(Settings(_env_file=None, secret=TEST_SECRET, home=tmp_path / ".hub",
+                                database_url=f"sqlite:///{tmp_path / 'hub-store.db'}"))
+    yield store, load_policy(policy_file, systems=registry.declarations())
+    store.close()
+
+
+def test_an_erasure_task_killed_after_journalling_resumes_and_settles(
+        hub: Any, db: Db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub's whole task path (pipelines.requests.run_task): the first attempt dies
+    right after journalling the anonymisation; the retry finds Aino no more by e-mail,
+    acts on the journalled ref (already anonymised: nothing written) and settles the
+    task done with the first attempt's action, verified."""
+    from hub import journal, ledger
+    from hub.ledger import RequestKind, TaskState
+    from pipelines import requests
+    from pipelines.resources import ConnectorsResource
+    from tests.pipelines.jobs import file_request
+
+    store, policy = hub
+    rid = file_request(store, RequestKind.ERASURE, AINO_EMAIL, name="Aino Virtanen")
+    with store.session() as session:
+        ledger.ensure_tasks(session, ledger.get_request(session, rid), ["app_database"])
+    real = requests._journal_writer
+    attempts: list[int] = []
+
+    def dies_after_journalling(store: Any, request_id: str, attempt: int) -> Any:
+        write = real(store, request_id, attempt)
+        attempts.append(attempt)
+
+        def once(done: RecordOutcome) -> None:
+            write(done)
+            if len(attempts) == 1:
+                raise requests.TaskStopped("killed after journalling")
+        return once
+
+    monkeypatch.setattr(requests, "_journal_writer", dies_after_journalling)
+    with pytest.raises(requests.TaskFailed):
+        requests.run_task(store, ConnectorsResource(), policy, rid, "app_database",
+                          last_attempt=False)
+    assert db.user(1)["email"] is None  # done at the database, and journalled
+    summary = requests.run_task(store, ConnectorsResource(), policy, rid, "app_database",
+                                last_attempt=True)
+    assert summary["state"] == TaskState.DONE.value and summary["verified"]
+    assert summary["action"] == Action.ANONYMISED.value
+    with store.session() as session:
+        task = ledger.get_task(session, rid, "app_database")
+        done = journal.actions(session, rid, "app_database")
+    assert [(r["kind"], r["record_id"], r["action"]) for r in task.evidence["records"]] == [
+        ("users", "1", "anonymised")]
+    assert [(r.ref.kind, r.ref.record_id, r.action) for r in done] == [
+        ("users", "1", Action.ANONYMISED)]
+    assert task.evidence["vendor"]["kept_child_rows"] == {"orders": 2}
