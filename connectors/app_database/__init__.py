@@ -2,7 +2,7 @@
 
 Not one of ``VENDORS``: a deployment that has such a database turns it on with
 ``HUB_EXTRA_SYSTEMS=connectors.app_database``, a ``[systems.app_database]`` policy
-section, ``APP_DATABASE_URL`` and a mapping file (docs/systems/app-database.md).
+section, ``APP_DATABASE_URL`` and a mapping file (docs/vendors/app_database.md).
 
 ``DECLARATION`` is what the hub knows about the system; the connector (SQLAlchemy)
 is imported on first use. The declaration is fixed, while what the database holds is

@@ -1,4 +1,4 @@
-"""The own-application-database connector (docs/systems/app-database.md).
+"""The own-application-database connector (docs/vendors/app_database.md).
 
 The company's own application keeps user accounts in a SQL database. There is no
 vendor API: the connector reads and writes the tables the mapping names, with
@@ -34,7 +34,7 @@ The URL is a secret: every message shows it with the password masked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -354,7 +354,7 @@ class AppDatabaseConnector(ConnectorBase):
         return rows
 
     def _sync_table(self, bound: BoundTable, since: str | None, passed: str | None
-                    ) -> Iterator[SyncPage]:
+                    ) -> Generator[SyncPage, None, str | None]:
         """One table's pages, walked by primary key; returns the table's next cursor:
         the newest updated-at seen (ISO text, aware or naive as the column gives it),
         less the overlap, so a row whose transaction committed after a newer one's is

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from connectors import registry
 from connectors.app_database import DECLARATION
 from connectors.errors import ConfigError, ConnectionFailed
-from hub.domain import Action, Identifier, IdentifierKind, RecordOutcome
+from hub.domain import Action, Identifier, IdentifierKind, RecordOutcome, RecordRef
 from hub.policy import SystemPolicy, load_policy
 from hub.systems import Kind
 
@@ -307,8 +307,6 @@ def test_export_holds_the_rows_and_their_orders_with_column_names_kept(conn: Any
 
 def test_export_reads_a_ref_from_the_journal_without_find(build: Any) -> None:
     """A retry's refs come from the journal: kind and id only, nothing ``find`` read."""
-    from hub.domain import RecordRef
-
     export = build().export([RecordRef("app_database", "users", "1"),
                              RecordRef("app_database", "users", "not-a-key")])
     assert [s.source for s in export.sections] == ["app_database:users", "app_database:orders"]
@@ -473,24 +471,24 @@ def test_sync_pages_through_a_table(build: Any, monkeypatch: pytest.MonkeyPatch)
 # ------------------------------------------------------------------ failures
 
 
-def _with_password(url: str, password: str) -> str:
-    made = make_url(url)
-    return made.set(password=password).render_as_string(hide_password=False)
-
-
 def test_a_database_that_is_down_is_connection_failed_not_not_found(
         env: Path, db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     secret = "s3cret-pw-7"
-    if make_url(db.url).get_backend_name() == "sqlite":
-        down = _with_password(f"sqlite:///{tmp_path / 'gone' / 'app.db'}", secret)
+    url = make_url(db.url)
+    if url.get_backend_name() == "sqlite":  # SQLite would create it, empty: nobody found
+        down, says = f"sqlite:///{tmp_path / 'gone' / 'app.db'}", "does not exist"
     else:  # nothing listens on port 1
-        down = _with_password(make_url(db.url).set(host="127.0.0.1", port=1)
-                              .render_as_string(hide_password=False), secret)
+        down = url.set(host="127.0.0.1", port=1, password=secret).render_as_string(
+            hide_password=False)
+        says = "is unavailable: OperationalError"
     monkeypatch.setenv("APP_DATABASE_URL", down)
     with pytest.raises(ConnectionFailed) as caught:
         registry.build_connector("app_database")
     assert caught.value.retryable
+    assert says in str(caught.value)
     assert secret not in str(caught.value)
+    if url.get_backend_name() == "postgresql":
+        assert ":***@127.0.0.1:1/" in str(caught.value)
 
 
 class Forwarder:
