@@ -14,7 +14,8 @@ What each action does:
   (``040 123 4567``, ``+358401234567``), the column with spaces, dashes, dots and
   brackets removed ``LIKE '%' || :last_7_digits``; every candidate row is then
   confirmed in Python by its normalised values (``connectors.base.matches``). The
-  suffix keeps the candidate set small in SQL on any table size. A ref is
+  database scans, and only the few candidates travel, whatever the table's size
+  (comparing every number in Python would read the whole table). A ref is
   ``kind=<table>``, ``record_id=<primary key>``, with the row's name, e-mails, phones.
 - ``export``: the rows (every column, names kept) and their child rows.
 - ``erase``: per row, one transaction: child rows deleted where the mapping says so,

@@ -364,6 +364,24 @@ def test_an_anonymised_row_that_is_not_blank_fails_the_read_back(conn: Any, db: 
     assert outcome.evidence["still_present"] == 1
 
 
+def test_an_overwrite_may_keep_a_column_unique_with_the_rows_key(
+        build: Any, db: Db, journal: list[RecordOutcome], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    text = EXAMPLE.read_text("utf-8")
+    for old, new in (('null = ["email", "phone"]', 'null = ["phone"]'),
+                     ("overwrite = { ", 'overwrite = { email = "erased-{pk}@invalid", ')):
+        assert old in text
+        text = text.replace(old, new)
+    use_mapping(monkeypatch, tmp_path, text)
+    conn = build()
+    refs = conn.find([email(AINO_EMAIL)])
+    assert conn.erase(refs, ANONYMISE).verified
+    assert db.user(1)["email"] == "erased-1@invalid"
+    again = build().erase(refs, ANONYMISE)  # read back as the same state: nothing to do
+    assert again.verified and {r.action for r in again.records} == {Action.NOTHING_TO_DO}
+    assert len(journal) == 1
+
+
 @pytest.mark.parametrize(("mapping", "policy", "again"), [
     (None, ANONYMISE, Action.NOTHING_TO_DO),
     (DELETE_MAPPING, DELETE, Action.NOT_FOUND),
