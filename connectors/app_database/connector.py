@@ -1,0 +1,732 @@
+"""The own-application-database connector (docs/vendors/app_database.md).
+
+The company's own application keeps user accounts in a SQL database. There is no
+vendor API: the connector reads and writes the tables the mapping names, with
+SQLAlchemy Core (bound parameters only; table and column objects from reflection).
+
+What each action does:
+
+- start: connect and reflect the mapped tables; a mapping that names a missing table
+  or column is a ConfigError naming the file, the table and the column; a database
+  that does not answer is ConnectionFailed (retryable), never "not found".
+- ``find``: per mapped table, ``lower(trim(email)) IN (:emails)`` on every e-mail
+  column, and for phones, which the application may store in any written form
+  (``040 123 4567``, ``+358401234567``), the column with spaces, dashes, dots and
+  brackets removed ``LIKE '%' || :last_7_digits``; every candidate row is then
+  confirmed in Python by its normalised values (``connectors.base.matches``). The
+  database scans, and only the few candidates travel, whatever the table's size
+  (comparing every number in Python would read the whole table). A ref is
+  ``kind=<table>``, ``record_id=<primary key>``, with the row's name, e-mails, phones.
+- ``export``: the rows (every column, names kept) and their child rows.
+- ``erase``: per row, one transaction: child rows deleted where the mapping says so,
+  then the row deleted or anonymised (the table's ``erase``; absent, the policy's).
+  Each action is journalled once committed, before the next row; then every row is
+  read back (gone, or its identifying columns blank) for ``verified``. Doing it again
+  is ``not_found`` (deleted) or ``nothing_to_do`` (already anonymised), with no write.
+- ``opt_out``: the marketing-consent column set false where the mapping names one,
+  read back; ``nothing_to_do`` where it names none or it is false already.
+- ``sync``: every mapped table's rows, ``record_id = "<table>/<pk>"`` (unique across
+  tables); incremental by each table's updated-at column where mapped (the cursor is
+  JSON, one timestamp per table, inclusive); a row marked erased is reported gone.
+
+The URL is a secret: every message shows it with the password masked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    MetaData,
+    RowMapping,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from connectors.app_database.mapping import (
+    BoundChild,
+    BoundTable,
+    ChildMode,
+    Mapping,
+    TableMode,
+    bind,
+    falsy,
+    load_mapping,
+    truthy,
+)
+from connectors.base import ConnectorBase, matches, wanted
+from connectors.errors import ConfigError, ConnectionFailed, RequestRejected
+from connectors.settings import ENV_FILES, load_settings
+from hub.domain import (
+    Action,
+    Export,
+    ExportSection,
+    Identifier,
+    Outcome,
+    RecordFacts,
+    RecordOutcome,
+    RecordRef,
+    SourceRecord,
+    SyncPage,
+)
+from hub.policy import EraseMode, SystemPolicy
+
+SYSTEM = "app_database"
+PHONE_SUFFIX = 7  # digits compared in SQL; the whole number is compared in Python
+# What the application may write inside a phone number.
+_PHONE_PUNCTUATION = (" ", "-", ".", "(", ")", "/", "\u00a0")
+_POLICY_MODES = {EraseMode.DELETE: TableMode.DELETE, EraseMode.PERMANENT_DELETE: TableMode.DELETE,
+                 EraseMode.ANONYMISE: TableMode.ANONYMISE}
+NO_CONSENT = "the mapping names no marketing-consent column for this table"
+
+
+class AppDatabaseSettings(BaseSettings):
+    """APP_DATABASE_* variables (environment first, then ``.env``)."""
+
+    model_config = SettingsConfigDict(env_prefix="APP_DATABASE_", env_file=ENV_FILES,
+                                      env_file_encoding="utf-8", extra="ignore")
+
+    url: SecretStr = Field(min_length=1)
+    """A SQLAlchemy URL (``postgresql+psycopg://user:password@host/db``); a secret."""
+    mapping: Path
+    """The TOML mapping file (connectors/app_database/example_mapping.toml)."""
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    # The application stamps updated_at when it writes and commits later: the cursor
+    # is held back this much, so a long transaction's rows are not skipped.
+    sync_overlap_minutes: int = Field(default=5, ge=0)
+    connect_timeout: int = Field(default=10, ge=1)
+
+
+class AppDatabaseConnector(ConnectorBase):
+    system = SYSTEM
+
+    def __init__(self, settings: AppDatabaseSettings, *, mapping: Mapping | None = None) -> None:
+        self.settings = settings
+        self.mapping = mapping if mapping is not None else load_mapping(settings.mapping)
+        self._url = _parse_url(settings.url.get_secret_value())
+        self._password = self._url.password
+        self.where = self._url.render_as_string(hide_password=True)
+        self._calls = 0
+        self.engine = self._engine()
+        try:
+            self.tables = self._reflect()
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @classmethod
+    def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
+                 ) -> AppDatabaseConnector:
+        """``client`` is ignored: there is no HTTP here."""
+        return cls(load_settings(AppDatabaseSettings), **kwargs)
+
+    @property
+    def api_calls(self) -> int:
+        """Statements sent to the database (reflection included)."""
+        return self._calls
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _engine(self) -> Engine:
+        backend = self._url.get_backend_name()
+        if backend == "sqlite":
+            _refuse_missing_sqlite_file(self._url, self.where)
+            args: dict[str, Any] = {"timeout": self.settings.connect_timeout}
+        elif backend == "postgresql":
+            args = {"connect_timeout": self.settings.connect_timeout}
+        else:
+            args = {}
+        try:
+            engine = create_engine(self._url, pool_pre_ping=True, hide_parameters=True,
+                                   connect_args=args)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise ConfigError(f"APP_DATABASE_URL ({self.where}) cannot be used: "
+                              f"{self._reason(exc)}") from None
+        event.listen(engine, "before_cursor_execute", self._count)
+        return engine
+
+    def _count(self, *_: Any) -> None:
+        self._calls += 1
+
+    def _reason(self, exc: BaseException) -> str:
+        """The driver's own first line, never the statement or its parameters, and never
+        the password (a driver may echo its connection string)."""
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if self._password:
+            text = text.replace(self._password, "***")
+        return f"{type(orig).__name__}: {text}"
+
+    @contextmanager
+    def _database(self, doing: str) -> Iterator[None]:
+        """The database's failures in the connector taxonomy: no answer is
+        ConnectionFailed (retryable); a statement refused is RequestRejected."""
+        try:
+            yield
+        except (OperationalError, InterfaceError, DisconnectionError, PoolTimeout) as exc:
+            raise ConnectionFailed(SYSTEM, f"{doing}: the database at {self.where} is "
+                                   f"unavailable: {self._reason(exc)}") from None
+        except DBAPIError as exc:
+            raise RequestRejected(SYSTEM, f"{doing}: the database at {self.where} refused "
+                                  f"the statement: {self._reason(exc)}") from None
+
+    def _reflect(self) -> dict[str, BoundTable]:
+        """The mapped tables as the database has them, checked against the mapping."""
+        wanted_tables = set(self.mapping.tables)
+        wanted_tables |= {c.table for t in self.mapping.tables.values() for c in t.children}
+        with self._database("start"):
+            present = set(inspect(self.engine).get_table_names())
+            missing = sorted(wanted_tables - present)
+            if missing:
+                known = ", ".join(sorted(present)) or "none"
+                raise ConfigError(f"{self.settings.mapping}: table {missing[0]!r} is not in "
+                                  f"the database at {self.where} (its tables: {known})")
+            metadata = MetaData()
+            metadata.reflect(bind=self.engine, only=sorted(wanted_tables))
+        return bind(self.mapping, metadata, self.settings.mapping)
+
+    def _tables_of(self, refs: Sequence[RecordRef]
+                   ) -> list[tuple[BoundTable, list[tuple[RecordRef, Any]]]]:
+        """This system's refs by mapped table, each with its key in the column's type
+        (a ref whose id cannot be such a key keeps None: no row has it)."""
+        grouped: dict[str, dict[str, RecordRef]] = {}
+        for ref in refs:
+            if ref.system == SYSTEM and ref.kind in self.tables:
+                grouped.setdefault(ref.kind, {}).setdefault(ref.record_id, ref)
+        return [(self.tables[name], [(ref, _key(self.tables[name].pk, rid))
+                                     for rid, ref in by_id.items()])
+                for name, by_id in grouped.items()]
+
+    # ------------------------------------------------------------------- protocol
+
+    def check(self) -> None:
+        with self._database("check"), self.engine.connect() as conn:
+            conn.execute(select(1)).scalar_one()
+
+    def find(self, identifiers: Sequence[Identifier]) -> list[RecordRef]:
+        emails, phones = wanted(identifiers)
+        if not emails and not phones:
+            return []
+        refs: list[RecordRef] = []
+        with self._database("find"), self.engine.connect() as conn:
+            for bound in self.tables.values():
+                condition = _match(bound, emails, phones)
+                if condition is None:
+                    continue
+                for row in conn.execute(select(bound.table).where(condition)).mappings():
+                    own_emails, own_phones = _identifiers(bound, row)
+                    if not matches(own_emails, own_phones, emails, phones):
+                        continue  # a suffix that matched someone else's number
+                    ref = _ref(bound, row)
+                    self.remember((bound.name, ref.record_id), dict(row))
+                    refs.append(ref)
+        return refs
+
+    def export(self, refs: Sequence[RecordRef]) -> Export:
+        start = self.api_calls
+        sections: list[ExportSection] = []
+        rows_out = children_out = 0
+        with self._database("export"), self.engine.connect() as conn:
+            for bound, keyed in self._tables_of(refs):
+                rows = self._rows(conn, bound, keyed)
+                if not rows:
+                    continue
+                rows_out += len(rows)
+                sections.append(ExportSection(
+                    label=f"Our application's database: table {bound.name}",
+                    source=f"{SYSTEM}:{bound.name}",
+                    items=tuple(_plain(row) for row in rows)))
+                keys = [row[bound.pk.name] for row in rows]
+                for child in bound.children:
+                    found = conn.execute(select(child.table).where(child.fk.in_(keys))
+                                         .order_by(child.pk)).mappings().all()
+                    if found:
+                        children_out += len(found)
+                        sections.append(ExportSection(
+                            label=(f"Our application's database: table {child.table.name} "
+                                   f"(rows of these {bound.name})"),
+                            source=f"{SYSTEM}:{child.table.name}",
+                            items=tuple(_plain(row) for row in found)))
+        return Export(SYSTEM, tuple(sections),
+                      evidence={"api_calls": self.api_calls - start, "rows": rows_out,
+                                "child_rows": children_out})
+
+    def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        """Delete or anonymise each row (and its child rows as mapped), one transaction
+        and one journal entry per action, then read every row back."""
+        self.forget_found()
+        self.begin()
+        modes = self._modes(policy)
+        records: list[RecordOutcome] = []
+        acted: list[tuple[BoundTable, RecordRef, Any]] = []
+        kept: dict[str, int] = {}
+        for bound, keyed in self._tables_of(refs):
+            for ref, key in keyed:
+                done, kept_here = self._erase_row(bound, ref, key, modes[bound.name])
+                records += done
+                for table, count in kept_here.items():
+                    kept[table] = kept.get(table, 0) + count
+                if key is not None:
+                    acted.append((bound, ref, key))
+        problems = self._read_back(acted, modes)
+        records = [replace(r, detail=f"{r.detail}; {problems[r.ref]}") if r.ref in problems
+                   else r for r in records]
+        return self.outcome(records, not problems, modes={n: str(m) for n, m in modes.items()},
+                            kept_child_rows=kept, still_present=len(problems))
+
+    def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
+        """Set each row's marketing-consent column false (where the mapping names one),
+        journal it, and read it back."""
+        self.forget_found()
+        self.begin()
+        records: list[RecordOutcome] = []
+        for bound, keyed in self._tables_of(refs):
+            records += [self._opt_out_row(bound, ref, key) for ref, key in keyed]
+        left = self._still_consenting(records)
+        records = [replace(r, detail=f"{r.detail}; read back: consent is still set")
+                   if r.ref in left else r for r in records]
+        return self.outcome(records, not left, still_consenting=len(left))
+
+    def sync(self, since: str | None) -> Iterator[SyncPage]:
+        """Every mapped table's rows, changed at or after the table's cursor where it has
+        an updated-at column. Each page carries ``since`` (a crash re-reads, never skips);
+        the last, empty page the new cursor."""
+        cursors = _cursors(since)
+        after: dict[str, str] = {}
+        for bound in self.tables.values():
+            newest = yield from self._sync_table(bound, cursors.get(bound.name), since)
+            kept = newest or cursors.get(bound.name)  # nothing changed: the same cursor
+            if kept is not None:
+                after[bound.name] = kept
+        yield SyncPage(cursor=json.dumps(after, sort_keys=True) if after else since)
+
+    # ------------------------------------------------------------------ reading
+
+    def _rows(self, conn: Connection, bound: BoundTable, keyed: list[tuple[RecordRef, Any]]
+              ) -> list[dict[str, Any]]:
+        """The rows of these keys that exist: what ``find`` read, else read now."""
+        rows: list[dict[str, Any]] = []
+        unread = []
+        for ref, key in keyed:
+            cached = self.recall((bound.name, ref.record_id))
+            if cached is not None:
+                rows.append(cached)
+            elif key is not None:
+                unread.append(key)
+        if unread:
+            rows += [dict(r) for r in conn.execute(
+                select(bound.table).where(bound.pk.in_(unread)).order_by(bound.pk)).mappings()]
+        return rows
+
+    def _sync_table(self, bound: BoundTable, since: str | None, passed: str | None
+                    ) -> Generator[SyncPage, None, str | None]:
+        """One table's pages, walked by primary key; returns the table's next cursor:
+        the newest updated-at seen (ISO text, aware or naive as the column gives it),
+        less the overlap, so a row whose transaction committed after a newer one's is
+        read next time, never skipped."""
+        updated = bound.col(bound.mapping.updated_at)
+        query = select(bound.table).order_by(bound.pk).limit(self.settings.page_size)
+        if updated is not None and since is not None:
+            query = query.where(updated >= _from_iso(since))
+        newest: Any = None
+        last: Any = None
+        while True:
+            page = query if last is None else query.where(bound.pk > last)
+            with self._database("sync"), self.engine.connect() as conn:
+                rows = conn.execute(page).mappings().all()
+            if not rows:
+                return self._next_cursor(newest)
+            records: list[SourceRecord] = []
+            gone: list[str] = []
+            for row in rows:
+                stamp = row[updated.name] if updated is not None else None
+                if isinstance(stamp, datetime) and (newest is None or stamp > newest):
+                    newest = stamp
+                if _marked_erased(bound, row):
+                    gone.append(_record_id(bound, row))
+                else:
+                    records.append(_record(bound, row, stamp))
+            yield SyncPage(records=tuple(records), gone=tuple(gone), cursor=passed)
+            last = rows[-1][bound.pk.name]
+            if len(rows) < self.settings.page_size:
+                return self._next_cursor(newest)
+
+    def _next_cursor(self, newest: datetime | None) -> str | None:
+        if newest is None:
+            return None
+        return (newest - timedelta(minutes=self.settings.sync_overlap_minutes)).isoformat()
+
+    # ------------------------------------------------------------------ erasure parts
+
+    def _modes(self, policy: SystemPolicy) -> dict[str, TableMode]:
+        """Each table's erasure: its own ``erase``, else what the policy's means for a
+        row; refused before any write where that cannot be done."""
+        modes: dict[str, TableMode] = {}
+        for name, bound in self.tables.items():
+            where = f"{self.settings.mapping}: [tables.{name}]"
+            mode = bound.mapping.erase or _POLICY_MODES.get(policy.erase)
+            if mode is None:
+                raise ConfigError(f"{where} names no erase and the policy's erase = "
+                                  f"{policy.erase} means nothing for a row: set erase = "
+                                  "\"delete\" or \"anonymise\" for the table")
+            if mode == TableMode.ANONYMISE and bound.mapping.anonymise is None:
+                raise ConfigError(f"{where}: the policy's erase = {policy.erase} needs an "
+                                  "[anonymise] section for the table")
+            kept = [c.table.name for c in bound.children if c.mapping.erase == ChildMode.KEEP]
+            if mode == TableMode.DELETE and kept:
+                raise ConfigError(f"{where}: deleting the row would leave the kept child rows "
+                                  f"of {kept[0]!r} pointing at nothing: anonymise the table "
+                                  "or delete the children")
+            modes[name] = mode
+        return modes
+
+    def _erase_row(self, bound: BoundTable, ref: RecordRef, key: Any, mode: TableMode
+                   ) -> tuple[list[RecordOutcome], dict[str, int]]:
+        """One row and its children in one transaction; each action journalled once the
+        transaction is committed. Returns the outcomes and the child rows kept."""
+        if key is None:
+            return [RecordOutcome(ref, Action.NOT_FOUND, "no such row")], {}
+        with self._database("erase"), self.engine.begin() as conn:
+            row = conn.execute(select(bound.table).where(bound.pk == key)
+                               .with_for_update()).mappings().first()
+            if row is None:
+                return [RecordOutcome(ref, Action.NOT_FOUND, "no such row (already deleted?)")], {}
+            deleted = _delete_children(conn, bound, key)
+            kept = _count_kept(conn, bound, key)
+            action, detail = self._erase_parent(conn, bound, row, key, mode)
+        out = [self.done(RecordOutcome(_child_ref(child, pk, bound, key), Action.DELETED,
+                                       f"child row of {bound.name} {key} deleted"))
+               for child, pk in deleted]
+        if kept:
+            detail += "; kept: " + ", ".join(f"{n} {t} rows" for t, n in kept.items())
+        outcome = RecordOutcome(ref, action, detail)
+        out.append(self.done(outcome) if action != Action.NOTHING_TO_DO else outcome)
+        return out, kept
+
+    def _erase_parent(self, conn: Connection, bound: BoundTable, row: RowMapping, key: Any,
+                      mode: TableMode) -> tuple[Action, str]:
+        if mode == TableMode.DELETE:
+            conn.execute(delete(bound.table).where(bound.pk == key))
+            return Action.DELETED, "row deleted"
+        if _anonymised(bound, row, key):
+            return Action.NOTHING_TO_DO, "already anonymised"
+        conn.execute(update(bound.table).where(bound.pk == key)
+                     .values(_anonymous_values(bound, key)))
+        spec = bound.mapping.anonymise
+        assert spec is not None  # _modes refuses anonymise without it
+        return Action.ANONYMISED, (f"anonymised: {', '.join(spec.null) or 'nothing'} set to "
+                                   f"NULL; {', '.join(spec.overwrite) or 'nothing'} overwritten")
+
+    def _read_back(self, acted: list[tuple[BoundTable, RecordRef, Any]],
+                   modes: dict[str, TableMode]) -> dict[RecordRef, str]:
+        """What the database still shows after the erasure, per row (empty: all done)."""
+        problems: dict[RecordRef, str] = {}
+        with self._database("read back"), self.engine.connect() as conn:
+            for bound, ref, key in acted:
+                row = conn.execute(select(bound.table).where(bound.pk == key)).mappings().first()
+                if row is not None and modes[bound.name] == TableMode.DELETE:
+                    problems[ref] = "read back: the row is still there"
+                elif row is not None and not _anonymised(bound, row, key):
+                    problems[ref] = "read back: the row's identifying columns are not blank"
+                for child in bound.children:
+                    if child.mapping.erase != ChildMode.DELETE:
+                        continue
+                    left = conn.execute(select(func.count()).select_from(child.table)
+                                        .where(child.fk == key)).scalar_one()
+                    if left:
+                        problems[ref] = (f"read back: {left} {child.table.name} rows of the "
+                                         "row are still there")
+        return problems
+
+    def _opt_out_row(self, bound: BoundTable, ref: RecordRef, key: Any) -> RecordOutcome:
+        consent = bound.col(bound.mapping.marketing_consent)
+        if consent is None:
+            return RecordOutcome(ref, Action.NOTHING_TO_DO, NO_CONSENT)
+        if key is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
+        with self._database("opt-out"), self.engine.begin() as conn:
+            row = conn.execute(select(bound.table).where(bound.pk == key)
+                               .with_for_update()).mappings().first()
+            if row is None:
+                return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
+            if row[consent.name] is not None and not row[consent.name]:
+                return RecordOutcome(ref, Action.NOTHING_TO_DO, "consent already withdrawn")
+            values = {consent.name: falsy(consent)}
+            updated = bound.col(bound.mapping.updated_at)
+            if updated is not None:
+                values[updated.name] = _now_for(updated)
+            conn.execute(update(bound.table).where(bound.pk == key).values(values))
+        return self.done(RecordOutcome(ref, Action.UNSUBSCRIBED,
+                                       f"{consent.name} set to false"))
+
+    def _still_consenting(self, records: list[RecordOutcome]) -> set[RecordRef]:
+        done = [r.ref for r in records if r.action == Action.UNSUBSCRIBED]
+        left: set[RecordRef] = set()
+        with self._database("read back"), self.engine.connect() as conn:
+            for bound, keyed in self._tables_of(done):
+                consent = bound.col(bound.mapping.marketing_consent)
+                assert consent is not None
+                for ref, key in keyed:
+                    value = conn.execute(select(consent).where(bound.pk == key)).scalar()
+                    if value is None or value:
+                        left.add(ref)
+        return left
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def _parse_url(text: str) -> URL:
+    """The URL, or a ConfigError that does not repeat it (it holds the password)."""
+    try:
+        return make_url(text)
+    except ArgumentError:
+        raise ConfigError("APP_DATABASE_URL is not a SQLAlchemy database URL "
+                          "(dialect+driver://user:password@host:port/database)") from None
+
+
+def _refuse_missing_sqlite_file(url: URL, where: str) -> None:
+    """SQLite creates a missing file on connect: an empty database would find nobody,
+    so a path that does not exist is a connection failure, not an empty system."""
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:") \
+            and not Path(database).is_file():
+        raise ConnectionFailed(SYSTEM, f"start: the SQLite database {where} does not exist")
+
+
+def _key(pk: Column, record_id: str) -> Any:  # noqa: ANN401 - the column's own type
+    """A ref's id as the primary key column's type; None if it cannot be one."""
+    try:
+        kind = pk.type.python_type
+    except NotImplementedError:
+        return record_id
+    if kind is int:
+        try:
+            return int(record_id)
+        except ValueError:
+            return None
+    return record_id
+
+
+def _digits(column: Column) -> ColumnElement[Any]:
+    """The column with the characters people write inside phone numbers removed."""
+    expr: ColumnElement[Any] = column
+    for char in _PHONE_PUNCTUATION:
+        expr = func.replace(expr, char, "")
+    return expr
+
+
+def _match(bound: BoundTable, emails: set[str], phones: set[str]) -> ColumnElement[bool] | None:
+    """Candidates in SQL: any e-mail column equal to a wanted e-mail (case and spaces
+    aside), any phone column ending in a wanted number's last digits."""
+    conditions: list[ColumnElement[bool]] = []
+    if emails:
+        conditions += [func.lower(func.trim(c)).in_(sorted(emails))
+                       for c in bound.cols(bound.mapping.email)]
+    for phone in sorted(phones):
+        suffix = "".join(ch for ch in phone if ch.isdigit())[-PHONE_SUFFIX:]
+        conditions += [_digits(c).like("%" + suffix) for c in bound.cols(bound.mapping.phone)]
+    return or_(*conditions) if conditions else None
+
+
+def _identifiers(bound: BoundTable, row: RowMapping | dict[str, Any]
+                 ) -> tuple[list[str], list[str]]:
+    emails = [str(row[c]) for c in bound.mapping.email if row[c]]
+    phones = [str(row[c]) for c in bound.mapping.phone if row[c]]
+    return emails, phones
+
+
+def _name(bound: BoundTable, row: RowMapping | dict[str, Any]) -> str | None:
+    spec = bound.mapping
+    if spec.full_name:
+        value = row[spec.full_name]
+        return (str(value).strip() or None) if value else None
+    parts = [str(row[c]).strip() for c in (spec.first_name, spec.last_name) if c and row[c]]
+    return " ".join(p for p in parts if p) or None
+
+
+def _ref(bound: BoundTable, row: RowMapping) -> RecordRef:
+    key = row[bound.pk.name]
+    emails, phones = _identifiers(bound, row)
+    facts = RecordFacts(name=_name(bound, row), emails=tuple(emails), phones=tuple(phones))
+    return RecordRef(system=SYSTEM, kind=bound.name, record_id=str(key),
+                     label=f"{bound.name} row {key}", facts=facts)
+
+
+def _child_ref(child: BoundChild, pk: Any, parent: BoundTable, key: Any) -> RecordRef:
+    return RecordRef(system=SYSTEM, kind=child.table.name, record_id=str(pk),
+                     label=f"{child.table.name} row {pk} of {parent.name} {key}")
+
+
+def _delete_children(conn: Connection, bound: BoundTable, key: Any
+                     ) -> list[tuple[BoundChild, Any]]:
+    """Delete the row's child rows the mapping deletes; which ones (for the journal)."""
+    deleted: list[tuple[BoundChild, Any]] = []
+    for child in bound.children:
+        if child.mapping.erase != ChildMode.DELETE:
+            continue
+        pks = conn.execute(select(child.pk).where(child.fk == key).order_by(child.pk)).scalars()
+        found = list(pks)
+        if found:
+            conn.execute(delete(child.table).where(child.fk == key))
+            deleted += [(child, pk) for pk in found]
+    return deleted
+
+
+def _count_kept(conn: Connection, bound: BoundTable, key: Any) -> dict[str, int]:
+    kept: dict[str, int] = {}
+    for child in bound.children:
+        if child.mapping.erase == ChildMode.KEEP:
+            count = conn.execute(select(func.count()).select_from(child.table)
+                                 .where(child.fk == key)).scalar_one()
+            if count:
+                kept[child.table.name] = count
+    return kept
+
+
+def _overwrite(value: Any, key: Any) -> Any:  # noqa: ANN401 - a TOML scalar
+    return value.replace("{pk}", str(key)) if isinstance(value, str) else value
+
+
+def _anonymous_values(bound: BoundTable, key: Any) -> dict[str, Any]:
+    spec = bound.mapping.anonymise
+    assert spec is not None
+    values: dict[str, Any] = dict.fromkeys(spec.null)
+    values.update({c: _overwrite(v, key) for c, v in spec.overwrite.items()})
+    for name in (spec.erased_at, bound.mapping.updated_at):
+        if name and name not in values:
+            values[name] = _now_for(bound.table.c[name])
+    if spec.erased_flag:
+        values[spec.erased_flag] = truthy(bound.table.c[spec.erased_flag])
+    return values
+
+
+def _same(seen: Any, meant: Any) -> bool:
+    return seen == meant or str(seen) == str(meant)
+
+
+def _anonymised(bound: BoundTable, row: RowMapping, key: Any) -> bool:
+    """Whether the row is in the anonymised state the mapping describes."""
+    spec = bound.mapping.anonymise
+    if spec is None:
+        return False
+    if any(row[c] is not None for c in spec.null):
+        return False
+    if not all(_same(row[c], _overwrite(v, key)) for c, v in spec.overwrite.items()):
+        return False
+    if spec.erased_at and row[spec.erased_at] is None:
+        return False
+    return not (spec.erased_flag and not row[spec.erased_flag])
+
+
+def _marked_erased(bound: BoundTable, row: RowMapping) -> bool:
+    """A row our erasure anonymised (its marker set): gone from the index's view."""
+    spec = bound.mapping.anonymise
+    if spec is None or not (spec.erased_at or spec.erased_flag):
+        return False
+    return (spec.erased_at is not None and row[spec.erased_at] is not None) or bool(
+        spec.erased_flag and row[spec.erased_flag])
+
+
+def _now_for(column: Column) -> Any:  # noqa: ANN401 - what the column stores
+    """Now, as the column stores time: aware where it keeps a zone, naive UTC where not."""
+    now = datetime.now(UTC)
+    if isinstance(column.type, DateTime):
+        return now if column.type.timezone else now.replace(tzinfo=None)
+    if isinstance(column.type, Date):
+        return now.date()
+    return now.isoformat()
+
+
+def _record_id(bound: BoundTable, row: RowMapping) -> str:
+    return f"{bound.name}/{row[bound.pk.name]}"
+
+
+def _record(bound: BoundTable, row: RowMapping, stamp: Any) -> SourceRecord:
+    emails, phones = _identifiers(bound, row)
+    consent = bound.mapping.marketing_consent
+    updated = stamp if isinstance(stamp, datetime) else None
+    if updated is not None and updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    return SourceRecord(system=SYSTEM, record_id=_record_id(bound, row),
+                        emails=tuple(emails), phones=tuple(phones),
+                        display_name=_name(bound, row), updated_at=updated,
+                        subscribed=bool(row[consent]) if consent else None)
+
+
+def _cursors(since: str | None) -> dict[str, str]:
+    """The per-table cursor; an unreadable one means a full pass (never a skip)."""
+    if not since:
+        return {}
+    try:
+        data = json.loads(since)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str) and _valid_iso(v)}
+
+
+def _valid_iso(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _from_iso(text: str) -> datetime:
+    """The cursor as the column gave it (aware or naive), compared like with like."""
+    return datetime.fromisoformat(text)
+
+
+def _plain(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+    """A row for the access export: column names kept, values JSON-safe."""
+    return {str(k): _safe(v) for k, v in dict(row).items()}
+
+
+def _safe(value: Any) -> Any:  # noqa: ANN401 - any column's value
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return value
+
