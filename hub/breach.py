@@ -114,15 +114,16 @@ def notify_by(detected_at: datetime, timezone: str) -> datetime:
     return (detected_at.astimezone(UTC) + NOTIFY_WITHIN).astimezone(ZoneInfo(timezone))
 
 
-def parse_since(text: str) -> date:
-    """`YYYY-MM-DD`, or a ValueError that says what was expected."""
+def parse_since(text: str, *, name: str = "--since") -> date:
+    """`YYYY-MM-DD`, or a ValueError that names the option (`name`) and what it takes."""
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"--since is a date as YYYY-MM-DD, not {text!r}") from None
+        raise ValueError(f"{name} is a date as YYYY-MM-DD, not {text!r}") from None
 
 
-def parse_detected(text: str, timezone: str, *, now: datetime) -> datetime:
+def parse_detected(text: str, timezone: str, *, now: datetime, name: str = "--detected"
+                   ) -> datetime:
     """`YYYY-MM-DD HH:MM` on the controller's clock, as the operator reads it off theirs.
 
     A time the clock skipped (spring forward) is refused rather than guessed; a time it
@@ -133,16 +134,16 @@ def parse_detected(text: str, timezone: str, *, now: datetime) -> datetime:
     try:
         wall = datetime.strptime(text.strip(), DETECTED_FORMAT)
     except ValueError:
-        raise ValueError(f"--detected is a local time as \"YYYY-MM-DD HH:MM\", not "
+        raise ValueError(f"{name} is a local time as \"YYYY-MM-DD HH:MM\", not "
                          f"{text!r}") from None
     # In UTC at once: a local time the clock showed twice compares unequal to everything
     # (PEP 495), so it must not travel as one.
     moment = wall.replace(tzinfo=zone).astimezone(UTC)
     if moment.astimezone(zone).replace(tzinfo=None) != wall:
-        raise ValueError(f"--detected {text.strip()} did not happen in {timezone}: the "
+        raise ValueError(f"{name} {text.strip()} did not happen in {timezone}: the "
                          "clocks skipped that hour; give the time as the clock showed it")
     if moment > now:
-        raise ValueError(f"--detected {text.strip()} is in the future ({timezone})")
+        raise ValueError(f"{name} {text.strip()} is in the future ({timezone})")
     return moment
 
 
