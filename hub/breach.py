@@ -229,23 +229,22 @@ def _categories(session: Session, system: str) -> dict[str, int] | None:
 
 def _people(rows: list[Any], idents: list[tuple[int, str, str]], *, reveal: bool
             ) -> tuple[AffectedPerson, ...]:
+    """The records grouped by index person; a record not clustered yet stands alone."""
     held: dict[int, list[Identifier]] = {}
     for pk, kind, value in idents:
         held.setdefault(pk, []).append(Identifier(IdentifierKind(kind), value))
-    groups: dict[str, list[Any]] = {}
+    groups: dict[tuple[str | None, int | None], list[Any]] = {}
     for row in rows:
-        groups.setdefault(row.person_id or f"\x00{row.pk}", []).append(row)
+        key = (row.person_id, None) if row.person_id else (None, row.pk)
+        groups.setdefault(key, []).append(row)
     people = []
-    for key, members in groups.items():
-        found = list(dict.fromkeys(i for r in members for i in held.get(r.pk, [])))
+    for (person_id, _), members in groups.items():
+        found = dict.fromkeys(i for r in members for i in held.get(r.pk, []))
         names = sorted({r.display_name for r in members if r.display_name})
-        name = " / ".join(names) if names else None
         people.append(AffectedPerson(
-            person_id=None if key.startswith("\x00") else key,
-            record_ids=tuple(r.record_id for r in members),
+            person_id=person_id, record_ids=tuple(r.record_id for r in members),
             identifiers=tuple(i.value if reveal else mask(i) for i in found),
-            name=(name if reveal else " / ".join(mask_text(n) for n in names)) if names
-            else None,
+            name=" / ".join(n if reveal else mask_text(n) for n in names) or None,
         ))
     # Clustered persons by id, then the unclustered records: the same order on every
     # backend (SQLite and PostgreSQL sort NULL at opposite ends).
