@@ -31,7 +31,7 @@ from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.models import SubjectRequestRow
-from hub.policy import PolicyError
+from hub.policy import PolicyError, load_policy
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
 
@@ -497,7 +497,6 @@ def person_find(
 def _declared_systems(settings: Settings) -> dict[str, bool]:
     """The connectors' systems and the policy's manual ones (the shell knows both)."""
     from connectors import registry
-    from hub.policy import load_policy
 
     policy = load_policy(settings.policy_file, systems=registry.declarations())
     return breach_query.declared_systems(registry.names(), policy.manual_systems)
@@ -512,9 +511,9 @@ def _print_impact(found: breach_query.Impact, now: datetime, timezone: str) -> N
     when = "%Y-%m-%d %H:%M %Z"
     since = f" (records changed since {found.since.isoformat()})" if found.since else ""
     _echo(f"breach impact: {found.system}{since}")
-    indexed = found.indexed_at.astimezone(found.notify_by.tzinfo).strftime(when) \
-        if found.indexed_at else "never synced"
-    _echo(f"index as of   {indexed}")
+    zone = found.notify_by.tzinfo
+    _echo("index as of   " + (found.indexed_at.astimezone(zone).strftime(when)
+                              if found.indexed_at else "never synced"))
     _echo(f"detected      {found.detected_at.strftime(when)} ({timezone})")
     _echo(f"notify by     {found.notify_by.strftime(when)}   {_left(found.notify_by, now)}"
           "   (GDPR art. 33: 72 hours, to the Data Protection Ombudsman)")
@@ -526,10 +525,11 @@ def _print_impact(found: breach_query.Impact, now: datetime, timezone: str) -> N
     _echo(f"persons       {found.persons}")
     kinds = ", ".join(f"{k} {n}" for k, n in found.identifiers.items()) or "none"
     _echo(f"identifiers   {kinds}")
-    categories = (", ".join(f"{k} {n}" for k, n in found.categories.items()) or "none"
-                  if found.categories is not None
-                  else f"{breach_query.NOT_RECORDED} (the index does not flag special "
-                       "categories yet)")
+    if found.categories is None:
+        categories = (f"{breach_query.NOT_RECORDED} (the index does not flag special "
+                      "categories yet)")
+    else:
+        categories = ", ".join(f"{k} {n}" for k, n in found.categories.items()) or "none"
     _echo(f"categories    {categories}")
     if found.people:
         _echo("persons" + ("" if found.revealed else " (masked; --reveal shows them, audited)"))
