@@ -26,13 +26,14 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
+from hub import breach as breach_query
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.models import SubjectRequestRow
-from hub.policy import PolicyError
+from hub.policy import PolicyError, load_policy
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
 
@@ -527,6 +528,86 @@ def person_find(
             for rec in records:
                 seen = rec.updated_at.date().isoformat() if rec.updated_at else "-"
                 _echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
+
+
+# --- breach ------------------------------------------------------------------------
+
+
+def _declared_systems(settings: Settings) -> dict[str, bool]:
+    """The connectors' systems and the policy's manual ones (the shell knows both)."""
+    from connectors import registry
+
+    policy = load_policy(settings.policy_file, systems=registry.declarations())
+    return breach_query.declared_systems(registry.names(), policy.manual_systems)
+
+
+def _left(deadline: datetime, now: datetime) -> str:
+    hours = (deadline - now).total_seconds() / 3600
+    return f"PASSED {-hours:.0f}h ago" if hours < 0 else f"{hours:.0f}h left"
+
+
+def _print_impact(found: breach_query.Impact, now: datetime, timezone: str) -> None:
+    when = "%Y-%m-%d %H:%M %Z"
+    since = f" (records changed since {found.since.isoformat()})" if found.since else ""
+    _echo(f"breach impact: {found.system}{since}")
+    zone = found.notify_by.tzinfo
+    _echo("index as of   " + (found.indexed_at.astimezone(zone).strftime(when)
+                              if found.indexed_at else "never synced"))
+    _echo(f"detected      {found.detected_at.strftime(when)} ({timezone})")
+    _echo(f"notify by     {found.notify_by.strftime(when)}   {_left(found.notify_by, now)}"
+          "   (GDPR art. 33: 72 hours, to the Data Protection Ombudsman)")
+    if found.by_hand:
+        _echo(f"{found.system} is kept by hand (no API): the index holds none of its "
+              "records; ask whoever keeps it")
+    undated = f" ({found.undated} without an update time, counted in)" if found.undated else ""
+    _echo(f"records       {found.records}{undated}")
+    _echo(f"persons       {found.persons}")
+    kinds = ", ".join(f"{k} {n}" for k, n in found.identifiers.items()) or "none"
+    _echo(f"identifiers   {kinds}")
+    if found.categories is None:
+        categories = (f"{breach_query.NOT_RECORDED} (the index does not flag special "
+                      "categories yet)")
+    else:
+        categories = ", ".join(f"{k} {n}" for k, n in found.categories.items()) or "none"
+    _echo(f"categories    {categories}")
+    if found.people:
+        _echo("persons" + ("" if found.revealed else " (masked; --reveal shows them, audited)"))
+    for person in found.people:
+        _echo(f"  {person.person_id or '(unclustered)':<16} {', '.join(person.record_ids):<24} "
+              f"{', '.join(person.identifiers) or '-'}   {person.name or ''}")
+
+
+@app.command("breach")
+@guarded
+def breach(
+    system: Annotated[str, typer.Argument(help="The breached system, as declared.")],
+    since: Annotated[str | None, typer.Option(
+        help="Only records the vendor changed on or after this day, YYYY-MM-DD.")] = None,
+    detected: Annotated[str | None, typer.Option(
+        help='When the breach was detected, "YYYY-MM-DD HH:MM" on the controller\'s clock '
+             "(default now); the 72 hours count from it.")] = None,
+    reveal: Annotated[bool, typer.Option(
+        help="Identifiers and names in plain text, for the DPO; recorded as such.")] = False,
+    operator: Annotated[str | None, typer.Option(
+        help="Who asks (default $HUB_OPERATOR, then $USER); in the audit trail.")] = None,
+) -> None:
+    """Whose data a system holds (since a date), masked, and the art. 33 deadline.
+
+    Read from the person index as of the system's last sync; every use is audited.
+    """
+    settings = load_settings()
+    now = datetime.now(UTC)
+    since_day = breach_query.parse_since(since) if since is not None else None
+    detected_at = (breach_query.parse_detected(detected, settings.timezone, now=now)
+                   if detected is not None else now)
+    declared = _declared_systems(settings)
+    breach_query.check_system(system, declared)
+    with store() as opened, opened.session() as session:
+        found = breach_query.impact(
+            session, system, since=since_day, detected_at=detected_at, declared=declared,
+            timezone=settings.timezone, actor=(operator or _operator()).strip(),
+            reveal=reveal, now=now)
+        _print_impact(found, now, settings.timezone)
 
 
 # --- audit -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dagster import (
     define_asset_job,
 )
 
+from pipelines.breach import breach_impact
 from pipelines.checks import CHECKS
 from pipelines.reconciliation import SYNC_ASSETS, person_drift, person_index
 from pipelines.requests import subject_request
@@ -29,7 +30,8 @@ nightly = ScheduleDefinition(
 )
 
 defs = Definitions(
-    assets=[*SYNC_ASSETS, person_index, person_drift],
+    # breach_impact is not scheduled: it is run from the UI when a breach is detected.
+    assets=[*SYNC_ASSETS, person_index, person_drift, breach_impact],
     asset_checks=CHECKS,
     jobs=[reconciliation_job, subject_request],
     schedules=[nightly],
