@@ -22,11 +22,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Two workers: most tests wait on emulated vendors and Dagster's processes, not the CPU;
-# a file's tests stay on one worker, so its module-scoped sandbox starts once.
+# a file's tests stay on one worker, so its module-scoped sandbox starts once. Files run
+# in collection order (tests/conftest.py puts the slow end-to-end ones first), not
+# xdist's largest-file-first, which left the one-test demo file as the suite's tail.
 TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=10
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 
 # The Dagster UI and daemon on the local instance, with the sandbox behind them;
 # Ctrl-C stops all of it. Loopback only: the webserver has no login, and anyone who

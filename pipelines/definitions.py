@@ -10,6 +10,7 @@ from dagster import (
 
 from pipelines.breach import breach_impact
 from pipelines.checks import CHECKS
+from pipelines.executor import fanout_executor
 from pipelines.reconciliation import SYNC_ASSETS, person_drift, person_index
 from pipelines.requests import subject_request
 from pipelines.resources import ConnectorsResource, HubResource
@@ -19,6 +20,7 @@ reconciliation_job = define_asset_job(
     "nightly_reconciliation",
     selection=AssetSelection.groups("reconciliation"),
     description="Sync every system into the person index, then check for drift.",
+    executor_def=fanout_executor,
 )
 
 nightly = ScheduleDefinition(

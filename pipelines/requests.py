@@ -33,7 +33,6 @@ from dagster import (
     RetryPolicy,
     RunsFilter,
     job,
-    multiprocess_executor,
     op,
 )
 
@@ -43,6 +42,7 @@ from hub import bundle, holds, index, journal, ledger, manual, outcomes, review,
 from hub.domain import Action, Outcome, RecordOutcome
 from hub.identity import mask
 from hub.ledger import RequestKind, RequestState, TaskState
+from pipelines.executor import fanout_executor
 from pipelines.reconciliation import SYSTEMS
 from pipelines.resources import ConnectorsResource, HubResource
 
@@ -102,38 +102,6 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def _preloaded_modules() -> list[str]:
-    """What every op process imports: Dagster's step worker, the job and each connector
-    (the registry imports connectors lazily, so they are named here)."""
-    from connectors import registry
-
-    return ["dagster._core.executor.multiprocess", "pipelines.definitions",
-            *(d.connector.partition(":")[0] for d in registry.declared().values())]
-
-
-def _one_process_per_system(config: dict) -> dict:
-    """The system ops wait on vendors, not on the CPU, so all of them run at once, and
-    they are forked from a warm forkserver instead of each spawning a fresh Python.
-
-    Dagster's default runs one op process per core: on a two-core machine the four
-    vendors went two by two and a request took as long as its two slowest systems
-    added up. Its default start method, spawn, re-imports Dagster and the hub in every
-    op process (about 3 s of CPU each, six times per request); the forkserver imports
-    them once per run. An explicit `max_concurrent` (0 = one per core) or
-    `start_method` still wins.
-    """
-    defaults = {"max_concurrent": len(SYSTEMS),
-                "start_method": {"forkserver": {"preload_modules": _preloaded_modules()}}}
-    return {**defaults, **{key: value for key, value in config.items() if value is not None}}
-
-
-# The multiprocess executor with the same settings, one process per system by default.
-fanout_executor = multiprocess_executor.configured(
-    _one_process_per_system, name="multiprocess",
-    config_schema=multiprocess_executor.config_schema.as_field().config_type.fields,
-)
 
 
 class RequestConfig(Config):
