@@ -24,7 +24,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from connectors.errors import NotFound
+from connectors.http import HttpClient
 from hub.domain import (
+    Action,
     Export,
     Identifier,
     IdentifierKind,
@@ -69,7 +72,8 @@ def _no_journal(outcome: RecordOutcome) -> None:
 
 
 class ConnectorBase:
-    """Context-manager plumbing shared by the implementations, and the action journal.
+    """What every connector shares: its HTTP client, call counting, closing, the action
+    journal, the per-op reuse cache and the one evidence shape.
 
     ``journal`` is called with each action on a vendor record the moment the vendor
     confirmed it, before the next one is taken (DESIGN.md rule 3). The hub writes it
@@ -80,24 +84,34 @@ class ConnectorBase:
 
     system: str = ""
     journal: Callable[[RecordOutcome], None] = staticmethod(_no_journal)
+    # The connector's client (connectors/http.py) when it talks HTTP itself: the base
+    # counts its calls and closes it. A connector that talks otherwise (an SDK, SQL, a
+    # folder) overrides `api_calls` and `close`.
+    http: HttpClient | None = None
     # `api_calls` when the current operation began (see `begin`).
     _op_start: int = 0
 
     @property
-    def api_calls(self) -> int:  # pragma: no cover - overridden
-        return 0
+    def api_calls(self) -> int:
+        """Calls made so far, every attempt and retry included."""
+        return self.http.api_calls if self.http is not None else 0
 
     def begin(self) -> None:
-        """Mark the start of an operation (erase, opt-out): the ``api_calls`` of its
-        outcome are the calls made from here, not since the connector was built."""
+        """Mark the start of an operation (export, erase, opt-out): the ``api_calls`` of
+        its evidence are the calls made from here, not since the connector was built."""
         self._op_start = self.api_calls
+
+    @property
+    def op_calls(self) -> int:
+        """API calls the current operation has made (since `begin`)."""
+        return self.api_calls - self._op_start
 
     def outcome(self, records: Sequence[RecordOutcome], verified: bool,
                 **extra: Any) -> Outcome:
         """The one evidence shape of every connector's Outcome: ``counts`` per action,
         ``api_calls`` this operation made (since `begin`), then the vendor's extras."""
         counts = dict(Counter(r.action.value for r in records))
-        evidence = {"counts": counts, "api_calls": self.api_calls - self._op_start, **extra}
+        evidence = {"counts": counts, "api_calls": self.op_calls, **extra}
         return Outcome(system=self.system, records=tuple(records), verified=verified,
                        evidence=evidence, at=now_utc())
 
@@ -127,8 +141,16 @@ class ConnectorBase:
         self.journal(outcome)
         return outcome
 
-    def close(self) -> None:  # pragma: no cover - overridden
-        pass
+    @staticmethod
+    def gone(ref: RecordRef, exc: NotFound, detail: str = "not found") -> RecordOutcome:
+        """A 404 to an action: the record is not there (any more), which is an answer
+        (rule 2), kept with the vendor's status and request id as evidence."""
+        return RecordOutcome(ref, Action.NOT_FOUND, detail, status_code=exc.status_code,
+                             vendor_request_id=exc.vendor_request_id)
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
 
     def __enter__(self) -> Self:
         return self

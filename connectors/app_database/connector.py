@@ -259,7 +259,7 @@ class AppDatabaseConnector(ConnectorBase):
         return refs
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
-        start = self.api_calls
+        self.begin()
         sections: list[ExportSection] = []
         rows_out = children_out = 0
         with self._database("export"), self.engine.connect() as conn:
@@ -284,7 +284,7 @@ class AppDatabaseConnector(ConnectorBase):
                             source=f"{SYSTEM}:{child.table.name}",
                             items=tuple(_plain(row) for row in found)))
         return Export(SYSTEM, tuple(sections),
-                      evidence={"api_calls": self.api_calls - start, "rows": rows_out,
+                      evidence={"api_calls": self.op_calls, "rows": rows_out,
                                 "child_rows": children_out})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:

@@ -276,6 +276,7 @@ class MailchimpConnector(ConnectorBase):
         return refs
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
+        self.begin()
         names = {a.id: a.name or a.id for a in self._audiences()}
         sections: list[ExportSection] = []
         missing = 0
@@ -300,7 +301,7 @@ class MailchimpConnector(ConnectorBase):
                                               items))
         return Export(SYSTEM, tuple(sections),
                       evidence={"members": len(_members(refs)) - missing,
-                                "not_found": missing, "api_calls": self.api_calls})
+                                "not_found": missing, "api_calls": self.op_calls})
 
     def _member_parts(self, lid: str, mh: str
                       ) -> Iterator[tuple[str, tuple[dict[str, Any], ...], str]]:
@@ -363,9 +364,7 @@ class MailchimpConnector(ConnectorBase):
             self.api.call(self.api.lists.delete_list_member_permanent, ref.container,
                           member_hash)
         except NotFound as exc:
-            return RecordOutcome(ref, Action.NOT_FOUND, "not a member (or already forgotten)",
-                                 status_code=exc.status_code,
-                                 vendor_request_id=exc.vendor_request_id)
+            return self.gone(ref, exc, "not a member (or already forgotten)")
         return self.done(RecordOutcome(ref, Action.PERMANENTLY_DELETED,
                                        "delete-permanent: PII removed, cannot be re-imported",
                                        status_code=204,
@@ -375,9 +374,7 @@ class MailchimpConnector(ConnectorBase):
         try:
             self.api.call(self.api.lists.delete_list_member, ref.container, member_hash)
         except NotFound as exc:
-            return RecordOutcome(ref, Action.NOT_FOUND, "not a member",
-                                 status_code=exc.status_code,
-                                 vendor_request_id=exc.vendor_request_id)
+            return self.gone(ref, exc, "not a member")
         except RequestRejected as exc:
             # 405: cannot archive an archived/cleaned/pending member
             if exc.status_code == 405 and self._status(ref, member_hash) == "archived":

@@ -233,12 +233,6 @@ class NetvisorConnector(ConnectorBase):
                  ) -> NetvisorConnector:
         return cls(load_settings(NetvisorSettings), client=client, **kwargs)
 
-    @property
-    def api_calls(self) -> int:
-        return self.http.api_calls
-
-    def close(self) -> None:
-        self.http.close()
 
     # ------------------------------------------------------------------ transport
 
@@ -421,7 +415,7 @@ class NetvisorConnector(ConnectorBase):
         return refs
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
-        start = self.api_calls
+        self.begin()
         whole, contacts_only = _split(refs)
         sections: list[ExportSection] = []
         missing = 0
@@ -454,7 +448,7 @@ class NetvisorConnector(ConnectorBase):
                                               f"netvisor:customer/{key}/contacts",
                                               tuple(picked)))
         return Export(SYSTEM, tuple(sections),
-                      evidence={"api_calls": self.api_calls - start, "not_found": missing,
+                      evidence={"api_calls": self.op_calls, "not_found": missing,
                                 "customers": len(whole)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:

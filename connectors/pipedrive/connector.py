@@ -153,12 +153,6 @@ class PipedriveConnector(ConnectorBase):
         return cls(settings.base_url, settings.api_token.get_secret_value(), client=client,
                    **kwargs)
 
-    @property
-    def api_calls(self) -> int:
-        return self.http.api_calls
-
-    def close(self) -> None:
-        self.http.close()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -265,6 +259,7 @@ class PipedriveConnector(ConnectorBase):
         return list(found.values())
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
+        self.begin()
         sections: dict[str, tuple[str, list[dict[str, Any]]]] = {
             "person": ("Pipedrive person", []),
             "custom_fields": ("Custom fields of the person, by name", []),
@@ -313,7 +308,7 @@ class PipedriveConnector(ConnectorBase):
                       evidence={"persons": len(sections["person"][1]),
                                 "not_found": missing,
                                 "counts": {k: len(v[1]) for k, v in sections.items()},
-                                "api_calls": self.api_calls})
+                                "api_calls": self.op_calls})
 
     # ------------------------------------------------------ what hangs off a person
 
@@ -447,7 +442,7 @@ class PipedriveConnector(ConnectorBase):
                                       {"name": f"{ANONYMISED_NAME} {pid}", "emails": [],
                                        "phones": [], **blanks})
         except NotFound as exc:
-            return _not_found(ref, exc, "person gone before it could be anonymised")
+            return self.gone(ref, exc, "person gone before it could be anonymised")
         fields = ", ".join(["name", "e-mails", "phones", *sorted(blanks)])
         return self.done(RecordOutcome(ref, Action.ANONYMISED, f"blanked: {fields}",
                                        status_code=response.status_code,
@@ -465,7 +460,7 @@ class PipedriveConnector(ConnectorBase):
             _, response = self._write("PATCH", f"/api/v2/activities/{activity.id}",
                                       ActivityEnvelope, body)
         except NotFound as exc:
-            return _not_found(ref, exc, "activity already gone")
+            return self.gone(ref, exc, "activity already gone")
         return self.done(RecordOutcome(
             ref, Action.UNLINKED,
             "activity kept; the person taken off its participants and attendees",
@@ -475,7 +470,7 @@ class PipedriveConnector(ConnectorBase):
         try:
             _, response = self._write("DELETE", path, Deleted)
         except NotFound as exc:
-            return _not_found(ref, exc, "already gone")
+            return self.gone(ref, exc, "already gone")
         return self.done(RecordOutcome(ref, action, detail, status_code=response.status_code,
                                        vendor_request_id=_rid(response)))
 
@@ -484,7 +479,7 @@ class PipedriveConnector(ConnectorBase):
             _, response = self._write("PATCH", f"/api/v2/deals/{ref.record_id}", DealEnvelope,
                                       {"person_id": None})
         except NotFound as exc:
-            return _not_found(ref, exc, "deal already gone")
+            return self.gone(ref, exc, "deal already gone")
         return self.done(RecordOutcome(
             ref, Action.UNLINKED,
             "deal kept as a business record; person unlinked (policy deals=keep)",
@@ -549,7 +544,7 @@ class PipedriveConnector(ConnectorBase):
             _, response = self._write("PATCH", f"/api/v2/persons/{ref.record_id}",
                                       PersonEnvelope, {"marketing_status": "unsubscribed"})
         except NotFound as exc:
-            return _not_found(ref, exc, "person gone before the opt-out"), True
+            return self.gone(ref, exc, "person gone before the opt-out"), True
         record = self.done(RecordOutcome(ref, Action.UNSUBSCRIBED,
                                          f"marketing_status {status} -> unsubscribed",
                                          status_code=response.status_code,
@@ -629,11 +624,6 @@ def _ref(kind: str, rid: int | str) -> RecordRef:
 
 def _persons(refs: Sequence[RecordRef]) -> list[RecordRef]:
     return [r for r in refs if r.system == SYSTEM and r.kind == "person"]
-
-
-def _not_found(ref: RecordRef, exc: NotFound, detail: str) -> RecordOutcome:
-    return RecordOutcome(ref, Action.NOT_FOUND, detail, status_code=exc.status_code,
-                         vendor_request_id=exc.vendor_request_id)
 
 
 def _with_read_back(record: RecordOutcome, seen: str | None) -> RecordOutcome:

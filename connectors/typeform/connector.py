@@ -161,12 +161,6 @@ class TypeformConnector(ConnectorBase):
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
         return cls(load_settings(TypeformSettings), client=client, **kwargs)
 
-    @property
-    def api_calls(self) -> int:
-        return self.http.api_calls
-
-    def close(self) -> None:
-        self.http.close()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -309,7 +303,7 @@ class TypeformConnector(ConnectorBase):
         return list(refs.values())
 
     def export(self, refs: Sequence[RecordRef]) -> Export:
-        start = self.api_calls
+        self.begin()
         sections: list[ExportSection] = []
         found = missing = 0
         for form_id, by_token in _by_form(refs).items():
@@ -333,7 +327,7 @@ class TypeformConnector(ConnectorBase):
                     items=tuple(_labelled(item, titles) for item in items),
                 ))
         return Export(SYSTEM, tuple(sections),
-                      evidence={"api_calls": self.api_calls - start, "responses": found,
+                      evidence={"api_calls": self.op_calls, "responses": found,
                                 "not_found": missing, "forms": len(sections)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
@@ -391,8 +385,7 @@ class TypeformConnector(ConnectorBase):
                 response = self._call("DELETE", f"/forms/{form_id}/responses",
                                       params={"included_response_ids": ",".join(chunk)})
             except NotFound as exc:
-                out += [RecordOutcome(by_token[t], Action.NOT_FOUND, "the form is gone",
-                                      status_code=exc.status_code) for t in chunk]
+                out += [self.gone(by_token[t], exc, "the form is gone") for t in chunk]
                 continue
             out += [self.done(RecordOutcome(
                 by_token[t], Action.DELETED, "deleted by id (Typeform deletes asynchronously)",

@@ -349,8 +349,11 @@ def test_not_found_is_empty_never_an_error(contract: Contract, conn: Any, policy
 
 def test_export_holds_the_persona(contract: Contract, conn: Any) -> None:
     refs = conn.find([email(contract.email)])
+    before = conn.api_calls
     export = conn.export(refs)
     assert export.system == contract.system and export.sections
+    # The one evidence shape: the calls this export made, not since the connector began.
+    assert export.evidence["api_calls"] == conn.api_calls - before
     assert any(s.items for s in export.sections)
     text = json.dumps([s.items for s in export.sections], default=str).lower()
     assert contract.email in text
