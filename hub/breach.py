@@ -14,9 +14,9 @@ What the answer can and cannot say:
   controller's calendar). A record without a vendor update time may have changed any
   time, so it is kept too and counted as `undated`: leaving it out would understate a
   breach, and an overstated count costs only a closer look.
-- Special categories of data (art. 9: health, union membership, ...) are not flagged
-  in the index yet, so `Impact.categories` is None, shown as "not recorded". Where
-  flags are added to the index, `_categories` is the one place to read them.
+- Special categories of data (art. 9: health, union membership, ...) are counted from
+  the index's flags (hub/categories.py: a sync flags what a record hints at, by name
+  only); a system whose connector does not look for them has none flagged.
 - A system without an API (a paper archive, rule 10) has nothing in the index; its
   impact is zero records with `by_hand` set, which says so rather than "nobody".
 
@@ -46,7 +46,6 @@ from hub.models import RecordIdentifierRow, SourceRecordRow, SyncStateRow
 # after having become aware of it". Elapsed hours, so a DST change moves the clock
 # time of the deadline, never its length.
 NOTIFY_WITHIN = timedelta(hours=72)
-NOT_RECORDED = "not recorded"
 DETECTED_FORMAT = "%Y-%m-%d %H:%M"
 
 SR = SourceRecordRow
@@ -81,7 +80,7 @@ class Impact:
     records: int
     undated: int
     identifiers: dict[str, int]
-    categories: dict[str, int] | None
+    categories: dict[str, int]
     people: tuple[AffectedPerson, ...]
     revealed: bool
 
@@ -103,7 +102,7 @@ class Impact:
             "undated_records": self.undated,
             "persons": self.persons,
             "identifiers": dict(self.identifiers),
-            "categories": self.categories if self.categories is not None else NOT_RECORDED,
+            "categories": dict(self.categories),
         }
 
 
@@ -179,7 +178,7 @@ def impact(session: Session, system: str, *, since: date | None, detected_at: da
         by_hand=declared[system], records=len(rows),
         undated=sum(1 for r in rows if r.vendor_updated_at is None),
         identifiers=_by_kind(idents),
-        categories=_categories(session, system),
+        categories=_categories(rows),
         people=_people(rows, idents, reveal=reveal), revealed=reveal,
     )
     audit.append(session, "breach.queried", {**result.counts(), "revealed": reveal},
@@ -197,7 +196,8 @@ def _window(since: date | None, zone: ZoneInfo) -> list[Any]:
 
 def _records(session: Session, system: str, since: date | None, zone: ZoneInfo) -> list[Any]:
     return list(session.execute(
-        select(SR.pk, SR.record_id, SR.person_id, SR.display_name, SR.vendor_updated_at)
+        select(SR.pk, SR.record_id, SR.person_id, SR.display_name, SR.vendor_updated_at,
+               SR.categories)
         .where(SR.system == system, *_window(since, zone))
         .order_by(SR.record_id)
     ))
@@ -222,9 +222,11 @@ def _indexed_at(session: Session, system: str) -> datetime | None:
     return state.last_sync_at if state else None
 
 
-def _categories(session: Session, system: str) -> dict[str, int] | None:
-    """Special categories (art. 9) per kind; None while the index does not flag them."""
-    return None
+def _categories(rows: list[Any]) -> dict[str, int]:
+    """Records per special category (art. 9) the index flagged, by name."""
+    counted = Counter(name for row in rows if row.categories
+                      for name in row.categories.split(","))
+    return dict(sorted(counted.items()))
 
 
 def _people(rows: list[Any], idents: list[tuple[int, str, str]], *, reveal: bool

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import audit, holds, ledger
+from hub import audit, categories, holds, ledger
 from hub.domain import Export, ExportSection
 from hub.ledger import FINISHED_TASK_STATES, RequestKind, TaskState
 from hub.models import RequestIdentifierRow, SubjectRequestRow
@@ -135,6 +135,11 @@ def _html(request_id: str, created: datetime, exports: Sequence[Export], policy:
                 continue
             parts.append(f"<h3>{html.escape(section.label)}</h3>"
                          f"<p><small>source: {html.escape(section.source)}</small></p>")
+            flagged = categories.in_items(section.items)
+            if flagged:
+                parts.append("<p><b>Special categories of data (GDPR art. 9):</b> "
+                             f"{html.escape(', '.join(flagged))}. This part may tell about "
+                             "your health, beliefs or similar; we keep it with extra care.</p>")
             for item in section.items:
                 rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>"
                                for k, v in item.items())
@@ -157,7 +162,8 @@ def write_bundle(root: Path, request_id: str, exports: Sequence[Export], policy:
         "created_at": created.isoformat(),
         "systems": {
             e.system: {
-                "sections": [{"label": s.label, "source": s.source, "items": list(s.items)}
+                "sections": [{"label": s.label, "source": s.source, "items": list(s.items),
+                              "special_categories": list(categories.in_items(s.items))}
                              for s in e.sections],
             }
             for e in exports

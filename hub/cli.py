@@ -564,12 +564,8 @@ def _print_impact(found: breach_query.Impact, now: datetime, timezone: str) -> N
     _echo(f"persons       {found.persons}")
     kinds = ", ".join(f"{k} {n}" for k, n in found.identifiers.items()) or "none"
     _echo(f"identifiers   {kinds}")
-    if found.categories is None:
-        categories = (f"{breach_query.NOT_RECORDED} (the index does not flag special "
-                      "categories yet)")
-    else:
-        categories = ", ".join(f"{k} {n}" for k, n in found.categories.items()) or "none"
-    _echo(f"categories    {categories}")
+    flagged = ", ".join(f"{k} {n}" for k, n in found.categories.items()) or "none flagged"
+    _echo(f"categories    {flagged} (special categories, art. 9)")
     if found.people:
         _echo("persons" + ("" if found.revealed else " (masked; --reveal shows them, audited)"))
     for person in found.people:

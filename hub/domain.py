@@ -45,6 +45,8 @@ class SourceRecord:
     updated_at: datetime | None = None
     subscribed: bool | None = None
     """Whether the record receives direct marketing; None where the system sends none."""
+    categories: tuple[str, ...] = ()
+    """Special categories (art. 9) the record hints at (hub.categories), by name only."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from hub import holds, linking
+from hub import categories, holds, linking
 from hub.domain import Identifier, IdentifierKind, SourceRecord
 from hub.identity import (
     identifiers_of,
@@ -73,7 +73,7 @@ def _executemany(session: Session, table, sql: str, columns: Sequence[str],
 
 
 _SR_COLUMNS = ("system", "record_id", "display_name", "name_key", "vendor_updated_at",
-               "content_hash", "ident_hash", "seen_sync", "dirty", "subscribed")
+               "content_hash", "ident_hash", "seen_sync", "dirty", "subscribed", "categories")
 _INSERT_SR = (f"INSERT INTO source_records ({', '.join(_SR_COLUMNS)}) "
               f"VALUES ({', '.join(['{mark}'] * len(_SR_COLUMNS))})")
 _INSERT_RI = ("INSERT INTO record_identifiers (record_pk, kind, value) "
@@ -134,7 +134,8 @@ def _prepare(record: SourceRecord) -> _Prepared:
     return _Prepared(
         record=record, idents=idents, name=name, key=name_key(name) if name else None,
         content_hash=_digest(
-            f"{ident_text}\x1e{name or ''}\x1e{updated}\x1e{record.subscribed}"),
+            f"{ident_text}\x1e{name or ''}\x1e{updated}\x1e{record.subscribed}"
+            f"\x1e{','.join(record.categories)}"),
         ident_hash=_digest(ident_text),
     )
 
@@ -175,7 +176,8 @@ class IndexWriter:
             if record.system != self.system:
                 raise ValueError(f"a {record.system} record in a {self.system} sync")
             if record.record_id in self._held:
-                record = replace(record, emails=(), phones=(), display_name=None)
+                record = replace(record, emails=(), phones=(), display_name=None,
+                                 categories=())
             self._pending.append(record)
             if len(self._pending) >= BATCH:
                 self._flush()
@@ -275,7 +277,7 @@ class IndexWriter:
                     vendor_updated_at=bindparam("vendor_updated_at"),
                     content_hash=bindparam("content_hash"), ident_hash=bindparam("ident_hash"),
                     seen_sync=bindparam("seen_sync"), subscribed=bindparam("subscribed"),
-                    gone_at=None,
+                    categories=bindparam("categories"), gone_at=None,
                     dirty=SRT.c.dirty | bindparam("dirty"),
                 ),
                 # Only the keys named in values(): any other column key in the
@@ -307,6 +309,7 @@ class IndexWriter:
             "content_hash": prep.content_hash, "ident_hash": prep.ident_hash,
             "seen_sync": self.sync_no, "dirty": True, "gone_at": None, "person_id": None,
             "subscribed": prep.record.subscribed,
+            "categories": categories.joined(prep.record.categories),
         }
 
 

@@ -78,6 +78,9 @@ class SourceRecordRow(Base):
     # Marketing consent as last synced (None: the system sends no marketing); what the
     # reconciliation compares with the opt-out list.
     subscribed: Mapped[bool | None] = mapped_column(Boolean)
+    # Special categories (art. 9) the record hints at, comma-joined names
+    # (hub.categories); a flag for people to look, never the words themselves.
+    categories: Mapped[str | None] = mapped_column(String(120))
 
 
 class RecordIdentifierRow(Base):

@@ -80,7 +80,9 @@ def breach_impact(context: AssetExecutionContext, config: BreachConfig,
     context.log.info(f"{found.system}: {found.records} records, {found.persons} persons; "
                      f"notify by {counts['notify_by']}")
     return MaterializeResult(metadata={
-        **{k: v for k, v in counts.items() if k != "identifiers"},
+        **{k: v for k, v in counts.items() if k not in ("identifiers", "categories")},
+        "categories": ", ".join(f"{k} {n}" for k, n in found.categories.items())
+                      or "none flagged",
         **{f"identifiers_{kind}": n for kind, n in found.identifiers.items()},
         "since": counts["since"] or "-", "indexed_at": counts["indexed_at"] or "never synced",
         "persons_masked": MetadataValue.md(_people_table(found)),

@@ -38,7 +38,7 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import bundle, holds, index, journal, ledger, manual, outcomes, review, scope
+from hub import bundle, categories, holds, index, journal, ledger, manual, outcomes, review, scope
 from hub.domain import Action, Outcome, RecordOutcome
 from hub.identity import mask
 from hub.ledger import RequestKind, RequestState, TaskState
@@ -146,10 +146,11 @@ def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path) -> 
     export = connector.export(refs)
     digest = bundle.write_part(part_file, export)
     records = tuple(RecordOutcome(ref, Action.EXPORTED) for ref in refs)
+    flagged = sorted({c for s in export.sections for c in categories.in_items(s.items)})
     return Outcome(system=connector.system, records=records, verified=True,
                    evidence={"sections": len(export.sections),
                              "items": sum(len(s.items) for s in export.sections),
-                             bundle.PART_DIGEST: digest})
+                             "special_categories": flagged, bundle.PART_DIGEST: digest})
 
 
 class TaskFailed(Exception):

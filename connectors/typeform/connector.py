@@ -74,6 +74,7 @@ from connectors.typeform.models import (
     ResponsesPage,
     dump,
 )
+from hub import categories
 from hub.domain import (
     Action,
     Export,
@@ -544,7 +545,22 @@ def _record(form_id: str, item: Response, name_fields: dict[str, str],
         phones=tuple(dict.fromkeys(phones)),
         display_name=_name(item, name_fields),
         updated_at=submitted,
+        categories=categories.detect(_answers(item)),
     )
+
+
+def _answers(item: Response) -> list[str]:
+    """What the respondent wrote or chose, as text: free text and the labels of choices."""
+    out = _texts(item)
+    for answer in item.answers or []:
+        extra = answer.model_extra or {}
+        chosen = [extra.get("choice") or {}, *((extra.get("choices") or {}).get("labels") or [])]
+        for choice in chosen:
+            if isinstance(choice, dict):
+                out += [v for v in (choice.get("label"), choice.get("other")) if v]
+            elif isinstance(choice, str):
+                out.append(choice)
+    return out
 
 
 def _ref(form: Form, item: Response, name_fields: dict[str, str],

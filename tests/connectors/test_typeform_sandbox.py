@@ -148,3 +148,22 @@ def test_every_action_completes_under_faults(tf, tf_vendor, seed):
     assert statuses & {500, 502, 503} and 429 in statuses  # the faults did happen
     tf_vendor.faults(error_rate=0, rate_limit_rate=0)
     assert active(tf_vendor, AINO) == []
+
+
+def test_sync_flags_special_diets_by_name_never_the_answer(tf):
+    """Art. 9: a registration's diet hints at health or religion; the index gets the flag
+    "diet", not the answer, and a response that chose no special diet gets none."""
+    from hub.domain import RecordRef
+
+    records = [r for p in tf.sync(None) for r in p.records]
+    flagged = [r for r in records if r.categories]
+    assert flagged and all(set(r.categories) <= {"diet", "health", "religion"} for r in flagged)
+    refs = [RecordRef("typeform", "response", r.record_id, container=r.record_id.split(":")[0])
+            for r in records]
+    exported = tf.export(refs)
+    answers = {item["token"] if "token" in item else item.get("response_id"): item
+               for s in exported.sections for item in s.items}
+    special = ("gluteeniton", "laktoositon", "maidoton")
+    for record in records:
+        text = str(answers[record.record_id.split(":")[1]]).lower()
+        assert ("diet" in record.categories) == any(d in text for d in special), text

@@ -42,7 +42,7 @@ PIPEDRIVE = [
     SourceRecord("pipedrive", "2", ("Aino.Virtanen@example.fi",), (), "Aino Virtanen",
                  local(2026, 10, 31, 23, 30)),
     SourceRecord("pipedrive", "3", ("mikko.hakkinen@yritys.fi",), (), "Mikko Häkkinen",
-                 None),
+                 None, categories=("diet", "health")),
     SourceRecord("pipedrive", "4", ("liisa@example.fi",), (), "Liisa Laine",
                  local(2026, 11, 20, 12, 0)),
 ]
@@ -84,8 +84,9 @@ def test_counts_only_the_systems_live_records_and_their_distinct_identifiers(sto
     assert (found.records, found.persons) == (3, 2)
     # Aino's address is on two records but is one address exposed.
     assert found.identifiers == {"email": 2, "phone": 1}
-    assert found.categories is None
-    assert found.counts()["categories"] == "not recorded"
+    # Flags, counted per category; never the words that raised them.
+    assert found.categories == {"diet": 1, "health": 1}
+    assert found.counts()["categories"] == {"diet": 1, "health": 1}
     assert found.indexed_at == SYNCED
     assert not found.by_hand
     aino = next(p for p in found.people if "1" in p.record_ids)
@@ -229,7 +230,7 @@ def test_command_prints_counts_deadline_and_masked_persons(cli):
     assert "notify by     2026-03-30 11:00 EEST" in out and "PASSED" in out
     assert "records       3" in out and "persons       2" in out
     assert "identifiers   email 2, phone 1" in out
-    assert "categories    not recorded" in out
+    assert "categories    diet 1, health 1 (special categories, art. 9)" in out
     assert "a***@example.fi, +358*******67" in out and "A*** V***" in out
     assert "aino.virtanen" not in out.lower() and "Aino" not in out
     event, = breach_events(cli.store)

@@ -41,7 +41,7 @@ def test_materialised_with_counts_deadline_and_masked_persons_only(hub, hub_stor
     assert (meta["records"], meta["persons"], meta["undated_records"]) == (2, 2, 1)
     assert meta["identifiers_email"] == 2 and meta["identifiers_phone"] == 1
     assert meta["notify_by"] == "2026-03-30T11:00+03:00"
-    assert meta["categories"] == "not recorded"
+    assert meta["categories"] == "diet 1, health 1"  # flags only, never the words
     assert "a***@example.fi, +358*******67" in meta["persons_masked"]
     # Rule 7: nothing personal in what Dagster keeps, in the metadata or anywhere else.
     everything = json.dumps(meta, default=str) + stored
