@@ -47,7 +47,7 @@ _STEMS: dict[Category, tuple[str, ...]] = {
         "halal", "kosher",
     ),
     Category.RELIGION: (
-        "uskonn", "uskonto", "seurakun", "kirkko", "kirkon", "moskei", "synagog",
+        "uskonn", "uskonto", "seurakun", "moskei", "synagog",
         "ramadan", "paasto", "religi", "församling", "kyrka", "church", "mosque",
         "muslim", "juutala", "jewish", "judisk", "kristit", "christian", "buddhal",
         "buddhist", "hindu", "islam", "ateist", "atheist",
