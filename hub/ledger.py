@@ -84,7 +84,8 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
                            TS.REVIEW, TS.MANUAL_PENDING}),
     TS.FAILED: frozenset({TS.RUNNING}),
     TS.REVIEW: frozenset({TS.RUNNING}),
-    TS.MANUAL_PENDING: frozenset({TS.DONE, TS.RETAINED, TS.NOT_FOUND}),
+    # pending again: the operator's work is read back by the next run (a network drive)
+    TS.MANUAL_PENDING: frozenset({TS.DONE, TS.RETAINED, TS.NOT_FOUND, TS.PENDING}),
     TS.DONE: frozenset(),
     TS.RETAINED: frozenset(),
     TS.NOT_FOUND: frozenset(),

@@ -103,7 +103,11 @@ def record(session: Session, request_id: str, outcome: Outcome, *, candidates: i
     left = [r for r in evidence["records"] if r["action"] == Action.KEPT.value]
     if left:
         evidence["follow_up"] = (f"{len(left)} record(s) the API cannot remove: deal with "
-                                 f"them, then hub task confirm {request_id} {outcome.system}")
+                                 f"them, then hub task confirm {request_id} {outcome.system}"
+                                 + ("; the next run reads them back"
+                                    if outcome.evidence.get("recheck") else ""))
+    if "confirmed" in (task.evidence or {}):  # what an operator did, before this read-back
+        evidence["confirmed"] = task.evidence["confirmed"]
     ledger.move_task(session, task, state_for(outcome, candidates=candidates),
                      action=summary_action(outcome).value, evidence=evidence, now=now)
     return task

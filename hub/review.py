@@ -169,11 +169,17 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
             "kind": "manual", "record_id": f"{system}:{request_id}", "action": "retained",
             "legal_basis": (legal_basis or "").strip(),
             "retained_until": held_until.isoformat()}]
-    # A connector's task keeps its own action (what it did); a manual one gets this.
-    action = None if task.action else _confirmed_action(outcome)
-    ledger.move_task(session, task, outcome, action=action, evidence=evidence, now=now)
+    # A connector that can read the operator's work back (it said so: `recheck`) runs
+    # again: the task is pending, and only what the next search shows settles it.
+    recheck = outcome == TaskState.DONE and bool((evidence.get("vendor") or {}).get("recheck"))
+    if recheck:
+        ledger.move_task(session, task, TaskState.PENDING, evidence=evidence, now=now)
+    else:
+        # A connector's task keeps its own action (what it did); a manual one gets this.
+        action = None if task.action else _confirmed_action(outcome)
+        ledger.move_task(session, task, outcome, action=action, evidence=evidence, now=now)
     audit.append(session, "task.confirmed", {
-        "system": system, "outcome": outcome.value, "note": note.strip(),
+        "system": system, "outcome": outcome.value, "note": note.strip(), "recheck": recheck,
         "held_until": held_until.isoformat() if held_until else None,
         "legal_basis": (legal_basis or "").strip() or None,
     }, request_id=request_id, actor=actor, now=now)

@@ -208,7 +208,10 @@ class NetworkDriveConnector(ConnectorBase):
         emails, phones = self._identifiers(refs)
         records = [self._erase_one(ref, emails, phones) for ref in _unique(refs)]
         kept = sum(r.action == Action.KEPT for r in records)
-        return self.outcome(records, True, files_checked=len(records), still_named=kept,
+        # recheck: once an operator confirms the deletions, the next run searches again
+        # and only a share that names the subject nowhere settles the task (rule 3).
+        return self.outcome(records, True, recheck=True, files_checked=len(records),
+                            still_named=kept,
                             unreadable=len(self.unreadable),
                             unreadable_paths=self.unreadable[:MAX_PLACES])
 

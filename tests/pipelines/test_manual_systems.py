@@ -15,8 +15,10 @@ from dagster import build_asset_check_context, instance_for_test
 from sqlalchemy import select
 
 from hub import holds, ledger, manual, review
+from hub.domain import Identifier, IdentifierKind
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.models import AuditEventRow
+from hub.policy import load_policy
 from pipelines.checks import nothing_stuck, request_deadlines
 from pipelines.resources import HubResource
 from tests.pipelines.jobs import file_request, operator_decides, run, state, tasks
@@ -117,3 +119,74 @@ def test_an_unconfirmed_task_past_its_own_due_date_fails_the_checks(with_archive
     assert not deadlines.passed and line in deadlines.description
     assert deadlines.metadata["manual_overdue"].value == 1
     assert not stuck.passed and line in stuck.description
+
+
+# ------------------------------------------ the network drive: the operator's work, read back
+
+def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing(
+        hub_store, tmp_path, monkeypatch):
+    """The hub never edits files; it lists them. The operator's confirmation is not taken
+    on trust: the task runs again and settles only when the share names nobody."""
+    from pipelines.requests import run_task
+    from pipelines.resources import ConnectorsResource
+    from sandbox.network_drive import demo_files
+    from sandbox.people import generate_people
+
+    people = generate_people(3)
+    subject = people[0]
+    share = tmp_path / "share"
+    written = demo_files(share, people)
+    monkeypatch.setenv("HUB_EXTRA_SYSTEMS", "connectors.network_drive")
+    monkeypatch.setenv("NETWORK_DRIVE_ROOT", str(share))
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text('[systems.network_drive]\nerase = "delete"\n', "utf-8")
+    policy = load_policy(policy_file)
+    with hub_store.session() as session:
+        row = ledger.create_request(session, hub_store.hasher, RequestKind.ERASURE,
+                                    [Identifier(IdentifierKind.EMAIL, subject.email)])
+        ledger.verify(session, row.id)
+        ledger.transition(session, row, RequestState.IN_PROGRESS)
+        ledger.ensure_tasks(session, row, ["network_drive"])
+        rid = row.id
+
+    def one_round() -> str:
+        run_task(hub_store, ConnectorsResource(), policy, rid, "network_drive",
+                 last_attempt=True)
+        with hub_store.session() as session:
+            ledger.finalise(session, hub_store.hasher, ledger.get_request(session, rid))
+            return ledger.get_task(session, rid, "network_drive").state
+
+    def confirm(note: str) -> None:
+        with hub_store.session() as session:
+            review.confirm_task(session, rid, "network_drive", TaskState.DONE, note=note,
+                                actor="liisa")
+            assert ledger.get_task(session, rid, "network_drive").state == TaskState.PENDING
+            row = ledger.get_request(session, rid)
+            assert row.state == RequestState.VERIFIED
+            ledger.transition(session, row, RequestState.IN_PROGRESS)
+
+    assert one_round() == TaskState.MANUAL_PENDING
+    assert all(path.exists() for path in written)  # listed, never touched
+    confirm("said done, but did nothing")
+    assert one_round() == TaskState.MANUAL_PENDING  # the share still names the subject
+
+    ours = [p for p in written if p.name != "asiakkaat.xlsx"]
+    for path in ours:
+        path.unlink()
+    # the customer list names everyone: the operator redacts the subject's row
+    import openpyxl
+
+    sheet_file = share / "asiakkaat.xlsx"
+    book = openpyxl.load_workbook(sheet_file)
+    for row_cells in book.active.iter_rows():
+        if any(subject.email == (c.value or "") for c in row_cells):
+            for cell in row_cells:
+                cell.value = None
+    book.save(sheet_file)
+    confirm("deleted the contract, notes and quote; removed the row from the customer list")
+    assert one_round() == TaskState.DONE  # deleted by hand, read back: named nowhere
+    with hub_store.session() as session:
+        task = ledger.get_task(session, rid, "network_drive")
+        assert task.evidence["confirmed"]["by"] == "liisa"
+        assert task.evidence["verified"] is True
+        assert ledger.get_request(session, rid).state == RequestState.COMPLETED
