@@ -23,14 +23,14 @@ import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
+from hub import audit, duplicates, index, ledger, manual, outcomes, retention, review, suppression
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.models import SubjectRequestRow
-from hub.policy import PolicyError
+from hub.policy import PolicyError, load_policy
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
 
@@ -47,11 +47,14 @@ audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=Tr
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 person_app = typer.Typer(help="The person index.", no_args_is_help=True)
 task_app = typer.Typer(help="A request's task in one system.", no_args_is_help=True)
+retention_app = typer.Typer(help="Erasure when the time to keep someone has run out.",
+                            no_args_is_help=True)
 app.add_typer(request_app, name="request")
 app.add_typer(task_app, name="task")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(person_app, name="person")
+app.add_typer(retention_app, name="retention")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -488,6 +491,39 @@ def person_find(
             for rec in records:
                 seen = rec.updated_at.date().isoformat() if rec.updated_at else "-"
                 _echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
+
+
+# --- retention ---------------------------------------------------------------------
+
+
+@retention_app.command("sweep")
+@guarded
+def retention_sweep(
+    file: Annotated[bool, typer.Option(
+        "--file", help="File a verified erasure request for each one due (default: only "
+                       "list them).")] = False,
+) -> None:
+    """Who the policy's [retention] rule, or an ended legal hold, makes due; masked."""
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    with store() as opened, opened.session() as session:
+        swept = retention.sweep(session, opened.hasher, policy, file=file,
+                                timezone=opened.settings.timezone)
+        filed = {id(f.due): f for f in swept.filings}
+        for item in swept.due:
+            filing = filed.get(id(item))
+            what = ("" if filing is None else
+                    f"  -> {filing.request_id} {'filed' if filing.new else 'already open'}"
+                    if filing.request_id else f"  -> not filed: {filing.note}")
+            _echo(f"{item.reason.value:<19} {item.since.isoformat()}  {item.who}{what}")
+        per_reason = ", ".join(f"{k} {n}" for k, n in sorted(swept.per_reason.items()))
+        _echo(f"{len(swept.due)} due ({per_reason or 'none'}); "
+              + (f"{len(swept.filed)} requests filed" if file else "dry run: --file files "
+                 "erasure requests")
+              + (f"; {swept.undated} without a known end (a record without a time)"
+                 if swept.undated else "")
+              + (f"; {len(swept.aggregated)} settled erasures reduced to counts"
+                 if swept.aggregated else ""))
 
 
 # --- audit -------------------------------------------------------------------------

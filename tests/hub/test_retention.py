@@ -1,11 +1,14 @@
 """Retention schedules: the policy's rule, who is due, filing, and counts only (both DBs)."""
 
+import os
 from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from hub import index, journal, ledger, retention
+from hub.cli import app
 from hub.domain import Identifier, IdentifierKind, RecordRef, SourceRecord
 from hub.ledger import RequestKind, RequestState, TaskState
 from hub.models import (
@@ -18,6 +21,9 @@ from hub.models import (
 )
 from hub.policy import Policy, PolicyError, RetentionPolicy, load_policy
 from hub.retention import Reason, relationship_due
+from hub.settings import Settings
+from hub.store import open_store
+from tests.conftest import TEST_SECRET
 
 TODAY = date(2026, 3, 2)
 NOW = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
@@ -292,3 +298,40 @@ def test_a_hold_that_ended_is_due_until_something_acts_on_the_record(store):
                      attempt=1, now=NOW)
     with store.session() as session:
         assert retention.due(session, policy(), TODAY) == []
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+def test_the_command_lists_masked_and_files_only_when_asked(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    opened = open_store(Settings(_env_file=None, database_url=url, secret=TEST_SECRET,
+                                 home=tmp_path / ".hub"))
+    put(opened, "pipedrive", SourceRecord("pipedrive", "1", (AINO,), (), "Aino Virtanen",
+                                          updated_at=at(2012, 5, 4)))
+    opened.close()
+    policy_file = write(tmp_path, "[retention]\nafter_relationship_years = 10\n")
+    for key in [k for k in os.environ if k.startswith("HUB_")]:
+        monkeypatch.delenv(key)
+    env = {"HUB_DATABASE_URL": url, "HUB_SECRET": TEST_SECRET,
+           "HUB_POLICY_FILE": str(policy_file), "HUB_HOME": str(tmp_path / ".hub")}
+    runner = CliRunner()
+
+    dry = runner.invoke(app, ["retention", "sweep"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "relationship_ended  2012-05-04  a***@example.fi" in dry.stdout
+    assert "1 due (relationship_ended 1); dry run" in dry.stdout
+    assert "aino" not in dry.stdout.lower()
+
+    filed = runner.invoke(app, ["retention", "sweep", "--file"], env=env)
+    assert filed.exit_code == 0, filed.output
+    assert "1 requests filed" in filed.stdout
+    request_id = filed.stdout.split("-> ")[1].split()[0]
+    again = runner.invoke(app, ["retention", "sweep", "--file"], env=env)
+    assert f"-> {request_id} already open" in again.stdout and "0 requests filed" in again.stdout
+
+    broken = write(tmp_path, "[retention]\nafter_relationship_years = 10\n"
+                             "january_after_service_end = true\n")
+    refused = runner.invoke(app, ["retention", "sweep"], env={**env,
+                                                               "HUB_POLICY_FILE": str(broken)})
+    assert refused.exit_code == 1 and "choose one rule" in refused.stderr
