@@ -44,9 +44,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from hub import audit, duplicates, index, ledger
+from hub import audit, deadlines, duplicates, index, journal, ledger
 from hub.deadlines import local_date
-from hub.domain import Identifier
+from hub.domain import Identifier, RecordRef
 from hub.hashing import Hasher
 from hub.identity import mask
 from hub.ledger import RETENTION_ORIGIN, RequestKind, RequestState, TaskState
@@ -200,8 +200,9 @@ def _masked(session: Session, person_id: str) -> tuple[str, ...]:
 def _holds_ended(session: Session, today: date, timezone: str) -> list[Due]:
     """Kept records whose every hold has ended, unless something acted on them since.
 
-    A later request (this sweep's own, or an erasure that reached the record again)
-    journals the record; a record the vendor no longer has is gone from the index.
+    A request other than those that kept it (an erasure that reached the record
+    again after the end) journals the record; a record the vendor no longer has is
+    gone from the index. Filing removes the ended holds (``_file_hold``).
     """
     ended = func.max(LegalHoldRow.held_until)
     rows = session.execute(
@@ -213,9 +214,11 @@ def _holds_ended(session: Session, today: date, timezone: str) -> list[Due]:
     found = []
     for system, record_id, until, request_id in rows:
         after = _start_of(until + timedelta(days=1), timezone)
+        keepers = select(LegalHoldRow.request_id).where(LegalHoldRow.system == system,
+                                                         LegalHoldRow.record_id == record_id)
         acted = session.execute(select(exists().where(
             TaskActionRow.system == system, TaskActionRow.record_id == record_id,
-            TaskActionRow.at >= after))).scalar()
+            TaskActionRow.at >= after, TaskActionRow.request_id.not_in(keepers)))).scalar()
         gone = session.execute(select(exists().where(
             SR.system == system, SR.record_id == record_id, SR.gone_at.is_not(None)))).scalar()
         if not acted and not gone:
@@ -248,8 +251,10 @@ def _file_person(session: Session, hasher: Hasher, item: Due, *, now: datetime,
     assert item.person_id is not None
     own = _own_identifiers(session, item.person_id)
     if not own:
-        return Filing(item, None, False, "every identifier is shared with someone else: "
-                                         "file by hand after checking whose it is")
+        return Filing(item, None, False, (
+            "every identifier is shared with someone else: file by hand after checking "
+            "whose it is") if item.masked else "no e-mail or phone to look them up by: "
+                                               "check by hand")
     waiting = duplicates.open_duplicates(session, hasher, RequestKind.ERASURE, own)
     if waiting:
         return Filing(item, waiting[0], False, "an erasure is already open")
@@ -264,20 +269,74 @@ def _file_person(session: Session, hasher: Hasher, item: Due, *, now: datetime,
     return Filing(item, row.id, True)
 
 
+def _held_ref(session: Session, item: Due) -> RecordRef | None:
+    """The kept record as its connector names it, from the evidence of the erasure that
+    kept it (a hold stores only the system and record id)."""
+    task = session.scalars(select(TaskRow).where(TaskRow.request_id == item.request_id,
+                                                 TaskRow.system == item.system)).first()
+    for rec in ((task.evidence if task else None) or {}).get("records", []):
+        if rec.get("record_id") == item.record_id and rec.get("kind"):
+            return RecordRef(item.system, rec["kind"], item.record_id,
+                             container=rec.get("container"))
+    return None
+
+
+def _file_hold(session: Session, item: Due, *, now: datetime, timezone: str) -> Filing:
+    """An erasure of the kept record itself, now that its hold has ended (rule 5).
+
+    Nothing is left to look the record up by: the erasure that kept it minimised it
+    and dropped its plaintext identifiers. So the request names the record in its
+    journal before it runs (``hub.journal.plan``), as a retry would find it, and
+    carries only the keyed hashes of that erasure's identifiers, so an access
+    request by the same subject still finds it. The ended holds go: the request now
+    answers for the record (rule 1), and the hold said nothing more once over.
+    """
+    assert item.system is not None and item.record_id is not None
+    ref = _held_ref(session, item)
+    if ref is None:
+        return Filing(item, None, False, "the kept record's kind is unknown: file by hand")
+    row = SubjectRequestRow(
+        id=ledger.new_request_id(now), kind=RequestKind.ERASURE.value,
+        state=RequestState.RECEIVED.value, origin=RETENTION_ORIGIN, received_at=now,
+        due_on=deadlines.due_date(now, timezone), updated_at=now,
+        state_reason=f"retention: {item.reason.value} on {item.since} ({item.system})")
+    session.add(row)
+    session.flush()
+    hashes = session.scalars(select(RequestIdentifierRow).where(
+        RequestIdentifierRow.request_id == item.request_id,
+        RequestIdentifierRow.source == ledger.GIVEN)).all()
+    for ident in hashes:
+        session.add(RequestIdentifierRow(request_id=row.id, kind=ident.kind, hash=ident.hash,
+                                         value=None, masked=ident.masked, source=ledger.GIVEN))
+    journal.plan(session, row.id, item.system, [ref], attempt=0, now=now)
+    audit.append(session, "request.received", {
+        "kind": row.kind, "origin": RETENTION_ORIGIN, "due_on": row.due_on.isoformat(),
+        "identifiers": [i.masked for i in hashes],
+        "records": [{"system": item.system, "record_id": item.record_id}]},
+        request_id=row.id, actor=ACTOR, now=now)
+    ledger.verify(session, row.id, actor=ACTOR, now=now)
+    ended = delete(LegalHoldRow).where(LegalHoldRow.system == item.system,
+                                       LegalHoldRow.record_id == item.record_id,
+                                       LegalHoldRow.held_until < local_date(now, timezone))
+    session.execute(ended)
+    audit.append(session, "retention.filed", {
+        "reason": item.reason.value, "since": item.since.isoformat(),
+        "system": item.system, "record_id": item.record_id, "held_by": item.request_id},
+        request_id=row.id, actor=ACTOR, now=now)
+    return Filing(item, row.id, True)
+
+
 def file_requests(session: Session, hasher: Hasher, items: Sequence[Due], *,
                   now: datetime | None = None, timezone: str = "Europe/Helsinki"
                   ) -> list[Filing]:
-    """File one verified erasure (origin ``retention``) per person due; never a second
-    while one is open for any of their identifiers (``hub.duplicates``)."""
+    """File one verified erasure (origin ``retention``) per person due, never a second
+    while one is open for any of their identifiers (``hub.duplicates``), and one per
+    kept record whose hold ended."""
     now = now or datetime.now(UTC)
-    filings = []
-    for item in items:
-        if item.person_id is not None:
-            filings.append(_file_person(session, hasher, item, now=now, timezone=timezone))
-        else:
-            filings.append(Filing(item, None, False, "hold ended: not filed automatically "
-                                                     "(no identifier left to look it up)"))
-    return filings
+    return [_file_person(session, hasher, item, now=now, timezone=timezone)
+            if item.person_id is not None else _file_hold(session, item, now=now,
+                                                          timezone=timezone)
+            for item in items]
 
 
 # --- aggregate only ----------------------------------------------------------------
@@ -300,9 +359,15 @@ def _settled_retention_requests(session: Session) -> list[SubjectRequestRow]:
 
 
 def _counts_only(evidence: dict | None) -> dict | None:
+    """The counts; of the records, only those kept under a hold (the law keeps them, and
+    the sweep needs their kind to erase them when the hold ends)."""
     if evidence is None:
         return None
-    return {k: v for k, v in evidence.items() if k in ("at", "verified", "counts")}
+    kept = [{k: r.get(k) for k in ("kind", "container", "record_id", "action",
+                                    "legal_basis", "retained_until")}
+            for r in evidence.get("records", []) if r.get("retained_until")]
+    reduced = {k: v for k, v in evidence.items() if k in ("at", "verified", "counts")}
+    return {**reduced, "records": kept} if kept else reduced
 
 
 def reduce_to_counts(session: Session, row: SubjectRequestRow, *,

@@ -18,6 +18,7 @@ from hub.models import (
     SubjectRequestRow,
     SuppressionRow,
     TaskActionRow,
+    TaskRow,
 )
 from hub.policy import Policy, PolicyError, RetentionPolicy, load_policy
 from hub.retention import Reason, relationship_due
@@ -335,3 +336,37 @@ def test_the_command_lists_masked_and_files_only_when_asked(tmp_path, monkeypatc
     refused = runner.invoke(app, ["retention", "sweep"], env={**env,
                                                                "HUB_POLICY_FILE": str(broken)})
     assert refused.exit_code == 1 and "choose one rule" in refused.stderr
+
+
+def test_a_hold_that_ended_is_filed_for_the_record_itself_once(store):
+    with store.session() as session:
+        kept = ledger.create_request(session, store.hasher, RequestKind.ERASURE,
+                                     [Identifier(IdentifierKind.EMAIL, AINO)], now=NOW)
+        kept_id = kept.id
+        session.add(TaskRow(request_id=kept_id, system="netvisor", state="retained",
+                            attempts=1, created_at=NOW, updated_at=NOW, evidence={
+                                "records": [{"kind": "customer", "record_id": "1000",
+                                             "action": "retained",
+                                             "retained_until": "2026-03-01"}]}))
+        session.add(LegalHoldRow(system="netvisor", record_id="1000", request_id=kept_id,
+                                 legal_basis="KPL 2:10", held_until=date(2026, 3, 1),
+                                 created_at=NOW))
+        ledger.scrub(session, kept)
+    hold(store, date(2026, 2, 1), record_id="2000")  # its erasure left no evidence
+    with store.session() as session:
+        sweep = retention.sweep(session, store.hasher, policy(), file=True, now=NOW)
+        by_record = {f.due.record_id: f for f in sweep.filings}
+        assert by_record["2000"].request_id is None and "unknown" in by_record["2000"].note
+        erase = by_record["1000"].request_id
+        row = ledger.get_request(session, erase)
+        assert (row.kind, row.state, row.origin) == ("erasure", "verified", "retention")
+        # Named in the journal, as a retry would find it; the subject by keyed hash only.
+        assert journal.planned(session, erase, "netvisor") == [
+            RecordRef("netvisor", "customer", "1000", label="customer 1000")]
+        assert journal.any_planned(session, erase)
+        assert ledger.identifiers_of(session, erase) == []
+        assert ledger.identifier_hashes(session, erase) == ledger.identifier_hashes(
+            session, kept_id)
+    with store.session() as session:
+        again = retention.sweep(session, store.hasher, policy(), file=True, now=NOW)
+    assert [f.due.record_id for f in again.filings] == ["2000"]  # 1000 is answered

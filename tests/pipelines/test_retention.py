@@ -1,19 +1,28 @@
 """The retention sweep as Dagster runs it: a dry run by default; when the policy says
 so, it files erasures that run like any other, and (controller D) leaves counts only."""
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from dagster import materialize
 from sqlalchemy import func, select, update
 
+from connectors.netvisor.connector import ANONYMISED_NAME
 from hub import index, ledger
 from hub.domain import Identifier, IdentifierKind
-from hub.ledger import RequestState
-from hub.models import RequestIdentifierRow, SourceRecordRow, SuppressionRow
+from hub.ledger import RequestKind, RequestState
+from hub.models import (
+    LegalHoldRow,
+    RecordIdentifierRow,
+    RequestIdentifierRow,
+    SourceRecordRow,
+    SuppressionRow,
+)
 from pipelines.retention import retention_sweep
-from tests.pipelines.jobs import at_vendor, run_to_the_end, tasks
+from tests.pipelines.jobs import at_vendor, file_request, run_to_the_end, tasks
 
 MIKKO = "mikko.hakkinen@example.fi"  # found in every system, shares nothing
 CONTROLLER_D = """
@@ -105,3 +114,64 @@ def test_the_sweep_runs_daily_after_the_nightly_index():
                                                                     "Europe/Helsinki")
     assert schedule.default_status == DefaultScheduleStatus.RUNNING  # a dry run by default
     assert schedule.job_name == "retention_sweep_job"
+
+
+def sandbox_record(vendors, kind, key):
+    return httpx.get(f"{vendors.urls['netvisor']}/__sandbox/records/{kind}/{key}",
+                     timeout=10).json()
+
+
+def customer_with_paid_invoices(store, vendors, years: range) -> tuple[str, str]:
+    """A seeded Netvisor customer (key, e-mail) whose invoices are all paid, the last
+    one in one of ``years``: kept under a 6-year hold, free under a 1-year one."""
+    with store.session() as session:
+        rows = session.execute(
+            select(SourceRecordRow.record_id, RecordIdentifierRow.value)
+            .join(RecordIdentifierRow, RecordIdentifierRow.record_pk == SourceRecordRow.pk)
+            .where(SourceRecordRow.system == "netvisor", RecordIdentifierRow.kind == "email",
+                   SourceRecordRow.record_id.not_like("%/%"))).all()
+    for key, email in rows:
+        invoices = [sandbox_record(vendors, "salesinvoice", i)
+                    for i in sandbox_record(vendors, "customer", key)["invoices"]]
+        if (invoices and all(i["state"] == "paid" for i in invoices)
+                and max(date.fromisoformat(i["invoice_date"]) for i in invoices).year in years):
+            return key, email
+    raise AssertionError("the seed has no such customer")
+
+
+def test_a_customer_kept_by_law_is_anonymised_once_the_hold_ends(
+        indexed, vendors, resources, tmp_path, monkeypatch):
+    this_year = datetime.now(UTC).year
+    key, email = customer_with_paid_invoices(indexed, vendors,
+                                             range(this_year - 5, this_year - 1))
+    kept = file_request(indexed, RequestKind.ERASURE, email)
+    assert run_to_the_end(indexed, kept, resources).success
+    assert tasks(indexed, kept)["netvisor"].state == "retained"
+    assert sandbox_record(vendors, "customer", key)["fields"]["Name"] != ANONYMISED_NAME
+
+    # Years pass: the hold's end is behind us, at the hub (the hold's date) and at the
+    # vendor (a 1-year period makes the same invoices free, as 6 years will).
+    with indexed.session() as session:
+        session.execute(update(LegalHoldRow).values(
+            held_until=datetime.now(UTC).date() - timedelta(days=2)))
+    with_policy(tmp_path, monkeypatch, "[retention]\nfile_requests = true\n")
+    policy = Path(os.environ["HUB_POLICY_FILE"])
+    policy.write_text(policy.read_text("utf-8").replace("retention_years = 6",
+                                                        "retention_years = 1"), "utf-8")
+    shown = sweep(resources)
+    assert shown["per_reason"] == {"hold_ended": 1}
+    assert f"netvisor record {key}" in shown["due_list"]
+    erase = shown["filed"]
+    with indexed.session() as session:  # the same subject, by keyed hash only
+        assert ledger.identifiers_of(session, erase) == []
+        assert indexed.hasher.identifier(Identifier(IdentifierKind.EMAIL, email)) in {
+            h for _, h in ledger.identifier_hashes(session, erase)}
+
+    assert run_to_the_end(indexed, erase, resources).success
+    done = tasks(indexed, erase)
+    assert done["netvisor"].state == "done" and done["netvisor"].action == "anonymised"
+    customer = sandbox_record(vendors, "customer", key)
+    assert customer["fields"]["Name"] == ANONYMISED_NAME and customer["state"] == "inactive"
+    with indexed.session() as session:
+        assert ledger.get_request(session, erase).state == RequestState.COMPLETED
+    assert sweep(resources)["due"] == 0  # answered: not filed again
