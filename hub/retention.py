@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from hub import audit, deadlines, duplicates, index, journal, ledger
@@ -177,7 +177,8 @@ def _people_due(session: Session, rule: RetentionPolicy, today: date, timezone: 
     rows = session.execute(
         select(SR.person_id, last, func.count(), func.count(SR.vendor_updated_at))
         .where(SR.gone_at.is_(None), SR.person_id.is_not(None), ~_running_hold(today))
-        .group_by(SR.person_id).having(last < _start_of(bound, timezone))
+        .group_by(SR.person_id)
+        .having(or_(last < _start_of(bound, timezone), last.is_(None)))
         .order_by(last, SR.person_id)
     ).all()
     reason = (Reason.RELATIONSHIP_ENDED if rule.after_relationship_years is not None

@@ -148,6 +148,11 @@ def test_a_relationship_without_a_known_end_is_not_due(customers):
                                 file=False, now=NOW)
     assert {d.person_id for d in sweep.due} == {person_of(customers, AINO)}
     assert sweep.undated == 1  # Leena: her mailing-list record has no time
+    put(customers, "typeform", SourceRecord("typeform", "f:1", ("nobody.knows@example.fi",)))
+    with customers.session() as session:
+        sweep = retention.sweep(session, customers.hasher, policy(after_relationship_years=5),
+                                file=False, now=NOW)
+    assert sweep.undated == 2  # and someone no record of whom has a time
 
 
 def test_without_a_rule_nobody_is_due(customers):
