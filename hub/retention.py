@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import Exists, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from hub import audit, deadlines, duplicates, index, journal, ledger
@@ -158,7 +158,8 @@ def _earliest_safe_bound(rule: RetentionPolicy, today: date) -> date | None:
     return None
 
 
-def _running_hold(today: date):  # noqa: ANN202 - a SQL expression
+def _running_hold(today: date) -> Exists:
+    """The record is kept under a hold that still runs on ``today``."""
     return exists().where(LegalHoldRow.system == SR.system,
                           LegalHoldRow.record_id == SR.record_id,
                           LegalHoldRow.held_until >= today)
