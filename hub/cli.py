@@ -23,7 +23,7 @@ import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, duplicates, index, ledger, manual, outcomes, retention, review, suppression
+from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
@@ -467,6 +467,41 @@ def request_reject(
         typer.echo(f"{row.id} rejected")
 
 
+# --- retention ---------------------------------------------------------------------
+
+
+@retention_app.command("sweep")
+@guarded
+def retention_sweep(
+    file: Annotated[bool, typer.Option(
+        "--file", help="File a verified erasure request for each one due (default: only "
+                       "list them).")] = False,
+) -> None:
+    """Who the policy's [retention] rule, or an ended legal hold, makes due; masked."""
+    from hub import retention
+
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    with store() as opened, opened.session() as session:
+        swept = retention.sweep(session, opened.hasher, policy, file=file,
+                                timezone=opened.settings.timezone)
+        filed = {id(f.due): f for f in swept.filings}
+        for item in swept.due:
+            filing = filed.get(id(item))
+            what = ("" if filing is None else
+                    f"  -> {filing.request_id} {'filed' if filing.new else 'already open'}"
+                    if filing.request_id else f"  -> not filed: {filing.note}")
+            _echo(f"{item.reason.value:<19} {item.since.isoformat()}  {item.who}{what}")
+        per_reason = ", ".join(f"{k} {n}" for k, n in sorted(swept.per_reason.items()))
+        _echo(f"{len(swept.due)} due ({per_reason or 'none'}); "
+              + (f"{len(swept.filed)} requests filed" if file else "dry run: --file files "
+                 "erasure requests")
+              + (f"; {swept.undated} without a known end (a record without a time)"
+                 if swept.undated else "")
+              + (f"; {len(swept.aggregated)} settled erasures reduced to counts"
+                 if swept.aggregated else ""))
+
+
 # --- persons -----------------------------------------------------------------------
 
 
@@ -491,39 +526,6 @@ def person_find(
             for rec in records:
                 seen = rec.updated_at.date().isoformat() if rec.updated_at else "-"
                 _echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
-
-
-# --- retention ---------------------------------------------------------------------
-
-
-@retention_app.command("sweep")
-@guarded
-def retention_sweep(
-    file: Annotated[bool, typer.Option(
-        "--file", help="File a verified erasure request for each one due (default: only "
-                       "list them).")] = False,
-) -> None:
-    """Who the policy's [retention] rule, or an ended legal hold, makes due; masked."""
-    settings = load_settings()
-    policy = load_policy(settings.policy_file)
-    with store() as opened, opened.session() as session:
-        swept = retention.sweep(session, opened.hasher, policy, file=file,
-                                timezone=opened.settings.timezone)
-        filed = {id(f.due): f for f in swept.filings}
-        for item in swept.due:
-            filing = filed.get(id(item))
-            what = ("" if filing is None else
-                    f"  -> {filing.request_id} {'filed' if filing.new else 'already open'}"
-                    if filing.request_id else f"  -> not filed: {filing.note}")
-            _echo(f"{item.reason.value:<19} {item.since.isoformat()}  {item.who}{what}")
-        per_reason = ", ".join(f"{k} {n}" for k, n in sorted(swept.per_reason.items()))
-        _echo(f"{len(swept.due)} due ({per_reason or 'none'}); "
-              + (f"{len(swept.filed)} requests filed" if file else "dry run: --file files "
-                 "erasure requests")
-              + (f"; {swept.undated} without a known end (a record without a time)"
-                 if swept.undated else "")
-              + (f"; {len(swept.aggregated)} settled erasures reduced to counts"
-                 if swept.aggregated else ""))
 
 
 # --- audit -------------------------------------------------------------------------
