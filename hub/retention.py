@@ -17,7 +17,8 @@ end brings them up on its own.
 
 Who is due is listed with masked identifiers only (``Due``: it goes to Dagster and
 to a terminal). Filing is separate and explicit (``file_requests``): one verified
-erasure request per person, origin ``retention``, that runs like any other. Such an
+erasure request per person, origin ``retention``, that runs like any other, and one
+per kept record whose hold ended, naming the record itself (``_file_hold``). Such an
 erasure writes no suppression entry (``hub.ledger.finalise``): the company ended
 the relationship, the subject objected to nothing, and a customer who comes back
 is welcome rather than drift to erase again.
@@ -291,7 +292,9 @@ def _file_hold(session: Session, item: Due, *, now: datetime, timezone: str) -> 
     journal before it runs (``hub.journal.plan``), as a retry would find it, and
     carries only the keyed hashes of that erasure's identifiers, so an access
     request by the same subject still finds it. The ended holds go: the request now
-    answers for the record (rule 1), and the hold said nothing more once over.
+    answers for the record (rule 1), and the hold said nothing more once over. The row
+    is built here because ``ledger.create_request`` rightly refuses a request with no
+    identifier to look someone up by; this one has a record instead.
     """
     assert item.system is not None and item.record_id is not None
     ref = _held_ref(session, item)
