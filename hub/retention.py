@@ -249,6 +249,27 @@ def _own_identifiers(session: Session, person_id: str) -> list[Identifier]:
     return [i for i in found if i not in shared]
 
 
+def _erased_since(session: Session, hasher: Hasher, identifiers: Sequence[Identifier],
+                  last: date, timezone: str) -> str | None:
+    """A retention erasure of these identifiers received after ``last``, if any.
+
+    What such an erasure left in the index (a candidate an operator excluded, a
+    record that came back with a full sync) would otherwise be filed again at every
+    sweep; a new activity after it starts a new relationship and a new count. Found by
+    keyed hash, so not once ``aggregate_only`` has reduced that erasure to counts.
+    """
+    hashes = [hasher.identifier(i) for i in identifiers]
+    return session.scalars(
+        select(SubjectRequestRow.id)
+        .join(RequestIdentifierRow, RequestIdentifierRow.request_id == SubjectRequestRow.id)
+        .where(SubjectRequestRow.origin == RETENTION_ORIGIN,
+               SubjectRequestRow.kind == RequestKind.ERASURE.value,
+               SubjectRequestRow.state != RequestState.REJECTED.value,
+               SubjectRequestRow.received_at >= _start_of(last + timedelta(days=1), timezone),
+               RequestIdentifierRow.hash.in_(hashes))
+        .order_by(SubjectRequestRow.received_at.desc()).limit(1)).first()
+
+
 def _file_person(session: Session, hasher: Hasher, item: Due, *, now: datetime,
                  timezone: str) -> Filing:
     assert item.person_id is not None
@@ -261,6 +282,10 @@ def _file_person(session: Session, hasher: Hasher, item: Due, *, now: datetime,
     waiting = duplicates.open_duplicates(session, hasher, RequestKind.ERASURE, own)
     if waiting:
         return Filing(item, waiting[0], False, "an erasure is already open")
+    ran = _erased_since(session, hasher, own, item.since, timezone)
+    if ran is not None:
+        return Filing(item, None, False, f"{ran} erased them after their last activity; "
+                                         "what is left was excluded or kept: check by hand")
     row = ledger.create_request(
         session, hasher, RequestKind.ERASURE, own, now=now, timezone=timezone,
         origin=RETENTION_ORIGIN,

@@ -268,6 +268,30 @@ def test_a_retention_erasure_suppresses_nobody_and_keeps_only_counts(customers):
         assert retention.aggregate(session, rule, now=NOW) == []
 
 
+def test_what_a_settled_retention_erasure_left_is_not_filed_again(customers):
+    rule = policy(after_relationship_years=10)
+    with customers.session() as session:
+        [request_id] = retention.sweep(session, customers.hasher, rule, file=True,
+                                       now=NOW).filed
+    settle(customers, request_id)
+    # A record the erasure did not act on (an operator excluded it) comes back with a
+    # full sync, its last activity as old as before.
+    put(customers, "typeform", SourceRecord("typeform", "f:1", (AINO,), (), "Aino Virtanen",
+                                            updated_at=at(2013)))
+    with customers.session() as session:
+        [filing] = retention.sweep(session, customers.hasher, rule, file=True,
+                                   now=NOW).filings
+    assert filing.request_id is None and f"{request_id} erased them" in filing.note
+    # A new activity is a new relationship: its years count again from it.
+    put(customers, "typeform", SourceRecord("typeform", "f:1", (AINO,), (), "Aino Virtanen",
+                                            updated_at=at(2026, 6, 1)))
+    with customers.session() as session:
+        later = retention.sweep(session, customers.hasher, rule, file=True,
+                                now=datetime(2036, 6, 2, 3, 0, tzinfo=UTC))
+    aino = next(f for f in later.filings if f.due.person_id == person_of(customers, AINO))
+    assert aino.due.since == date(2026, 6, 1) and aino.new
+
+
 def test_without_aggregate_only_a_settled_retention_erasure_keeps_its_hashes(customers):
     rule = policy(after_relationship_years=10)
     with customers.session() as session:
