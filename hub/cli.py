@@ -50,11 +50,14 @@ audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=Tr
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 person_app = typer.Typer(help="The person index.", no_args_is_help=True)
 task_app = typer.Typer(help="A request's task in one system.", no_args_is_help=True)
+retention_app = typer.Typer(help="Erasure when the time to keep someone has run out.",
+                            no_args_is_help=True)
 app.add_typer(request_app, name="request")
 app.add_typer(task_app, name="task")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(person_app, name="person")
+app.add_typer(retention_app, name="retention")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -502,6 +505,41 @@ def request_reject(
     with store() as opened, opened.session() as session:
         row = ledger.reject(session, request_id, reason.strip())
         typer.echo(f"{row.id} rejected")
+
+
+# --- retention ---------------------------------------------------------------------
+
+
+@retention_app.command("sweep")
+@guarded
+def retention_sweep(
+    file: Annotated[bool, typer.Option(
+        "--file", help="File a verified erasure request for each one due (default: only "
+                       "list them).")] = False,
+) -> None:
+    """Who the policy's [retention] rule, or an ended legal hold, makes due; masked."""
+    from hub import retention
+
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    with store() as opened, opened.session() as session:
+        swept = retention.sweep(session, opened.hasher, policy, file=file,
+                                timezone=opened.settings.timezone)
+        filed = {id(f.due): f for f in swept.filings}
+        for item in swept.due:
+            filing = filed.get(id(item))
+            what = ("" if filing is None else
+                    f"  -> {filing.request_id} {'filed' if filing.new else 'already open'}"
+                    if filing.request_id else f"  -> not filed: {filing.note}")
+            _echo(f"{item.reason.value:<19} {item.since.isoformat()}  {item.who}{what}")
+        per_reason = ", ".join(f"{k} {n}" for k, n in sorted(swept.per_reason.items()))
+        _echo(f"{len(swept.due)} due ({per_reason or 'none'}); "
+              + (f"{len(swept.filed)} requests filed" if file else "dry run: --file files "
+                 "erasure requests")
+              + (f"; {swept.undated} without a known end (a record without a time)"
+                 if swept.undated else "")
+              + (f"; {len(swept.aggregated)} settled erasures reduced to counts"
+                 if swept.aggregated else ""))
 
 
 # --- persons -----------------------------------------------------------------------

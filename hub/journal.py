@@ -52,6 +52,16 @@ def planned(session: Session, request_id: str, system: str) -> list[RecordRef]:
     return list(seen.values())
 
 
+def any_planned(session: Session, request_id: str) -> bool:
+    """Whether records are journalled for the request in any system.
+
+    A request filed for a record rather than a person (a kept record whose legal
+    hold ended, hub/retention.py) has nothing else to act on: no identifier is left.
+    """
+    return session.scalar(select(TaskActionRow.pk).where(
+        TaskActionRow.request_id == request_id).limit(1)) is not None
+
+
 def plan(session: Session, request_id: str, system: str, refs: Sequence[RecordRef], *,
          attempt: int, now: datetime | None = None) -> int:
     """Journal the records this attempt is about to act on (those not journalled yet)."""

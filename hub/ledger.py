@@ -99,6 +99,9 @@ OPEN_REQUEST_STATES = (RS.RECEIVED, RS.VERIFIED, RS.IN_PROGRESS, RS.PARTIALLY_CO
 
 
 GIVEN, FOUND = "given", "found"
+# Filed by the retention sweep (hub/retention.py): the company's own erasure when its
+# time to keep someone ran out, not the subject's objection, so it suppresses nobody.
+RETENTION_ORIGIN = "retention"
 
 
 class LedgerError(ValueError):
@@ -593,7 +596,8 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
         transition(session, row, target, now=now)
     if TS.FAILED not in states:
         kind = RequestKind(row.kind)
-        if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT):
+        # A customer erased because retention ended may come back: no drift then.
+        if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT) and row.origin != RETENTION_ORIGIN:
             suppression.add_hashes(session, identifier_hashes(session, row.id, shared=False),
                                    reason=kind.value, request_id=row.id, now=now)
         scrub(session, row)

@@ -171,10 +171,47 @@ class SystemPolicy(BaseModel):
         return year_end.replace(year=year_end.year + self.retention_years)
 
 
+class RetentionPolicy(BaseModel):
+    """When the company erases a customer without being asked (obligations.md, retention).
+
+    One rule says when a customer relationship's data is due: ``after_relationship_years``
+    (controller B: 10 years after the relationship ended) or
+    ``january_after_service_end`` (controller D: in the January after the year the
+    service ended). Bookkeeping holds that have ended are due whatever the rule.
+    The sweep lists who is due; it files erasure requests only with
+    ``file_requests = true``, because a wrong rule erases customers the company still
+    serves. ``aggregate_only`` (controller D): once such an erasure has settled, only
+    counts of it remain in the hub.
+    """
+
+    # Strict: "yes" or "10" in quotes is a mistake to name, not a value to guess at.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    after_relationship_years: int | None = Field(default=None, ge=1, le=30)
+    january_after_service_end: bool = False
+    file_requests: bool = False
+    aggregate_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Self:
+        """Two rules would leave it unclear which one erases; say so instead of choosing."""
+        if self.after_relationship_years is not None and self.january_after_service_end:
+            raise PydanticCustomError(
+                "retention_rules", "choose one rule: after_relationship_years or "
+                                   "january_after_service_end, not both")
+        return self
+
+    @property
+    def has_rule(self) -> bool:
+        return self.after_relationship_years is not None or self.january_after_service_end
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     systems: dict[str, SystemPolicy]
+    # Absent: no relationship rule, a dry-run sweep of ended holds only.
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     # The declarations the policy was checked against (load_policy(systems=...)).
     _declared: dict[str, SystemDeclaration] = PrivateAttr(default_factory=dict)
 

@@ -14,6 +14,7 @@ from pipelines.executor import fanout_executor
 from pipelines.reconciliation import SYNC_ASSETS, person_drift, person_index
 from pipelines.requests import subject_request
 from pipelines.resources import ConnectorsResource, HubResource
+from pipelines.retention import retention_sweep
 from pipelines.sensors import verified_requests
 
 reconciliation_job = define_asset_job(
@@ -31,12 +32,26 @@ nightly = ScheduleDefinition(
     default_status=DefaultScheduleStatus.RUNNING,
 )
 
+# Daily, after the nightly index: a dry run costs a query, and the January rule
+# (controller D) then erases in the first days of January, as promised.
+retention_job = define_asset_job(
+    "retention_sweep_job", selection=AssetSelection.assets(retention_sweep),
+    description="List who retention makes due; file erasures when the policy says so.")
+
+retention_daily = ScheduleDefinition(
+    name="retention_sweep_schedule",
+    job=retention_job,
+    cron_schedule="0 4 * * *",
+    execution_timezone="Europe/Helsinki",
+    default_status=DefaultScheduleStatus.RUNNING,
+)
+
 defs = Definitions(
     # breach_impact is not scheduled: it is run from the UI when a breach is detected.
-    assets=[*SYNC_ASSETS, person_index, person_drift, breach_impact],
+    assets=[*SYNC_ASSETS, person_index, person_drift, breach_impact, retention_sweep],
     asset_checks=CHECKS,
-    jobs=[reconciliation_job, subject_request],
-    schedules=[nightly],
+    jobs=[reconciliation_job, subject_request, retention_job],
+    schedules=[nightly, retention_daily],
     sensors=[verified_requests],
     resources={"hub": HubResource(), "connectors": ConnectorsResource()},
 )

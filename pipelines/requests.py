@@ -124,7 +124,7 @@ def plan(context: OpExecutionContext, config: RequestConfig, hub: HubResource) -
         if state != RequestState.IN_PROGRESS:
             ledger.transition(session, row, RequestState.IN_PROGRESS)
         identifiers = scope.search_identifiers(session, row.id)
-        if not identifiers:
+        if not identifiers and not journal.any_planned(session, row.id):
             raise Failure(f"request {row.id} has no identifiers left to act on",
                           allow_retries=False)
         tasks = ledger.ensure_tasks(session, row, policy.enabled_systems)
