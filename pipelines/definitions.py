@@ -6,6 +6,7 @@ from dagster import (
     Definitions,
     ScheduleDefinition,
     define_asset_job,
+    in_process_executor,
 )
 
 from pipelines.breach import breach_impact
@@ -36,7 +37,9 @@ nightly = ScheduleDefinition(
 # (controller D) then erases in the first days of January, as promised.
 retention_job = define_asset_job(
     "retention_sweep_job", selection=AssetSelection.assets(retention_sweep),
-    description="List who retention makes due; file erasures when the policy says so.")
+    description="List who retention makes due; file erasures when the policy says so.",
+    # one step that reads the hub's database: no process of its own to spawn
+    executor_def=in_process_executor)
 
 retention_daily = ScheduleDefinition(
     name="retention_sweep_schedule",
