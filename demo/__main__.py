@@ -1,10 +1,13 @@
 """`make demo`: the hub's main job, end to end, against the emulated vendors.
 
 A shell on top of every layer, like hub/cli.py (DESIGN.md, Layers): it starts
-the sandbox in child processes, runs the nightly reconciliation and three subject
-requests through a real Dagster instance with the multiprocess executor, and then
-reads back from the vendors, not from the hub's own books, that each request took
-effect. Everything lives under `.hub/demo/`, recreated on every run, in sandbox mode:
+the sandbox in child processes, seeds a network drive, runs the nightly
+reconciliation and four subject requests through a real Dagster instance with the
+multiprocess executor, and then reads back from the vendors, not from the hub's own
+books, that each request took effect. Beside the four vendors the company has two
+systems without an API: a paper archive (a manual system in the policy, confirmed by
+the operator) and a network drive (searched by the hub, cleaned by the operator, read
+back by the next run). Everything lives under `.hub/demo/`, recreated on every run, in sandbox mode:
 it never touches a real deployment's database, instance or `.env` settings.
 
 Exit 0 only if every outcome is the one expected; the sandbox is stopped either way.
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from hub import audit, ledger, outcomes, review
+from hub import audit, ledger, manual, outcomes, review
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import mask_email, mask_phone
 from hub.ledger import RequestKind, RequestState, TaskState
@@ -36,6 +39,21 @@ from sandbox.people import SHARED_CASES, generate_people
 HOME = Path(".hub/demo")
 PEOPLE = 200
 SEED = 42
+# The company's two systems without an API (rule 10), declared as a deployment would.
+EXTRA_POLICY = """
+[systems.network_drive]
+erase = "delete"
+legal_basis = "GDPR art. 6(1)(b) contract (customer files)"
+
+[systems.paper_archive]
+kind = "manual"
+title = "Paper contracts (locked cabinet)"
+due_days = 7
+[systems.paper_archive.instructions]
+access = "Photocopy the subject's signed contracts; post them with the access letter."
+erasure = "Shred the subject's contracts unless their retention runs; note what is kept."
+default = "Look for the subject's contracts by surname and note what you found."
+"""
 
 
 @dataclass(frozen=True, eq=False)  # each case is itself: keyed by identity
@@ -65,22 +83,28 @@ CASES = (
     Case(RequestKind.ACCESS, "eeva.makela@example.fi",
          "a customer asks what the company holds on her",
          {"pipedrive": ("done", "exported"), "mailchimp": ("done", "exported"),
-          "typeform": ("done", "exported"), "netvisor": ("done", "exported")},
+          "typeform": ("done", "exported"), "netvisor": ("done", "exported"),
+          "network_drive": ("done", "exported"), "paper_archive": ("done", "done_by_hand")},
          RequestState.COMPLETED),
     Case(RequestKind.OPT_OUT, "mikko.hakkinen@example.fi",
          "a subscriber forbids direct marketing",
          {"pipedrive": ("done", "unsubscribed"), "mailchimp": ("done", "unsubscribed"),
-          "typeform": ("done", "nothing_to_do"), "netvisor": ("not_found", "not_found")},
+          "typeform": ("done", "nothing_to_do"), "netvisor": ("not_found", "not_found"),
+          "network_drive": ("not_found", "not_found"),
+          "paper_archive": ("done", "done_by_hand")},
          RequestState.COMPLETED),
     Case(RequestKind.ERASURE, "aino.virtanen@example.fi",
          "a customer with an open invoice asks to be erased",
          {"pipedrive": ("done", "deleted"), "mailchimp": ("done", "permanently_deleted"),
-          "typeform": ("done", "deleted"), "netvisor": ("retained", "retained")},
+          "typeform": ("done", "deleted"), "netvisor": ("retained", "retained"),
+          "network_drive": ("done", "deleted"), "paper_archive": ("done", "done_by_hand")},
          RequestState.PARTIALLY_COMPLETED),
     Case(RequestKind.ERASURE, MIKA.email,
          "a customer asks to be erased, giving the phone he shares with a colleague",
          {"pipedrive": ("done", "deleted"), "mailchimp": ("done", "permanently_deleted"),
-          "typeform": ("not_found", "not_found"), "netvisor": ("not_found", "not_found")},
+          "typeform": ("not_found", "not_found"), "netvisor": ("not_found", "not_found"),
+          "network_drive": ("not_found", "not_found"),
+          "paper_archive": ("done", "done_by_hand")},
          RequestState.COMPLETED, phone=MIKA.phone, decide=Decision.EXCLUDED),
 )
 
@@ -110,14 +134,17 @@ def timed(label: str, action: Callable[[], object]) -> object:
 
 
 def main() -> int:
+    home = HOME.resolve()
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    # Read when the declarations are collected, so before the pipelines are imported.
+    os.environ.update(_company_systems(home))
+
     from dagster import DagsterInstance
 
     from pipelines.launch import ensure_dagster_home, run_reconciliation, run_request
     from sandbox.server import Sandbox
 
-    home = HOME.resolve()
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
     verdict = Verdict()
     step(f"starting the sandbox: four emulated vendors, {PEOPLE} seeded Finnish people")
     # Pipedrive's real 2-second windows (20 calls, search 10) would only make the demo
@@ -151,6 +178,28 @@ def main() -> int:
         return 1
     print("\nDemo passed: every outcome as expected.", flush=True)
     return 0
+
+
+def _person(email: str):  # noqa: ANN202 - a sandbox.people.Person
+    return next(p for p in _PEOPLE if p.email == email)
+
+
+def _company_systems(home: Path) -> dict[str, str]:
+    """The policy with the paper archive and the network drive, and the share itself:
+    the erased customer's contract, notes and quote, and a customer list naming her,
+    the customer asking for her data and the subscriber."""
+    from sandbox.network_drive import demo_files
+
+    share = home / "share"
+    subjects = [_person(e) for e in (_case(RequestKind.ERASURE).email,
+                                     _case(RequestKind.ACCESS).email)]
+    step(f"seeding the network drive: {len(demo_files(share, subjects))} office documents "
+         "(Word, Excel, notes, PDF)")
+    policy = home / "policy.toml"
+    packaged = (Path(__file__).resolve().parents[1] / "hub" / "default_policy.toml")
+    policy.write_text(packaged.read_text("utf-8") + EXTRA_POLICY, "utf-8")
+    return {"HUB_POLICY_FILE": str(policy), "HUB_EXTRA_SYSTEMS": "connectors.network_drive",
+            "NETWORK_DRIVE_ROOT": str(share)}
 
 
 def _reconcile(instance, run_reconciliation, verdict: Verdict) -> None:
@@ -237,15 +286,47 @@ def _operator_decides(store: Store, request_id: str, case: Case, verdict: Verdic
                           actor="demo-operator")
             print(f"    the operator {case.decide.value} {len(items)} candidate(s)")
         for task in ledger.tasks_of(session, request_id):
-            if task.state == TaskState.MANUAL_PENDING:
+            if task.state != TaskState.MANUAL_PENDING:
+                continue
+            by_hand = manual.of(task)
+            if by_hand is not None:
+                print(f"    {by_hand.title}, by hand by {by_hand.due}: {by_hand.instructions}")
+                note = "done as instructed"
+            elif task.system == "network_drive":
+                print(f"    network_drive: {(task.evidence or {}).get('follow_up')}")
+                cleaned = _clean_share(task.evidence or {}, case)
+                print(f"    the operator deleted or redacted {cleaned} file(s) on the share")
+                note = f"deleted or redacted {cleaned} file(s)"
+            else:
                 print(f"    {task.system}: {(task.evidence or {}).get('follow_up')}")
-                review.confirm_task(session, request_id, task.system, TaskState.DONE,
-                                    note="removed by hand in the vendor's UI",
-                                    actor="demo-operator")
-                print(f"    the operator confirmed {task.system}'s follow-up")
+                note = "removed by hand in the vendor's UI"
+            review.confirm_task(session, request_id, task.system, TaskState.DONE, note=note,
+                                actor="demo-operator")
+            print(f"    the operator confirmed {task.system}")
         verdict.check(ledger.get_request(session, request_id).state == RequestState.VERIFIED,
                       f"{request_id}: every decision made, the request runs again",
                       f"{request_id}: still waiting after the operator's decisions")
+
+
+def _clean_share(evidence: dict, case: Case) -> int:
+    """What the operator does on the share: delete the subject's own documents and take
+    her row out of the customer list (which names other customers too)."""
+    import openpyxl
+
+    root = Path(os.environ["NETWORK_DRIVE_ROOT"])
+    listed = [r["record_id"] for r in evidence.get("records", []) if r["action"] == "kept"]
+    for name in listed:
+        path = root / name
+        if path.suffix != ".xlsx":
+            path.unlink()
+            continue
+        book = openpyxl.load_workbook(path)
+        for row in book.active.iter_rows():
+            if any(str(cell.value or "").lower() == case.email for cell in row):
+                for cell in row:
+                    cell.value = None
+        book.save(path)
+    return len(listed)
 
 
 def _find(urls: dict[str, str], system: str, email: str) -> list[dict]:
@@ -277,6 +358,19 @@ def _prove(urls: dict[str, str], store: Store, ids: dict[Case, str],
     verdict.check(bool(persons) and all(r["state"] == "deleted" for r in persons),
                   f"pipedrive: {len(persons)} person(s) of {who} deleted",
                   f"pipedrive persons of {who}: {[r['state'] for r in persons]}")
+    from connectors.registry import build_connector
+
+    with build_connector("network_drive") as drive:
+        left = drive.find([Identifier(IdentifierKind.EMAIL, erased)])
+    verdict.check(not left, f"network drive: no document names {who} any more (read back)",
+                  f"network drive: {len(left)} document(s) still name {who}")
+    with store.session() as session:
+        archive = ledger.get_task(session, ids[_case(RequestKind.ERASURE)], "paper_archive")
+        confirmed = (archive.evidence or {}).get("confirmed") or {}
+    verdict.check(confirmed.get("by") == "demo-operator",
+                  f"paper archive: confirmed by {confirmed.get('by')} at "
+                  f"{str(confirmed.get('at'))[:16]} ({confirmed.get('note')})",
+                  "paper archive: no operator's confirmation recorded")
     _prove_retained(urls, store, ids[_case(RequestKind.ERASURE)], verdict)
     _prove_colleague_untouched(urls, verdict)
 
@@ -338,7 +432,7 @@ def _prove_bundle(store: Store, request_id: str, verdict: Verdict) -> None:
     systems = []
     if (folder / "data.json").exists():
         systems = sorted(json.loads((folder / "data.json").read_text("utf-8")).get("systems", {}))
-    verdict.check(private and len(systems) == 4,
+    verdict.check(private and len(systems) == 5,
                   f"access export: {HOME / 'exports' / request_id}/ "
                   f"({', '.join(f.name for f in files)}), owner-only, {len(systems)} systems",
                   f"access export {folder}: files {[f.name for f in files]}, "

@@ -25,7 +25,12 @@ def test_the_demo_runs_every_request_kind_and_proves_it_at_the_vendors(tmp_path:
                     "erasure: request partially_completed", "held until 2032-12-31",
                     "mailchimp: a***@example.fi is in no audience",
                     "pipedrive: marketing status of m***@example.fi is unsubscribed",
-                    "owner-only, 4 systems", "hash chain intact",
+                    "owner-only, 5 systems", "hash chain intact",
+                    # the systems without an API: the share read back, the archive confirmed
+                    "seeding the network drive: 4 office documents",
+                    "network drive: no document names a***@example.fi any more (read back)",
+                    "Paper contracts (locked cabinet), by hand by",
+                    "paper archive: confirmed by demo-operator",
                     # a colleague's record reached through the shared phone is reviewed
                     "is shared by several people", "the operator excluded",
                     "the colleague with the same phone, untouched",
