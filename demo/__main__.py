@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -53,6 +54,10 @@ due_days = 7
 access = "Photocopy the subject's signed contracts; post them with the access letter."
 erasure = "Shred the subject's contracts unless their retention runs; note what is kept."
 default = "Look for the subject's contracts by surname and note what you found."
+
+# Customers six years after their last contact are erased (a dry run here: listed only).
+[retention]
+after_relationship_years = 6
 """
 
 
@@ -167,6 +172,7 @@ def main() -> int:
                 _run_requests(instance, run_request, store, ids, verdict)
                 _prove(box.urls, store, ids, verdict)
                 _next_night(instance, run_reconciliation, verdict)
+            _retention(store, verdict)
             _audit(store, verdict)
         finally:
             store.close()
@@ -451,6 +457,26 @@ def _next_night(instance, run_reconciliation, verdict: Verdict) -> None:
         verdict.check(check.passed, f"check {check.check_name} passed",
                       f"check {check.check_name} failed: {check.description}")
     verdict.check(len(checks) == 4, "4 checks evaluated", f"{len(checks)} checks evaluated")
+
+
+def _retention(store: Store, verdict: Verdict) -> None:
+    from hub import retention
+    from hub.policy import load_policy
+
+    policy = load_policy(store.settings.policy_file)
+    rule = policy.retention
+    step(f"the retention sweep, a dry run: customers {rule.after_relationship_years} years "
+         "after their last contact (hub retention sweep; daily in Dagster)")
+    with store.session() as session:
+        due = retention.due(session, policy, date.today(), timezone=store.settings.timezone)
+        requests = len(ledger.list_requests(session, today=date.today()))
+    for item in due[:5]:
+        print(f"    {item.reason.value:<18} last contact {item.since}  {item.who}")
+    if len(due) > 5:
+        print(f"    ... and {len(due) - 5} more")
+    verdict.check(bool(due) and requests == len(CASES),
+                  f"{len(due)} due, listed masked; nothing filed (file_requests is off)",
+                  f"retention: {len(due)} due, {requests} requests in the ledger")
 
 
 def _audit(store: Store, verdict: Verdict) -> None:

@@ -31,6 +31,7 @@ def test_the_demo_runs_every_request_kind_and_proves_it_at_the_vendors(tmp_path:
                     "network drive: no document names a***@example.fi any more (read back)",
                     "Paper contracts (locked cabinet), by hand by",
                     "paper archive: confirmed by demo-operator",
+                    "the retention sweep, a dry run", "nothing filed (file_requests is off)",
                     # a colleague's record reached through the shared phone is reviewed
                     "is shared by several people", "the operator excluded",
                     "the colleague with the same phone, untouched",
