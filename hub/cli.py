@@ -25,12 +25,22 @@ import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
+from hub import (
+    audit,
+    duplicates,
+    index,
+    ledger,
+    manual,
+    objections,
+    outcomes,
+    review,
+    suppression,
+)
 from hub import breach as breach_query
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
-from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
+from hub.identity import InvalidIdentifier, mask, normalise_name, parse_email, parse_phone
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.models import SubjectRequestRow
 from hub.policy import PolicyError, load_policy
@@ -58,6 +68,9 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(person_app, name="person")
 app.add_typer(retention_app, name="retention")
+objection_app = typer.Typer(help="Objections to being published in lists (attendee lists, "
+                                 "mailing labels).", no_args_is_help=True)
+app.add_typer(objection_app, name="objection")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -566,6 +579,47 @@ def person_find(
             for rec in records:
                 seen = rec.updated_at.date().isoformat() if rec.updated_at else "-"
                 _echo(f"  {system:<10} {rec.record_id:<24} {seen}  {rec.display_name or ''}")
+
+
+# --- objections to lists -----------------------------------------------------------
+
+
+@objection_app.command("add")
+@guarded
+def objection_add(
+    email: Annotated[list[str] | None, typer.Option(
+        help="The person's e-mail address; repeatable.")] = None,
+    phone: Annotated[list[str] | None, typer.Option(
+        help="The person's phone number; repeatable.")] = None,
+    operator: Annotated[str | None, typer.Option(
+        help="Who records it (default $HUB_OPERATOR, then $USER); in the audit trail.")]
+    = None,
+) -> None:
+    """Record that a person forbids publishing them in lists (kept as keyed hashes)."""
+    identifiers = _identifiers(email, phone)
+    with store() as opened, opened.session() as session:
+        objections.record(session, opened.hasher, identifiers,
+                          actor=(operator or _operator()).strip() or "operator")
+        _echo(f"objection to lists recorded for {', '.join(mask(i) for i in identifiers)}")
+
+
+@objection_app.command("check")
+@guarded
+def objection_check(
+    path: Annotated[Path, typer.Argument(help="The list to publish: CSV, or one e-mail or "
+                                              "phone per line.")],
+) -> None:
+    """Before printing an attendee list or mailing labels: which rows may not be on it."""
+    try:
+        table = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LedgerError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                          ) from None
+    with store() as opened, opened.session() as session:
+        rows, flagged = objections.screen(session, opened.hasher, table)
+    for row in flagged:
+        _echo(f"row {row.row}: objected to lists ({', '.join(row.masked)})")
+    _echo(f"{len(flagged)} of {rows} row(s) objected to being published in lists")
 
 
 # --- breach ------------------------------------------------------------------------

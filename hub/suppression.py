@@ -1,4 +1,5 @@
-"""The suppression list: keyed hashes of people who were erased or opted out.
+"""The suppression list: keyed hashes of people who were erased, opted out, or objected
+to being published in lists (hub/objections.py).
 
 Sync and import consult it so an erased person is never silently brought back and
 an opted-out one never re-subscribed; the reconciliation turns a hit into action.
@@ -17,7 +18,7 @@ from hub.domain import Identifier
 from hub.hashing import Hasher
 from hub.models import SuppressionRow
 
-REASONS = ("erasure", "opt_out")
+REASONS = ("erasure", "opt_out", "lists")
 
 
 def add_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: str,

@@ -457,3 +457,23 @@ def test_a_second_access_request_this_year_from_another_address_is_flagged_charg
     other = cli("request", "new", "access", "--email", "susanna@work.fi", "--phone",
                 "+35891234567")
     assert other.exit_code == 0 and "number" not in other.stdout  # the switchboard is shared
+
+
+def test_objections_to_lists_are_recorded_and_a_list_is_checked_by_command(cli, tmp_path):
+    added = cli("objection", "add", "--email", "Aino.Virtanen@example.fi", "--operator", "liisa")
+    assert added.exit_code == 0, added.output
+    assert "objection to lists recorded for a***@example.fi" in added.stdout
+    attendees = tmp_path / "osallistujat.csv"
+    # as a Finnish Excel saves CSV: semicolons
+    attendees.write_text("nimi;email\nAino;aino.virtanen@example.fi\nMikko;mikko@example.fi\n",
+                         "utf-8")
+    checked = cli("objection", "check", str(attendees))
+    assert checked.exit_code == 0, checked.output
+    assert "row 2: objected to lists (a***@example.fi)" in checked.stdout
+    assert "1 of 3 row(s) objected" in checked.stdout
+    assert "aino.virtanen" not in checked.stdout
+    found = cli("person", "find", "aino.virtanen@example.fi")
+    assert found.stdout.startswith("suppressed: lists")
+    one_line_error(cli("objection", "add", "--email", "not-an-email"), 1)
+    missing = one_line_error(cli("objection", "check", str(tmp_path / "nope.csv")), 1)
+    assert "cannot read" in missing
