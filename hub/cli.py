@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -25,14 +24,13 @@ import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
+from hub import audit, index, intake, ledger, manual, outcomes, review, suppression
 from hub import breach as breach_query
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
-from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
-from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
-from hub.models import SubjectRequestRow
+from hub.identity import InvalidIdentifier, parse_email, parse_phone
+from hub.ledger import LedgerError, RequestState, TaskState
 from hub.policy import PolicyError, load_policy
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
@@ -121,10 +119,6 @@ def _today(settings: Settings) -> date:
     return local_date(datetime.now(UTC), settings.timezone)
 
 
-KIND_NAMES = {"access": RequestKind.ACCESS, "erasure": RequestKind.ERASURE,
-              "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT}
-
-
 # --- setup -------------------------------------------------------------------------
 
 
@@ -158,26 +152,6 @@ def db_upgrade() -> None:
 # --- requests ----------------------------------------------------------------------
 
 
-def _identifiers(emails: list[str] | None, phones: list[str] | None) -> list[Identifier]:
-    """Every identifier typed, normalised, each once: nothing the operator gave is dropped."""
-    found = [Identifier(IdentifierKind.EMAIL, parse_email(e)) for e in emails or []]
-    found += [Identifier(IdentifierKind.PHONE, parse_phone(p)) for p in phones or []]
-    if not found:
-        raise InvalidIdentifier("give the subject's --email or --phone (or both)")
-    return list(dict.fromkeys(found))
-
-
-def _subject_name(name: str | None) -> str | None:
-    """The name as stored, refused (without echoing it) when its column cannot hold it."""
-    if name is None or not name.strip():
-        return None
-    normalised = normalise_name(name)
-    limit = SubjectRequestRow.__table__.c.subject_name.type.length
-    if limit is not None and len(normalised) > limit:
-        raise ValueError(f"--name is {len(normalised)} characters; at most {limit} are kept")
-    return normalised
-
-
 @request_app.command("new")
 @guarded
 def request_new(
@@ -200,56 +174,29 @@ def request_new(
         help="The subject's language for letters: fi, sv or en.")] = "fi",
 ) -> None:
     """File a subject request; prints its id and due date."""
-    request_kind = KIND_NAMES.get(kind.lower())
-    if request_kind is None:
-        raise ValueError(f"unknown request kind {kind!r}: use access, erasure or opt-out")
-    identifiers = _identifiers(email, phone)
-    subject_name = _subject_name(name)
-    arrived_by, answer_in = _choice(ledger.Channel, channel, "--channel"), _choice(
-        ledger.Language, language, "--language")
+    request_kind = intake.request_kind(kind)
+    if not email and not phone:
+        raise InvalidIdentifier("give the subject's --email or --phone (or both)")
+    identifiers = intake.identifiers(email, phone)
+    subject_name = intake.subject_name(name, "--name")
+    arrived_by = intake.choice(ledger.Channel, channel, "--channel")
+    answer_in = intake.choice(ledger.Language, language, "--language")
     with store() as opened, opened.session() as session:
         timezone = opened.settings.timezone
-        received_at = _received(received, timezone)
-        open_ones = duplicates.open_duplicates(session, opened.hasher, request_kind,
-                                               identifiers)
-        if open_ones and not allow_duplicate:
-            raise LedgerError(f"this subject already has an open {request_kind.value} "
-                              f"request: {', '.join(open_ones)}; --allow-duplicate files "
-                              "another anyway")
-        row = ledger.create_request(
-            session, opened.hasher, request_kind, identifiers, name=subject_name,
-            timezone=timezone, received_at=received_at, channel=arrived_by,
-            language=answer_in,
-        )
+        try:
+            filed = intake.file_request(
+                session, opened.hasher, request_kind, identifiers, name=subject_name,
+                received_at=intake.received(received, timezone, "--received"), channel=arrived_by,
+                language=answer_in, timezone=timezone, allow_duplicate=allow_duplicate,
+                actor=_operator() or "operator")
+        except intake.DuplicateRequest as exc:
+            raise LedgerError(f"{exc}; --allow-duplicate files another anyway") from None
+        row = filed.row
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
-        number = ledger.flag_repeat_access(
-            session, opened.hasher, row, duplicates.same_subject(session, identifiers),
-            timezone=timezone)
         if row.chargeable:
-            year = local_date(row.received_at, timezone).year
-            typer.echo(f"note: access request number {number} from this subject in {year}; "
-                       "only the first each year is free: decide whether to charge")
-
-
-def _choice(enum: type[StrEnum], value: str, option: str) -> Any:  # noqa: ANN401 - an enum
-    try:
-        return enum(value.strip().lower())
-    except ValueError:
-        raise LedgerError(f"{option} is one of {', '.join(enum)}, not {value!r}") from None
-
-
-def _received(text: str | None, timezone: str) -> datetime | None:
-    """The receipt time typed by an operator, read in the company's time zone."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise LedgerError(f"--received is YYYY-MM-DD or YYYY-MM-DD HH:MM, not {text!r}"
-                          ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    return moment.astimezone(UTC)
+            year = intake.receipt_year(row, timezone)
+            typer.echo(f"note: access request number {filed.number} from this subject in "
+                       f"{year}; only the first each year is free: decide whether to charge")
 
 
 def _due_label(due: date, today: date) -> str:
