@@ -53,6 +53,8 @@ app.add_typer(task_app, name="task")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(person_app, name="person")
+user_app = typer.Typer(help="The desk's users.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -593,6 +595,62 @@ def audit_tip() -> None:
             raise _fail(f"audit trail broken at event {report.seq}: {report.problem}; "
                         "a tip of a broken trail vouches for nothing", EXIT_INPUT)
         typer.echo(str(audit.tip(session)))
+
+
+# --- the desk ----------------------------------------------------------------------
+
+
+@user_app.command("add")
+@guarded
+def user_add(
+    name: Annotated[str, typer.Argument(help="Lower-case letters, digits, '.', '_', '-'.")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "operator",
+    password_stdin: Annotated[bool, typer.Option(
+        help="Read the password from the first line of stdin instead of prompting.")]
+    = False,
+) -> None:
+    """Add a user who signs in to the desk (`hub desk`); the password is asked twice."""
+    from desk import auth
+
+    chosen = auth.Role.named(role)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    auth.check_new_user(name, password)
+    with store() as opened, opened.session() as session:
+        auth.add_user(session, name, password, chosen, actor=_operator() or "hub")
+    typer.echo(f"user {name} added ({chosen.label})")
+
+
+@app.command("desk")
+@guarded
+def desk(
+    host: Annotated[str | None, typer.Option(
+        help="Address to listen on (default HUB_DESK_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default HUB_DESK_PORT, 8470).")]
+    = None,
+) -> None:
+    """Serve the privacy desk, the ops staff's web page, until Ctrl-C.
+
+    Loopback by default: behind a TLS proxy set HUB_DESK_HTTPS_ONLY=1. The access log
+    holds method, path and status only.
+    """
+    import logging
+
+    import uvicorn
+
+    from desk.app import create_app
+    from desk.settings import DeskSettings
+
+    settings, desk_settings = load_settings(), DeskSettings()
+    application = create_app(settings, desk_settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    bind, listen = host or desk_settings.host, port or desk_settings.port
+    typer.echo(f"the desk: http://{bind}:{listen}/  (Ctrl-C stops it)")
+    # uvicorn's own access log would write query strings and client addresses.
+    uvicorn.run(application, host=bind, port=listen, access_log=False, log_config=None,
+                server_header=False)
 
 
 def _mount_optional() -> None:
