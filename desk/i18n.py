@@ -187,7 +187,7 @@ def translate(language: str, key: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
-def keys() -> set[str]:
+def phrases() -> set[str]:
     return set(_CATALOGUE)
 
 
