@@ -108,6 +108,18 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"key": "not_found"}, status=404)
 
 
+def serve(settings: Settings, desk: DeskSettings, *, host: str, port: int) -> None:
+    """Run the desk with uvicorn until interrupted; the access log is `AccessLog`'s.
+
+    uvicorn's own access log would write query strings and client addresses.
+    """
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(create_app(settings, desk), host=host, port=port, access_log=False,
+                log_config=None, server_header=False)
+
+
 def create_app(settings: Settings, desk: DeskSettings | None = None, *,
                store: Store | None = None) -> Starlette:
     """The desk over the hub's database (migrated on open, like every hub command)."""

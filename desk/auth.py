@@ -109,6 +109,18 @@ def add_user(session: Session, name: str, password: str, role: Role, *, actor: s
     return _user(row)
 
 
+def set_password(session: Session, name: str, password: str, *, actor: str,
+                 now: datetime | None = None) -> None:
+    """A new password for an existing user; it also lifts a lock."""
+    check_new_user(name, password)
+    row = session.get(DeskUserRow, name)
+    if row is None:
+        raise ValueError(f"there is no user named {name!r}")
+    row.password_hash = HASHER.hash(password)
+    row.failed_logins, row.locked_until = 0, None
+    audit.append(session, "desk.password_set", {"user": name}, actor=actor, now=now)
+
+
 def list_users(session: Session) -> list[DeskUserRow]:
     return list(session.execute(select(DeskUserRow).order_by(DeskUserRow.name)).scalars())
 

@@ -636,21 +636,13 @@ def desk(
     Loopback by default: behind a TLS proxy set HUB_DESK_HTTPS_ONLY=1. The access log
     holds method, path and status only.
     """
-    import logging
-
-    import uvicorn
-
-    from desk.app import create_app
+    from desk.app import serve
     from desk.settings import DeskSettings
 
     settings, desk_settings = load_settings(), DeskSettings()
-    application = create_app(settings, desk_settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     bind, listen = host or desk_settings.host, port or desk_settings.port
     typer.echo(f"the desk: http://{bind}:{listen}/  (Ctrl-C stops it)")
-    # uvicorn's own access log would write query strings and client addresses.
-    uvicorn.run(application, host=bind, port=listen, access_log=False, log_config=None,
-                server_header=False)
+    serve(settings, desk_settings, host=bind, port=listen)
 
 
 def _mount_optional() -> None:
