@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import func, select
 
 from desk import auth
@@ -148,3 +150,25 @@ def test_a_short_password_or_odd_name_is_refused(desk_store):
             except ValueError:
                 continue
             raise AssertionError(f"{name!r} was accepted")
+
+
+def test_the_lock_holds_and_ends_on_every_database(store):
+    """The lock's time is compared in the database's own types (SQLite and PostgreSQL)."""
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with store.session() as session:
+        auth.add_user(session, "liisa", PASSWORD, auth.Role.OPERATOR, actor="test")
+    for minute in range(2):
+        with store.session() as session:
+            result = auth.authenticate(session, "liisa", "wrong wrong wrong", max_failed=2,
+                                       lockout=timedelta(minutes=15),
+                                       now=start + timedelta(minutes=minute))
+    assert result.locked_until == start + timedelta(minutes=16)
+    with store.session() as session:
+        during = auth.authenticate(session, "liisa", PASSWORD, max_failed=2,
+                                   lockout=timedelta(minutes=15),
+                                   now=start + timedelta(minutes=10))
+    with store.session() as session:
+        after = auth.authenticate(session, "liisa", PASSWORD, max_failed=2,
+                                  lockout=timedelta(minutes=15),
+                                  now=start + timedelta(minutes=17))
+    assert during.user is None and after.user is not None and after.user.name == "liisa"
