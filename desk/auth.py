@@ -4,14 +4,16 @@ Named users with their own passwords (argon2id hashes), one of three roles: a
 viewer reads, an operator acts on requests, an admin also manages users. A login
 that fails too often locks the user for a while (the count and the lock are in the
 database, so no new browser or cookie gets round them). The session is a signed
-cookie (Starlette's SessionMiddleware); every POST carries the session's CSRF token,
-compared in constant time. Logins, failures, locks and new users are in the audit
-trail, with the user as actor: the statements promise that use of the register is
-logged.
+cookie (Starlette's SessionMiddleware) holding a random token whose hash is a row in
+`desk_sessions`: logging out deletes the row, so even a copied cookie is dead after
+it. Every POST carries the session's CSRF token, compared in constant time. Logins,
+failures, locks and new users are in the audit trail, with the user as actor: the
+statements promise that use of the register is logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import secrets
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from hub import audit
-from hub.models import DeskUserRow
+from hub.models import DeskSessionRow, DeskUserRow
 
 HASHER = PasswordHasher()
 # Verified against when the name is unknown, so a wrong name takes as long as a wrong
@@ -34,7 +36,7 @@ HASHER = PasswordHasher()
 _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 NAME = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 MIN_PASSWORD_LENGTH = 12
-SESSION_USER, SESSION_CSRF, SESSION_LANG = "user", "csrf", "lang"
+SESSION_TOKEN, SESSION_CSRF, SESSION_LANG = "token", "csrf", "lang"
 
 
 class Role(IntEnum):
@@ -165,13 +167,22 @@ def _verify(digest: str, password: str) -> bool:
         return False
 
 
-def load_user(session: Session, request: Request) -> User | None:
-    """The signed-in user as the database has them now (a role changed applies at once)."""
-    name = request.session.get(SESSION_USER)
-    if not isinstance(name, str):
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_user(session: Session, request: Request, *, max_age: timedelta,
+              now: datetime | None = None) -> User | None:
+    """The signed-in user as the database has them now: a session logged out, expired
+    or of a deleted user is nobody, and a changed role applies at once."""
+    token = request.session.get(SESSION_TOKEN)
+    if not isinstance(token, str):
         return None
-    row = session.get(DeskUserRow, name)
-    return _user(row) if row is not None else None
+    row = session.get(DeskSessionRow, _token_hash(token))
+    if row is None or row.created_at + max_age < (now or datetime.now(UTC)):
+        return None
+    user = session.get(DeskUserRow, row.user_name)
+    return _user(user) if user is not None else None
 
 
 def set_language(session: Session, name: str, language: str) -> None:
@@ -180,13 +191,27 @@ def set_language(session: Session, name: str, language: str) -> None:
         row.language = language
 
 
-def begin_session(request: Request, user: User) -> None:
+def begin_session(session: Session, request: Request, user: User, *,
+                  now: datetime | None = None) -> None:
     """A new session for the user: nothing from before the login survives into it."""
+    token = secrets.token_urlsafe(32)
+    session.add(DeskSessionRow(token_hash=_token_hash(token), user_name=user.name,
+                               created_at=now or datetime.now(UTC)))
     request.session.clear()
-    request.session[SESSION_USER] = user.name
+    request.session[SESSION_TOKEN] = token
     request.session[SESSION_CSRF] = secrets.token_urlsafe(32)
     if user.language:
         request.session[SESSION_LANG] = user.language
+
+
+def end_session(session: Session, request: Request) -> None:
+    """Log out: the session's row goes, so its cookie signs nobody in again."""
+    token = request.session.get(SESSION_TOKEN)
+    if isinstance(token, str):
+        row = session.get(DeskSessionRow, _token_hash(token))
+        if row is not None:
+            session.delete(row)
+    request.session.clear()
 
 
 def csrf_token(request: Request) -> str:

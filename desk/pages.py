@@ -78,6 +78,8 @@ def _login(request: Request, form: FormData) -> Response:
             session, _text(form, "name"), str(form.get("password") or ""),
             max_failed=desk.desk.max_failed_logins,
             lockout=timedelta(minutes=desk.desk.lockout_minutes))
+        if result.user is not None:
+            auth.begin_session(session, request, result.user)
     if result.user is None:
         _ = i18n.translator(i18n.language_of(request))
         error = _("login_failed")
@@ -85,7 +87,6 @@ def _login(request: Request, form: FormData) -> Response:
             until = result.locked_until.astimezone(ZoneInfo(desk.settings.timezone))
             error = _("login_locked", until=f"{until:%H:%M}")
         return render(request, "login.html", {"error": error}, status=401)
-    auth.begin_session(request, result.user)
     return see_other("/")
 
 
@@ -96,10 +97,10 @@ async def logout(request: Request) -> Response:
 def _logout(request: Request, form: FormData) -> Response:
     desk = desk_of(request)
     with desk.store.session() as session:
-        user = auth.load_user(session, request)
+        user = auth.load_user(session, request, max_age=desk.desk.session_max_age)
         if user is not None:
             audit.append(session, "desk.logout", {}, actor=user.name)
-    request.session.clear()
+        auth.end_session(session, request)
     return see_other("/login")
 
 
@@ -111,8 +112,9 @@ def _language(request: Request, form: FormData) -> Response:
     chosen = _text(form, "lang")
     if chosen in i18n.LANGUAGES:
         request.session[auth.SESSION_LANG] = chosen
-        with desk_of(request).store.session() as session:
-            user = auth.load_user(session, request)
+        desk = desk_of(request)
+        with desk.store.session() as session:
+            user = auth.load_user(session, request, max_age=desk.desk.session_max_age)
             if user is not None:
                 auth.set_language(session, user.name, chosen)
     back = _text(form, "back")

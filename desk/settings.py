@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,10 @@ class DeskSettings(BaseSettings):
     # Dagster's UI, for the link from a request's page to its runs.
     dagster_ui_url: str = "http://127.0.0.1:3000"
     audit_page_size: int = Field(default=50, ge=1, le=500)
+
+    @property
+    def session_max_age(self) -> timedelta:
+        return timedelta(minutes=self.session_max_age_minutes)
 
     def session_key(self, hub: Settings) -> str:
         """The cookie-signing key: the explicit one, or derived from HUB_SECRET."""

@@ -47,7 +47,7 @@ def desk_of(request: Request) -> Desk:
 
 def signed_in(request: Request, session: Session, role: Role = Role.VIEWER) -> User:
     """The user behind the request; NotSignedIn or Forbidden when not allowed."""
-    user = load_user(session, request)
+    user = load_user(session, request, max_age=desk_of(request).desk.session_max_age)
     if user is None:
         raise NotSignedIn()
     request.state.user = user

@@ -312,3 +312,19 @@ class DeskUserRow(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeskSessionRow(Base):
+    """A signed-in session of the desk, so that logging out ends it everywhere.
+
+    The cookie holds a random token; only its SHA-256 is kept here, so a copy of the
+    database signs nobody in. Deleting the row (logout, or the user) ends the session
+    even for a copied cookie, which a signed cookie alone could not.
+    """
+
+    __tablename__ = "desk_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("desk_users.name", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from desk import auth
-from hub.models import AuditEventRow, DeskUserRow, SubjectRequestRow
+from hub.models import AuditEventRow, DeskSessionRow, DeskUserRow, SubjectRequestRow
 from tests.desk.conftest import PASSWORD
 
 
@@ -126,6 +126,28 @@ def test_logout_ends_the_session(operator, desk_store):
     assert operator.post("/logout").url.path == "/login"
     assert operator.get("/").url.path == "/login"
     assert [e.actor for e in events(desk_store, "desk.logout")] == ["operator"]
+
+
+def test_a_cookie_copied_before_logout_signs_nobody_in_after_it(make_client, desk_store):
+    browser = make_client("operator")
+    copied = dict(browser.http.cookies)
+    thief = make_client(None)
+    thief.http.cookies.update(copied)
+    assert thief.get("/").url.path == "/"  # the same session, while it lasts
+    browser.post("/logout")
+    assert thief.get("/").url.path == "/login"
+    with desk_store.session() as session:
+        assert session.execute(select(func.count()).select_from(DeskSessionRow)).scalar_one() \
+            == 0
+
+
+def test_a_session_ends_after_its_maximum_age(make_client, desk_store):
+    client = make_client("operator", session_max_age_minutes=30)
+    assert client.get("/").url.path == "/"
+    with desk_store.session() as session:
+        for row in session.execute(select(DeskSessionRow)).scalars():
+            row.created_at = datetime.now(UTC) - timedelta(minutes=31)
+    assert client.get("/").url.path == "/login"
 
 
 def test_a_user_removed_from_the_database_is_signed_out_at_once(operator, desk_store):

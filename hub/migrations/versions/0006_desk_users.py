@@ -1,4 +1,4 @@
-"""the desk's users: name, argon2 hash, role, language, failed logins and lock
+"""the desk's users (name, argon2 hash, role, language, failed logins, lock) and sessions
 
 Revision ID: 0006
 Revises: 0005
@@ -25,7 +25,19 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('desk_sessions',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_name', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['user_name'], ['desk_users.name'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('token_hash')
+    )
+    with op.batch_alter_table('desk_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_desk_sessions_user_name'), ['user_name'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('desk_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_desk_sessions_user_name'))
+    op.drop_table('desk_sessions')
     op.drop_table('desk_users')
