@@ -201,7 +201,7 @@ def dagster_runs_url(desk: Desk, request_id: str) -> str:
     """Dagster's runs page filtered to this request's runs (the hub keeps no run ids;
     the sensor tags every run with the request id)."""
     tag = quote(f"tag:hub/request_id={request_id}", safe="")
-    return f"{desk.desk.dagster_ui_url.rstrip('/')}/runs?q%5B%5D={tag}"
+    return f"{desk.desk.dagster_ui_url.rstrip('/')}/runs?q%5B0%5D={tag}"
 
 
 def request_page(request: Request) -> Response:

@@ -182,7 +182,7 @@ def test_the_request_page_shows_each_system_with_evidence_error_and_dagster_link
     page = operator.get(f"/requests/{rid}", headers={"accept-language": "en"}).text
     assert "permanently_deleted 1; read back" in page
     assert "netvisor answered 503 Service Unavailable" in page
-    assert f"runs?q%5B%5D=tag%3Ahub%2Frequest_id%3D{rid}" in page
+    assert f"runs?q%5B0%5D=tag%3Ahub%2Frequest_id%3D{rid}" in page
     assert "Shred the contract." in page and "shares the phone" in page
     assert "Approve #1" in page and "Exclude #1" in page
 
