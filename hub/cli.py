@@ -641,6 +641,10 @@ def desk(
 
     settings, desk_settings = load_settings(), DeskSettings()
     bind, listen = host or desk_settings.host, port or desk_settings.port
+    if bind not in ("127.0.0.1", "::1", "localhost") and not desk_settings.https_only:
+        typer.echo(f"warning: listening on {bind} without HUB_DESK_HTTPS_ONLY=1: put the desk "
+                   "behind a TLS proxy, or passwords and personal data cross the network in "
+                   "clear", err=True)
     typer.echo(f"the desk: http://{bind}:{listen}/  (Ctrl-C stops it)")
     serve(settings, desk_settings, host=bind, port=listen)
 
