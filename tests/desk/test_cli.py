@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import ast
 import os
+import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -15,6 +20,7 @@ from hub.settings import Settings
 from hub.store import open_store
 from tests.conftest import TEST_SECRET
 from tests.desk.conftest import PASSWORD
+from tests.polling import poll
 
 DESK = Path(__file__).resolve().parents[2] / "desk"
 
@@ -91,3 +97,34 @@ def test_the_desk_imports_the_hub_only():
                 root = name.split(".")[0]
                 assert root not in {"connectors", "pipelines", "sandbox", "dagster", "demo"}, \
                     f"{path.name} imports {name}"
+
+
+def test_hub_desk_serves_and_logs_method_path_and_status_only(tmp_path):
+    """The real command: uvicorn's own access log (query strings, client addresses) is off."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {**env(tmp_path), "PYTHONPATH": str(DESK.parent)}
+    server = subprocess.Popen([sys.executable, "-m", "hub.cli", "desk", "--port", str(port)],
+                              env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/login", timeout=2).status_code == 200
+        except httpx.TransportError:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            return False
+
+    try:
+        poll(up, timeout=30, interval=0.2)
+        answer = httpx.get(f"{base}/audit?page=2&who=liisa.virtanen@example.fi", timeout=5)
+        assert answer.status_code == 303 and answer.headers["location"] == "/login"
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=20)
+    logged = out + err
+    assert f"the desk: http://127.0.0.1:{port}/" in logged
+    assert re.search(r"desk\.access GET /audit 303 \d+ms", logged)
+    assert "example.fi" not in logged and "page=" not in logged and "liisa" not in logged
