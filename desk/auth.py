@@ -197,11 +197,12 @@ def begin_session(session: Session, request: Request, user: User, *,
     token = secrets.token_urlsafe(32)
     session.add(DeskSessionRow(token_hash=_token_hash(token), user_name=user.name,
                                created_at=now or datetime.now(UTC)))
+    chosen = user.language or request.session.get(SESSION_LANG)  # or the login page's
     request.session.clear()
     request.session[SESSION_TOKEN] = token
     request.session[SESSION_CSRF] = secrets.token_urlsafe(32)
-    if user.language:
-        request.session[SESSION_LANG] = user.language
+    if chosen:
+        request.session[SESSION_LANG] = chosen
 
 
 def end_session(session: Session, request: Request) -> None:

@@ -10,6 +10,7 @@ in POST bodies and never in a URL or the access log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -41,6 +42,9 @@ from hub.ledger import (
 VERIFY_METHODS = ("replied_from_address", "id_at_desk", "signed_letter", "known_phone")
 CONFIRM_OUTCOMES = (TaskState.DONE, TaskState.NOT_FOUND, TaskState.RETAINED)
 REJECTABLE = (RequestState.RECEIVED, RequestState.VERIFIED, RequestState.AWAITING_REVIEW)
+# Where the language switch may return to: one of the desk's own paths, never
+# "//elsewhere" or "/\\elsewhere", which browsers read as another site.
+BACK = re.compile(r"/(?:[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)?")
 
 
 async def _posted(request: Request, work: Callable[[Request, FormData], Response]
@@ -118,7 +122,7 @@ def _language(request: Request, form: FormData) -> Response:
             if user is not None:
                 auth.set_language(session, user.name, chosen)
     back = _text(form, "back")
-    return see_other(back if back.startswith("/") and not back.startswith("//") else "/")
+    return see_other(back if BACK.fullmatch(back) else "/")
 
 
 # --- dashboard -------------------------------------------------------------------------

@@ -352,10 +352,18 @@ def test_the_language_follows_the_browser_then_the_users_choice(make_client, des
     assert "Open requests" in again.get("/", headers={"accept-language": "fi"}).text
 
 
-def test_the_language_switch_never_redirects_off_the_desk(operator):
-    response = operator.post("/language", {"lang": "fi", "back": "//evil.example/"},
+@pytest.mark.parametrize("back", ["//evil.example/", "/\\evil.example", "https://evil.example",
+                                  "/requests/R-1?x=1"])
+def test_the_language_switch_never_redirects_off_the_desk(operator, back):
+    response = operator.post("/language", {"lang": "fi", "back": back},
                              follow_redirects=False)
     assert response.headers["location"] == "/"
+
+
+def test_the_language_switch_returns_to_the_page_it_was_on(operator):
+    response = operator.post("/language", {"lang": "fi", "back": "/requests/R-20261202-abcdef"},
+                             follow_redirects=False)
+    assert response.headers["location"] == "/requests/R-20261202-abcdef"
 
 
 def test_every_phrase_the_templates_use_is_in_both_languages():
@@ -376,3 +384,11 @@ def test_every_phrase_the_templates_use_is_in_both_languages():
     assert len(used) > 50 and not (used | dynamic) - i18n.phrases()
     for key in i18n.phrases():
         assert i18n.translate("fi", key) and i18n.translate("en", key)
+
+
+def test_a_language_chosen_on_the_login_page_survives_the_login(make_client):
+    client = make_client(None)
+    client.get("/login")
+    client.post("/language", {"lang": "en", "back": "/login"})
+    client.login("viewer")
+    assert "Open requests" in client.get("/", headers={"accept-language": "fi"}).text
