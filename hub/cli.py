@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,8 +26,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import (
     audit,
-    duplicates,
     index,
+    intake,
     ledger,
     manual,
     objections,
@@ -40,9 +39,8 @@ from hub import breach as breach_query
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
-from hub.identity import InvalidIdentifier, mask, normalise_name, parse_email, parse_phone
-from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
-from hub.models import SubjectRequestRow
+from hub.identity import InvalidIdentifier, mask, parse_email, parse_phone
+from hub.ledger import LedgerError, RequestState, TaskState
 from hub.policy import PolicyError, load_policy
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
@@ -71,6 +69,8 @@ app.add_typer(retention_app, name="retention")
 objection_app = typer.Typer(help="Objections to being published in lists (attendee lists, "
                                  "mailing labels).", no_args_is_help=True)
 app.add_typer(objection_app, name="objection")
+user_app = typer.Typer(help="The desk's users.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,10 +137,6 @@ def _today(settings: Settings) -> date:
     return local_date(datetime.now(UTC), settings.timezone)
 
 
-KIND_NAMES = {"access": RequestKind.ACCESS, "erasure": RequestKind.ERASURE,
-              "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT}
-
-
 # --- setup -------------------------------------------------------------------------
 
 
@@ -174,26 +170,6 @@ def db_upgrade() -> None:
 # --- requests ----------------------------------------------------------------------
 
 
-def _identifiers(emails: list[str] | None, phones: list[str] | None) -> list[Identifier]:
-    """Every identifier typed, normalised, each once: nothing the operator gave is dropped."""
-    found = [Identifier(IdentifierKind.EMAIL, parse_email(e)) for e in emails or []]
-    found += [Identifier(IdentifierKind.PHONE, parse_phone(p)) for p in phones or []]
-    if not found:
-        raise InvalidIdentifier("give the subject's --email or --phone (or both)")
-    return list(dict.fromkeys(found))
-
-
-def _subject_name(name: str | None) -> str | None:
-    """The name as stored, refused (without echoing it) when its column cannot hold it."""
-    if name is None or not name.strip():
-        return None
-    normalised = normalise_name(name)
-    limit = SubjectRequestRow.__table__.c.subject_name.type.length
-    if limit is not None and len(normalised) > limit:
-        raise ValueError(f"--name is {len(normalised)} characters; at most {limit} are kept")
-    return normalised
-
-
 @request_app.command("new")
 @guarded
 def request_new(
@@ -216,56 +192,29 @@ def request_new(
         help="The subject's language for letters: fi, sv or en.")] = "fi",
 ) -> None:
     """File a subject request; prints its id and due date."""
-    request_kind = KIND_NAMES.get(kind.lower())
-    if request_kind is None:
-        raise ValueError(f"unknown request kind {kind!r}: use access, erasure or opt-out")
-    identifiers = _identifiers(email, phone)
-    subject_name = _subject_name(name)
-    arrived_by, answer_in = _choice(ledger.Channel, channel, "--channel"), _choice(
-        ledger.Language, language, "--language")
+    request_kind = intake.request_kind(kind)
+    if not email and not phone:
+        raise InvalidIdentifier("give the subject's --email or --phone (or both)")
+    identifiers = intake.identifiers(email, phone)
+    subject_name = intake.subject_name(name, "--name")
+    arrived_by = intake.choice(ledger.Channel, channel, "--channel")
+    answer_in = intake.choice(ledger.Language, language, "--language")
     with store() as opened, opened.session() as session:
         timezone = opened.settings.timezone
-        received_at = _received(received, timezone)
-        open_ones = duplicates.open_duplicates(session, opened.hasher, request_kind,
-                                               identifiers)
-        if open_ones and not allow_duplicate:
-            raise LedgerError(f"this subject already has an open {request_kind.value} "
-                              f"request: {', '.join(open_ones)}; --allow-duplicate files "
-                              "another anyway")
-        row = ledger.create_request(
-            session, opened.hasher, request_kind, identifiers, name=subject_name,
-            timezone=timezone, received_at=received_at, channel=arrived_by,
-            language=answer_in,
-        )
+        try:
+            filed = intake.file_request(
+                session, opened.hasher, request_kind, identifiers, name=subject_name,
+                received_at=intake.received(received, timezone, "--received"), channel=arrived_by,
+                language=answer_in, timezone=timezone, allow_duplicate=allow_duplicate,
+                actor=_operator() or "operator")
+        except intake.DuplicateRequest as exc:
+            raise LedgerError(f"{exc}; --allow-duplicate files another anyway") from None
+        row = filed.row
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
-        number = ledger.flag_repeat_access(
-            session, opened.hasher, row, duplicates.same_subject(session, identifiers),
-            timezone=timezone)
         if row.chargeable:
-            year = local_date(row.received_at, timezone).year
-            typer.echo(f"note: access request number {number} from this subject in {year}; "
-                       "only the first each year is free: decide whether to charge")
-
-
-def _choice(enum: type[StrEnum], value: str, option: str) -> Any:  # noqa: ANN401 - an enum
-    try:
-        return enum(value.strip().lower())
-    except ValueError:
-        raise LedgerError(f"{option} is one of {', '.join(enum)}, not {value!r}") from None
-
-
-def _received(text: str | None, timezone: str) -> datetime | None:
-    """The receipt time typed by an operator, read in the company's time zone."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise LedgerError(f"--received is YYYY-MM-DD or YYYY-MM-DD HH:MM, not {text!r}"
-                          ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    return moment.astimezone(UTC)
+            year = intake.receipt_year(row, timezone)
+            typer.echo(f"note: access request number {filed.number} from this subject in "
+                       f"{year}; only the first each year is free: decide whether to charge")
 
 
 def _due_label(due: date, today: date) -> str:
@@ -596,7 +545,7 @@ def objection_add(
     = None,
 ) -> None:
     """Record that a person forbids publishing them in lists (kept as keyed hashes)."""
-    identifiers = _identifiers(email, phone)
+    identifiers = intake.identifiers(email, phone)
     with store() as opened, opened.session() as session:
         objections.record(session, opened.hasher, identifiers,
                           actor=(operator or _operator()).strip() or "operator")
@@ -734,6 +683,58 @@ def audit_tip() -> None:
             raise _fail(f"audit trail broken at event {report.seq}: {report.problem}; "
                         "a tip of a broken trail vouches for nothing", EXIT_INPUT)
         typer.echo(str(audit.tip(session)))
+
+
+# --- the desk ----------------------------------------------------------------------
+
+
+@user_app.command("add")
+@guarded
+def user_add(
+    name: Annotated[str, typer.Argument(help="Lower-case letters, digits, '.', '_', '-'.")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "operator",
+    password_stdin: Annotated[bool, typer.Option(
+        help="Read the password from the first line of stdin instead of prompting.")]
+    = False,
+) -> None:
+    """Add a user who signs in to the desk (`hub desk`); the password is asked twice."""
+    from desk import auth
+
+    chosen = auth.Role.named(role)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    auth.check_new_user(name, password)
+    with store() as opened, opened.session() as session:
+        auth.add_user(session, name, password, chosen, actor=_operator() or "hub")
+    typer.echo(f"user {name} added ({chosen.label})")
+
+
+@app.command("desk")
+@guarded
+def desk(
+    host: Annotated[str | None, typer.Option(
+        help="Address to listen on (default HUB_DESK_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default HUB_DESK_PORT, 8470).")]
+    = None,
+) -> None:
+    """Serve the privacy desk, the ops staff's web page, until Ctrl-C.
+
+    Loopback by default: behind a TLS proxy set HUB_DESK_HTTPS_ONLY=1. The access log
+    holds method, path and status only.
+    """
+    from desk.app import serve
+    from desk.settings import DeskSettings
+
+    settings, desk_settings = load_settings(), DeskSettings()
+    bind, listen = host or desk_settings.host, port or desk_settings.port
+    if bind not in ("127.0.0.1", "::1", "localhost") and not desk_settings.https_only:
+        typer.echo(f"warning: listening on {bind} without HUB_DESK_HTTPS_ONLY=1: put the desk "
+                   "behind a TLS proxy, or passwords and personal data cross the network in "
+                   "clear", err=True)
+    typer.echo(f"the desk: http://{bind}:{listen}/  (Ctrl-C stops it)")
+    serve(settings, desk_settings, host=bind, port=listen)
 
 
 def _mount_optional() -> None:

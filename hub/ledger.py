@@ -169,7 +169,7 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
                    now: datetime | None = None, timezone: str = "Europe/Helsinki",
                    origin: str = "manual", state_reason: str | None = None,
                    received_at: datetime | None = None, channel: Channel = Channel.EMAIL,
-                   language: Language = Language.FI) -> SubjectRequestRow:
+                   language: Language = Language.FI, actor: str = "hub") -> SubjectRequestRow:
     """File a request; the due date is one calendar month after receipt.
 
     ``received_at`` is when the request reached the company (a letter that arrived
@@ -206,7 +206,7 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
         "kind": kind.value, "origin": origin, "due_on": row.due_on.isoformat(),
         "received_at": received_at.isoformat(), "channel": row.channel,
         "language": row.language, "identifiers": [mask(i) for i in matchable],
-    }, request_id=row.id, now=now)
+    }, request_id=row.id, actor=actor, now=now)
     return row
 
 

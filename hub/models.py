@@ -296,3 +296,38 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigId)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class DeskUserRow(Base):
+    """Someone who signs in to the desk (desk/auth.py): a name, an argon2 hash, a role.
+
+    The failed-login count and the lock are here, not in a session, so a lockout holds
+    across browsers, cookies thrown away and restarts of the desk.
+    """
+
+    __tablename__ = "desk_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    # The user's language for the desk's pages (fi, en); None: the browser's.
+    language: Mapped[str | None] = mapped_column(String(2))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeskSessionRow(Base):
+    """A signed-in session of the desk, so that logging out ends it everywhere.
+
+    The cookie holds a random token; only its SHA-256 is kept here, so a copy of the
+    database signs nobody in. Deleting the row (logout, or the user) ends the session
+    even for a copied cookie, which a signed cookie alone could not.
+    """
+
+    __tablename__ = "desk_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("desk_users.name", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

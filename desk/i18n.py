@@ -1,0 +1,222 @@
+"""The desk's words in Finnish and English: one small catalogue, one entry per phrase.
+
+The language is the user's own setting, else the browser's Accept-Language, else
+Finnish (the company's). Messages from the hub itself (why a request cannot be
+extended, say) are the hub's English sentences, shown as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+
+LANGUAGES = ("fi", "en")
+DEFAULT = "fi"
+
+# key: (English, Finnish)
+_CATALOGUE: dict[str, tuple[str, str]] = {
+    "desk": ("Privacy desk", "Tietosuojapalvelu"),
+    "skip": ("Skip to content", "Siirry sisältöön"),
+    "dashboard": ("Dashboard", "Yleisnäkymä"),
+    "new_request": ("File a request", "Kirjaa pyyntö"),
+    "search": ("Search", "Haku"),
+    "audit": ("Audit trail", "Lokitapahtumat"),
+    "users": ("Users", "Käyttäjät"),
+    "logout": ("Log out", "Kirjaudu ulos"),
+    "signed_in_as": ("Signed in as", "Kirjautuneena"),
+    "language": ("Language", "Kieli"),
+    "change": ("Change", "Vaihda"),
+    "login": ("Log in", "Kirjaudu"),
+    "user_name": ("User name", "Käyttäjätunnus"),
+    "password": ("Password", "Salasana"),
+    "password_again": ("Password again", "Salasana uudelleen"),
+    "login_failed": ("Wrong user name or password.", "Väärä käyttäjätunnus tai salasana."),
+    "login_locked": ("Too many failed logins: this user is locked until {until}.",
+                     "Liian monta epäonnistunutta kirjautumista: tunnus on lukittu "
+                     "{until} asti."),
+    "forbidden": ("Your role does not allow this.", "Roolisi ei salli tätä."),
+    "csrf_refused": ("The form had expired or did not come from this desk. Reload the page "
+                     "and try again.",
+                     "Lomake oli vanhentunut tai se ei tullut tästä palvelusta. Lataa sivu "
+                     "uudelleen ja yritä uudestaan."),
+    "not_found": ("Not found.", "Ei löytynyt."),
+    "open_requests": ("Open requests", "Avoimet pyynnöt"),
+    "due_soon": ("Due within {days} days", "Määräaika {days} päivän sisällä"),
+    "overdue": ("Overdue", "Myöhässä"),
+    "failed_tasks": ("Failed tasks", "Epäonnistuneet tehtävät"),
+    "candidates_waiting": ("Candidate records to review", "Tarkistettavat ehdokastietueet"),
+    "manual_waiting": ("Manual tasks waiting", "Odottavat käsin tehtävät"),
+    "none": ("None.", "Ei yhtään."),
+    "request": ("Request", "Pyyntö"),
+    "kind": ("Kind", "Laji"),
+    "state": ("State", "Tila"),
+    "due": ("Due", "Määräpäivä"),
+    "days_left": ("{days} d left", "{days} pv jäljellä"),
+    "days_over": ("{days} d overdue", "{days} pv myöhässä"),
+    "due_today": ("due today", "erääntyy tänään"),
+    "subject": ("Subject", "Rekisteröity"),
+    "system": ("System", "Järjestelmä"),
+    "error": ("Error", "Virhe"),
+    "count": ("Count", "Määrä"),
+    "kind_access": ("Access (copy of the data)", "Tarkastus (kopio tiedoista)"),
+    "kind_erasure": ("Erasure", "Poisto"),
+    "kind_opt_out": ("Opt-out of direct marketing", "Suoramarkkinointikielto"),
+    "emails": ("E-mail addresses (one a line)", "Sähköpostiosoitteet (yksi riville)"),
+    "phones": ("Phone numbers (one a line)", "Puhelinnumerot (yksi riville)"),
+    "name": ("Name", "Nimi"),
+    "channel": ("How it arrived", "Miten saapui"),
+    "channel_email": ("E-mail", "Sähköposti"),
+    "channel_letter": ("Letter", "Kirje"),
+    "channel_phone": ("Phone", "Puhelin"),
+    "channel_desk": ("In person or own form", "Henkilökohtaisesti tai oma lomake"),
+    "channel_web": ("Web", "Verkko"),
+    "received": ("Received on (the real date it arrived)", "Saapumispäivä (todellinen)"),
+    "received_hint": ("YYYY-MM-DD or YYYY-MM-DD HH:MM; empty: now. The month to answer "
+                      "counts from it.",
+                      "VVVV-KK-PP tai VVVV-KK-PP HH:MM; tyhjä: nyt. Vastausaika lasketaan "
+                      "tästä."),
+    "subject_language": ("The subject's language", "Rekisteröidyn kieli"),
+    "lang_fi": ("Finnish", "suomi"),
+    "lang_sv": ("Swedish", "ruotsi"),
+    "lang_en": ("English", "englanti"),
+    "file": ("File the request", "Kirjaa pyyntö"),
+    "duplicate_warning": ("This subject already has an open request of this kind: {ids}.",
+                          "Rekisteröidyllä on jo avoin samanlainen pyyntö: {ids}."),
+    "allow_duplicate": ("File another one anyway", "Kirjaa silti uusi"),
+    "chargeable": ("Access request number {number} from this subject this year: only the "
+                   "first each year is free. Decide whether to charge.",
+                   "Rekisteröidyn {number}. tarkastuspyyntö tänä vuonna: vain ensimmäinen "
+                   "on maksuton. Päätä, peritäänkö maksu."),
+    "chargeable_flag": ("A repeated access request this year: only the first each year is "
+                        "free. Decide whether to charge.",
+                        "Toistuva tarkastuspyyntö tänä vuonna: vain ensimmäinen on maksuton. "
+                        "Päätä, peritäänkö maksu."),
+    "filed": ("Request filed.", "Pyyntö kirjattu."),
+    "received_at": ("Received", "Saapui"),
+    "answer_in": ("Answer in", "Vastauskieli"),
+    "extended_because": ("extended: {reason}", "jatkettu: {reason}"),
+    "identifiers": ("Identifiers", "Tunnisteet"),
+    "scrubbed": ("(removed when the request settled; only keyed hashes remain)",
+                 "(poistettu pyynnön valmistuttua; vain avainnetut tiivisteet jäljellä)"),
+    "verify": ("Verify the identity", "Vahvista henkilöllisyys"),
+    "verify_method": ("How the identity was checked", "Miten henkilöllisyys tarkistettiin"),
+    "method_replied_from_address": ("Replied from the registered address",
+                                    "Vastasi rekisterissä olevasta osoitteesta"),
+    "method_id_at_desk": ("ID checked at the desk", "Henkilöllisyystodistus tarkistettu"),
+    "method_signed_letter": ("Signed letter", "Allekirjoitettu kirje"),
+    "method_known_phone": ("Called back at the registered number",
+                           "Soitettu takaisin rekisterissä olevaan numeroon"),
+    "verified": ("Identity verified: the request runs next.",
+                 "Henkilöllisyys vahvistettu: pyyntö käynnistyy seuraavaksi."),
+    "tasks": ("Systems", "Järjestelmät"),
+    "action": ("Action", "Toimenpide"),
+    "evidence": ("Evidence", "Näyttö"),
+    "attempts": ("Tries", "Yrityksiä"),
+    "dagster_runs": ("Runs in Dagster", "Ajot Dagsterissa"),
+    "no_tasks": ("No system has been asked yet: the request runs once its identity is "
+                 "verified.",
+                 "Järjestelmiin ei ole vielä oltu yhteydessä: pyyntö käynnistyy, kun "
+                 "henkilöllisyys on vahvistettu."),
+    "candidates": ("Candidate records", "Ehdokastietueet"),
+    "candidates_help": ("Reached through the index or an identifier someone else shares: "
+                        "act on a record only if it is the subject's.",
+                        "Löytyi henkilöhakemiston tai jonkun toisen kanssa jaetun tunnisteen "
+                        "kautta: käsittele vain, jos tietue on rekisteröidyn."),
+    "record": ("Record", "Tietue"),
+    "why": ("Why it matched", "Miksi löytyi"),
+    "decision": ("Decision", "Päätös"),
+    "approve": ("Approve", "Hyväksy"),
+    "exclude": ("Exclude", "Rajaa pois"),
+    "decided_by": ("by {who}", "päätti {who}"),
+    "manual_tasks": ("To do by hand", "Käsin tehtävät"),
+    "confirm": ("Confirm", "Kuittaa"),
+    "outcome": ("Outcome", "Lopputulos"),
+    "outcome_done": ("Done", "Tehty"),
+    "outcome_not_found": ("Nothing found", "Ei löytynyt"),
+    "outcome_retained": ("Retained by law", "Säilytetään lain nojalla"),
+    "note": ("Note: what was done", "Huomautus: mitä tehtiin"),
+    "until": ("Retained until (YYYY-MM-DD)", "Säilytetään asti (VVVV-KK-PP)"),
+    "basis": ("Legal basis of the hold", "Säilyttämisen oikeusperuste"),
+    "manual_due": ("by {due}", "viimeistään {due}"),
+    "extend": ("Extend the deadline", "Jatka määräaikaa"),
+    "months": ("Months", "Kuukautta"),
+    "reason": ("Reason (told to the subject)", "Syy (kerrotaan rekisteröidylle)"),
+    "reject": ("Reject the request", "Hylkää pyyntö"),
+    "bundle": ("Export bundle", "Tietopaketti"),
+    "download_bundle": ("Download the bundle (zip)", "Lataa tietopaketti (zip)"),
+    "search_help": ("An e-mail address or a phone number. Also finds settled requests, by "
+                    "keyed hash.",
+                    "Sähköpostiosoite tai puhelinnumero. Löytää myös valmistuneet pyynnöt "
+                    "avainnetun tiivisteen avulla."),
+    "search_for": ("E-mail or phone", "Sähköposti tai puhelin"),
+    "results": ("Requests of this subject", "Rekisteröidyn pyynnöt"),
+    "no_results": ("No request has this identifier.", "Tällä tunnisteella ei ole pyyntöjä."),
+    "at": ("At", "Aika"),
+    "actor": ("Who", "Kuka"),
+    "event": ("Event", "Tapahtuma"),
+    "details": ("Details", "Tiedot"),
+    "newer": ("Newer", "Uudemmat"),
+    "older": ("Older", "Vanhemmat"),
+    "page": ("Page {page}", "Sivu {page}"),
+    "role": ("Role", "Rooli"),
+    "role_viewer": ("viewer (reads)", "katselija (lukee)"),
+    "role_operator": ("operator (acts on requests)", "käsittelijä (käsittelee pyyntöjä)"),
+    "role_admin": ("admin (also users)", "ylläpitäjä (myös käyttäjät)"),
+    "add_user": ("Add a user", "Lisää käyttäjä"),
+    "user_added": ("User added.", "Käyttäjä lisätty."),
+    "passwords_differ": ("The passwords differ.", "Salasanat eroavat."),
+    "locked_until": ("Locked until", "Lukittu asti"),
+    "done_ok": ("Done.", "Tehty."),
+    "state_received": ("received", "vastaanotettu"),
+    "state_verified": ("verified", "vahvistettu"),
+    "state_in_progress": ("in progress", "käsittelyssä"),
+    "state_completed": ("completed", "valmis"),
+    "state_partially_completed": ("partially completed", "osittain valmis"),
+    "state_rejected": ("rejected", "hylätty"),
+    "state_awaiting_review": ("awaiting an operator", "odottaa käsittelijää"),
+}
+
+_INDEX = {lang: n for n, lang in enumerate(("en", "fi"))}
+
+
+def translate(language: str, key: str, **values: object) -> str:
+    """The phrase in `language`; an unknown key shows itself (a test finds them all)."""
+    entry = _CATALOGUE.get(key)
+    text = entry[_INDEX.get(language, 0)] if entry else key
+    return text.format(**values) if values else text
+
+
+def phrases() -> set[str]:
+    return set(_CATALOGUE)
+
+
+def from_header(header: str) -> str | None:
+    """The best of our languages in an Accept-Language header (q-values honoured)."""
+    best, best_q = None, 0.0
+    for part in header.split(","):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                continue
+        lang = tag.strip().lower().split("-")[0]
+        if lang in LANGUAGES and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def language_of(request: Request) -> str:
+    chosen = request.session.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    return from_header(request.headers.get("accept-language", "")) or DEFAULT
+
+
+def translator(language: str) -> Callable[..., str]:
+    def _(key: str, **values: object) -> str:
+        return translate(language, key, **values)
+
+    return _
