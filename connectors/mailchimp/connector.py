@@ -174,17 +174,23 @@ class MailchimpConnector(ConnectorBase):
             self._field_names[list_id] = names
         return self._field_names[list_id]
 
-    def _activity_feed(self, list_id: str, member_hash: str) -> list[dict[str, Any]]:
-        """The member's whole activity history, every page of ``activity-feed``."""
+    def _every_page(self, model: type[M], read: Any, key: str, list_id: str,  # noqa: ANN401
+                    member_hash: str) -> list[dict[str, Any]]:
+        """Every item of a member's paged sub-resource: Mailchimp gives 10 a page by
+        default, so one call would export the first ten notes, tags or events only."""
         items: list[dict[str, Any]] = []
         while True:
-            page = self.api.read(ActivityFeedPage,
-                                 self.api.lists.get_list_member_activity_feed, list_id,
-                                 member_hash, count=PAGE, offset=len(items),
-                                 exclude_fields=["_links"])
-            items.extend(page.activity)
-            if not page.activity or len(items) >= page.total_items:
+            page = self.api.read(model, read, list_id, member_hash, count=PAGE,
+                                 offset=len(items), exclude_fields=["_links"])
+            got = getattr(page, key)
+            items.extend(got)
+            if not got or len(items) >= page.total_items:
                 return items
+
+    def _activity_feed(self, list_id: str, member_hash: str) -> list[dict[str, Any]]:
+        """The member's whole activity history, every page of ``activity-feed``."""
+        return self._every_page(ActivityFeedPage, self.api.lists.get_list_member_activity_feed,
+                                "activity", list_id, member_hash)
 
     def _member(self, list_id: str, member_hash: str, model: type[M], **kwargs: Any
                 ) -> M | None:
@@ -309,13 +315,13 @@ class MailchimpConnector(ConnectorBase):
         (every page of activity-feed), events and goals (pages visited)."""
         lists = self.api.lists
         parts: tuple[tuple[str, Any, str], ...] = (
-            ("tags", lambda: self.api.read(Tags, lists.get_list_member_tags, lid, mh).tags,
-             "tags"),
-            ("notes", lambda: self.api.read(Notes, lists.get_list_member_notes, lid,
-                                            mh).notes, "notes"),
+            ("tags", lambda: self._every_page(Tags, lists.get_list_member_tags, "tags",
+                                              lid, mh), "tags"),
+            ("notes", lambda: self._every_page(Notes, lists.get_list_member_notes, "notes",
+                                               lid, mh), "notes"),
             ("activity", lambda: self._activity_feed(lid, mh), "activity"),
-            ("events", lambda: self.api.read(Events, lists.get_list_member_events, lid,
-                                             mh).events, "events"),
+            ("events", lambda: self._every_page(Events, lists.get_list_member_events,
+                                                "events", lid, mh), "events"),
             # the SDK's generator named this one in camelCase
             ("goals", lambda: self.api.read(Goals, lists.getListMemberGoals, lid,
                                             mh).goals, "goals (pages visited)"),

@@ -79,10 +79,12 @@ class MemberPage(_Model):
 
 class Tags(_Model):
     tags: list[dict[str, Any]]
+    total_items: int
 
 
 class Notes(_Model):
     notes: list[dict[str, Any]]
+    total_items: int
 
 
 class ActivityFeedPage(_Model):
@@ -116,6 +118,7 @@ class MergeFieldPage(_Model):
 
 class Events(_Model):
     events: list[dict[str, Any]]
+    total_items: int
 
 
 class Ping(_Model):

@@ -570,8 +570,12 @@ def _is_main(activity: Activity, pid: int) -> bool:
 
 
 def _is_them(entry: Participant | Attendee, pid: int, emails: frozenset[str]) -> bool:
-    if entry.person_id == pid:
-        return True
+    """Whether a participant or attendee is the subject. A linked entry is whoever it is
+    linked to: an attendee of another person who shares the subject's address (info@,
+    a team mailbox) is not the subject's to unlink or export (rule 9); only an entry
+    linked to nobody is known by its e-mail alone."""
+    if entry.person_id is not None:
+        return entry.person_id == pid
     email = getattr(entry, "email", None)
     return bool(email) and email.strip().lower() in emails
 

@@ -385,9 +385,15 @@ def test_export_sections_per_audience(script, mc, monkeypatch):
                       "total_items": 3}),
           Reply(200, {"merge_fields": [{"tag": "PHONE", "name": "Puhelinnumero"}],
                       "total_items": 3}))
-    sc.on("GET", f"/lists/aud1/members/{H}/tags", Reply(200, {"tags": [{"id": 1,
-                                                                        "name": "vip"}]}))
-    sc.on("GET", f"/lists/aud1/members/{H}/notes", Reply(200, {"notes": [{"note": "x"}]}))
+    sc.on("GET", f"/lists/aud1/members/{H}/tags",
+          Reply(200, {"tags": [{"id": 1, "name": "vip"}], "total_items": 1}))
+
+    def notes(path: str, _body: Any) -> Reply:  # Mailchimp's pages: 10 by default
+        offset = int(parse_qs(urlsplit(path).query)["offset"][0])
+        items = [{"note": f"soitettu {i}"} for i in range(12)]
+        return Reply(200, {"notes": items[offset:offset + 10], "total_items": 12})
+
+    sc.on("GET", f"/lists/aud1/members/{H}/notes", notes)
 
     def feed(path: str, _body: Any) -> Reply:
         offset = int(parse_qs(urlsplit(path).query)["offset"][0])
@@ -395,7 +401,8 @@ def test_export_sections_per_audience(script, mc, monkeypatch):
         return Reply(200, {"activity": items[offset:offset + 2], "total_items": 5})
 
     sc.on("GET", f"/lists/aud1/members/{H}/activity-feed", feed)
-    sc.on("GET", f"/lists/aud1/members/{H}/events", Reply(200, {"events": []}))
+    sc.on("GET", f"/lists/aud1/members/{H}/events", Reply(200, {"events": [],
+                                                                 "total_items": 0}))
     sc.on("GET", f"/lists/aud1/members/{H}/goals",
           Reply(200, {"goals": [{"goal_id": 1, "event": "/hinnasto"}]}))
     export = mc.export(REFS)
@@ -411,6 +418,8 @@ def test_export_sections_per_audience(script, mc, monkeypatch):
     assert [a["campaign_title"] for a in by_label["activity"]] == [
         f"Kirje {i}" for i in range(5)]  # every page of activity-feed
     assert by_label["goals (pages visited)"] == ({"goal_id": 1, "event": "/hinnasto"},)
+    # every note, not Mailchimp's first page of ten
+    assert [n["note"] for n in by_label["notes"]] == [f"soitettu {i}" for i in range(12)]
     assert not any(p.split("?")[0].endswith("/activity") for _, p, _ in sc.seen)
     assert export.evidence["not_found"] == 1  # aud2 answered 404
 
