@@ -33,6 +33,7 @@ from hub.models import (
     PersonLineageRow,
     PersonRow,
     RecordIdentifierRow,
+    RestrictedRecordRow,
     SourceRecordRow,
     SyncStateRow,
 )
@@ -92,6 +93,7 @@ class SyncStats:
     unchanged: int = 0
     gone: int = 0
     revived: int = 0
+    frozen: int = 0  # restricted (art. 18): seen, left as they were
 
 
 @dataclass
@@ -169,11 +171,18 @@ class IndexWriter:
         # so the next sync does not put the erased person's name back (rule 6).
         self._held = {rid for s, rid in holds.held_records(session, self.now.date())
                       if s == system}
+        # Restricted (art. 18): left as they were, only marked seen (hub/restriction.py).
+        self._frozen = _frozen_records(session, system)
+        self._frozen_seen: list[str] = []
 
     def add(self, records: Iterable[SourceRecord]) -> None:
         for record in records:
             if record.system != self.system:
                 raise ValueError(f"a {record.system} record in a {self.system} sync")
+            if record.record_id in self._frozen:
+                self._frozen_seen.append(record.record_id)
+                self.stats.frozen += 1
+                continue
             if record.record_id in self._held:
                 record = replace(record, emails=(), phones=(), display_name=None)
             self._pending.append(record)
@@ -192,6 +201,10 @@ class IndexWriter:
 
     def finish(self, cursor: str | None = None) -> SyncStats:
         self._flush()
+        for chunk in _chunks(self._frozen_seen):  # seen: a full sync must not mark it gone
+            self.session.execute(
+                update(SR).where(SR.system == self.system, SR.record_id.in_(chunk))
+                .values(seen_sync=self.sync_no).execution_options(synchronize_session=False))
         if self.full:
             while True:
                 pks = self.session.execute(
@@ -308,6 +321,12 @@ class IndexWriter:
             "seen_sync": self.sync_no, "dirty": True, "gone_at": None, "person_id": None,
             "subscribed": prep.record.subscribed,
         }
+
+
+def _frozen_records(session: Session, system: str) -> set[str]:
+    """Record ids of `system` whose person's processing is restricted (hub/restriction.py)."""
+    return set(session.execute(select(RestrictedRecordRow.record_id)
+                               .where(RestrictedRecordRow.system == system)).scalars())
 
 
 def sync_cursor(session: Session, system: str) -> str | None:
@@ -638,7 +657,7 @@ def live_identifiers(session: Session, batch: int = 5000) -> Iterator[IndexedIde
         last = (rows[-1][0], rows[-1][1], rows[-1][2])
 
 
-def _records_holding(session: Session, identifiers: Sequence[Identifier]) -> list[int]:
+def records_holding(session: Session, identifiers: Sequence[Identifier]) -> list[int]:
     pks: set[int] = set()
     for ident in identifiers:
         pks.update(session.execute(
@@ -654,7 +673,7 @@ def forget(session: Session, identifiers: Sequence[Identifier], *,
     Their persons are retired when no record is left; only the suppression list's
     hashes (and any legal hold's pointer) remain. Returns the records dropped.
     """
-    pks = _records_holding(session, identifiers)
+    pks = records_holding(session, identifiers)
     if not pks:
         return 0
     now = now or datetime.now(UTC)
@@ -677,9 +696,35 @@ def forget(session: Session, identifiers: Sequence[Identifier], *,
     return len(pks)
 
 
+def retire_corrected(session: Session, systems: Sequence[str],
+                     identifiers: Sequence[Identifier], *, now: datetime | None = None) -> int:
+    """After a rectification changed these identifiers in `systems`: their records
+    there are gone until the next sync reads them back with the corrected values.
+
+    A vendor whose record id follows the e-mail (a Mailchimp member's id is the MD5 of
+    its address) gives the corrected record a new id; the old one, holding the wrong
+    address, would otherwise stay in the index until the next full sync. A record
+    whose id stays (Pipedrive, Netvisor) is revived by the next sync, corrected.
+    Returns the records retired.
+    """
+    pks = records_holding(session, identifiers)
+    now = now or datetime.now(UTC)
+    retired = 0
+    for chunk in _chunks(pks):
+        mine = session.execute(select(SR.pk).where(
+            SR.pk.in_(chunk), SR.system.in_(list(systems)), SR.gone_at.is_(None))).scalars().all()
+        if mine:
+            session.execute(update(SR).where(SR.pk.in_(mine)).values(gone_at=now, dirty=True)
+                            .execution_options(synchronize_session=False))
+            session.execute(delete(RI).where(RI.record_pk.in_(mine)))
+            retired += len(mine)
+    session.flush()
+    return retired
+
+
 def mark_unsubscribed(session: Session, identifiers: Sequence[Identifier]) -> int:
     """After an opt-out, until the next sync says otherwise: these records get no marketing."""
-    pks = _records_holding(session, identifiers)
+    pks = records_holding(session, identifiers)
     for chunk in _chunks(pks):
         # The content hash is cleared too, so the next sync rewrites the row with the
         # vendor's word even if it is unchanged since the sync before.
