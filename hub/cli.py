@@ -26,8 +26,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
-from hub.domain import Identifier, IdentifierKind
-from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
+from hub.domain import Corrections, Identifier, IdentifierKind
+from hub.identity import (
+    InvalidIdentifier,
+    normalise_name,
+    parse_address,
+    parse_email,
+    parse_phone,
+)
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.models import SubjectRequestRow
 from hub.policy import PolicyError
@@ -41,7 +47,8 @@ EXIT_ENVIRONMENT = 3
 app = typer.Typer(help="Keep GDPR promises across Pipedrive, Mailchimp, Typeform and "
                   "Netvisor.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_show_locals=False)
-request_app = typer.Typer(help="Subject requests: access, erasure, opt-out.",
+request_app = typer.Typer(help="Subject requests: access, erasure, opt-out, rectification, "
+                               "restriction.",
                           no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
@@ -119,7 +126,9 @@ def _today(settings: Settings) -> date:
 
 
 KIND_NAMES = {"access": RequestKind.ACCESS, "erasure": RequestKind.ERASURE,
-              "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT}
+              "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT,
+              "rectification": RequestKind.RECTIFICATION,
+              "restriction": RequestKind.RESTRICTION}
 
 
 # --- setup -------------------------------------------------------------------------
@@ -175,10 +184,31 @@ def _subject_name(name: str | None) -> str | None:
     return normalised
 
 
+def _corrections(kind: RequestKind, email: str | None, phone: str | None, name: str | None,
+                 address: str | None) -> Corrections | None:
+    """The corrected values typed (--set-*), validated like the identifiers; only a
+    rectification takes them, and it needs at least one."""
+    given = {"--set-email": email, "--set-phone": phone, "--set-name": name,
+             "--set-address": address}
+    if kind != RequestKind.RECTIFICATION:
+        typed = [option for option, value in given.items() if value is not None]
+        if typed:
+            raise ValueError(f"{', '.join(typed)}: only a rectification carries corrected "
+                             "values")
+        return None
+    if name is not None and not name.strip():
+        raise ValueError("--set-name is empty")
+    return Corrections(email=parse_email(email) if email is not None else None,
+                       phone=parse_phone(phone) if phone is not None else None,
+                       name=_subject_name(name),
+                       address=parse_address(address) if address is not None else None)
+
+
 @request_app.command("new")
 @guarded
 def request_new(
-    kind: Annotated[str, typer.Argument(help="access, erasure or opt-out")],
+    kind: Annotated[str, typer.Argument(
+        help="access, erasure, opt-out, rectification or restriction")],
     email: Annotated[list[str] | None, typer.Option(
         help="The subject's e-mail address; repeatable.")] = None,
     phone: Annotated[list[str] | None, typer.Option(
@@ -188,13 +218,29 @@ def request_new(
     allow_duplicate: Annotated[bool, typer.Option(
         help="File it even though an open request of this kind exists for the subject.")]
     = False,
+    set_email: Annotated[str | None, typer.Option(
+        help="Rectification: the corrected e-mail address.")] = None,
+    set_phone: Annotated[str | None, typer.Option(
+        help="Rectification: the corrected phone number.")] = None,
+    set_name: Annotated[str | None, typer.Option(
+        help="Rectification: the corrected name.")] = None,
+    set_address: Annotated[str | None, typer.Option(
+        help='Rectification: the corrected address, "street, postcode city".')] = None,
+    lift: Annotated[bool, typer.Option(
+        help="Restriction: lift the subject's restriction instead.")] = False,
 ) -> None:
     """File a subject request; prints its id and due date."""
     request_kind = KIND_NAMES.get(kind.lower())
     if request_kind is None:
-        raise ValueError(f"unknown request kind {kind!r}: use access, erasure or opt-out")
+        raise ValueError(f"unknown request kind {kind!r}: use access, erasure, opt-out, "
+                         "rectification or restriction")
+    if lift and request_kind != RequestKind.RESTRICTION:
+        raise ValueError("--lift goes with a restriction request")
+    if lift:
+        request_kind = RequestKind.RESTRICTION_LIFT
     identifiers = _identifiers(email, phone)
     subject_name = _subject_name(name)
+    corrections = _corrections(request_kind, set_email, set_phone, set_name, set_address)
     with store() as opened, opened.session() as session:
         open_ones = duplicates.open_duplicates(session, opened.hasher, request_kind,
                                                identifiers)
@@ -206,6 +252,7 @@ def request_new(
         row = ledger.create_request(
             session, opened.hasher, request_kind, identifiers,
             name=subject_name, now=now, timezone=opened.settings.timezone,
+            corrections=corrections,
         )
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
         if request_kind == RequestKind.ACCESS:
@@ -270,6 +317,8 @@ def request_show(request_id: str) -> None:
             _echo(f"{kind:<9} {value}")
         if shown.name:
             _echo(f"name      {shown.name}")
+        for field, masked in ledger.corrections_masked(session, row.id):
+            _echo(f"corrects  {field}: {masked}")
         if shown.tasks:
             _echo("tasks")
             for system, state, action, attempts in shown.tasks:

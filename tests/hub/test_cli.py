@@ -386,3 +386,50 @@ def test_a_paper_archive_task_shows_its_instructions_and_is_confirmed_by_command
     assert f"{rid}/paper_archive confirmed retained; request is verified" in kept.stdout
     again = run(tmp_path, "task", "confirm", rid, "paper_archive", "--note", "x", env=env)
     assert again.returncode == 1 and "is retained" in again.stderr
+
+
+def test_rectification_carries_its_corrected_values_masked_on_screen(cli):
+    result = cli("request", "new", "rectification", "--email", "aino@example.fi",
+                 "--set-email", "Aino.Korhonen@Example.fi", "--set-name", "Aino  Korhonen",
+                 "--set-phone", "040 111 2233",
+                 "--set-address", "Mannerheimintie 1 A 2, 00100 Helsinki")
+    assert result.exit_code == 0, result.output
+    rid, kind = result.stdout.split()[:2]
+    assert kind == "rectification"
+    shown = cli("request", "show", rid)
+    assert shown.exit_code == 0, shown.output
+    assert "corrects  email: a***@example.fi" in shown.stdout
+    assert "corrects  name: A*** K***" in shown.stdout
+    assert "korhonen" not in shown.stdout.lower() and "Mannerheimintie" not in shown.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--set-address", "Mannerheimintie 1 Helsinki"], "street, postcode city"),
+    (["--set-email", "not-an-email"], "e-mail"),
+    (["--set-phone", "call me"], "phone"),
+    (["--set-name", "  "], "--set-name is empty"),
+    ([], "at least one corrected value"),
+])
+def test_a_malformed_corrected_value_is_one_line_and_files_nothing(cli, args, says):
+    new_request(cli)
+    before = counts(cli.url)
+    line = one_line_error(cli("request", "new", "rectification", "--email",
+                              "aino@example.fi", *args), 1)
+    assert says in line
+    assert counts(cli.url) == before
+
+
+def test_restriction_and_its_lift_are_requests(cli):
+    restricted = cli("request", "new", "restriction", "--email", "aino@example.fi")
+    assert restricted.exit_code == 0 and restricted.stdout.split()[1] == "restriction"
+    lifted = cli("request", "new", "restriction", "--lift", "--email", "aino@example.fi")
+    assert lifted.exit_code == 0 and lifted.stdout.split()[1] == "restriction_lift"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["erasure", "--lift"], "--lift goes with a restriction"),
+    (["restriction", "--set-name", "Aino K"], "only a rectification carries"),
+])
+def test_options_of_another_kind_are_refused(cli, args, says):
+    line = one_line_error(cli("request", "new", *args, "--email", "aino@example.fi"), 1)
+    assert says in line
