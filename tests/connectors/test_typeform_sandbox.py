@@ -8,7 +8,7 @@ import pytest
 from connectors.errors import AuthError
 from connectors.http import TokenBucket
 from connectors.typeform import TypeformConnector
-from hub.domain import Action, Identifier, IdentifierKind
+from hub.domain import Action, Corrections, Identifier, IdentifierKind
 from hub.policy import load_policy
 
 AINO = "aino.virtanen@example.fi"
@@ -148,3 +148,17 @@ def test_every_action_completes_under_faults(tf, tf_vendor, seed):
     assert statuses & {500, 502, 503} and 429 in statuses  # the faults did happen
     tf_vendor.faults(error_rate=0, rate_limit_rate=0)
     assert active(tf_vendor, AINO) == []
+
+
+def test_rectify_and_restrict_leave_each_response_to_an_operator_saying_why(tf, tf_vendor):
+    refs = tf.find([email(AINO)])
+    assert refs
+    before = tf_vendor.calls()["total"]
+    fixed = tf.rectify(refs, Corrections(name="Aino Korhonen"))
+    assert {r.action for r in fixed.records} == {Action.KEPT}
+    assert all("cannot be edited" in r.detail and "name" in r.detail for r in fixed.records)
+    restricted = tf.restrict(refs, lift=False)
+    assert {r.action for r in restricted.records} == {Action.KEPT}
+    assert all("cannot express a restriction" in r.detail for r in restricted.records)
+    assert tf_vendor.calls()["total"] == before  # nothing was written at Typeform
+    assert active(tf_vendor, AINO)

@@ -62,7 +62,7 @@ def test_rectification_tells_every_system_and_the_index_follows(indexed, vendors
     # Typeform answers cannot be edited: an operator's task that says so (the review
     # of a candidate, an answer that only mentions the address, may come first)
     assert done["typeform"].state in ("manual_pending", "review")
-    assert "cannot change" in done["typeform"].evidence["records"][0]["detail"]
+    assert "cannot be edited" in done["typeform"].evidence["records"][0]["detail"]
     assert "hub task confirm" in done["typeform"].evidence["follow_up"]
     assert state(indexed, rid) == RequestState.AWAITING_REVIEW
     # at the vendors: the new values, and nobody holds the wrong address any more
