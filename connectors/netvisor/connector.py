@@ -47,9 +47,9 @@ the index link them into one person.
 - ``rectify``: a ``customer.nv`` edit of the customer's own fields: ``Email`` (and
   ``EmailInvoicingAddress`` when it held the same address), ``PhoneNumber``, and for a
   private customer ``Name`` and the street address (a company customer's name and
-  address are the company's, not told). Only what differs is sent (an empty element
-  blanks); read back with ``getcustomer.nv``. A contact person is left to an operator
-  (``kept``).
+  address are the company's, not told). A contact person: its name, e-mail and phone,
+  in the customer's ``CustomerContactDetails`` or by ``contactperson.nv`` edit. Only
+  what differs is sent (an empty element blanks); read back with ``getcustomer.nv``.
 - ``restrict``: Netvisor has no restriction flag; the customer's
   ``CustomerAdditionalInformation/Comment`` gets the line ``GDPR: processing
   restricted (art. 18)`` (kept beside what the comment already says) and marketing
@@ -796,11 +796,10 @@ class NetvisorConnector(ConnectorBase):
         for ref in refs:
             if ref.system != SYSTEM:
                 continue
-            if ref.kind != "customer":
-                results.append(RecordOutcome(ref, Action.KEPT, _CONTACT_BY_HAND % (
-                    "correct " + ", ".join(corrections.fields()))))
-                continue
-            record, ok = self._rectify_customer(ref, corrections)
+            if ref.kind == "customer":
+                record, ok = self._rectify_customer(ref, corrections)
+            else:
+                record, ok = self._rectify_contact(ref, corrections)
             results.append(record)
             verified = verified and ok
         return self.outcome(results, verified, corrected=list(corrections.fields()))
@@ -830,6 +829,45 @@ class NetvisorConnector(ConnectorBase):
         if wrong:
             return _read_back(record, f"{', '.join(wrong)} not as corrected"), False
         return _read_back(record, "shows the corrected values"), True
+
+    def _rectify_contact(self, ref: RecordRef, c: Corrections) -> tuple[RecordOutcome, bool]:
+        """A contact person: the customer's contact details (``customer.nv``) or one of
+        its contact persons (``contactperson.nv``); the address is the company's."""
+        key = ref.container or ""
+        contact = self._contact(key, ref.record_id)
+        if contact is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, detail="no such contact person"), True
+        told = [f for f in c.fields() if f != "address"]
+        edit = _corrected_contact(contact, c)
+        if not edit:
+            record = RecordOutcome(ref, Action.RECTIFIED,
+                                   detail=f"already holds the corrected {', '.join(told)}")
+        else:
+            if contact.contact_id == "details":
+                self._edit_customer(key, {"customercontactdetails": edit})
+            else:
+                inner = "".join(_element(t, v) for t, v in edit.items())
+                self._request("POST", "contactperson.nv",
+                              {"method": "edit", "id": contact.contact_id},
+                              f"<root><contactperson>{inner}</contactperson></root>")
+            record = self.done(RecordOutcome(
+                ref, Action.RECTIFIED, status_code=200,
+                vendor_request_id=self.auth.last_transaction_id,
+                detail=f"told the corrected {', '.join(told)}"))
+        if c.address is not None:
+            record = replace(record, detail=f"{record.detail}; address: the company's, not "
+                                            "the contact person's (not told)")
+        after = self._contact(key, ref.record_id)
+        if after is None:
+            return _read_back(record, "the contact person is gone"), False
+        if _corrected_contact(after, c):
+            return _read_back(record, "not as corrected"), False
+        return _read_back(record, "shows the corrected values"), True
+
+    def _contact(self, key: str, rid: str) -> Contact | None:
+        customer = self._customer(key)
+        return next((x for x in (customer.contacts() if customer else [])
+                     if x.record_id == rid), None)
 
     def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
         self.forget_found()
@@ -909,8 +947,8 @@ class Hold:
 
 
 RESTRICTED_MARK = "GDPR: processing restricted (art. 18)"
-_CONTACT_BY_HAND = ("a Netvisor contact person is not changed through this connector: "
-                    "%s by hand in Netvisor")
+_CONTACT_BY_HAND = ("a Netvisor contact person has no field that could carry a "
+                    "restriction: %s by hand in Netvisor")
 
 
 def _with_mark(comment: str) -> str:
@@ -922,6 +960,25 @@ def _with_mark(comment: str) -> str:
 def _without_mark(comment: str) -> str:
     lines = [line for line in comment.splitlines() if line.strip() != RESTRICTED_MARK]
     return "\n".join(lines).strip()
+
+
+def _corrected_contact(contact: Contact, c: Corrections) -> dict[str, str]:
+    """The edit of a contact person with what it does not hold yet, in the element names
+    and order of its kind: the customer's contact details, or a contact person."""
+    details = contact.contact_id == "details"
+    edit: dict[str, str] = {}
+    if c.name is not None and contact.name != c.name:
+        if details:
+            edit["contactperson"] = c.name
+        else:
+            edit["firstname"], edit["lastname"] = c.split_name()
+    if c.phone is not None and normalise_phone(contact.phone).value != c.phone:
+        edit["contactpersonphone" if details else "phonenumber"] = c.phone
+    if c.email is not None and normalise_email(contact.email or "") != c.email:
+        edit["contactpersonemail" if details else "email"] = c.email
+    if details:  # the DTD's order
+        return dict(sorted(edit.items(), key=lambda kv: _DETAIL_TAGS.index(kv[0])))
+    return edit
 
 
 def _private(customer: Customer) -> bool:

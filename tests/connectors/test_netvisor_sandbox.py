@@ -314,7 +314,8 @@ def test_a_customer_whose_hold_ended_is_anonymised_not_retained(nv, nv_vendor, f
     assert [r.action for r in outcome.records[1:]] == [Action.ANONYMISED]
 
 
-FIXED = Corrections(email="aino.korhonen@example.fi", phone="+358401112233",
+NEW_EMAIL = "aino.korhonen@example.fi"
+FIXED = Corrections(email=NEW_EMAIL, phone="+358401112233",
                     name="Aino Korhonen",
                     address=Address("Mannerheimintie 1 A 2", "00100", "Helsinki"))
 
@@ -349,3 +350,27 @@ def test_restrict_marks_the_comment_and_lift_removes_only_that_line(nv, nv_vendo
     lifted = nv.restrict([ref], lift=True)
     assert lifted.verified and lifted.records[0].action == Action.LIFTED
     assert nv_vendor.record("customer", ref.record_id)["fields"]["Comment"] == comment.strip()
+
+
+@pytest.mark.parametrize("details", [False, True], ids=["contact person", "contact details"])
+def test_rectify_corrects_a_company_customers_contact_person(nv, nv_vendor, details):
+    records = [r for p in nv.sync(None) for r in p.records]
+    contact = next(r for r in records if "/contact/" in r.record_id
+                   and r.record_id.endswith("/details") == details)
+    key, _, contact_id = contact.record_id.partition("/contact/")
+    ref = RecordRef("netvisor", "contact_person", contact.record_id, container=key)
+    company = nv_vendor.record("customer", key)["fields"]["Name"]
+    outcome = nv.rectify([ref], FIXED)
+    (record,) = outcome.records
+    assert outcome.verified and record.action == Action.RECTIFIED, record.detail
+    assert "address: the company's" in record.detail
+    customer = nv_vendor.record("customer", key)
+    if details:
+        fields = customer["fields"]
+        assert (fields["ContactPerson"], fields["ContactPersonEmail"],
+                fields["ContactPersonPhone"]) == ("Aino Korhonen", NEW_EMAIL, "+358401112233")
+    else:
+        after = nv_vendor.record("contactperson", contact_id)
+        assert (after["first_name"], after["last_name"]) == ("Aino", "Korhonen")
+        assert (after["email"], after["phone"]) == (NEW_EMAIL, "+358401112233")
+    assert customer["fields"]["Name"] == company  # the company itself is not touched
