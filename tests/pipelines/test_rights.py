@@ -165,3 +165,16 @@ def test_no_corrected_value_reaches_dagster(indexed, vendors, resources, kind):
     seen = " ".join(str(e) for e in result.all_events).lower()
     for secret in (AINO, NEW, "korhonen", "mannerheimintie", "401112233"):
         assert secret not in seen
+
+
+def test_an_erasure_leaves_no_restriction_pointer_behind(indexed, vendors, resources):
+    restricted = file_request(indexed, RequestKind.RESTRICTION, AINO)
+    assert run_to_the_end(indexed, restricted, resources).success
+    with indexed.session() as session:
+        assert session.execute(select(RestrictedRecordRow)).scalars().all()
+    erased = file_request(indexed, RequestKind.ERASURE, AINO)
+    assert run_to_the_end(indexed, erased, resources).success
+    assert state(indexed, erased) in (RequestState.COMPLETED,
+                                      RequestState.PARTIALLY_COMPLETED)
+    with indexed.session() as session:
+        assert session.execute(select(RestrictedRecordRow)).scalars().all() == []
