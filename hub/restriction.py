@@ -9,7 +9,8 @@ A restriction is kept as pointers to index records, like a legal hold
 (`hub/holds.py`), not as keyed hashes of identifiers: the index writer knows records
 by (system, record id), so it needs no hashing per synced record, and a pointer
 holds no personal data. Written when a restriction request settles, for the records
-holding the subject's identifiers; dropped when a lift request settles. A record the
+holding the subject's identifiers; dropped when a lift request (or an erasure)
+settles. The index writer reads them itself (`index._frozen_records`). A record the
 index did not hold yet (the person restricted before their first sync) is not frozen:
 the next sync adds it as it would anyone.
 """
@@ -60,8 +61,3 @@ def lift(session: Session, identifiers: Sequence[Identifier]) -> int:
             RestrictedRecordRow.record_id == record_id)).rowcount
     session.flush()
     return lifted
-
-
-def frozen_records(session: Session, system: str) -> set[str]:
-    """Record ids of `system` the sync must leave as they are."""
-    return index._frozen_records(session, system)

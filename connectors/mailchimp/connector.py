@@ -527,9 +527,9 @@ SENDS_TO = ("subscribed", "pending")
 
 def _told(c: Corrections, tags: set[str]) -> list[str]:
     """The corrected fields this audience holds (the e-mail always; the rest by tag)."""
-    holds = {"email": True, "name": bool({"FNAME", "LNAME"} & tags),
-             "phone": "PHONE" in tags, "address": "ADDRESS" in tags}
-    return [f for f in c.fields() if holds[f]]
+    held = {"email": True, "name": bool({"FNAME", "LNAME"} & tags),
+            "phone": "PHONE" in tags, "address": "ADDRESS" in tags}
+    return [f for f in c.fields() if held[f]]
 
 
 def _wanted_fields(c: Corrections, tags: set[str]) -> dict[str, Any]:

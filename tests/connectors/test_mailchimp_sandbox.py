@@ -252,3 +252,25 @@ def test_restrict_tags_and_unsubscribes_and_lift_removes_the_tag(mc, mc_vendor):
         member = mc_vendor.record("member", vendor_key(ref))
         assert "gdpr-restricted" not in [t["name"] for t in member["tags"]]
         assert member["status"] not in ("subscribed", "pending")  # lifting is no consent
+
+
+def test_a_retry_after_the_address_changed_resumes_from_the_journals_ref(
+        mc, mc_vendor, sandbox_env, fast_retry):
+    """A retry finds nobody by the old address; the journal's ref (contact id, no facts)
+    still reaches the member, which already holds the values: nothing is written."""
+    refs = mc.find([email(AINO)])
+    assert mc.rectify(refs, FIXED).verified
+    journalled = [RecordRef(r.system, r.kind, r.record_id, container=r.container)
+                  for r in refs]
+    assert mc.find([email(AINO)]) == []
+
+    def patches() -> int:
+        return sum(c["count"] for c in mc_vendor.calls()["calls"] if c["method"] == "PATCH")
+
+    before = patches()
+    with MailchimpConnector(sandbox_env["MAILCHIMP_BASE_URL"],
+                            sandbox_env["MAILCHIMP_API_KEY"], retry=fast_retry) as fresh:
+        again = fresh.rectify(journalled, FIXED)
+    assert again.verified and {r.action for r in again.records} == {Action.RECTIFIED}
+    assert all("already holds" in r.detail for r in again.records)
+    assert patches() == before
