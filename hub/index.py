@@ -171,16 +171,16 @@ class IndexWriter:
         # so the next sync does not put the erased person's name back (rule 6).
         self._held = {rid for s, rid in holds.held_records(session, self.now.date())
                       if s == system}
-        # Restricted (art. 18): left as they were, only marked seen (hub/restriction.py).
+        # Restricted (art. 18): left as they were but for their marketing consent (finish).
         self._frozen = _frozen_records(session, system)
-        self._frozen_seen: list[str] = []
+        self._frozen_seen: list[tuple[str, bool | None]] = []
 
     def add(self, records: Iterable[SourceRecord]) -> None:
         for record in records:
             if record.system != self.system:
                 raise ValueError(f"a {record.system} record in a {self.system} sync")
             if record.record_id in self._frozen:
-                self._frozen_seen.append(record.record_id)
+                self._frozen_seen.append((record.record_id, record.subscribed))
                 self.stats.frozen += 1
                 continue
             if record.record_id in self._held:
@@ -201,10 +201,14 @@ class IndexWriter:
 
     def finish(self, cursor: str | None = None) -> SyncStats:
         self._flush()
-        for chunk in _chunks(self._frozen_seen):  # seen: a full sync must not mark it gone
+        # Seen (a full sync must not mark it gone), and only its marketing consent taken:
+        # a restricted person subscribed again is drift (hub/drift.py), not hidden.
+        for record_id, subscribed in self._frozen_seen:
             self.session.execute(
-                update(SR).where(SR.system == self.system, SR.record_id.in_(chunk))
-                .values(seen_sync=self.sync_no).execution_options(synchronize_session=False))
+                update(SR).where(SR.system == self.system, SR.record_id == record_id)
+                .values(seen_sync=self.sync_no, subscribed=subscribed)
+                .execution_options(synchronize_session=False))
+        self._frozen_seen = []
         if self.full:
             while True:
                 pks = self.session.execute(

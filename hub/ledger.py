@@ -574,8 +574,9 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
     completed: every task done or not found. partially completed: some retained
     under a legal hold (final) or failed (retryable: identifiers are kept so the
     failed systems can run again alone). awaiting review: some task waits for an
-    operator's decision. Suppression entries are written for erasures and opt-outs
-    as soon as nothing remains to retry or decide.
+    operator's decision. Suppression entries are written for erasures, opt-outs and
+    restrictions (removed for a lifted one) as soon as nothing remains to retry or
+    decide.
     """
     tasks = tasks_of(session, row.id)
     states = {TaskState(t.state) for t in tasks}
@@ -595,9 +596,11 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
         transition(session, row, target, now=now)
     if TS.FAILED not in states:
         kind = RequestKind(row.kind)
-        if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT):
-            suppression.add_hashes(session, identifier_hashes(session, row.id, shared=False),
-                                   reason=kind.value, request_id=row.id, now=now)
+        own = identifier_hashes(session, row.id, shared=False)
+        if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT, RequestKind.RESTRICTION):
+            suppression.add_hashes(session, own, reason=kind.value, request_id=row.id, now=now)
+        elif kind == RequestKind.RESTRICTION_LIFT:
+            suppression.remove_hashes(session, own, reason=RequestKind.RESTRICTION.value)
         scrub(session, row)
     return target
 

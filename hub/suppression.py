@@ -1,4 +1,4 @@
-"""The suppression list: keyed hashes of people who were erased or opted out.
+"""The suppression list: keyed hashes of people who were erased, opted out or restricted.
 
 Sync and import consult it so an erased person is never silently brought back and
 an opted-out one never re-subscribed; the reconciliation turns a hit into action.
@@ -17,7 +17,8 @@ from hub.domain import Identifier
 from hub.hashing import Hasher
 from hub.models import SuppressionRow
 
-REASONS = ("erasure", "opt_out")
+# "restriction" (art. 18): no marketing while restricted; removed when it is lifted.
+REASONS = ("erasure", "opt_out", "restriction")
 
 
 def add_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: str,
@@ -34,6 +35,18 @@ def add_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: s
             added += 1
     session.flush()
     return added
+
+
+def remove_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: str) -> int:
+    """Drop (kind, hash) pairs of one reason (a lifted restriction); returns how many."""
+    removed = 0
+    for _kind, digest in dict.fromkeys(hashes):
+        row = session.get(SuppressionRow, (digest, reason))
+        if row is not None:
+            session.delete(row)
+            removed += 1
+    session.flush()
+    return removed
 
 
 def add(session: Session, hasher: Hasher, identifiers: Sequence[Identifier], *, reason: str,

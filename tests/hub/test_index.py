@@ -290,6 +290,15 @@ def test_a_restricted_persons_records_are_left_as_they_were_until_lifted(store):
         row = session.execute(select(SourceRecordRow).where(
             SourceRecordRow.record_id == "1")).scalar_one()
         assert row.display_name == "Aino Virtanen" and row.gone_at is None
+    resubscribed = SourceRecord(system="pipedrive", record_id="1", emails=("aino@example.fi",),
+                                display_name="Aino Korhonen", subscribed=True)
+    sync(store, "pipedrive", [resubscribed, rec("pipedrive", "2", ["eeva@example.fi"],
+                                                name="Eeva Mäkelä")])
+    with store.session() as session:
+        row = session.execute(select(SourceRecordRow).where(
+            SourceRecordRow.record_id == "1")).scalar_one()
+        # only the marketing consent comes in: a restricted person subscribed is drift
+        assert row.display_name == "Aino Virtanen" and row.subscribed is True
     with store.session() as session:
         assert restriction.lift(session, [email("aino@example.fi")]) == 1
     sync(store, "pipedrive", [changed])

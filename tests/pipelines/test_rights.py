@@ -9,7 +9,7 @@ import pytest
 from dagster import materialize
 from sqlalchemy import select
 
-from hub import index, ledger
+from hub import index, ledger, suppression
 from hub.domain import Address, Corrections, Identifier, IdentifierKind
 from hub.ledger import RequestKind, RequestState
 from hub.models import RecordIdentifierRow, RestrictedRecordRow, SourceRecordRow
@@ -137,6 +137,10 @@ def test_restriction_marks_unsubscribes_freezes_the_index_and_lifts(indexed, ven
             SourceRecordRow.system == "pipedrive",
             SourceRecordRow.record_id == str(person["id"]))).scalar_one()
 
+    with indexed.session() as session:  # out of marketing: drift if subscribed again
+        assert suppression.is_suppressed(session, indexed.hasher,
+                                         Identifier(IdentifierKind.EMAIL, AINO), "restriction")
+
     # lifting is a request too: the marks come off, the index thaws, consent stays off
     lift = file_request(indexed, RequestKind.RESTRICTION_LIFT, AINO)
     assert run_to_the_end(indexed, lift, resources).success
@@ -150,6 +154,8 @@ def test_restriction_marks_unsubscribes_freezes_the_index_and_lifts(indexed, ven
     comment = record(vendors, "netvisor", "customer", customer["id"])["fields"]["Comment"]
     assert "GDPR: processing restricted" not in comment
     with indexed.session() as session:
+        assert not suppression.is_suppressed(session, indexed.hasher, Identifier(
+            IdentifierKind.EMAIL, AINO), "restriction")
         left = [(r.system, r.record_id) for r in
                 session.execute(select(RestrictedRecordRow)).scalars()]
         assert left == []
