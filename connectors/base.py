@@ -13,6 +13,13 @@ treats every system alike through this protocol:
   Not found is a success (``Action.NOT_FOUND``); doing it twice is harmless.
   Their evidence has one shape (:meth:`ConnectorBase.outcome`): ``counts`` per
   action, ``api_calls`` the operation made, then what is particular to the vendor.
+- ``rectify(refs, corrections)``: write the corrected values (art. 16) to every
+  record holding the field, read them back, say per record which fields were told;
+- ``restrict(refs, lift)``: put the system's "restricted" mark on each record (art.
+  18) and stop its marketing, or take the mark off again (``lift``); read back.
+  A system that cannot express either answers ``Action.KEPT`` records saying so
+  (:meth:`ConnectorBase.rectify`, :meth:`ConnectorBase.restrict`): its task waits
+  for an operator to do it by hand and confirm.
 - ``api_calls``: API calls made so far (every attempt, retries included).
 """
 
@@ -28,6 +35,7 @@ from connectors.errors import NotFound
 from connectors.http import HttpClient
 from hub.domain import (
     Action,
+    Corrections,
     Export,
     Identifier,
     IdentifierKind,
@@ -58,6 +66,10 @@ class Connector(Protocol):
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome: ...
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome: ...
+
+    def rectify(self, refs: Sequence[RecordRef], corrections: Corrections) -> Outcome: ...
+
+    def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -135,6 +147,27 @@ class ConnectorBase:
         keys = set(self._found or ())
         self._found = None
         return keys
+
+    def rectify(self, refs: Sequence[RecordRef], corrections: Corrections) -> Outcome:
+        """A system whose API cannot change the records: each is left to an operator
+        (``kept``), so the task waits in manual_pending saying so."""
+        return self.by_hand(refs, f"the {self.system} API cannot change this record: "
+                                  f"correct {', '.join(corrections.fields())} by hand")
+
+    def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
+        """A system that cannot express a restriction: an operator marks (or unmarks)
+        each record by hand and confirms."""
+        what = "lift the restriction of" if lift else "restrict processing of"
+        return self.by_hand(refs, f"{self.system} cannot express a restriction through its "
+                                  f"API: {what} this record by hand")
+
+    def by_hand(self, refs: Sequence[RecordRef], why: str) -> Outcome:
+        """Every record of this system left to an operator, with why (nothing read back:
+        nothing was done)."""
+        self.begin()
+        records = [RecordOutcome(ref, Action.KEPT, why) for ref in refs
+                   if ref.system == self.system]
+        return self.outcome(records, True)
 
     def done(self, outcome: RecordOutcome) -> RecordOutcome:
         """Journal an action the vendor confirmed; return it for the outcome list."""

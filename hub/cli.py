@@ -40,7 +40,7 @@ from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, mask, parse_email, parse_phone
-from hub.ledger import LedgerError, RequestState, TaskState
+from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
 from hub.policy import PolicyError, load_policy
 from hub.settings import MIN_SECRET_LENGTH, Settings, SettingsError, load_settings
 from hub.store import Store, open_store
@@ -52,7 +52,8 @@ EXIT_ENVIRONMENT = 3
 app = typer.Typer(help="Keep GDPR promises across Pipedrive, Mailchimp, Typeform and "
                   "Netvisor.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_show_locals=False)
-request_app = typer.Typer(help="Subject requests: access, erasure, opt-out.",
+request_app = typer.Typer(help="Subject requests: access, erasure, opt-out, rectification, "
+                               "restriction.",
                           no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
@@ -173,7 +174,8 @@ def db_upgrade() -> None:
 @request_app.command("new")
 @guarded
 def request_new(
-    kind: Annotated[str, typer.Argument(help="access, erasure or opt-out")],
+    kind: Annotated[str, typer.Argument(
+        help="access, erasure, opt-out, rectification or restriction")],
     email: Annotated[list[str] | None, typer.Option(
         help="The subject's e-mail address; repeatable.")] = None,
     phone: Annotated[list[str] | None, typer.Option(
@@ -190,13 +192,30 @@ def request_new(
         help="How it arrived: email, letter, phone, desk or web.")] = "email",
     language: Annotated[str, typer.Option(
         help="The subject's language for letters: fi, sv or en.")] = "fi",
+    set_email: Annotated[str | None, typer.Option(
+        help="Rectification: the corrected e-mail address.")] = None,
+    set_phone: Annotated[str | None, typer.Option(
+        help="Rectification: the corrected phone number.")] = None,
+    set_name: Annotated[str | None, typer.Option(
+        help="Rectification: the corrected name.")] = None,
+    set_address: Annotated[str | None, typer.Option(
+        help='Rectification: the corrected address, "street, postcode city".')] = None,
+    lift: Annotated[bool, typer.Option(
+        help="Restriction: lift the subject's restriction instead.")] = False,
 ) -> None:
     """File a subject request; prints its id and due date."""
     request_kind = intake.request_kind(kind)
+    if lift and request_kind != RequestKind.RESTRICTION:
+        raise LedgerError("--lift goes with a restriction request")
+    if lift:
+        request_kind = RequestKind.RESTRICTION_LIFT
     if not email and not phone:
         raise InvalidIdentifier("give the subject's --email or --phone (or both)")
     identifiers = intake.identifiers(email, phone)
     subject_name = intake.subject_name(name, "--name")
+    corrections = intake.corrections(
+        request_kind, email=set_email, phone=set_phone, name=set_name, address=set_address,
+        fields=("--set-email", "--set-phone", "--set-name", "--set-address"))
     arrived_by = intake.choice(ledger.Channel, channel, "--channel")
     answer_in = intake.choice(ledger.Language, language, "--language")
     with store() as opened, opened.session() as session:
@@ -206,7 +225,7 @@ def request_new(
                 session, opened.hasher, request_kind, identifiers, name=subject_name,
                 received_at=intake.received(received, timezone, "--received"), channel=arrived_by,
                 language=answer_in, timezone=timezone, allow_duplicate=allow_duplicate,
-                actor=_operator() or "operator")
+                actor=_operator() or "operator", corrections=corrections)
         except intake.DuplicateRequest as exc:
             raise LedgerError(f"{exc}; --allow-duplicate files another anyway") from None
         row = filed.row
@@ -275,6 +294,8 @@ def request_show(request_id: str) -> None:
             _echo(f"{kind:<9} {value}")
         if shown.name:
             _echo(f"name      {shown.name}")
+        for field, masked in ledger.corrections_masked(session, row.id):
+            _echo(f"corrects  {field}: {masked}")
         if shown.tasks:
             _echo("tasks")
             for system, state, action, attempts in shown.tasks:

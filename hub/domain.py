@@ -99,6 +99,54 @@ class Action(StrEnum):
     NOTHING_TO_DO = "nothing_to_do"
     UNLINKED = "unlinked"
     KEPT = "kept"
+    # Rectification (art. 16): the corrected values were written and read back.
+    RECTIFIED = "rectified"
+    # Restriction (art. 18): the record carries the system's "restricted" mark, and
+    # the mark was taken off again when the restriction was lifted.
+    RESTRICTED = "restricted"
+    LIFTED = "lifted"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A postal address as a rectification carries it: street, postcode, city, country."""
+
+    street: str
+    postcode: str
+    city: str
+    country: str = "FI"
+
+    def line(self) -> str:
+        """One line, as a CRM's free-text address field holds it."""
+        return f"{self.street}, {self.postcode} {self.city}"
+
+
+@dataclass(frozen=True, slots=True)
+class Corrections:
+    """The corrected values of a rectification request (GDPR art. 16).
+
+    Personal data like the identifiers: the hub keeps them with the request until it
+    settles, then drops them; Dagster never sees them (rule 7). A field left None is
+    not corrected. ``email`` and ``phone`` are normalised (as the identifiers are).
+    """
+
+    email: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    address: Address | None = None
+
+    def fields(self) -> tuple[str, ...]:
+        """The names of the fields this request corrects (safe for evidence and logs)."""
+        return tuple(f for f in ("email", "phone", "name", "address")
+                     if getattr(self, f) is not None)
+
+    def split_name(self) -> tuple[str, str]:
+        """(first name, last name) for systems that keep them apart: the last word is
+        the last name, as the seeded data and Finnish custom have it."""
+        words = (self.name or "").split()
+        if len(words) < 2:
+            return (" ".join(words), "")
+        return (" ".join(words[:-1]), words[-1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,7 @@ def find(session: Session, hasher: Hasher, today: date) -> Drift:
                 drift.reappeared.append(Finding(RequestKind.ERASURE, item.system,
                                                 item.record_id, item.person_id,
                                                 item.identifier))
-        elif "opt_out" in reasons and item.subscribed:  # not an objection to lists alone
+        elif reasons & {"opt_out", "restriction"} and item.subscribed:  # not lists alone
             drift.resubscribed.append(Finding(RequestKind.OPT_OUT, item.system, item.record_id,
                                               item.person_id, item.identifier))
     return drift

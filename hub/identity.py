@@ -16,7 +16,7 @@ from functools import lru_cache
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
-from hub.domain import Identifier, IdentifierKind
+from hub.domain import Address, Identifier, IdentifierKind
 
 DEFAULT_REGION = "FI"
 
@@ -174,3 +174,17 @@ def mask(identifier: Identifier) -> str:
     if identifier.kind == IdentifierKind.EMAIL:
         return mask_email(identifier.value)
     return mask_phone(identifier.value)
+
+
+_ADDRESS = re.compile(r"^(?P<street>[^,]+),\s*(?P<postcode>\d{5})\s+(?P<city>\S.*)$")
+
+
+def parse_address(raw: str) -> Address:
+    """A Finnish postal address typed by an operator, "street, postcode city"
+    (``Mannerheimintie 1 A 2, 00100 Helsinki``); raise InvalidIdentifier otherwise."""
+    match = _ADDRESS.match(" ".join(raw.split()))
+    if match is None:
+        raise InvalidIdentifier('an address is written "street, postcode city" with a '
+                                "five-digit postcode")
+    return Address(match["street"].strip(), match["postcode"], match["city"].strip())
+

@@ -33,6 +33,7 @@ from hub.models import (
     PersonLineageRow,
     PersonRow,
     RecordIdentifierRow,
+    RestrictedRecordRow,
     SourceRecordRow,
     SyncStateRow,
 )
@@ -92,6 +93,7 @@ class SyncStats:
     unchanged: int = 0
     gone: int = 0
     revived: int = 0
+    frozen: int = 0  # restricted (art. 18): seen, left as they were
 
 
 @dataclass
@@ -170,11 +172,18 @@ class IndexWriter:
         # so the next sync does not put the erased person's name back (rule 6).
         self._held = {rid for s, rid in holds.held_records(session, self.now.date())
                       if s == system}
+        # Restricted (art. 18): left as they were but for their marketing consent (finish).
+        self._frozen = _frozen_records(session, system)
+        self._frozen_seen: list[tuple[str, bool | None]] = []
 
     def add(self, records: Iterable[SourceRecord]) -> None:
         for record in records:
             if record.system != self.system:
                 raise ValueError(f"a {record.system} record in a {self.system} sync")
+            if record.record_id in self._frozen:
+                self._frozen_seen.append((record.record_id, record.subscribed))
+                self.stats.frozen += 1
+                continue
             if record.record_id in self._held:
                 record = replace(record, emails=(), phones=(), display_name=None,
                                  categories=())
@@ -194,6 +203,14 @@ class IndexWriter:
 
     def finish(self, cursor: str | None = None) -> SyncStats:
         self._flush()
+        # Seen (a full sync must not mark it gone), and only its marketing consent taken:
+        # a restricted person subscribed again is drift (hub/drift.py), not hidden.
+        for record_id, subscribed in self._frozen_seen:
+            self.session.execute(
+                update(SR).where(SR.system == self.system, SR.record_id == record_id)
+                .values(seen_sync=self.sync_no, subscribed=subscribed)
+                .execution_options(synchronize_session=False))
+        self._frozen_seen = []
         if self.full:
             while True:
                 pks = self.session.execute(
@@ -311,6 +328,12 @@ class IndexWriter:
             "subscribed": prep.record.subscribed,
             "categories": categories.joined(prep.record.categories),
         }
+
+
+def _frozen_records(session: Session, system: str) -> set[str]:
+    """Record ids of `system` whose person's processing is restricted (hub/restriction.py)."""
+    return set(session.execute(select(RestrictedRecordRow.record_id)
+                               .where(RestrictedRecordRow.system == system)).scalars())
 
 
 def sync_cursor(session: Session, system: str) -> str | None:
@@ -641,7 +664,7 @@ def live_identifiers(session: Session, batch: int = 5000) -> Iterator[IndexedIde
         last = (rows[-1][0], rows[-1][1], rows[-1][2])
 
 
-def _records_holding(session: Session, identifiers: Sequence[Identifier]) -> list[int]:
+def records_holding(session: Session, identifiers: Sequence[Identifier]) -> list[int]:
     pks: set[int] = set()
     for ident in identifiers:
         pks.update(session.execute(
@@ -657,7 +680,7 @@ def forget(session: Session, identifiers: Sequence[Identifier], *,
     Their persons are retired when no record is left; only the suppression list's
     hashes (and any legal hold's pointer) remain. Returns the records dropped.
     """
-    pks = _records_holding(session, identifiers)
+    pks = records_holding(session, identifiers)
     if not pks:
         return 0
     now = now or datetime.now(UTC)
@@ -680,9 +703,35 @@ def forget(session: Session, identifiers: Sequence[Identifier], *,
     return len(pks)
 
 
+def retire_corrected(session: Session, systems: Sequence[str],
+                     identifiers: Sequence[Identifier], *, now: datetime | None = None) -> int:
+    """After a rectification changed these identifiers in `systems`: their records
+    there are gone until the next sync reads them back with the corrected values.
+
+    A vendor whose record id follows the e-mail (a Mailchimp member's id is the MD5 of
+    its address) gives the corrected record a new id; the old one, holding the wrong
+    address, would otherwise stay in the index until the next full sync. A record
+    whose id stays (Pipedrive, Netvisor) is revived by the next sync, corrected.
+    Returns the records retired.
+    """
+    pks = records_holding(session, identifiers)
+    now = now or datetime.now(UTC)
+    retired = 0
+    for chunk in _chunks(pks):
+        mine = session.execute(select(SR.pk).where(
+            SR.pk.in_(chunk), SR.system.in_(list(systems)), SR.gone_at.is_(None))).scalars().all()
+        if mine:
+            session.execute(update(SR).where(SR.pk.in_(mine)).values(gone_at=now, dirty=True)
+                            .execution_options(synchronize_session=False))
+            session.execute(delete(RI).where(RI.record_pk.in_(mine)))
+            retired += len(mine)
+    session.flush()
+    return retired
+
+
 def mark_unsubscribed(session: Session, identifiers: Sequence[Identifier]) -> int:
     """After an opt-out, until the next sync says otherwise: these records get no marketing."""
-    pks = _records_holding(session, identifiers)
+    pks = records_holding(session, identifiers)
     for chunk in _chunks(pks):
         # The content hash is cleared too, so the next sync rewrites the row with the
         # vendor's word even if it is unchanged since the sync before.

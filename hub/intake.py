@@ -19,14 +19,22 @@ from sqlalchemy.orm import Session
 
 from hub import duplicates, ledger
 from hub.deadlines import local_date
-from hub.domain import Identifier, IdentifierKind
+from hub.domain import Corrections, Identifier, IdentifierKind
 from hub.hashing import Hasher
-from hub.identity import InvalidIdentifier, normalise_name, parse_email, parse_phone
+from hub.identity import (
+    InvalidIdentifier,
+    normalise_name,
+    parse_address,
+    parse_email,
+    parse_phone,
+)
 from hub.ledger import Channel, Language, LedgerError, RequestKind
 from hub.models import SubjectRequestRow
 
 KIND_NAMES = {"access": RequestKind.ACCESS, "erasure": RequestKind.ERASURE,
-              "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT}
+              "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT,
+              "rectification": RequestKind.RECTIFICATION,
+              "restriction": RequestKind.RESTRICTION}
 
 
 class DuplicateRequest(LedgerError):
@@ -49,8 +57,33 @@ class Filed:
 def request_kind(text: str) -> RequestKind:
     kind = KIND_NAMES.get(text.strip().lower())
     if kind is None:
-        raise LedgerError(f"unknown request kind {text!r}: use access, erasure or opt-out")
+        raise LedgerError(f"unknown request kind {text!r}: use access, erasure, opt-out, "
+                          "rectification or restriction")
     return kind
+
+
+def corrections(kind: RequestKind, *, email: str | None, phone: str | None,
+                name: str | None, address: str | None,
+                fields: tuple[str, str, str, str] = ("the corrected e-mail",
+                                                     "the corrected phone",
+                                                     "the corrected name",
+                                                     "the corrected address")
+                ) -> Corrections | None:
+    """The corrected values typed, validated like the identifiers; only a rectification
+    takes them, and it needs at least one (the ledger says so)."""
+    given = dict(zip(fields, (email, phone, name, address), strict=True))
+    if kind != RequestKind.RECTIFICATION:
+        typed = [field for field, value in given.items() if value is not None]
+        if typed:
+            raise LedgerError(f"{', '.join(typed)}: only a rectification carries corrected "
+                              "values")
+        return None
+    if name is not None and not name.strip():
+        raise LedgerError(f"{fields[2]} is empty")
+    return Corrections(email=parse_email(email) if email is not None else None,
+                       phone=parse_phone(phone) if phone is not None else None,
+                       name=subject_name(name, fields[2]),
+                       address=parse_address(address) if address is not None else None)
 
 
 def identifiers(emails: Sequence[str] | None, phones: Sequence[str] | None
@@ -101,14 +134,14 @@ def file_request(session: Session, hasher: Hasher, kind: RequestKind,
                  subject: Sequence[Identifier], *, name: str | None,
                  received_at: datetime | None, channel: Channel, language: Language,
                  timezone: str, allow_duplicate: bool = False,
-                 actor: str = "operator") -> Filed:
+                 actor: str = "operator", corrections: Corrections | None = None) -> Filed:
     """File the request; DuplicateRequest (nothing written) when one is already open."""
     open_ones = duplicates.open_duplicates(session, hasher, kind, subject)
     if open_ones and not allow_duplicate:
         raise DuplicateRequest(kind, open_ones)
     row = ledger.create_request(session, hasher, kind, subject, name=name, timezone=timezone,
                                 received_at=received_at, channel=channel, language=language,
-                                actor=actor)
+                                actor=actor, corrections=corrections)
     number = ledger.flag_repeat_access(session, hasher, row,
                                        duplicates.same_subject(session, subject),
                                        timezone=timezone)

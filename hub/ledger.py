@@ -20,22 +20,25 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hub import audit, deadlines, suppression
-from hub.domain import Identifier, IdentifierKind
+from hub.domain import Address, Corrections, Identifier, IdentifierKind
 from hub.hashing import Hasher
-from hub.identity import mask, mask_text
-from hub.models import RequestIdentifierRow, SubjectRequestRow, TaskRow
+from hub.identity import mask, mask_email, mask_phone, mask_text
+from hub.models import RequestCorrectionRow, RequestIdentifierRow, SubjectRequestRow, TaskRow
 
 
 class RequestKind(StrEnum):
     ACCESS = "access"
     ERASURE = "erasure"
     OPT_OUT = "opt_out"
-    # Reserved: accepted by nothing yet, named so the vocabulary is stable.
+    # Art. 16: corrected values pushed to every system holding the field.
     RECTIFICATION = "rectification"
+    # Art. 18: marked restricted where a system can say so, out of marketing, and the
+    # index frozen; lifting it is a request of its own (a run key per kind).
     RESTRICTION = "restriction"
+    RESTRICTION_LIFT = "restriction_lift"
 
 
-ACTIVE_KINDS = (RequestKind.ACCESS, RequestKind.ERASURE, RequestKind.OPT_OUT)
+ACTIVE_KINDS = tuple(RequestKind)
 
 
 class RequestState(StrEnum):
@@ -169,14 +172,21 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
                    now: datetime | None = None, timezone: str = "Europe/Helsinki",
                    origin: str = "manual", state_reason: str | None = None,
                    received_at: datetime | None = None, channel: Channel = Channel.EMAIL,
-                   language: Language = Language.FI, actor: str = "hub") -> SubjectRequestRow:
+                   language: Language = Language.FI, actor: str = "hub",
+                   corrections: Corrections | None = None) -> SubjectRequestRow:
     """File a request; the due date is one calendar month after receipt.
 
     ``received_at`` is when the request reached the company (a letter that arrived
-    last week), not when it is typed in: the month counts from it (art. 12(3)).
+    last week), not when it is typed in: the month counts from it (art. 12(3)). A
+    rectification carries its corrected values (``corrections``), and only it does.
     """
     if kind not in ACTIVE_KINDS:
         raise LedgerError(f"{kind.value} requests are not supported yet")
+    if kind == RequestKind.RECTIFICATION and (corrections is None or not corrections.fields()):
+        raise LedgerError("a rectification needs at least one corrected value "
+                          "(e-mail, phone, name or address)")
+    if kind != RequestKind.RECTIFICATION and corrections is not None:
+        raise LedgerError(f"a {kind.value} request carries no corrected values")
     matchable = [i for i in identifiers if i.kind != IdentifierKind.PHONE_RAW]
     if not matchable:
         raise LedgerError("a request needs at least one e-mail address or phone number")
@@ -201,12 +211,18 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
             request_id=row.id, kind=ident.kind.value, hash=hasher.identifier(ident),
             value=ident.value, masked=mask(ident), source=GIVEN,
         ))
+    for field, value, masked in _correction_rows(corrections):
+        session.add(RequestCorrectionRow(request_id=row.id, field=field, value=value,
+                                         masked=masked))
     session.flush()
-    audit.append(session, "request.received", {
+    payload: dict[str, Any] = {
         "kind": kind.value, "origin": origin, "due_on": row.due_on.isoformat(),
         "received_at": received_at.isoformat(), "channel": row.channel,
-        "language": row.language, "identifiers": [mask(i) for i in matchable],
-    }, request_id=row.id, actor=actor, now=now)
+        "language": row.language, "identifiers": [mask(i) for i in matchable]}
+    if corrections is not None:
+        payload["corrects"] = list(corrections.fields())
+    audit.append(session, "request.received", payload, request_id=row.id, actor=actor,
+                 now=now)
     return row
 
 
@@ -228,6 +244,49 @@ def flag_repeat_access(session: Session, hasher: Hasher, row: SubjectRequestRow,
         audit.append(session, "request.chargeable", {"year": year, "number": count},
                      request_id=row.id)
     return count
+
+
+_ADDRESS_SEPARATOR = "\n"
+
+
+def _correction_rows(corrections: Corrections | None) -> list[tuple[str, str, str]]:
+    """(field, plaintext value, masked value) for each corrected field."""
+    if corrections is None:
+        return []
+    rows = []
+    if corrections.email is not None:
+        rows.append(("email", corrections.email, mask_email(corrections.email)))
+    if corrections.phone is not None:
+        rows.append(("phone", corrections.phone, mask_phone(corrections.phone)))
+    if corrections.name is not None:
+        rows.append(("name", corrections.name, mask_text(corrections.name)))
+    if corrections.address is not None:
+        a = corrections.address
+        rows.append(("address", _ADDRESS_SEPARATOR.join((a.street, a.postcode, a.city,
+                                                         a.country)), mask_text(a.line())))
+    return rows
+
+
+def corrections_of(session: Session, request_id: str) -> Corrections | None:
+    """The request's corrected values; None when it has none or they were dropped."""
+    values = {r.field: r.value for r in session.execute(
+        select(RequestCorrectionRow).where(RequestCorrectionRow.request_id == request_id)
+    ).scalars() if r.value is not None}
+    if not values:
+        return None
+    address = None
+    if "address" in values:
+        street, postcode, city, country = values["address"].split(_ADDRESS_SEPARATOR)
+        address = Address(street, postcode, city, country)
+    return Corrections(email=values.get("email"), phone=values.get("phone"),
+                       name=values.get("name"), address=address)
+
+
+def corrections_masked(session: Session, request_id: str) -> list[tuple[str, str]]:
+    """(field, masked value) of the request's corrections, for an operator's screen."""
+    return [(r.field, r.masked) for r in session.execute(
+        select(RequestCorrectionRow).where(RequestCorrectionRow.request_id == request_id)
+        .order_by(RequestCorrectionRow.field)).scalars()]
 
 
 def get_request(session: Session, request_id: str) -> SubjectRequestRow:
@@ -575,8 +634,9 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
     completed: every task done or not found. partially completed: some retained
     under a legal hold (final) or failed (retryable: identifiers are kept so the
     failed systems can run again alone). awaiting review: some task waits for an
-    operator's decision. Suppression entries are written for erasures and opt-outs
-    as soon as nothing remains to retry or decide.
+    operator's decision. Suppression entries are written for erasures, opt-outs and
+    restrictions (removed for a lifted one) as soon as nothing remains to retry or
+    decide.
     """
     tasks = tasks_of(session, row.id)
     states = {TaskState(t.state) for t in tasks}
@@ -596,20 +656,28 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
         transition(session, row, target, now=now)
     if TS.FAILED not in states:
         kind = RequestKind(row.kind)
+        own = identifier_hashes(session, row.id, shared=False)
         # A customer erased because retention ended may come back: no drift then.
-        if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT) and row.origin != RETENTION_ORIGIN:
-            suppression.add_hashes(session, identifier_hashes(session, row.id, shared=False),
-                                   reason=kind.value, request_id=row.id, now=now)
+        if kind in (RequestKind.ERASURE, RequestKind.OPT_OUT, RequestKind.RESTRICTION) \
+                and row.origin != RETENTION_ORIGIN:
+            suppression.add_hashes(session, own, reason=kind.value, request_id=row.id, now=now)
+        elif kind == RequestKind.RESTRICTION_LIFT:
+            suppression.remove_hashes(session, own, reason=RequestKind.RESTRICTION.value)
         scrub(session, row)
     return target
 
 
 def scrub(session: Session, row: SubjectRequestRow) -> None:
-    """Drop the plaintext identifiers and name; the hashes stay for counting and audit."""
+    """Drop the plaintext identifiers, corrected values and name; the hashes (and the
+    masked corrections) stay for counting and audit."""
     for ident in session.execute(
         select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == row.id)
     ).scalars():
         ident.value = None
+    for correction in session.execute(
+        select(RequestCorrectionRow).where(RequestCorrectionRow.request_id == row.id)
+    ).scalars():
+        correction.value = None
     if row.subject_name is not None:
         row.subject_name = None
 

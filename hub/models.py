@@ -258,6 +258,33 @@ class SuppressionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RequestCorrectionRow(Base):
+    """A corrected value a rectification request carries (art. 16): personal data, kept
+    like the identifiers, plaintext until the request settles, then dropped (``value``
+    None; the masked form stays for the operator and the audit)."""
+
+    __tablename__ = "request_corrections"
+
+    request_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("subject_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    field: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text)
+    masked: Mapped[str] = mapped_column(String(320))
+
+
+class RestrictedRecordRow(Base):
+    """An index record whose person's processing is restricted (art. 18): a pointer,
+    like a legal hold, so the sync leaves the record as it was while restricted."""
+
+    __tablename__ = "restricted_records"
+
+    system: Mapped[str] = mapped_column(String(32), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class LegalHoldRow(Base):
     """A record kept at a vendor by law after an erasure: a pointer, basis and end date.
 

@@ -22,7 +22,8 @@ from hub.models import TaskRow
 # The action that best summarises a system's result, most significant first.
 _SUMMARY_ORDER = (
     Action.RETAINED, Action.PERMANENTLY_DELETED, Action.DELETED, Action.ANONYMISED,
-    Action.DEACTIVATED, Action.UNSUBSCRIBED, Action.EXPORTED, Action.UNLINKED, Action.KEPT,
+    Action.DEACTIVATED, Action.RECTIFIED, Action.RESTRICTED, Action.LIFTED,
+    Action.UNSUBSCRIBED, Action.EXPORTED, Action.UNLINKED, Action.KEPT,
     Action.NOTHING_TO_DO, Action.NOT_FOUND,
 )
 
@@ -102,7 +103,7 @@ def record(session: Session, request_id: str, outcome: Outcome, *, candidates: i
             for _system, kind, container, record_id in excluded]
     left = [r for r in evidence["records"] if r["action"] == Action.KEPT.value]
     if left:
-        evidence["follow_up"] = (f"{len(left)} record(s) the API cannot remove: deal with "
+        evidence["follow_up"] = (f"{len(left)} record(s) the API cannot act on: deal with "
                                  f"them, then hub task confirm {request_id} {outcome.system}"
                                  + ("; the next run reads them back"
                                     if outcome.evidence.get("recheck") else ""))

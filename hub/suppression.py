@@ -1,5 +1,5 @@
-"""The suppression list: keyed hashes of people who were erased, opted out, or objected
-to being published in lists (hub/objections.py).
+"""The suppression list: keyed hashes of people who were erased, opted out, restricted,
+or objected to being published in lists (hub/objections.py).
 
 Sync and import consult it so an erased person is never silently brought back and
 an opted-out one never re-subscribed; the reconciliation turns a hit into action.
@@ -18,7 +18,9 @@ from hub.domain import Identifier
 from hub.hashing import Hasher
 from hub.models import SuppressionRow
 
-REASONS = ("erasure", "opt_out", "lists")
+# "restriction" (art. 18): no marketing while restricted; removed when it is lifted.
+# "lists": an objection to being published in lists (hub/objections.py).
+REASONS = ("erasure", "opt_out", "restriction", "lists")
 
 
 def add_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: str,
@@ -35,6 +37,18 @@ def add_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: s
             added += 1
     session.flush()
     return added
+
+
+def remove_hashes(session: Session, hashes: Iterable[tuple[str, str]], *, reason: str) -> int:
+    """Drop (kind, hash) pairs of one reason (a lifted restriction); returns how many."""
+    removed = 0
+    for _kind, digest in dict.fromkeys(hashes):
+        row = session.get(SuppressionRow, (digest, reason))
+        if row is not None:
+            session.delete(row)
+            removed += 1
+    session.flush()
+    return removed
 
 
 def add(session: Session, hasher: Hasher, identifiers: Sequence[Identifier], *, reason: str,

@@ -38,8 +38,20 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import bundle, categories, holds, index, journal, ledger, manual, outcomes, review, scope
-from hub.domain import Action, Outcome, RecordOutcome
+from hub import (
+    bundle,
+    categories,
+    holds,
+    index,
+    journal,
+    ledger,
+    manual,
+    outcomes,
+    restriction,
+    review,
+    scope,
+)
+from hub.domain import Action, Corrections, Outcome, RecordOutcome
 from hub.identity import mask
 from hub.ledger import RequestKind, RequestState, TaskState
 from pipelines.executor import fanout_executor
@@ -138,11 +150,18 @@ def plan(context: OpExecutionContext, config: RequestConfig, hub: HubResource) -
     return config.request_id
 
 
-def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path) -> Outcome:
+def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path,
+         corrections: Corrections | None) -> Outcome:
     if kind == RequestKind.ERASURE:
         return connector.erase(refs, system_policy)
     if kind == RequestKind.OPT_OUT:
         return connector.opt_out(refs)
+    if kind == RequestKind.RECTIFICATION:
+        if corrections is None:
+            raise ValueError("the rectification's corrected values are gone")
+        return connector.rectify(refs, corrections)
+    if kind in (RequestKind.RESTRICTION, RequestKind.RESTRICTION_LIFT):
+        return connector.restrict(refs, lift=kind == RequestKind.RESTRICTION_LIFT)
     export = connector.export(refs)
     digest = bundle.write_part(part_file, export)
     records = tuple(RecordOutcome(ref, Action.EXPORTED) for ref in refs)
@@ -232,6 +251,7 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
         search = scope.search_identifiers(session, request_id)
         decided = review.decisions(session, request_id, system)
         seen_before = journal.planned(session, request_id, system)
+        corrections = ledger.corrections_of(session, request_id)
     part = parts_dir(store.settings.home, request_id) / f"{system}.json"
     try:
         with time_limit(op_timeout_seconds()), connectors.connect(system) as connector:
@@ -247,7 +267,8 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
                     ledger.add_found_identifiers(session, store.hasher, request_id,
                                                  scope.found_identifiers(session, found.act))
             _stop_if_orphaned()
-            outcome = _act(connector, kind, targets, policy.for_system(system), part)
+            outcome = _act(connector, kind, targets, policy.for_system(system), part,
+                           corrections)
             calls = connector.api_calls
     except (Exception, TaskStopped) as exc:  # noqa: BLE001 - every failure ends in a state
         # Outside the taxonomy (a missing setting, a bug) the message is scrubbed too,
@@ -353,6 +374,7 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
         if kind == RequestKind.ACCESS and not waiting:  # no bundle before every decision
             _bundle(store, session, row.id, hub)
         identifiers = ledger.unshared_identifiers(session, row.id)
+        corrected = dict(ledger.corrections_masked(session, row.id))
         final = ledger.finalise(session, store.hasher, row)
         tasks = ledger.tasks_of(session, row.id)
         settled = not ledger.identifiers_of(session, row.id)  # nothing left to retry
@@ -360,9 +382,19 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
             holds.record_from_tasks(session, tasks)
             if settled:  # rule 6: from now on only hashes (and held pointers) remain
                 bundle.erase_bundles(session, store.settings.home, row.id)
+                restriction.lift(session, identifiers)  # no pointer outlives the records
                 context.log.info(f"dropped {index.forget(session, identifiers)} index records")
         elif kind == RequestKind.OPT_OUT and settled:
             index.mark_unsubscribed(session, identifiers)
+        elif kind == RequestKind.RECTIFICATION and settled:  # the index follows
+            told = [t.system for t in tasks if t.action == Action.RECTIFIED.value]
+            old = [i for i in identifiers if i.kind.value in corrected]
+            index.retire_corrected(session, told, old)
+        elif kind == RequestKind.RESTRICTION and settled:  # art. 18: no marketing, no sync
+            index.mark_unsubscribed(session, identifiers)
+            restriction.freeze(session, row.id, identifiers)
+        elif kind == RequestKind.RESTRICTION_LIFT and settled:
+            restriction.lift(session, identifiers)
         table = outcome_table([(t.system, t.state, t.action, t.evidence) for t in tasks])
     context.add_output_metadata({"state": final.value, "outcomes": MetadataValue.md(table)})
     return final.value

@@ -28,6 +28,15 @@
 - Erase: ``delete-permanent`` in every audience (policy ``permanent_delete``),
   or archive (policy ``delete``); read back: 404, or status archived.
 - Opt out: PATCH ``status`` unsubscribed in every audience; read back.
+- Rectify: PATCH the member in every audience: ``email_address`` (Mailchimp changes
+  the address, and with it the subscriber hash), and the merge fields the audience
+  defines (``FNAME``/``LNAME``, ``PHONE``, ``ADDRESS`` as an object); a field the
+  audience does not define is not held there and is not told. Read back by the new
+  hash. A corrected address that is already another member of the audience is left
+  to an operator (``kept``): merging two members is not the API's to do.
+- Restrict: the tag ``gdpr-restricted`` (``POST …/tags``) and PATCH ``status``
+  unsubscribed; lift marks the tag inactive (removed) and leaves the status alone:
+  lifting a restriction is not consent to campaigns. Read back through ``…/tags``.
 - Every action is journalled (``self.done``) the moment Mailchimp confirms it; a
   read-back that does not show the intended state leaves the outcome unverified and
   says what it saw on the record.
@@ -71,6 +80,7 @@ from connectors.mailchimp.sdk import DEFAULT_TIMEOUT, MailchimpApi
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
+    Corrections,
     Export,
     ExportSection,
     Identifier,
@@ -81,11 +91,13 @@ from hub.domain import (
     SourceRecord,
     SyncPage,
 )
+from hub.identity import normalise_email, normalise_phone
 from hub.policy import EraseMode, SystemPolicy
 
 SYSTEM = "mailchimp"
 PAGE = 1000
 LOOKBACK = timedelta(seconds=1)
+RESTRICTED_TAG = "gdpr-restricted"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -423,8 +435,155 @@ class MailchimpConnector(ConnectorBase):
         seen = "not a member any more" if live is None else f"status is still {live}"
         return _with_read_back(record, f"read back: {seen}"), False
 
+    # -------------------------------------------------------------- rectification
+
+    def rectify(self, refs: Sequence[RecordRef], corrections: Corrections) -> Outcome:
+        self.begin()
+        self.forget_found()
+        results = [self._rectify_one(ref, corrections) for ref in _members(refs)]
+        return self.outcome([record for record, _ in results], all(ok for _, ok in results),
+                            corrected=list(corrections.fields()))
+
+    def _rectify_one(self, ref: RecordRef, c: Corrections) -> tuple[RecordOutcome, bool]:
+        """(outcome, whether the read-back shows the corrected values) for one membership."""
+        member_hash = self._hash(ref)
+        member = None if member_hash is None else self._member(ref.container or "",
+                                                                 member_hash, Member)
+        if member_hash is None or member is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "not a member", status_code=404), True
+        tags = set(self._merge_field_names(ref.container or ""))
+        body = _corrected(member, c, tags)
+        told = _told(c, tags)
+        if not body:
+            record = RecordOutcome(ref, Action.RECTIFIED,
+                                   f"already holds the corrected {', '.join(told)}")
+        else:
+            try:
+                self.api.call(self.api.lists.update_list_member, ref.container, member_hash,
+                              body)
+            except RequestRejected as exc:
+                if "email_address" not in body:
+                    raise
+                return RecordOutcome(
+                    ref, Action.KEPT, "Mailchimp refused the corrected e-mail address "
+                    f"({exc.status_code}): it is another member of this audience already, "
+                    "or was permanently deleted there; merge or re-add by hand",
+                    status_code=exc.status_code), True
+            if "email_address" in body:  # the subscriber hash follows the address
+                member_hash = subscriber_hash(body["email_address"])
+                self._hashes[(ref.container or "", ref.record_id)] = member_hash
+            record = self.done(RecordOutcome(
+                ref, Action.RECTIFIED, f"told the corrected {', '.join(told)}",
+                status_code=200, vendor_request_id=self.api.last_request_id))
+        live = self._member(ref.container or "", member_hash, Member)
+        wrong = ["the member"] if live is None else _uncorrected(live, c, tags)
+        if wrong:
+            return _with_read_back(record, f"read back: {', '.join(wrong)} not as "
+                                           "corrected"), False
+        return _with_read_back(record, "read back: shows the corrected values"), True
+
+    # ---------------------------------------------------------------- restriction
+
+    def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
+        self.begin()
+        self.forget_found()
+        results = [self._restrict_one(ref, lift) for ref in _members(refs)]
+        return self.outcome([record for record, _ in results], all(ok for _, ok in results),
+                            tag=RESTRICTED_TAG)
+
+    def _tagged(self, ref: RecordRef, member_hash: str) -> bool:
+        tags = self.api.read(Tags, self.api.lists.get_list_member_tags, ref.container,
+                             member_hash, count=PAGE)
+        return any(t.get("name") == RESTRICTED_TAG for t in tags.tags)
+
+    def _restrict_one(self, ref: RecordRef, lift: bool) -> tuple[RecordOutcome, bool]:
+        """(outcome, whether the read-back shows the tag on, or off) for one membership."""
+        member_hash = self._hash(ref)
+        status = None if member_hash is None else self._status(ref, member_hash)
+        if member_hash is None or status is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "not a member", status_code=404), True
+        action = Action.LIFTED if lift else Action.RESTRICTED
+        done: list[str] = []
+        if self._tagged(ref, member_hash) == lift:
+            self.api.call(self.api.lists.update_list_member_tags, ref.container, member_hash,
+                          {"tags": [{"name": RESTRICTED_TAG,
+                                     "status": "inactive" if lift else "active"}]})
+            done.append(f"tag {RESTRICTED_TAG} " + ("removed" if lift else "added"))
+        if not lift and status in SENDS_TO:
+            self.api.call(self.api.lists.update_list_member, ref.container, member_hash,
+                          {"status": "unsubscribed"})
+            done.append(f"status {status} -> unsubscribed")
+        if done:
+            record = self.done(RecordOutcome(ref, action, "; ".join(done), status_code=200,
+                                             vendor_request_id=self.api.last_request_id))
+        else:
+            record = RecordOutcome(ref, action, "tag already " + ("off" if lift else "on"))
+        tagged = self._tagged(ref, member_hash)
+        live = self._status(ref, member_hash)
+        ok = not tagged if lift else tagged and live not in SENDS_TO
+        seen = f"tag {'on' if tagged else 'off'}, status {live}"
+        return _with_read_back(record, f"read back: {seen}"), ok
+
 
 SENDS_TO = ("subscribed", "pending")
+
+
+def _told(c: Corrections, tags: set[str]) -> list[str]:
+    """The corrected fields this audience holds (the e-mail always; the rest by tag)."""
+    held = {"email": True, "name": bool({"FNAME", "LNAME"} & tags),
+            "phone": "PHONE" in tags, "address": "ADDRESS" in tags}
+    return [f for f in c.fields() if held[f]]
+
+
+def _wanted_fields(c: Corrections, tags: set[str]) -> dict[str, Any]:
+    """The merge field values the corrections give, for the tags the audience defines."""
+    first, last = c.split_name()
+    out: dict[str, Any] = {}
+    if c.name is not None:
+        out.update({k: v for k, v in (("FNAME", first), ("LNAME", last)) if k in tags})
+    if c.phone is not None and "PHONE" in tags:
+        out["PHONE"] = c.phone
+    if c.address is not None and "ADDRESS" in tags:
+        a = c.address
+        out["ADDRESS"] = {"addr1": a.street, "addr2": "", "city": a.city, "state": "",
+                          "zip": a.postcode, "country": a.country}
+    return out
+
+
+def _holds(member: Member, tag: str, value: Any) -> bool:
+    current = member.merge_fields.get(tag)
+    if tag == "PHONE":
+        return isinstance(current, str) and normalise_phone(current).value == value
+    if tag == "ADDRESS":
+        return isinstance(current, dict) and all(current.get(k) == v for k, v in value.items()
+                                                  if k not in ("addr2", "state"))
+    return current == value
+
+
+def _corrected(member: Member, c: Corrections, tags: set[str]) -> dict[str, Any]:
+    """The PATCH body with what the member does not hold yet ({} when it holds it all)."""
+    body: dict[str, Any] = {}
+    if c.email is not None and normalise_email(member.email_address) != c.email:
+        body["email_address"] = c.email
+    fields = {tag: value for tag, value in _wanted_fields(c, tags).items()
+              if not _holds(member, tag, value)}
+    if fields:
+        body["merge_fields"] = fields
+    return body
+
+
+def _uncorrected(member: Member, c: Corrections, tags: set[str]) -> list[str]:
+    """The corrected fields the member, read back, does not show."""
+    wrong = []
+    if c.email is not None and normalise_email(member.email_address) != c.email:
+        wrong.append("email")
+    off = {tag for tag, value in _wanted_fields(c, tags).items()
+           if not _holds(member, tag, value)}
+    for field, field_tags in (("name", {"FNAME", "LNAME"}), ("phone", {"PHONE"}),
+                              ("address", {"ADDRESS"})):
+        if off & field_tags:
+            wrong.append(field)
+    return wrong
 
 
 def _members(refs: Sequence[RecordRef]) -> list[RecordRef]:

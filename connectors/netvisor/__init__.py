@@ -19,7 +19,7 @@ DECLARATION = ConnectorDeclaration(
         name="netvisor",
         title="Visma Netvisor (accounting)",
         kind=Kind.ACCOUNTING,
-        capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE}),
+        capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE, C.RECTIFY, C.RESTRICT}),
         marketing=False,
     ),
     connector="connectors.netvisor.connector:NetvisorConnector",

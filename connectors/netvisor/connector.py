@@ -44,6 +44,17 @@ the index link them into one person.
   A contact-person ref alone (another customer's contact) is deleted, or blanked
   when it is the default one.
 - ``opt_out``: nothing to do unless the customer carries a marketing field.
+- ``rectify``: a ``customer.nv`` edit of the customer's own fields: ``Email`` (and
+  ``EmailInvoicingAddress`` when it held the same address), ``PhoneNumber``, and for a
+  private customer ``Name`` and the street address (a company customer's name and
+  address are the company's, not told). A contact person: its name, e-mail and phone,
+  in the customer's ``CustomerContactDetails`` or by ``contactperson.nv`` edit. Only
+  what differs is sent (an empty element blanks); read back with ``getcustomer.nv``.
+- ``restrict``: Netvisor has no restriction flag; the customer's
+  ``CustomerAdditionalInformation/Comment`` gets the line ``GDPR: processing
+  restricted (art. 18)`` (kept beside what the comment already says) and marketing
+  fields go to 0; lifting removes that line. Read back. A contact person is left to
+  an operator.
 
 Every request is signed with HMACSHA256 and asks for real HTTP status codes
 (``signing.py``); a failure reads the same from a 200 or a 400/401/403/500 body.
@@ -107,6 +118,7 @@ from connectors.netvisor.signing import NetvisorAuth
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
+    Corrections,
     Export,
     ExportSection,
     Identifier,
@@ -116,6 +128,7 @@ from hub.domain import (
     SourceRecord,
     SyncPage,
 )
+from hub.identity import normalise_email, normalise_phone
 from hub.policy import EraseMode, SystemPolicy
 
 IDLIST_MAX = 500  # getcustomer.nv?idlist= takes at most 500 keys
@@ -767,6 +780,141 @@ class NetvisorConnector(ConnectorBase):
                                        vendor_request_id=self.auth.last_transaction_id,
                                        detail="contact person deleted"))
 
+    # -------------------------------------------------------- rectification, restriction
+
+    def rectify(self, refs: Sequence[RecordRef], corrections: Corrections) -> Outcome:
+        self.forget_found()
+        self.begin()
+        results: list[RecordOutcome] = []
+        verified = True
+        for ref in refs:
+            if ref.system != SYSTEM:
+                continue
+            if ref.kind == "customer":
+                record, ok = self._rectify_customer(ref, corrections)
+            else:
+                record, ok = self._rectify_contact(ref, corrections)
+            results.append(record)
+            verified = verified and ok
+        return self.outcome(results, verified, corrected=list(corrections.fields()))
+
+    def _rectify_customer(self, ref: RecordRef, c: Corrections) -> tuple[RecordOutcome, bool]:
+        customer = self._customer(ref.record_id)
+        if customer is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer"), True
+        told = _told(customer, c)
+        base = _corrected_base(customer, c)
+        if not base:
+            record = RecordOutcome(ref, Action.RECTIFIED,
+                                   detail=f"already holds the corrected {', '.join(told)}")
+        else:
+            self._edit_customer(customer.key, {"customerbaseinformation": base})
+            record = self.done(RecordOutcome(
+                ref, Action.RECTIFIED, status_code=200,
+                vendor_request_id=self.auth.last_transaction_id,
+                detail=f"told the corrected {', '.join(told)}"))
+        untold = [f for f in c.fields() if f not in told]
+        if untold:
+            record = replace(record, detail=f"{record.detail}; {', '.join(untold)}: a company "
+                                            "customer's, not the person's (not told)")
+        after = self._customer(customer.key)
+        wrong = ["the customer"] if after is None else [
+            f for f in told if _corrected_base(after, Corrections(**{f: getattr(c, f)}))]
+        if wrong:
+            return _read_back(record, f"{', '.join(wrong)} not as corrected"), False
+        return _read_back(record, "shows the corrected values"), True
+
+    def _rectify_contact(self, ref: RecordRef, c: Corrections) -> tuple[RecordOutcome, bool]:
+        """A contact person: the customer's contact details (``customer.nv``) or one of
+        its contact persons (``contactperson.nv``); the address is the company's."""
+        key = ref.container or ""
+        contact = self._contact(key, ref.record_id)
+        if contact is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, detail="no such contact person"), True
+        told = [f for f in c.fields() if f != "address"]
+        edit = _corrected_contact(contact, c)
+        if not edit:
+            record = RecordOutcome(ref, Action.RECTIFIED,
+                                   detail=f"already holds the corrected {', '.join(told)}")
+        else:
+            if contact.contact_id == "details":
+                self._edit_customer(key, {"customercontactdetails": edit})
+            else:
+                inner = "".join(_element(t, v) for t, v in edit.items())
+                self._request("POST", "contactperson.nv",
+                              {"method": "edit", "id": contact.contact_id},
+                              f"<root><contactperson>{inner}</contactperson></root>")
+            record = self.done(RecordOutcome(
+                ref, Action.RECTIFIED, status_code=200,
+                vendor_request_id=self.auth.last_transaction_id,
+                detail=f"told the corrected {', '.join(told)}"))
+        if c.address is not None:
+            record = replace(record, detail=f"{record.detail}; address: the company's, not "
+                                            "the contact person's (not told)")
+        after = self._contact(key, ref.record_id)
+        if after is None:
+            return _read_back(record, "the contact person is gone"), False
+        if _corrected_contact(after, c):
+            return _read_back(record, "not as corrected"), False
+        return _read_back(record, "shows the corrected values"), True
+
+    def _contact(self, key: str, rid: str) -> Contact | None:
+        customer = self._customer(key)
+        return next((x for x in (customer.contacts() if customer else [])
+                     if x.record_id == rid), None)
+
+    def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
+        self.forget_found()
+        self.begin()
+        results: list[RecordOutcome] = []
+        verified = True
+        for ref in refs:
+            if ref.system != SYSTEM:
+                continue
+            if ref.kind != "customer":
+                results.append(RecordOutcome(ref, Action.KEPT, _CONTACT_BY_HAND % (
+                    "lift the restriction" if lift else "restrict processing")))
+                continue
+            record, ok = self._restrict_customer(ref, lift)
+            results.append(record)
+            verified = verified and ok
+        return self.outcome(results, verified)
+
+    def _restrict_customer(self, ref: RecordRef, lift: bool) -> tuple[RecordOutcome, bool]:
+        customer = self._customer(ref.record_id)
+        if customer is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer"), True
+        action = Action.LIFTED if lift else Action.RESTRICTED
+        comment = _text(customer.additional, "Comment")
+        wanted_comment = _without_mark(comment) if lift else _with_mark(comment)
+        sections: dict[str, dict[str, str]] = {}
+        if wanted_comment != comment:
+            sections["customeradditionalinformation"] = {"comment": wanted_comment}
+        if not lift:
+            for section, field_tag, value in customer.marketing_fields():
+                if _is_true(value):
+                    sections.setdefault(section, {})[field_tag] = "0"
+        if not sections:
+            record = RecordOutcome(ref, action,
+                                   detail="comment already " + ("without" if lift else "with")
+                                   + " the restriction line")
+        else:
+            self._edit_customer(customer.key, sections)
+            record = self.done(RecordOutcome(
+                ref, action, status_code=200, vendor_request_id=self.auth.last_transaction_id,
+                detail="restriction line " + ("removed from" if lift else "added to")
+                + " the comment" + ("; marketing field(s) set to 0"
+                                    if len(sections) > ("customeradditionalinformation"
+                                                        in sections) else "")))
+        after = self._customer(customer.key)
+        if after is None:
+            return _read_back(record, "the customer is gone"), False
+        marked = RESTRICTED_MARK in _text(after.additional, "Comment")
+        marketing = any(_is_true(v) for _, _, v in after.marketing_fields())
+        ok = not marked if lift else marked and not marketing
+        return _read_back(record, f"restriction line {'present' if marked else 'absent'}"
+                                  + ("; a marketing field still set" if marketing else "")), ok
+
 
 @dataclass(frozen=True)
 class Hold:
@@ -790,6 +938,77 @@ class Hold:
         until = policy.hold_ends(last) if last is not None else None
         return cls(tuple(invoices), last, until, until is not None and until >= today,
                    tuple(i for i in invoices if i.is_open))
+
+
+RESTRICTED_MARK = "GDPR: processing restricted (art. 18)"
+_CONTACT_BY_HAND = ("a Netvisor contact person has no field that could carry a "
+                    "restriction: %s by hand in Netvisor")
+
+
+def _with_mark(comment: str) -> str:
+    if RESTRICTED_MARK in comment:
+        return comment
+    return f"{comment}\n{RESTRICTED_MARK}" if comment else RESTRICTED_MARK
+
+
+def _without_mark(comment: str) -> str:
+    lines = [line for line in comment.splitlines() if line.strip() != RESTRICTED_MARK]
+    return "\n".join(lines).strip()
+
+
+def _corrected_contact(contact: Contact, c: Corrections) -> dict[str, str]:
+    """The edit of a contact person with what it does not hold yet, in the element names
+    and order of its kind: the customer's contact details, or a contact person."""
+    details = contact.contact_id == "details"
+    edit: dict[str, str] = {}
+    if c.name is not None and contact.name != c.name:
+        if details:
+            edit["contactperson"] = c.name
+        else:
+            edit["firstname"], edit["lastname"] = c.split_name()
+    if c.phone is not None and normalise_phone(contact.phone).value != c.phone:
+        edit["contactpersonphone" if details else "phonenumber"] = c.phone
+    if c.email is not None and normalise_email(contact.email or "") != c.email:
+        edit["contactpersonemail" if details else "email"] = c.email
+    if details:  # the DTD's order
+        return dict(sorted(edit.items(), key=lambda kv: _DETAIL_TAGS.index(kv[0])))
+    return edit
+
+
+def _private(customer: Customer) -> bool:
+    return bool(customer.person_name)
+
+
+def _told(customer: Customer, c: Corrections) -> list[str]:
+    """The corrected fields this customer holds as the person's own: a company
+    customer's name and address are the company's."""
+    return [f for f in c.fields() if f in ("email", "phone") or _private(customer)]
+
+
+def _corrected_base(customer: Customer, c: Corrections) -> dict[str, str]:
+    """The base-information edit with what the customer does not hold yet, in the DTD's
+    element order ({} when it holds it all)."""
+    base = customer.base
+    edit: dict[str, str] = {}
+    email = _text(base, "Email")
+    if c.email is not None and normalise_email(email or "") != c.email:
+        edit["email"] = c.email
+        invoicing = _text(base, "EmailInvoicingAddress")
+        if invoicing and invoicing.strip().lower() == email.strip().lower():
+            edit["emailinvoicingaddress"] = c.email
+    phone = _text(base, "PhoneNumber")
+    if c.phone is not None and normalise_phone(phone).value != c.phone:
+        edit["phonenumber"] = c.phone
+    if _private(customer) and c.name is not None and customer.name != c.name:
+        edit["name"] = c.name
+    if _private(customer) and c.address is not None:
+        a = c.address
+        for tag, name, value in (("streetaddress", "StreetAddress", a.street),
+                                 ("postnumber", "PostNumber", a.postcode),
+                                 ("city", "City", a.city)):
+            if _text(base, name) != value:
+                edit[tag] = value
+    return dict(sorted(edit.items(), key=lambda kv: _ANON_ORDER.index(kv[0])))
 
 
 # ---------------------------------------------------------------------- pure helpers

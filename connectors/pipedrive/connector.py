@@ -28,6 +28,15 @@ Reference: docs/vendors/pipedrive.md. Choices:
   main person, and a participant or attendee is found only in the activity's own
   ``participants``/``attendees`` (Pipedrive API reference; checked 2026-12).
 - Opt out PATCHes ``marketing_status`` to ``unsubscribed`` and reads it back.
+- Rectify PATCHes the person (``/api/v2/persons/{id}``): ``name``, the primary
+  e-mail's and phone's ``value`` (other items and labels kept), ``postal_address``;
+  only what differs is sent, then the person is read back and every corrected field
+  must show the new value.
+- Restrict adds the person label named ``GDPR restricted`` (``label_ids``, looked up
+  by name in ``/api/v2/personFields``: the company creates it once) and sets
+  ``marketing_status`` unsubscribed; lifting takes the label off and leaves the
+  marketing status alone (lifting a restriction is not consent). Without such a label
+  each person is left to an operator (``kept``), saying so.
 - Every body is validated by ``models.py``: a 200 without what is read there is a
   protocol error (BadResponse), never "not found".
 """
@@ -86,6 +95,7 @@ from connectors.pipedrive.models import (
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
+    Corrections,
     Export,
     ExportSection,
     Identifier,
@@ -96,12 +106,14 @@ from hub.domain import (
     SourceRecord,
     SyncPage,
 )
+from hub.identity import normalise_email, normalise_phone
 from hub.policy import DealsMode, EraseMode, SystemPolicy
 
 SYSTEM = "pipedrive"
 PAGE_LIMIT = 500
 V1_LIMIT = 100
 ANONYMISED_NAME = "Erased person"
+RESTRICTED_LABEL = "GDPR restricted"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -555,12 +567,164 @@ class PipedriveConnector(ConnectorBase):
         seen = f"read back: marketing_status is still {live.marketing_status}"
         return _with_read_back(record, seen), False
 
+    # -------------------------------------------------------------- rectification
+
+    def rectify(self, refs: Sequence[RecordRef], corrections: Corrections) -> Outcome:
+        self.begin()
+        self.forget_found()
+        results = [self._rectify_one(ref, corrections) for ref in _persons(refs)]
+        return self.outcome([record for record, _ in results], all(ok for _, ok in results),
+                            corrected=list(corrections.fields()))
+
+    def _rectify_one(self, ref: RecordRef, corrections: Corrections
+                     ) -> tuple[RecordOutcome, bool]:
+        """(outcome, whether the read-back shows every corrected value) for one person."""
+        person = self._person(ref.record_id)
+        if person is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "no such person", status_code=404), True
+        told = ", ".join(corrections.fields())
+        body = _corrected(person, corrections)
+        if not body:
+            record = RecordOutcome(ref, Action.RECTIFIED, f"already holds the corrected {told}")
+        else:
+            try:
+                _, response = self._write("PATCH", f"/api/v2/persons/{ref.record_id}",
+                                          PersonEnvelope, body)
+            except NotFound as exc:
+                return self.gone(ref, exc, "person gone before the rectification"), True
+            record = self.done(RecordOutcome(
+                ref, Action.RECTIFIED, f"told the corrected {told} ({', '.join(body)})",
+                status_code=response.status_code, vendor_request_id=_rid(response)))
+        live = self._person(ref.record_id)
+        wrong = ["the person"] if live is None else _uncorrected(live, corrections)
+        if wrong:
+            return _with_read_back(record, f"read back: {', '.join(wrong)} not as corrected"), \
+                False
+        return _with_read_back(record, "read back: shows the corrected values"), True
+
+    # ---------------------------------------------------------------- restriction
+
+    def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
+        self.forget_found()
+        label = self._restricted_label()
+        if label is None:
+            return self.by_hand(refs, f"this Pipedrive company has no person label named "
+                                      f"'{RESTRICTED_LABEL}': create it, or mark the person "
+                                      "restricted (or not) by hand")
+        self.begin()
+        results = [self._restrict_one(ref, label, lift) for ref in _persons(refs)]
+        return self.outcome([record for record, _ in results], all(ok for _, ok in results),
+                            label_id=label)
+
+    def _restricted_label(self) -> int | None:
+        """The id of the person label that marks restricted processing, or None."""
+        for page in self._v2_pages("/api/v2/personFields", {"limit": PAGE_LIMIT},
+                                   PersonFieldPage):
+            for field_ in page:
+                if field_.field_code == "label_ids":
+                    return next((o.id for o in field_.options or ()
+                                 if o.label.strip().lower() == RESTRICTED_LABEL.lower()), None)
+        return None
+
+    def _restrict_one(self, ref: RecordRef, label: int, lift: bool
+                      ) -> tuple[RecordOutcome, bool]:
+        """(outcome, whether the read-back shows the label on, or off) for one person."""
+        person = self._person(ref.record_id)
+        if person is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "no such person", status_code=404), True
+        action = Action.LIFTED if lift else Action.RESTRICTED
+        labels = list(person.label_ids or [])
+        body: dict[str, Any] = {}
+        if lift and label in labels:
+            body["label_ids"] = [x for x in labels if x != label]
+        if not lift and label not in labels:
+            body["label_ids"] = [*labels, label]
+        if not lift and person.marketing_status == "subscribed":
+            body["marketing_status"] = "unsubscribed"
+        if not body:
+            record = RecordOutcome(ref, action, "label already " + ("off" if lift else "on"))
+        else:
+            try:
+                _, response = self._write("PATCH", f"/api/v2/persons/{ref.record_id}",
+                                          PersonEnvelope, body)
+            except NotFound as exc:
+                return self.gone(ref, exc, "person gone before the restriction"), True
+            what = (f"label '{RESTRICTED_LABEL}' " + ("removed" if lift else "added")
+                    + ("; marketing_status subscribed -> unsubscribed"
+                       if "marketing_status" in body else ""))
+            record = self.done(RecordOutcome(ref, action, what,
+                                             status_code=response.status_code,
+                                             vendor_request_id=_rid(response)))
+        live = self._person(ref.record_id)
+        if live is None:
+            return _with_read_back(record, "read back: the person is gone"), False
+        marked = label in (live.label_ids or [])
+        ok = not marked if lift else marked and live.marketing_status != "subscribed"
+        seen = (f"label {'on' if marked else 'off'}, "
+                f"marketing_status {live.marketing_status or 'absent'}")
+        return _with_read_back(record, f"read back: {seen}"), ok
+
 
 # ---------------------------------------------------------------------- helpers
 
 
+def _corrected(person: Person, c: Corrections) -> dict[str, Any]:
+    """The PATCH that writes the corrected values the person does not hold yet ({} if
+    it holds them all). The primary e-mail and phone are corrected in place: their
+    labels, and the person's other addresses and numbers, stay as they were."""
+    body: dict[str, Any] = {}
+    if c.name is not None and (person.name or "") != c.name:
+        body["name"] = c.name
+    if c.email is not None and c.email not in _normalised_emails(person):
+        body["emails"] = _with_primary(person.emails, c.email)
+    if c.phone is not None and c.phone not in _phones(person):
+        body["phones"] = _with_primary(person.phones, c.phone)
+    if c.address is not None and _address(person) != c.address.line():
+        body["postal_address"] = {"value": c.address.line()}
+    return body
+
+
+def _uncorrected(person: Person, c: Corrections) -> list[str]:
+    """The corrected fields the person, read back, does not show."""
+    wrong = []
+    if c.name is not None and (person.name or "") != c.name:
+        wrong.append("name")
+    if c.email is not None and c.email not in _normalised_emails(person):
+        wrong.append("email")
+    if c.phone is not None and c.phone not in _phones(person):
+        wrong.append("phone")
+    if c.address is not None and _address(person) != c.address.line():
+        wrong.append("address")
+    return wrong
+
+
+def _with_primary(items: Sequence[Any], value: str) -> list[dict[str, Any]]:
+    """The items with the primary one's value replaced (a new primary when none)."""
+    out = [{k: v for k, v in dump(item).items() if k in ("value", "primary", "label")}
+           for item in items]
+    primary = next((i for i in out if i.get("primary")), out[0] if out else None)
+    if primary is None:
+        return [{"value": value, "primary": True}]
+    primary["value"] = value
+    return out
+
+
+def _phones(person: Person) -> frozenset[str]:
+    return frozenset(p.value for p in (normalise_phone(x.value) for x in person.phones
+                                       if x.value and x.value.strip()))
+
+
+def _address(person: Person) -> str | None:
+    address = person.postal_address
+    return address.get("value") if isinstance(address, dict) else address
+
+
 def _emails(person: Person) -> frozenset[str]:
     return frozenset(e.value.strip().lower() for e in person.emails if e.value)
+
+
+def _normalised_emails(person: Person) -> frozenset[str]:
+    return frozenset(filter(None, (normalise_email(e.value) for e in person.emails if e.value)))
 
 
 def _is_main(activity: Activity, pid: int) -> bool:

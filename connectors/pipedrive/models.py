@@ -66,6 +66,7 @@ class Person(_Model):
     notes: str | None = None
     im: list[ContactValue] | None = None
     custom_fields: dict[str, Any] | None = None
+    label_ids: list[int] | None = None
 
 
 class Item(_Model):
@@ -156,12 +157,20 @@ class DealPage(_Envelope):
     additional_data: Cursor | None = None
 
 
+class FieldOption(_Model):
+    """An option of a set/enum field (a person label is one of ``label_ids``)."""
+
+    id: int
+    label: str
+
+
 class PersonField(_Model):
     """A ``/api/v2/personFields`` item: the key persons use, and its name."""
 
     field_code: str
     field_name: str | None = None
     is_custom_field: bool | None = None
+    options: list[FieldOption] | None = None
 
 
 class PersonFieldPage(_Envelope):

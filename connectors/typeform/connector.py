@@ -27,6 +27,11 @@ What each action does:
   (rule 9), and it cannot say which responses it deleted (rule 3).
 - ``opt_out``: Typeform holds no subscription or consent to withdraw: the outcome
   says so per record (``nothing_to_do``).
+- ``rectify`` and ``restrict``: the Responses API reads and deletes responses; it
+  cannot edit an answer or mark a response. Each response is left to an operator
+  (``kept``, so the task waits in manual_pending) with what to do: correct it by
+  hand (or, with the subject, delete it), or note the restriction where the company
+  keeps such notes.
 
 Every body is validated by ``models.py``: ``{}``, an HTML page or a list where an
 object belongs is a BadResponse, never "no responses".
@@ -77,6 +82,7 @@ from connectors.typeform.models import (
 from hub import categories
 from hub.domain import (
     Action,
+    Corrections,
     Export,
     ExportSection,
     Identifier,
@@ -357,6 +363,19 @@ class TypeformConnector(ConnectorBase):
         self.begin()
         records = [RecordOutcome(ref, Action.NOTHING_TO_DO, detail=NOTHING_TO_DO) for ref in refs]
         return self.outcome(records, True, reason=NOTHING_TO_DO)
+
+    def rectify(self, refs: Sequence[RecordRef], corrections: Corrections) -> Outcome:
+        return self.by_hand(refs, "Typeform answers cannot be edited through its API "
+                                  "(responses are read and deleted only): correct "
+                                  f"{', '.join(corrections.fields())} by hand in Typeform, or "
+                                  "delete the response if the subject agrees")
+
+    def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
+        return self.by_hand(refs, "Typeform cannot express a restriction: a response has "
+                                  "no field or tag the API can set; "
+                                  + ("remove the company's note of the restriction"
+                                     if lift else "note the restriction by hand and do not "
+                                     "use the response meanwhile"))
 
     # ------------------------------------------------------------------ erasure parts
 

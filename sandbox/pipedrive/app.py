@@ -28,6 +28,7 @@ from starlette.routing import Route
 from sandbox.pipedrive.state import (
     MARKETING,
     PERSON_FIELDS,
+    PERSON_LABELS,
     RECENTS_HISTORY,
     PipedriveState,
     digits,
@@ -232,6 +233,9 @@ def validate_person(body: Any, creating: bool) -> dict[str, Any]:
     if "label_ids" in body and (not isinstance(body["label_ids"], list)
                                 or not all(_is_int(x) for x in body["label_ids"])):
         raise ApiError(400, "'label_ids' must be an array of integers")
+    unknown_labels = set(body.get("label_ids") or ()) - set(PERSON_LABELS)
+    if unknown_labels:
+        raise ApiError(400, f"Unknown label id(s): {sorted(unknown_labels)}")
     if "marketing_status" in body and body["marketing_status"] not in MARKETING:
         raise ApiError(400, f"'marketing_status' must be one of {list(MARKETING)}")
     if "custom_fields" in body:
@@ -616,12 +620,18 @@ STANDARD_PERSON_FIELDS = (
 
 def person_fields() -> list[dict[str, Any]]:
     """The company's person fields in v2 shape: `field_code` is the key a person's
-    `custom_fields` uses (a 40-character hash for a custom field)."""
+    `custom_fields` uses (a 40-character hash for a custom field). The person labels
+    are the options of the `label_ids` field, as Pipedrive lists them."""
     fields = [(code, name, kind, False) for code, name, kind in STANDARD_PERSON_FIELDS]
     fields += [(code, name, kind, True) for code, (name, kind) in PERSON_FIELDS.items()]
-    return [{"id": i, "field_code": code, "field_name": name, "field_type": kind,
-             "is_custom_field": custom, "options": None}
-            for i, (code, name, kind, custom) in enumerate(fields, start=1)]
+    out = [{"id": i, "field_code": code, "field_name": name, "field_type": kind,
+            "is_custom_field": custom, "options": None}
+           for i, (code, name, kind, custom) in enumerate(fields, start=1)]
+    out.append({"id": len(out) + 1, "field_code": "label_ids", "field_name": "Labels",
+                "field_type": "set", "is_custom_field": False,
+                "options": [{"id": i, "label": label, "color": color}
+                            for i, (label, color) in PERSON_LABELS.items()]})
+    return out
 
 
 @endpoint("list")

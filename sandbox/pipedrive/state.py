@@ -106,6 +106,13 @@ PERSON_FIELDS: dict[str, tuple[str, str]] = {
     field_key("dietary"): ("Ruokavalio", "varchar"),
 }
 LINKEDIN, CUSTOMER_NUMBER, DIETARY = PERSON_FIELDS
+# Person labels (options of the `label_ids` field): Pipedrive's four defaults, and the
+# one this company added for restricted processing (GDPR art. 18), as the hub's docs
+# tell a deployment to do.
+PERSON_LABELS: dict[int, tuple[str, str]] = {
+    1: ("Customer", "green"), 2: ("Hot lead", "red"), 3: ("Warm lead", "yellow"),
+    4: ("Cold lead", "blue"), 5: ("GDPR restricted", "purple"),
+}
 
 
 def error_body(message: str, code: str | None = None) -> dict[str, Any]:

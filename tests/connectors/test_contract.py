@@ -26,7 +26,14 @@ from connectors.errors import BadResponse, RateLimited, VendorError
 from connectors.http import RetryPolicy
 from connectors.mailchimp import subscriber_hash
 from connectors.registry import build_connector, names
-from hub.domain import Action, Identifier, IdentifierKind, RecordOutcome, RecordRef
+from hub.domain import (
+    Action,
+    Corrections,
+    Identifier,
+    IdentifierKind,
+    RecordOutcome,
+    RecordRef,
+)
 from hub.identity import normalise_email, normalise_phone
 from hub.policy import load_policy
 from tests.connectors.conftest import VendorInspector
@@ -38,7 +45,8 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Actions taken at the vendor, which the connector must journal as the vendor confirms.
 CONFIRMED = frozenset({Action.DELETED, Action.PERMANENTLY_DELETED, Action.ANONYMISED,
                        Action.RETAINED, Action.UNLINKED, Action.DEACTIVATED,
-                       Action.UNSUBSCRIBED})
+                       Action.UNSUBSCRIBED, Action.RECTIFIED, Action.RESTRICTED,
+                       Action.LIFTED})
 # Fault streams (random.Random(seed) per server, one draw per call): seed 245 at
 # rate 0.25 throttles the first call and none of the next 19; seed 3 at rate 0.5
 # fails the first call, then never more than three in a row.
@@ -153,6 +161,10 @@ class Contract:
     """Routes that write whatever their method (Netvisor deletes with a GET)."""
     gaps: dict[str, str] = field(default_factory=dict)
     """Contract tests this connector does not pass yet: test name -> the gap (xfail)."""
+    can_rectify: bool = True
+    """Whether the API can change the records (else each is left to an operator)."""
+    can_restrict: bool = True
+    """Whether the system can carry a restriction mark (else left to an operator)."""
 
     @property
     def marketing(self) -> bool:
@@ -204,6 +216,8 @@ CONTRACTS: dict[str, Contract] = {c.system: c for c in (
         # quick; the emulator's 2 req/s limit and the connector's pacing to it are
         # tested in test_typeform_sandbox.py.
         vendor_settings={"delete_delay": 0.1, "rate_limit_per_second": 0},
+        can_rectify=False,  # responses cannot be edited
+        can_restrict=False,
         env={"TYPEFORM_DELETE_POLL_INTERVAL": "0.05", "TYPEFORM_DELETE_MAX_POLLS": "400"},
         patches={"connectors.typeform.connector.PACE": 500.0},
         retry_after=1.0,
@@ -417,6 +431,49 @@ def test_a_second_erasure_finds_nothing_and_writes_nothing(
     assert writes(live, contract) == before
     if contract.second_erase == {Action.NOT_FOUND}:
         assert again.not_found and len(journal) == journalled
+
+
+def test_rectify_is_read_back_journalled_and_idempotent(
+        contract: Contract, conn: Any, live: VendorInspector, journal: Journal) -> None:
+    refs = conn.find([email(contract.email)])
+    fixed = Corrections(name="Aino Korhonen")
+    assert conn.rectify([], fixed).records == ()
+    outcome = conn.rectify(refs, fixed)
+    assert outcome.verified and outcome.records, outcome.evidence
+    actions = {r.action for r in outcome.records}
+    if not contract.can_rectify:
+        assert actions == {Action.KEPT} and writes(live, contract) == 0
+        return
+    assert actions == {Action.RECTIFIED}
+    assert all("read back: shows the corrected values" in r.detail for r in outcome.records)
+    assert {(r.ref, r.action) for r in outcome.records if r.action in CONFIRMED} <= {
+        (r.ref, r.action) for r in journal}
+    before = writes(live, contract)
+    again = conn.rectify(conn.find([email(contract.email)]), fixed)
+    assert again.verified and {r.action for r in again.records} == {Action.RECTIFIED}
+    assert writes(live, contract) == before  # nothing differs: nothing written
+
+
+def test_restrict_and_lift_are_read_back_and_idempotent(
+        contract: Contract, conn: Any, live: VendorInspector, journal: Journal) -> None:
+    refs = conn.find([email(contract.email)])
+    outcome = conn.restrict(refs, lift=False)
+    assert outcome.verified and outcome.records, outcome.evidence
+    if not contract.can_restrict:
+        assert {r.action for r in outcome.records} == {Action.KEPT}
+        assert writes(live, contract) == 0
+        return
+    assert {r.action for r in outcome.records} == {Action.RESTRICTED}
+    if contract.marketing:
+        for rec in outcome.records:
+            assert contract.unsubscribed_at_vendor(live, rec.ref), rec.ref
+    before = writes(live, contract)
+    assert conn.restrict(refs, lift=False).verified
+    assert writes(live, contract) == before
+    lifted = conn.restrict(refs, lift=True)
+    assert lifted.verified and {r.action for r in lifted.records} == {Action.LIFTED}
+    assert {(r.ref, r.action) for r in lifted.records if r.action in CONFIRMED} <= {
+        (r.ref, r.action) for r in journal}
 
 
 # ---------------------------------------------------------------- 8-10: the vendor misbehaves

@@ -8,7 +8,7 @@ import pytest
 from connectors.errors import AuthError
 from connectors.mailchimp import MailchimpConnector, subscriber_hash
 from connectors.mailchimp import connector as connector_module
-from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.domain import Action, Address, Corrections, Identifier, IdentifierKind, RecordRef
 from hub.policy import EraseMode, SystemPolicy
 
 AINO = "aino.virtanen@example.fi"
@@ -200,3 +200,77 @@ def test_erase_from_a_journal_ref_sends_the_subscriber_hash(mc, mc_vendor, sandb
     assert members_at_vendor(mc_vendor, MIKKO) == {}
     assert mc_vendor.count("/3.0/lists/{list_id}/members/{hash}/actions/delete-permanent",
                            method="POST", status=204) == len(bare)
+
+
+FIXED = Corrections(email="aino.korhonen@example.fi", phone="+358401112233",
+                    name="Aino Korhonen",
+                    address=Address("Mannerheimintie 1 A 2", "00100", "Helsinki"))
+
+
+def test_rectify_changes_address_and_merge_fields_and_reads_them_back(mc, mc_vendor):
+    refs = mc.find([email(AINO)])
+    assert refs
+    outcome = mc.rectify(refs, FIXED)
+    assert outcome.verified, [r.detail for r in outcome.records]
+    assert {r.action for r in outcome.records} == {Action.RECTIFIED}
+    for ref in refs:
+        member = mc_vendor.record("member", f"{ref.container}:aino.korhonen@example.fi")
+        assert member is not None and member["email_address"] == "aino.korhonen@example.fi"
+        fields = member["merge_fields"]
+        assert (fields["FNAME"], fields["LNAME"]) == ("Aino", "Korhonen")
+        assert fields["PHONE"] == "+358401112233"
+        assert fields["ADDRESS"]["addr1"] == "Mannerheimintie 1 A 2"
+        assert fields["ADDRESS"]["zip"] == "00100"
+    assert not members_at_vendor(mc_vendor, AINO)  # nobody holds the wrong address
+    assert all("korhonen" not in r.detail.lower() for r in outcome.records)
+    again = mc.rectify(mc.find([email("aino.korhonen@example.fi")]), FIXED)
+    assert again.verified and all("already holds" in r.detail for r in again.records)
+
+
+def test_rectify_to_an_address_another_member_has_is_left_to_an_operator(mc, mc_vendor):
+    refs = mc.find([email(AINO)])
+    taken = mc.find([email(MIKKO)])
+    common = {r.container for r in refs} & {r.container for r in taken}
+    assert common
+    outcome = mc.rectify([r for r in refs if r.container in common],
+                         Corrections(email=MIKKO))
+    assert {r.action for r in outcome.records} == {Action.KEPT}
+    assert all("merge or re-add by hand" in r.detail for r in outcome.records)
+
+
+def test_restrict_tags_and_unsubscribes_and_lift_removes_the_tag(mc, mc_vendor):
+    refs = mc.find([email(AINO)])
+    outcome = mc.restrict(refs, lift=False)
+    assert outcome.verified and {r.action for r in outcome.records} == {Action.RESTRICTED}
+    for ref in refs:
+        member = mc_vendor.record("member", vendor_key(ref))
+        assert "gdpr-restricted" in [t["name"] for t in member["tags"]]
+        assert member["status"] not in ("subscribed", "pending")
+    lifted = mc.restrict(refs, lift=True)
+    assert lifted.verified and {r.action for r in lifted.records} == {Action.LIFTED}
+    for ref in refs:
+        member = mc_vendor.record("member", vendor_key(ref))
+        assert "gdpr-restricted" not in [t["name"] for t in member["tags"]]
+        assert member["status"] not in ("subscribed", "pending")  # lifting is no consent
+
+
+def test_a_retry_after_the_address_changed_resumes_from_the_journals_ref(
+        mc, mc_vendor, sandbox_env, fast_retry):
+    """A retry finds nobody by the old address; the journal's ref (contact id, no facts)
+    still reaches the member, which already holds the values: nothing is written."""
+    refs = mc.find([email(AINO)])
+    assert mc.rectify(refs, FIXED).verified
+    journalled = [RecordRef(r.system, r.kind, r.record_id, container=r.container)
+                  for r in refs]
+    assert mc.find([email(AINO)]) == []
+
+    def patches() -> int:
+        return sum(c["count"] for c in mc_vendor.calls()["calls"] if c["method"] == "PATCH")
+
+    before = patches()
+    with MailchimpConnector(sandbox_env["MAILCHIMP_BASE_URL"],
+                            sandbox_env["MAILCHIMP_API_KEY"], retry=fast_retry) as fresh:
+        again = fresh.rectify(journalled, FIXED)
+    assert again.verified and {r.action for r in again.records} == {Action.RECTIFIED}
+    assert all("already holds" in r.detail for r in again.records)
+    assert patches() == before

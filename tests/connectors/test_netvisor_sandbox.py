@@ -12,7 +12,7 @@ import pytest
 from connectors.errors import AuthError, VendorError
 from connectors.netvisor import NetvisorAuth, NetvisorConnector, NetvisorSettings
 from connectors.settings import load_settings
-from hub.domain import Action, Identifier, IdentifierKind, RecordRef
+from hub.domain import Action, Address, Corrections, Identifier, IdentifierKind, RecordRef
 from hub.policy import load_policy
 
 AINO = "aino.virtanen@example.fi"
@@ -312,3 +312,65 @@ def test_a_customer_whose_hold_ended_is_anonymised_not_retained(nv, nv_vendor, f
     assert (contact["first_name"], contact["last_name"]) == ("", "Anonymised")
     assert contact["email"] == contact["phone"] == contact["title"] == ""
     assert [r.action for r in outcome.records[1:]] == [Action.ANONYMISED]
+
+
+NEW_EMAIL = "aino.korhonen@example.fi"
+FIXED = Corrections(email=NEW_EMAIL, phone="+358401112233",
+                    name="Aino Korhonen",
+                    address=Address("Mannerheimintie 1 A 2", "00100", "Helsinki"))
+
+
+def test_rectify_edits_a_private_customer_and_reads_it_back(nv, nv_vendor):
+    ref = customer_of(nv, AINO)
+    before = nv_vendor.record("customer", ref.record_id)["fields"]
+    assert before["IsPrivateCustomer"] == "1"
+    outcome = nv.rectify([ref], FIXED)
+    assert outcome.verified, [r.detail for r in outcome.records]
+    (record,) = outcome.records
+    assert record.action == Action.RECTIFIED and "shows the corrected values" in record.detail
+    fields = nv_vendor.record("customer", ref.record_id)["fields"]
+    assert fields["Name"] == "Aino Korhonen"
+    assert fields["Email"] == "aino.korhonen@example.fi"
+    assert fields["PhoneNumber"] == "+358401112233"
+    assert (fields["StreetAddress"], fields["PostNumber"], fields["City"]) == (
+        "Mannerheimintie 1 A 2", "00100", "Helsinki")
+    assert fields["InternalIdentifier"] == before["InternalIdentifier"]  # nothing else
+    again = nv.rectify([ref], FIXED)
+    assert again.verified and "already holds" in again.records[0].detail
+
+
+def test_restrict_marks_the_comment_and_lift_removes_only_that_line(nv, nv_vendor):
+    ref = customer_of(nv, AINO)
+    comment = nv_vendor.record("customer", ref.record_id)["fields"]["Comment"]
+    outcome = nv.restrict([ref], lift=False)
+    assert outcome.verified and outcome.records[0].action == Action.RESTRICTED
+    marked = nv_vendor.record("customer", ref.record_id)["fields"]["Comment"]
+    assert "GDPR: processing restricted (art. 18)" in marked
+    assert comment in marked  # what the comment said stays beside the mark
+    lifted = nv.restrict([ref], lift=True)
+    assert lifted.verified and lifted.records[0].action == Action.LIFTED
+    assert nv_vendor.record("customer", ref.record_id)["fields"]["Comment"] == comment.strip()
+
+
+@pytest.mark.parametrize("details", [False, True], ids=["contact person", "contact details"])
+def test_rectify_corrects_a_company_customers_contact_person(nv, nv_vendor, details):
+    records = [r for p in nv.sync(None) for r in p.records]
+    contact = next(r for r in records if "/contact/" in r.record_id
+                   and r.record_id.endswith("/details") == details)
+    key, _, contact_id = contact.record_id.partition("/contact/")
+    ref = RecordRef("netvisor", "contact_person", contact.record_id, container=key)
+    company = nv_vendor.record("customer", key)["fields"]["Name"]
+    outcome = nv.rectify([ref], FIXED)
+    (record,) = outcome.records
+    assert outcome.verified and record.action == Action.RECTIFIED, record.detail
+    assert "address: the company's" in record.detail
+    customer = nv_vendor.record("customer", key)
+    if details:
+        fields = customer["fields"]
+        assert (fields["ContactPerson"], fields["ContactPersonEmail"],
+                fields["ContactPersonPhone"]) == ("Aino Korhonen", NEW_EMAIL, "+358401112233")
+    else:
+        after = nv_vendor.record("contactperson", contact_id)
+        assert (after["first_name"], after["last_name"]) == ("Aino", "Korhonen")
+        assert (after["email"], after["phone"]) == (NEW_EMAIL, "+358401112233")
+    assert customer["fields"]["Name"] == company  # the company itself is not touched

@@ -9,7 +9,7 @@ import pytest
 from connectors.errors import AuthError
 from connectors.http import RetryPolicy
 from connectors.pipedrive import PipedriveConnector
-from hub.domain import Action, Identifier, IdentifierKind
+from hub.domain import Action, Address, Corrections, Identifier, IdentifierKind
 from hub.policy import DealsMode, EraseMode, SystemPolicy
 from sandbox import Sandbox
 from sandbox.pipedrive.state import SETTINGS_ENV
@@ -229,3 +229,52 @@ def test_pacing_keeps_within_pipedrives_real_limits(monkeypatch):
     assert len(found) == 3 and export.sections[0].items
     assert {c["status"] for c in calls["calls"]} == {200}
     assert calls["total"] > 20
+
+
+FIXED = Corrections(email="aino.korhonen@example.fi", phone="+358401112233",
+                    name="Aino Korhonen",
+                    address=Address("Mannerheimintie 1 A 2", "00100", "Helsinki"))
+
+
+def test_rectify_writes_the_corrected_values_and_reads_them_back(pd, pd_vendor):
+    (ref,) = pd.find([ident("email", AINO)])
+    outcome = pd.rectify([ref], FIXED)
+    assert outcome.verified
+    (record,) = outcome.records
+    assert record.action == Action.RECTIFIED and record.status_code == 200
+    assert "shows the corrected values" in record.detail
+    assert "korhonen" not in record.detail.lower()  # evidence names fields, not values
+    person = pd_vendor.record("person", ref.record_id)
+    assert person["name"] == "Aino Korhonen"
+    primary = [e for e in person["emails"] if e["primary"]]
+    assert [e["value"] for e in primary] == ["aino.korhonen@example.fi"]
+    assert primary[0]["label"] == "work"  # corrected in place, its label kept
+    assert "+358401112233" in [p["value"] for p in person["phones"]]
+    assert person["postal_address"]["value"] == "Mannerheimintie 1 A 2, 00100 Helsinki"
+    # done twice: nothing more is written, and it still reads back as corrected
+    again = pd.rectify([ref], FIXED)
+    assert again.verified and "already holds" in again.records[0].detail
+    assert not active_persons(pd_vendor, email=AINO)  # the old address is gone
+
+
+def test_restrict_labels_and_unsubscribes_and_lift_takes_the_label_off(pd, pd_vendor):
+    (ref,) = pd.find([ident("email", AINO)])
+    before = pd_vendor.record("person", ref.record_id)
+    assert before["marketing_status"] == "subscribed"
+    outcome = pd.restrict([ref], lift=False)
+    assert outcome.verified and outcome.records[0].action == Action.RESTRICTED
+    person = pd_vendor.record("person", ref.record_id)
+    assert 5 in person["label_ids"]  # "GDPR restricted", the company's label
+    assert person["marketing_status"] == "unsubscribed"
+    lifted = pd.restrict([ref], lift=True)
+    assert lifted.verified and lifted.records[0].action == Action.LIFTED
+    person = pd_vendor.record("person", ref.record_id)
+    assert 5 not in person["label_ids"]
+    assert person["marketing_status"] == "unsubscribed"  # lifting is no consent
+
+
+def test_the_emulator_refuses_a_label_the_company_does_not_have(pd_vendor, sandbox_env):
+    url, token = sandbox_env["PIPEDRIVE_BASE_URL"], sandbox_env["PIPEDRIVE_API_TOKEN"]
+    answer = httpx.patch(f"{url}/api/v2/persons/1", json={"label_ids": [99]},
+                         headers={"x-api-token": token}, timeout=10)
+    assert answer.status_code == 400 and "label" in answer.json()["error"].lower()

@@ -8,7 +8,7 @@ import pytest
 from connectors.errors import AuthError
 from connectors.http import TokenBucket
 from connectors.typeform import TypeformConnector
-from hub.domain import Action, Identifier, IdentifierKind
+from hub.domain import Action, Corrections, Identifier, IdentifierKind
 from hub.policy import load_policy
 
 AINO = "aino.virtanen@example.fi"
@@ -167,3 +167,17 @@ def test_sync_flags_special_diets_by_name_never_the_answer(tf):
     for record in records:
         text = str(answers[record.record_id.split(":")[1]]).lower()
         assert ("diet" in record.categories) == any(d in text for d in special), text
+
+
+def test_rectify_and_restrict_leave_each_response_to_an_operator_saying_why(tf, tf_vendor):
+    refs = tf.find([email(AINO)])
+    assert refs
+    before = tf_vendor.calls()["total"]
+    fixed = tf.rectify(refs, Corrections(name="Aino Korhonen"))
+    assert {r.action for r in fixed.records} == {Action.KEPT}
+    assert all("cannot be edited" in r.detail and "name" in r.detail for r in fixed.records)
+    restricted = tf.restrict(refs, lift=False)
+    assert {r.action for r in restricted.records} == {Action.KEPT}
+    assert all("cannot express a restriction" in r.detail for r in restricted.records)
+    assert tf_vendor.calls()["total"] == before  # nothing was written at Typeform
+    assert active(tf_vendor, AINO)

@@ -420,6 +420,37 @@ def test_a_wrong_receipt_channel_or_language_is_one_line_and_writes_nothing(cli,
     assert counts(cli.url) == before
 
 
+def test_rectification_carries_its_corrected_values_masked_on_screen(cli):
+    result = cli("request", "new", "rectification", "--email", "aino@example.fi",
+                 "--set-email", "Aino.Korhonen@Example.fi", "--set-name", "Aino  Korhonen",
+                 "--set-phone", "040 111 2233",
+                 "--set-address", "Mannerheimintie 1 A 2, 00100 Helsinki")
+    assert result.exit_code == 0, result.output
+    rid, kind = result.stdout.split()[:2]
+    assert kind == "rectification"
+    shown = cli("request", "show", rid)
+    assert shown.exit_code == 0, shown.output
+    assert "corrects  email: a***@example.fi" in shown.stdout
+    assert "corrects  name: A*** K***" in shown.stdout
+    assert "korhonen" not in shown.stdout.lower() and "Mannerheimintie" not in shown.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--set-address", "Mannerheimintie 1 Helsinki"], "street, postcode city"),
+    (["--set-email", "not-an-email"], "e-mail"),
+    (["--set-phone", "call me"], "phone"),
+    (["--set-name", "  "], "--set-name is empty"),
+    ([], "at least one corrected value"),
+])
+def test_a_malformed_corrected_value_is_one_line_and_files_nothing(cli, args, says):
+    new_request(cli)
+    before = counts(cli.url)
+    line = one_line_error(cli("request", "new", "rectification", "--email",
+                              "aino@example.fi", *args), 1)
+    assert says in line
+    assert counts(cli.url) == before
+
+
 def test_a_second_access_request_this_year_from_another_address_is_flagged_chargeable(cli):
     """Controller D: the first access each year is free; the same person writing from
     their private address is the same person (linked in the index by their own mobile)."""
@@ -477,3 +508,19 @@ def test_objections_to_lists_are_recorded_and_a_list_is_checked_by_command(cli, 
     one_line_error(cli("objection", "add", "--email", "not-an-email"), 1)
     missing = one_line_error(cli("objection", "check", str(tmp_path / "nope.csv")), 1)
     assert "cannot read" in missing
+
+
+def test_restriction_and_its_lift_are_requests(cli):
+    restricted = cli("request", "new", "restriction", "--email", "aino@example.fi")
+    assert restricted.exit_code == 0 and restricted.stdout.split()[1] == "restriction"
+    lifted = cli("request", "new", "restriction", "--lift", "--email", "aino@example.fi")
+    assert lifted.exit_code == 0 and lifted.stdout.split()[1] == "restriction_lift"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["erasure", "--lift"], "--lift goes with a restriction"),
+    (["restriction", "--set-name", "Aino K"], "only a rectification carries"),
+])
+def test_options_of_another_kind_are_refused(cli, args, says):
+    line = one_line_error(cli("request", "new", *args, "--email", "aino@example.fi"), 1)
+    assert says in line

@@ -143,3 +143,14 @@ def test_deadline_and_stuck_queries_skip_answered_requests(store):
         assert ledger.stuck_tasks(session, older_than=NOW) == []
         ledger.verify(session, overdue.id, now=old)
         assert [r.id for r in ledger.unlaunched(session, older_than=NOW)] == [overdue.id]
+
+
+def test_a_restricted_person_subscribed_again_is_drift(store):
+    """Art. 18: no marketing while restricted; the nightly check files an opt-out."""
+    put(store, "mailchimp", SourceRecord("mailchimp", "l1:abc", (AINO.value,), subscribed=True))
+    suppress(store, "restriction", AINO)
+    with store.session() as session:
+        found = drift.find(session, store.hasher, TODAY)
+    assert [(f.kind, f.record_id) for f in found.resubscribed] == [
+        (RequestKind.OPT_OUT, "l1:abc")]
+    assert found.reappeared == []

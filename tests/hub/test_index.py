@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from hub import index
+from hub import index, restriction
 from hub.domain import Identifier, IdentifierKind, SourceRecord
 from hub.models import PersonLineageRow, PersonRow, SourceRecordRow
 
@@ -273,3 +273,45 @@ def test_changed_record_that_leaves_a_cluster_is_a_recorded_split(store):
     new_id = person(store, "pipedrive", "3")
     assert person(store, "pipedrive", "1") == pid and new_id not in (None, pid)
     assert lineage(store) == [("split", pid, new_id, 1)]
+
+
+def test_a_restricted_persons_records_are_left_as_they_were_until_lifted(store):
+    """Art. 18: while restricted, a sync neither rewrites nor drops the person's records;
+    once the restriction is lifted, the next sync brings the vendor's word in again."""
+    sync(store, "pipedrive", [rec("pipedrive", "1", ["aino@example.fi"], name="Aino Virtanen"),
+                              rec("pipedrive", "2", ["eeva@example.fi"], name="Eeva Mäkelä")])
+    with store.session() as session:
+        assert restriction.freeze(session, "R-1", [email("aino@example.fi")]) == 1
+    changed = rec("pipedrive", "1", ["aino@example.fi"], name="Aino Korhonen")
+    stats = sync(store, "pipedrive", [changed, rec("pipedrive", "2", ["eeva@example.fi"],
+                                                   name="Eeva Mäkelä")])
+    assert stats.frozen == 1
+    with store.session() as session:
+        row = session.execute(select(SourceRecordRow).where(
+            SourceRecordRow.record_id == "1")).scalar_one()
+        assert row.display_name == "Aino Virtanen" and row.gone_at is None
+    resubscribed = SourceRecord(system="pipedrive", record_id="1", emails=("aino@example.fi",),
+                                display_name="Aino Korhonen", subscribed=True)
+    sync(store, "pipedrive", [resubscribed, rec("pipedrive", "2", ["eeva@example.fi"],
+                                                name="Eeva Mäkelä")])
+    with store.session() as session:
+        row = session.execute(select(SourceRecordRow).where(
+            SourceRecordRow.record_id == "1")).scalar_one()
+        # only the marketing consent comes in: a restricted person subscribed is drift
+        assert row.display_name == "Aino Virtanen" and row.subscribed is True
+    with store.session() as session:
+        assert restriction.lift(session, [email("aino@example.fi")]) == 1
+    sync(store, "pipedrive", [changed])
+    with store.session() as session:
+        row = session.execute(select(SourceRecordRow).where(
+            SourceRecordRow.record_id == "1")).scalar_one()
+        assert row.display_name == "Aino Korhonen"
+
+
+def test_rectified_records_are_retired_until_the_sync_reads_them_back(store):
+    sync(store, "mailchimp", [rec("mailchimp", "L:old", ["aino@example.fi"])])
+    sync(store, "typeform", [rec("typeform", "F:1", ["aino@example.fi"])])
+    with store.session() as session:
+        assert index.retire_corrected(session, ["mailchimp"], [email("aino@example.fi")]) == 1
+    assert gone_at(store, "mailchimp", "L:old") is not None
+    assert gone_at(store, "typeform", "F:1") is None  # a system not told keeps its record

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from hub import audit, ledger, suppression
-from hub.domain import Identifier, IdentifierKind
+from hub.domain import Address, Corrections, Identifier, IdentifierKind
 from hub.ledger import (
     IllegalTransition,
     LedgerError,
@@ -15,7 +15,7 @@ from hub.ledger import (
     TaskState,
     UnknownRequest,
 )
-from hub.models import RequestIdentifierRow, SubjectRequestRow, SuppressionRow
+from hub.models import AuditEventRow, RequestIdentifierRow, SubjectRequestRow, SuppressionRow
 
 RS, TS = RequestState, TaskState
 NOW = datetime(2025, 1, 31, 10, 0, tzinfo=UTC)
@@ -67,10 +67,12 @@ def test_create_sets_due_date_and_stores_identifiers(store, hasher):
         assert report.ok and report.events == 1
 
 
-def test_create_refuses_reserved_kinds_and_raw_only_identifiers(store, hasher):
+def test_create_refuses_a_rectification_without_values_and_raw_only_identifiers(store, hasher):
     with store.session() as session:
-        with pytest.raises(LedgerError, match="not supported"):
+        with pytest.raises(LedgerError, match="at least one corrected value"):
             new(session, hasher, kind=RequestKind.RECTIFICATION)
+        with pytest.raises(LedgerError, match="carries no corrected values"):
+            new(session, hasher, corrections=Corrections(name="Aino Korhonen"))
         with pytest.raises(LedgerError, match="at least one e-mail"):
             new(session, hasher, idents=[Identifier(IdentifierKind.PHONE_RAW, "ask Bob")])
 
@@ -399,3 +401,21 @@ def test_access_count_uses_the_helsinki_calendar_year(store):
         create_request(session, store.hasher, RequestKind.ACCESS, [email], now=new_year)
         assert access_count_in_year(session, store.hasher, [email], 2027) == 1
         assert access_count_in_year(session, store.hasher, [email], 2026) == 0
+
+
+def test_a_rectification_keeps_its_corrected_values_until_it_settles(store, hasher):
+    """The corrected values are personal data: plaintext while the request runs, then
+    dropped with the identifiers; the audit names the fields, never the values."""
+    fixed = Corrections(email="aino.korhonen@example.fi", phone="+358401112233",
+                        name="Aino Korhonen",
+                        address=Address("Mannerheimintie 1 A 2", "00100", "Helsinki"))
+    with store.session() as session:
+        rid = new(session, hasher, kind=RequestKind.RECTIFICATION, corrections=fixed).id
+        assert ledger.corrections_of(session, rid) == fixed
+        assert dict(ledger.corrections_masked(session, rid))["email"] == "a***@example.fi"
+        ledger.scrub(session, ledger.get_request(session, rid))
+        assert ledger.corrections_of(session, rid) is None
+        assert dict(ledger.corrections_masked(session, rid))["name"] == "A*** K***"
+        events = session.execute(select(AuditEventRow.payload)).scalars().all()
+    assert not any("korhonen" in e.lower() or "Mannerheimintie" in e for e in events)
+    assert any('"corrects"' in e for e in events)

@@ -11,13 +11,15 @@ from pipelines.requests import subject_request
 
 
 def file_request(store, kind: RequestKind, email: str | None = None, *,
-                 phone: str | None = None, name: str | None = None) -> str:
+                 phone: str | None = None, name: str | None = None,
+                 corrections=None) -> str:
     """File and verify a request, as an operator would."""
     idents = [Identifier(IdentifierKind.EMAIL, email)] if email else []
     if phone:
         idents.append(Identifier(IdentifierKind.PHONE, phone))
     with store.session() as session:
-        row = ledger.create_request(session, store.hasher, kind, idents, name=name)
+        row = ledger.create_request(session, store.hasher, kind, idents, name=name,
+                                    corrections=corrections)
         ledger.verify(session, row.id)
         return row.id
 
