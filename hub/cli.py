@@ -25,7 +25,18 @@ import typer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import audit, duplicates, index, ledger, manual, outcomes, review, suppression
+from hub import (
+    audit,
+    duplicates,
+    index,
+    ledger,
+    letters,
+    manual,
+    outbox,
+    outcomes,
+    review,
+    suppression,
+)
 from hub import breach as breach_query
 from hub.db import DatabaseUnavailable, first_line
 from hub.deadlines import local_date
@@ -50,11 +61,14 @@ audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=Tr
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 person_app = typer.Typer(help="The person index.", no_args_is_help=True)
 task_app = typer.Typer(help="A request's task in one system.", no_args_is_help=True)
+letters_app = typer.Typer(help="Letters to subjects and ops staff: the outbox.",
+                          no_args_is_help=True)
 app.add_typer(request_app, name="request")
 app.add_typer(task_app, name="task")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(person_app, name="person")
+app.add_typer(letters_app, name="letters")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,6 +212,9 @@ def request_new(
         help="How it arrived: email, letter, phone, desk or web.")] = "email",
     language: Annotated[str, typer.Option(
         help="The subject's language for letters: fi, sv or en.")] = "fi",
+    address: Annotated[str | None, typer.Option(
+        help="Postal address for letters by post (lines separated by newlines or ' / '); "
+             "a request that came by letter is answered there.")] = None,
 ) -> None:
     """File a subject request; prints its id and due date."""
     request_kind = KIND_NAMES.get(kind.lower())
@@ -219,9 +236,11 @@ def request_new(
         row = ledger.create_request(
             session, opened.hasher, request_kind, identifiers, name=subject_name,
             timezone=timezone, received_at=received_at, channel=arrived_by,
-            language=answer_in,
+            language=answer_in, postal_address=_address(address),
         )
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
+        _queued(letters.queue_for(session, row, letters.Event.RECEIVED,
+                                  settings=opened.settings, hasher=opened.hasher))
         number = ledger.flag_repeat_access(
             session, opened.hasher, row, duplicates.same_subject(session, identifiers),
             timezone=timezone)
@@ -229,6 +248,22 @@ def request_new(
             year = local_date(row.received_at, timezone).year
             typer.echo(f"note: access request number {number} from this subject in {year}; "
                        "only the first each year is free: decide whether to charge")
+
+
+def _address(text: str | None) -> str | None:
+    if text is None:
+        return None
+    lines = [line.strip() for line in text.replace(" / ", "\n").splitlines() if line.strip()]
+    return "\n".join(lines) or None
+
+
+def _queued(draft: letters.Draft | None) -> None:
+    """Say which letter the step queued, to whom (masked), or that nobody can be written to."""
+    if draft is None:
+        _echo("no letter: the request holds no e-mail or postal address")
+    else:
+        _echo(f"letter queued: {draft.kind} by {draft.channel.value} to "
+              f"{draft.recipient_masked}")
 
 
 def _choice(enum: type[StrEnum], value: str, option: str) -> Any:  # noqa: ANN401 - an enum
@@ -341,6 +376,8 @@ def request_extend(
         row = ledger.extend(session, request_id, reason, months=months,
                             timezone=opened.settings.timezone)
         typer.echo(f"{row.id} now due {row.extended_due_on.isoformat()}")
+        _queued(letters.queue_for(session, row, letters.Event.EXTENDED,
+                                  settings=opened.settings, hasher=opened.hasher))
 
 
 @request_app.command("run")
@@ -500,8 +537,77 @@ def request_reject(
     if not reason.strip():
         raise LedgerError("a rejection needs a --reason: the subject must be told why")
     with store() as opened, opened.session() as session:
+        to = letters.recipient_of(session, ledger.get_request(session, request_id))
         row = ledger.reject(session, request_id, reason.strip())
         typer.echo(f"{row.id} rejected")
+        _queued(letters.queue_for(session, row, letters.Event.REJECTED,
+                                  settings=opened.settings, hasher=opened.hasher,
+                                  recipient=to))
+
+
+@request_app.command("ask-identity")
+@guarded
+def request_ask_identity(
+    request_id: str,
+    ask: Annotated[str | None, typer.Option(
+        help="What the subject should send or show, as told to them (default: reply from "
+             "the address they gave, or show an ID at the office).")] = None,
+) -> None:
+    """Write to the subject asking them to prove who they are (GDPR art. 12(6))."""
+    with store() as opened, opened.session() as session:
+        row = ledger.get_request(session, request_id)
+        if RequestState(row.state) != RequestState.RECEIVED:
+            raise LedgerError(f"request {row.id} is {row.state}: identity is asked for "
+                              "before it is verified")
+        _queued(letters.queue_for(session, row, letters.Event.IDENTITY,
+                                  settings=opened.settings, hasher=opened.hasher,
+                                  note=(ask or "").strip() or None))
+
+
+# --- letters -----------------------------------------------------------------------
+
+
+@letters_app.command("list")
+@guarded
+def letters_list(request_id: Annotated[str | None, typer.Argument(
+        help="Only this request's letters.")] = None) -> None:
+    """Letters with their delivery state; recipients masked."""
+    with store() as opened, opened.session() as session:
+        rows = outbox.letters_of(session, request_id)
+        if not rows:
+            _echo("no letters")
+            return
+        _echo(f"{'id':>5} {'kind':<16} {'request':<18} {'via':<5} {'state':<8} {'tries':>5}  "
+              "to / sent / error")
+        for x in rows:
+            when = x.sent_at.strftime("%Y-%m-%d %H:%M") if x.sent_at else ""
+            tail = x.last_error or (f"next try {x.next_attempt_at:%Y-%m-%d %H:%M}"
+                                    if x.next_attempt_at else "")
+            _echo(f"{x.id:>5} {x.kind:<16} {x.request_id or '-':<18} {x.channel:<5} "
+                  f"{x.state:<8} {x.attempts:>5}  {x.recipient_masked} {when} {tail}".rstrip())
+
+
+@letters_app.command("send")
+@guarded
+def letters_send() -> None:
+    """Deliver what is due once (what the letter_outbox sensor does every 30 s)."""
+    from delivery import worker
+
+    with store() as opened:
+        report = worker.tick(opened)
+    _echo(report.summary())
+    if report.failed:
+        raise _fail(f"letters not delivered: {', '.join(map(str, report.failed))} "
+                    "(hub letters list shows why)", EXIT_ENVIRONMENT)
+
+
+@letters_app.command("retry")
+@guarded
+def letters_retry(letter_ids: list[int]) -> None:
+    """Queue failed letters again now, with a fresh count of attempts."""
+    with store() as opened, opened.session() as session:
+        again = outbox.retry(session, letter_ids)
+    _echo(f"queued again: {', '.join(map(str, again)) or 'none (only failed letters)'}")
 
 
 # --- persons -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pipelines.executor import fanout_executor
 from pipelines.reconciliation import SYNC_ASSETS, person_drift, person_index
 from pipelines.requests import subject_request
 from pipelines.resources import ConnectorsResource, HubResource
-from pipelines.sensors import verified_requests
+from pipelines.sensors import letter_outbox, verified_requests
 
 reconciliation_job = define_asset_job(
     "nightly_reconciliation",
@@ -37,6 +37,6 @@ defs = Definitions(
     asset_checks=CHECKS,
     jobs=[reconciliation_job, subject_request],
     schedules=[nightly],
-    sensors=[verified_requests],
+    sensors=[verified_requests, letter_outbox],
     resources={"hub": HubResource(), "connectors": ConnectorsResource()},
 )

@@ -38,7 +38,7 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import bundle, holds, index, journal, ledger, manual, outcomes, review, scope
+from hub import bundle, holds, index, journal, ledger, letters, manual, outcomes, review, scope
 from hub.domain import Action, Outcome, RecordOutcome
 from hub.identity import mask
 from hub.ledger import RequestKind, RequestState, TaskState
@@ -352,9 +352,13 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
         if kind == RequestKind.ACCESS and not waiting:  # no bundle before every decision
             _bundle(store, session, row.id, hub)
         identifiers = ledger.unshared_identifiers(session, row.id)
+        to = letters.recipient_of(session, row)  # before finalise scrubs the address
         final = ledger.finalise(session, store.hasher, row)
         tasks = ledger.tasks_of(session, row.id)
         settled = not ledger.identifiers_of(session, row.id)  # nothing left to retry
+        if settled and final in (RequestState.COMPLETED, RequestState.PARTIALLY_COMPLETED):
+            letters.queue_for(session, row, letters.Event.COMPLETED, settings=store.settings,
+                              hasher=store.hasher, policy=hub.policy(), recipient=to)
         if kind == RequestKind.ERASURE:
             holds.record_from_tasks(session, tasks)
             if settled:  # rule 6: from now on only hashes (and held pointers) remain

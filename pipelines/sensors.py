@@ -18,6 +18,7 @@ from dagster import (
     sensor,
 )
 
+from delivery import worker
 from hub import ledger
 from pipelines.requests import subject_request
 from pipelines.resources import HubResource
@@ -104,3 +105,15 @@ def verified_requests(context: SensorEvaluationContext, hub: HubResource):
     context.update_cursor(None if len(page) < PAGE else f"{last_at.isoformat()}|{last_id}")
     return resumed + [run_request_for(request_id, kind, run_round)
                       for request_id, kind, _, run_round in page]
+
+
+@sensor(minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Delivers the hub's outbox (letters to subjects by e-mail or as PDF for "
+                    "the post; alerts and the daily digest to the ops staff), with retries.")
+def letter_outbox(context: SensorEvaluationContext, hub: HubResource):
+    """One pass of delivery.worker.tick; logs letter ids and counts only (rule 7)."""
+    with hub.store() as store:
+        report = worker.tick(store)
+    if report.failed:
+        context.log.warning(f"letters not delivered (hub letters list): {report.failed}")
+    return SkipReason(report.summary())
