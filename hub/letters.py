@@ -196,6 +196,8 @@ class Recipient:
     channel: Channel
     address: str
     masked: str
+    name: str | None = None
+    """The subject's name for the greeting: gone from the request once it settles."""
 
 
 def recipient_of(session: Session, row: SubjectRequestRow) -> Recipient | None:
@@ -213,11 +215,12 @@ def recipient_of(session: Session, row: SubjectRequestRow) -> Recipient | None:
     if row.postal_address:
         lines = [line.strip() for line in row.postal_address.splitlines() if line.strip()]
         block = "\n".join(([row.subject_name] if row.subject_name else []) + lines)
-        post = Recipient(Channel.POST, block, "post: " + mask_text(block.splitlines()[0]))
+        post = Recipient(Channel.POST, block, "post: " + mask_text(block.splitlines()[0]),
+                         row.subject_name)
     if post is not None and (row.channel == ledger.Channel.LETTER or not emails):
         return post
     if emails:
-        return Recipient(Channel.EMAIL, emails[0], mask_email(emails[0]))
+        return Recipient(Channel.EMAIL, emails[0], mask_email(emails[0]), row.subject_name)
     return None
 
 
@@ -271,7 +274,7 @@ def _context(session: Session, row: SubjectRequestRow, event: Event, settings: S
     language = Language(row.language).value
     today = deadlines.local_date(now or datetime.now(UTC), settings.timezone)
     context: dict[str, Any] = {
-        "request_id": row.id, "kind": row.kind, "name": row.subject_name,
+        "request_id": row.id, "kind": row.kind, "name": to.name or row.subject_name,
         "received": deadlines.local_date(row.received_at, settings.timezone),
         "due": ledger.effective_due(row), "original_due": row.due_on,
         "extension_reason": row.extension_reason, "reason": row.state_reason,
@@ -282,7 +285,7 @@ def _context(session: Session, row: SubjectRequestRow, event: Event, settings: S
     if event == Event.COMPLETED:
         context.update(_outcomes(session, row, language, policy, today))
         if RequestKind(row.kind) == RequestKind.ACCESS:
-            context.update(_access(settings.home, row.id, policy, language))
+            context.update(_access(session, settings.home, row.id, policy))
     return context
 
 
@@ -321,16 +324,19 @@ def _retention(policy: Policy | None, system: str) -> dict[str, Any] | None:
     return {"years": rules.retention_years, "basis": rules.retention_basis or ""}
 
 
-def _access(home: Path, request_id: str, policy: Policy | None,
-            language: str) -> dict[str, Any]:
-    """Art. 15(1) from the bundle: per system its purposes and basis, categories, sources
-    and retention; the bundle's files go with the letter."""
+def _access(session: Session, home: Path, request_id: str,
+            policy: Policy | None) -> dict[str, Any]:
+    """Art. 15(1) from the bundle and the tasks: per system that holds anything (data or
+    a record kept by law), its purposes and basis, categories and retention; the
+    bundle's files go with the letter."""
     folder = home / EXPORTS / request_id
     data_file = folder / "data.json"
     data = json.loads(data_file.read_text("utf-8")) if data_file.exists() else {"systems": {}}
-    held = {s for s in (data.get("retained") or {})}
+    holding = {t.system for t in ledger.tasks_of(session, request_id)
+               if t.state != ledger.TaskState.NOT_FOUND.value}
     described = []
-    for system in sorted(set(data.get("systems", {})) | held):
+    for system in sorted(set(data.get("systems", {})) | set(data.get("retained") or {})
+                         | holding):
         sections = data["systems"].get(system, {}).get("sections", [])
         rules = policy.systems.get(system) if policy is not None else None
         described.append({
