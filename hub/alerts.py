@@ -127,6 +127,8 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
                                           if manual.of(t) else "")) for t in waiting_manual],
         letters=[(x.id, x.kind, x.request_id or "-", x.attempts, _safe(x.last_error))
                  for x in outbox.failed(session)],
+        to_post=[(x.id, x.kind, x.request_id or "-", x.document)
+                 for x in outbox.awaiting_post(session)],
         due_soon_days=settings.due_soon_days)
     subject = (f"[hub] digest {today.isoformat()}: {len(open_rows)} open, {len(overdue)} "
                f"overdue, {len(failed_tasks)} failed")

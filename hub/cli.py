@@ -601,6 +601,21 @@ def letters_send() -> None:
                     "(hub letters list shows why)", EXIT_ENVIRONMENT)
 
 
+@letters_app.command("posted")
+@guarded
+def letters_posted(
+    letter_ids: list[int],
+    operator: Annotated[str | None, typer.Option(
+        help="Who posted them (default $HUB_OPERATOR, then $USER); in the audit trail.")]
+    = None,
+) -> None:
+    """Record that letters by post were printed and posted; their PDFs are deleted."""
+    with store() as opened, opened.session() as session:
+        done = outbox.posted(session, opened.settings.home, letter_ids,
+                             actor=(operator or _operator()).strip())
+    _echo(f"posted: {', '.join(map(str, done)) or 'none (only PDFs not yet posted)'}")
+
+
 @letters_app.command("retry")
 @guarded
 def letters_retry(letter_ids: list[int]) -> None:

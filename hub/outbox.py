@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 from hub import audit
 from hub.hashing import Hasher
 from hub.identity import mask_email
-from hub.models import LetterRow
+from hub.models import LetterRow, RequestIdentifierRow
 
 # An SMTP server's refusal often quotes the address ("550 <m@x.fi>: no such user").
 _EMAIL = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
@@ -206,3 +207,49 @@ def failed(session: Session) -> list[LetterRow]:
     """Letters not delivered (retrying or given up): what the ops digest lists."""
     return list(session.execute(select(LetterRow).where(
         LetterRow.state == LetterState.FAILED.value).order_by(LetterRow.id)).scalars())
+
+
+def awaiting_post(session: Session) -> list[LetterRow]:
+    """Letters by post whose PDF is written but not yet marked as posted."""
+    return list(session.execute(select(LetterRow).where(
+        LetterRow.channel == Channel.POST.value, LetterRow.state == LetterState.SENT.value,
+        LetterRow.document.is_not(None)).order_by(LetterRow.id)).scalars())
+
+
+def _remove_document(session: Session, home: Path, letter: LetterRow, action: str,
+                     now: datetime | None, actor: str = "hub") -> None:
+    (home / letter.document).unlink(missing_ok=True)
+    letter.document = None
+    audit.append(session, action, {"letter": letter.id}, actor=actor,
+                 request_id=letter.request_id, now=now)
+
+
+def posted(session: Session, home: Path, letter_ids: Sequence[int], *, actor: str,
+           now: datetime | None = None) -> list[int]:
+    """The operator printed and posted these letters: their PDFs, copies of personal
+    data, are deleted (rule 6); the audit trail keeps who said so and when."""
+    done = []
+    for letter in awaiting_post(session):
+        if letter.id in letter_ids:
+            _remove_document(session, home, letter, "letter.posted", now,
+                             actor=actor or "operator")
+            done.append(letter.id)
+    return done
+
+
+def erase_documents(session: Session, home: Path, request_id: str, *,
+                    now: datetime | None = None) -> list[int]:
+    """Delete the PDFs of earlier letters to the subject of the erasure `request_id`
+    (recognised by identifier hash, as with their bundles): they must not outlive it.
+    The erasure's own letters stay until posted: the subject is owed them."""
+    mine = select(RequestIdentifierRow.hash).where(
+        RequestIdentifierRow.request_id == request_id)
+    same_subject = select(RequestIdentifierRow.request_id).where(
+        RequestIdentifierRow.hash.in_(mine), RequestIdentifierRow.request_id != request_id)
+    removed = []
+    for letter in session.execute(select(LetterRow).where(
+            LetterRow.request_id.in_(same_subject), LetterRow.document.is_not(None))
+            .order_by(LetterRow.id)).scalars():
+        _remove_document(session, home, letter, "letter.document_erased", now)
+        removed.append(letter.id)
+    return removed

@@ -38,7 +38,19 @@ from dagster import (
 
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
-from hub import bundle, holds, index, journal, ledger, letters, manual, outcomes, review, scope
+from hub import (
+    bundle,
+    holds,
+    index,
+    journal,
+    ledger,
+    letters,
+    manual,
+    outbox,
+    outcomes,
+    review,
+    scope,
+)
 from hub.domain import Action, Outcome, RecordOutcome
 from hub.identity import mask
 from hub.ledger import RequestKind, RequestState, TaskState
@@ -363,6 +375,7 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
             holds.record_from_tasks(session, tasks)
             if settled:  # rule 6: from now on only hashes (and held pointers) remain
                 bundle.erase_bundles(session, store.settings.home, row.id)
+                outbox.erase_documents(session, store.settings.home, row.id)
                 context.log.info(f"dropped {index.forget(session, identifiers)} index records")
         elif kind == RequestKind.OPT_OUT and settled:
             index.mark_unsubscribed(session, identifiers)

@@ -357,3 +357,31 @@ def test_as_text_keeps_paragraphs_and_bullets():
     html = "<p>Hello,</p>\n<ul><li>one</li><li>two  words</li></ul><p>a<br>b</p>"
     assert letters.as_text(html) == "Hello,\n\n- one\n- two words\n\na\nb\n"
     assert date(2026, 12, 2).isoformat() in letters.as_text("<p>2026-12-02</p>")
+
+
+def test_a_posted_letters_pdf_is_deleted_and_an_erasure_deletes_earlier_ones(
+        sqlite_mail_store):
+    store = sqlite_mail_store
+    home = store.settings.home
+    address = "Storgatan 5 B 12\n65100 Vasa"
+    first = file(store, RequestKind.ACCESS, "sv", channel=Channel.LETTER,
+                 postal_address=address)
+    queue(store, first, letters.Event.RECEIVED)
+    queue(store, first, letters.Event.IDENTITY)
+    worker.deliver_due(store, now=NOW)
+    with store.session() as session:
+        ack, ask = outbox.letters_of(session, first)
+        documents = [home / ack.document, home / ask.document]
+        assert [x.id for x in outbox.awaiting_post(session)] == [ack.id, ask.id]
+        assert outbox.posted(session, home, [ack.id], actor="maija") == [ack.id]
+    assert not documents[0].exists() and documents[1].exists()
+
+    erasure = file(store, RequestKind.ERASURE, "sv", channel=Channel.LETTER,
+                   postal_address=address)
+    queue(store, erasure, letters.Event.RECEIVED)
+    worker.deliver_due(store, now=NOW)
+    with store.session() as session:
+        assert outbox.erase_documents(session, home, erasure) == [ask.id]
+        [own] = outbox.letters_of(session, erasure)
+        assert own.document is not None  # the erasure's own letter is still to be posted
+    assert not documents[1].exists() and (home / own.document).exists()
