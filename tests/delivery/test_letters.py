@@ -59,11 +59,11 @@ def settle(store, request_id: str, results: dict[str, tuple[TaskState, str, list
                           hasher=store.hasher, policy=POLICY, recipient=to, now=NOW)
 
 
-def write_access_bundle(store, request_id: str) -> None:
+def write_access_bundle(store, request_id: str, language: str = "en") -> None:
     person = Export("pipedrive", (ExportSection("Person", "pipedrive:persons", (
         {"name": "Aino Virtanen", "email": EMAIL},)),))
     bundle.write_bundle(store.settings.home / bundle.EXPORTS, request_id, [person], POLICY,
-                        now=NOW)
+                        now=NOW, language=language)
 
 
 def text_of(message) -> str:
@@ -300,7 +300,7 @@ def test_a_letter_by_post_is_a_private_pdf_with_the_address(sqlite_mail_store, s
     store = sqlite_mail_store
     rid = file(store, RequestKind.ACCESS, "sv", channel=Channel.LETTER,
                postal_address="Storgatan 5 B 12\n65100 Vasa")
-    write_access_bundle(store, rid)
+    write_access_bundle(store, rid, "sv")
     queue(store, rid, letters.Event.RECEIVED)
     settle(store, rid, {"pipedrive": (TaskState.DONE, "exported", [])})
     report = worker.deliver_due(store, now=NOW)
@@ -323,7 +323,7 @@ def test_a_letter_by_post_is_a_private_pdf_with_the_address(sqlite_mail_store, s
         assert part in ack, part
     cover = "\n".join(p.extract_text() for p in PdfReader(documents[1]).pages)
     for part in ("artikel 15", "En utskriven kopia", "Bilaga: index.html",
-                 "The data we hold about you", "Dataombudsmannens byrå"):
+                 "Uppgifterna vi har om dig", "E-postadress", "Dataombudsmannens byrå"):
         assert part in cover, part
 
 
