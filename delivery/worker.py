@@ -10,6 +10,8 @@ the clock injectable; nothing here sleeps.
 
 from __future__ import annotations
 
+import smtplib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,8 +63,20 @@ def build_message(letter: LetterRow, *, sender: str, home: Path) -> EmailMessage
     return message
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """The server (or its configuration), not this letter: the next letter would fail
+    the same way, so e-mail waits for the next pass instead of burning their attempts."""
+    if isinstance(exc, smtplib.SMTPConnectError | smtplib.SMTPServerDisconnected
+                  | smtplib.SMTPNotSupportedError | smtplib.SMTPAuthenticationError):
+        return True
+    if isinstance(exc, smtplib.SMTPException):  # an answer about this message (550 ...)
+        return False
+    return isinstance(exc, NotConfigured | OSError)  # refused, timed out, DNS, TLS
+
+
 def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
-              now: datetime) -> bool:
+              now: datetime) -> tuple[bool, bool]:
+    """Deliver one claimed letter; (sent, the e-mail server is unreachable)."""
     settings = store.settings
     with store.session() as session:
         letter = session.get(LetterRow, letter_id)
@@ -73,7 +87,7 @@ def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
                                                settings.controller_contact) if x)
                 document = write_pdf(settings.home, letter, sender=sender or None, today=today)
                 outbox.mark_sent(session, letter, document=document, now=now)
-                return True
+                return True, False
             if not settings.mail_from:
                 raise NotConfigured("HUB_MAIL_FROM is not set: e-mail has no sender")
             message = build_message(letter, sender=settings.mail_from, home=settings.home)
@@ -82,23 +96,37 @@ def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
             outbox.mark_failed(session, letter, describe(exc),
                                retry_seconds=settings.letter_retry_seconds,
                                max_attempts=settings.letter_max_attempts, now=now)
-            return False
+            return False, letter.channel == Channel.EMAIL and _unreachable(exc)
         outbox.mark_sent(session, letter, now=now)
-        return True
+        return True, False
 
 
 def deliver_due(store: Store, *, email: Callable[[], Transport] | None = None,
-                now: datetime | None = None, limit: int = 20) -> Report:
-    """Claim and deliver the due letters; a failure is recorded on its letter."""
+                now: datetime | None = None, limit: int = 20, budget_seconds: float = 40.0,
+                clock: Callable[[], float] = time.monotonic) -> Report:
+    """Claim and deliver due letters one at a time; a failure is recorded on its letter.
+
+    A pass ends after ``limit`` letters or ``budget_seconds`` (a sensor tick must end
+    well within Dagster's evaluation timeout, even when each connection waits for its
+    timeout), and stops sending e-mail once the server is unreachable: one letter
+    records why, the others stay queued for the next pass.
+    """
     now = now or datetime.now(UTC)
     email = email or (lambda: SmtpTransport.from_settings(store.settings))
-    with store.session() as session:
-        ids = [letter.id for letter in outbox.claim_due(
-            session, max_attempts=store.settings.letter_max_attempts, limit=limit, now=now)]
-    report = Report()
-    for letter_id in ids:
-        (report.sent if _send_one(store, letter_id, email, now) else report.failed).append(
-            letter_id)
+    channels = set(Channel)
+    started, report = clock(), Report()
+    while (channels and len(report.sent) + len(report.failed) < limit
+           and clock() - started < budget_seconds):
+        with store.session() as session:
+            claimed = [x.id for x in outbox.claim_due(
+                session, max_attempts=store.settings.letter_max_attempts, limit=1,
+                channels=sorted(channels), now=now)]
+        if not claimed:
+            break
+        sent, down = _send_one(store, claimed[0], email, now)
+        (report.sent if sent else report.failed).append(claimed[0])
+        if down:
+            channels.discard(Channel.EMAIL)
     return report
 
 

@@ -172,8 +172,7 @@ def as_text(body: str) -> str:
     parser = _Text()
     parser.feed(body)
     parser.close()
-    lines = [" ".join(line.split()) if not line.startswith("- ") else
-             "- " + " ".join(line[2:].split()) for line in "".join(parser.out).split("\n")]
+    lines = [" ".join(line.split()) for line in "".join(parser.out).split("\n")]
     text, blank = [], False
     for line in lines:
         if not line:

@@ -117,12 +117,14 @@ def letters_of(session: Session, request_id: str | None = None, *,
 
 
 def claim_due(session: Session, *, max_attempts: int, limit: int = 20,
+              channels: Sequence[Channel] = tuple(Channel),
               now: datetime | None = None) -> list[LetterRow]:
     """Move due letters to `sending`, each in one compare-and-set, and return them.
 
     Due: queued, or failed with its next attempt time reached and attempts left, or
     `sending` for longer than `STALE_SENDING` (its worker died). Two workers never
-    claim the same letter: the UPDATE succeeds for one of them only.
+    claim the same letter: the UPDATE succeeds for one of them only. ``channels``
+    leaves out a channel that is down for this pass.
     """
     now = now or datetime.now(UTC)
     candidates = session.execute(
@@ -133,7 +135,8 @@ def claim_due(session: Session, *, max_attempts: int, limit: int = 20,
             & (LetterRow.attempts < max_attempts),
             (LetterRow.state == LetterState.SENDING.value)
             & (LetterRow.updated_at < now - STALE_SENDING),
-        )).order_by(LetterRow.id).limit(limit)
+        ), LetterRow.channel.in_([Channel(c).value for c in channels]))
+        .order_by(LetterRow.id).limit(limit)
     ).all()
     claimed = []
     for letter_id, state in candidates:

@@ -385,3 +385,33 @@ def test_a_posted_letters_pdf_is_deleted_and_an_erasure_deletes_earlier_ones(
         [own] = outbox.letters_of(session, erasure)
         assert own.document is not None  # the erasure's own letter is still to be posted
     assert not documents[1].exists() and (home / own.document).exists()
+
+
+def test_a_server_that_is_down_fails_one_letter_and_leaves_the_rest_queued(sqlite_mail_store,
+                                                                           smtp):
+    """Each letter would wait for the same dead server: one records why, the rest keep
+    their attempts for when it is back."""
+    store = sqlite_mail_store
+    ids = [file(store, RequestKind.ACCESS, "fi") for _ in range(3)]
+    for rid in ids:
+        queue(store, rid, letters.Event.RECEIVED)
+    smtp.stop()
+    report = worker.deliver_due(store, now=NOW)
+    assert (len(report.sent), len(report.failed)) == (0, 1)
+    with store.session() as session:
+        states = [(x.state, x.attempts) for x in outbox.letters_of(session)]
+    assert states == [("failed", 1), ("queued", 0), ("queued", 0)]
+    smtp.start()
+    report = worker.deliver_due(store, now=NOW + timedelta(minutes=2))
+    assert len(report.sent) == 3 and len(smtp.inbox.messages) == 3
+
+
+def test_a_pass_ends_within_its_time_budget(sqlite_mail_store, smtp):
+    store = sqlite_mail_store
+    for _ in range(3):
+        queue(store, file(store, RequestKind.ACCESS, "fi"), letters.Event.RECEIVED)
+    ticks = iter(range(0, 1000, 15))  # each look at the clock: 15 s later
+    report = worker.deliver_due(store, now=NOW, budget_seconds=40,
+                                clock=lambda: next(ticks))
+    assert len(report.sent) == 2  # at 15 s and 30 s; at 45 s the budget is spent
+    assert len(worker.deliver_due(store, now=NOW).sent) == 1  # the next pass
