@@ -1,10 +1,11 @@
 """Sending one e-mail over SMTP, as the settings say (HUB_SMTP_*).
 
 STARTTLS (port 587) and implicit TLS (465) verify the server's certificate with the
-system's trust store; a server that does not offer STARTTLS when it was asked for
-is an error, never a silent fall-back to plain text. `none` is for a relay on the
-same host. Every connection has a timeout, so a server that accepts and never
-answers fails the letter instead of hanging the sensor.
+system's trust store (or HUB_SMTP_CA_FILE, for a relay with an internal CA); a server
+that does not offer STARTTLS when it was asked for is an error, never a silent
+fall-back to plain text. `none` is for a relay on the same host. Every connection has
+a timeout, so a server that accepts and never answers fails the letter instead of
+hanging the sensor.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Protocol
 
 from hub.settings import Settings, SmtpSecurity
@@ -35,6 +37,7 @@ class SmtpTransport:
     user: str | None
     password: str | None
     timeout: float
+    ca_file: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
@@ -42,10 +45,10 @@ class SmtpTransport:
             raise NotConfigured("HUB_SMTP_HOST is not set: e-mail cannot be sent")
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         return cls(settings.smtp_host, settings.smtp_port, settings.smtp_security,
-                   settings.smtp_user, password, settings.smtp_timeout)
+                   settings.smtp_user, password, settings.smtp_timeout, settings.smtp_ca_file)
 
     def send(self, message: EmailMessage) -> None:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         if self.security == SmtpSecurity.SSL:
             client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
                                                     context=context)

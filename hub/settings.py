@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout: float = Field(default=30.0, gt=0)
+    # A private CA that signed the mail server's certificate (an internal relay); the
+    # system's trust store otherwise. The certificate is always verified.
+    smtp_ca_file: Path | None = None
     # A failed send waits retry_seconds, doubling each time, and is given up (left
     # failed, in the digest) after max_attempts.
     letter_retry_seconds: float = Field(default=60.0, ge=0)
