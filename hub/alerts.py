@@ -1,4 +1,5 @@
-"""Telling the ops staff: an alert when a task fails, and a daily digest, by e-mail.
+"""Telling the ops staff: an alert when a task or a nightly check fails, and a daily
+digest, by e-mail.
 
 Both go through the outbox like any letter, to HUB_OPS_EMAIL, and carry request
 ids, systems, states and masked values only (m***@example.fi): an inbox is another
@@ -134,3 +135,19 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
                f"overdue, {len(failed_tasks)} failed")
     return outbox.enqueue(session, hasher, _draft(settings, key, "ops_digest", subject, body),
                           now=now).id
+
+
+def queue_check_alert(session: Session, hasher: Hasher, settings: Settings, *, check: str,
+                      run_id: str, now: datetime | None = None) -> int | None:
+    """One alert per failed run of a nightly check (a suppressed person present, an
+    opted-out person subscribed, a deadline passed, something stuck). The check's own
+    page in Dagster says what it found, with masked values; the mail says where."""
+    if not settings.ops_email:
+        return None
+    key = f"check:{check}:{run_id}"
+    if outbox.by_key(session, key) is not None:
+        return None
+    body = render("ops/check.html", "en", check=check, run_id=run_id)
+    return outbox.enqueue(session, hasher, _draft(
+        settings, key, "ops_alert", f"[hub] nightly check {check} failed", body),
+        now=now).id

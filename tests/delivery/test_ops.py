@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dagster import SkipReason, build_sensor_context, instance_for_test
+from dagster import (
+    AssetCheckResult,
+    SkipReason,
+    asset,
+    asset_check,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
 
 from delivery import worker
 from hub import ledger, outbox
@@ -117,3 +125,35 @@ def test_the_sensor_is_in_the_code_location_and_starts_running():
     sensor = defs.get_repository_def().get_sensor_def("letter_outbox")
     assert sensor.default_status == DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds == 30
+
+
+def test_a_failed_nightly_check_is_told_once_per_run(smtp, tmp_path, monkeypatch):
+    import pipelines.checks
+
+    @asset
+    def index_stand_in():
+        return 1
+
+    @asset_check(asset=index_stand_in)
+    def request_deadlines_stand_in():
+        return AssetCheckResult(passed=False, metadata={"overdue": "R-1 (a***@example.fi)"})
+
+    monkeypatch.setattr(pipelines.checks, "CHECKS", [request_deadlines_stand_in])
+    for key, value in {"HUB_SMTP_HOST": "127.0.0.1", "HUB_SMTP_PORT": str(smtp.port),
+                       "HUB_SMTP_SECURITY": "none", "HUB_MAIL_FROM": SENDER,
+                       "HUB_OPS_EMAIL": OPS, "HUB_DIGEST_HOUR": "23", "HUB_SECRET": TEST_SECRET,
+                       "HUB_TIMEZONE": "UTC", "HUB_HOME": str(tmp_path / ".hub")}.items():
+        monkeypatch.setenv(key, value)
+    resource = HubResource(database_url=f"sqlite:///{tmp_path / 'hub.db'}")
+    with instance_for_test() as instance:
+        result = materialize([index_stand_in, request_deadlines_stand_in], instance=instance)
+        assert result.success
+        keys = list(request_deadlines_stand_in.check_keys)
+        assert sensors.failed_checks(instance, keys, since=0) == [
+            ("request_deadlines_stand_in", result.run_id)]
+        for _ in range(2):  # the next tick does not tell it again
+            sensors.letter_outbox(build_sensor_context(instance=instance,
+                                                       resources={"hub": resource}))
+    [alert] = [m for m in smtp.inbox.to(OPS) if "nightly check" in m["Subject"]]
+    assert alert["Subject"] == "[hub] nightly check request_deadlines_stand_in failed"
+    assert result.run_id in plain(alert)
