@@ -196,7 +196,8 @@ def retry(session: Session, letter_ids: Sequence[int], *, now: datetime | None =
     again = []
     for letter_id in letter_ids:
         letter = session.get(LetterRow, letter_id)
-        if letter is None or LetterState(letter.state) != LetterState.FAILED:
+        if (letter is None or LetterState(letter.state) != LetterState.FAILED
+                or letter.recipient is None):  # scrubbed after an erasure: nothing to send
             continue
         letter.state, letter.attempts = LetterState.QUEUED.value, 0
         letter.next_attempt_at, letter.updated_at = None, now
@@ -240,19 +241,30 @@ def posted(session: Session, home: Path, letter_ids: Sequence[int], *, actor: st
     return done
 
 
-def erase_documents(session: Session, home: Path, request_id: str, *,
-                    now: datetime | None = None) -> list[int]:
-    """Delete the PDFs of earlier letters to the subject of the erasure `request_id`
-    (recognised by identifier hash, as with their bundles): they must not outlive it.
-    The erasure's own letters stay until posted: the subject is owed them."""
+def forget_subject(session: Session, home: Path, request_id: str, *,
+                   now: datetime | None = None) -> list[int]:
+    """What the outbox holds of the subject of the erasure `request_id` once it settles
+    (rule 6): the PDFs of their earlier letters are deleted, and letters given up on
+    (failed, no attempt left) lose their plaintext, as they will never be sent.
+
+    The subject is recognised by identifier hash, as with their bundles. The erasure's
+    own letters that are still to be sent or posted stay: the subject is owed them.
+    Returns the ids of the letters touched.
+    """
     mine = select(RequestIdentifierRow.hash).where(
         RequestIdentifierRow.request_id == request_id)
     same_subject = select(RequestIdentifierRow.request_id).where(
-        RequestIdentifierRow.hash.in_(mine), RequestIdentifierRow.request_id != request_id)
-    removed = []
+        RequestIdentifierRow.hash.in_(mine))
+    touched = []
     for letter in session.execute(select(LetterRow).where(
-            LetterRow.request_id.in_(same_subject), LetterRow.document.is_not(None))
-            .order_by(LetterRow.id)).scalars():
-        _remove_document(session, home, letter, "letter.document_erased", now)
-        removed.append(letter.id)
-    return removed
+            LetterRow.request_id.in_(same_subject)).order_by(LetterRow.id)).scalars():
+        if letter.document is not None and letter.request_id != request_id:
+            _remove_document(session, home, letter, "letter.document_erased", now)
+            touched.append(letter.id)
+        elif (LetterState(letter.state) == LetterState.FAILED
+              and letter.next_attempt_at is None and letter.recipient is not None):
+            letter.recipient, letter.body = None, None
+            audit.append(session, "letter.scrubbed", {"letter": letter.id},
+                         request_id=letter.request_id, now=now)
+            touched.append(letter.id)
+    return touched

@@ -375,7 +375,7 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
             holds.record_from_tasks(session, tasks)
             if settled:  # rule 6: from now on only hashes (and held pointers) remain
                 bundle.erase_bundles(session, store.settings.home, row.id)
-                outbox.erase_documents(session, store.settings.home, row.id)
+                outbox.forget_subject(session, store.settings.home, row.id)
                 context.log.info(f"dropped {index.forget(session, identifiers)} index records")
         elif kind == RequestKind.OPT_OUT and settled:
             index.mark_unsubscribed(session, identifiers)

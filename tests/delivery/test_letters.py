@@ -381,10 +381,32 @@ def test_a_posted_letters_pdf_is_deleted_and_an_erasure_deletes_earlier_ones(
     queue(store, erasure, letters.Event.RECEIVED)
     worker.deliver_due(store, now=NOW)
     with store.session() as session:
-        assert outbox.erase_documents(session, home, erasure) == [ask.id]
+        assert outbox.forget_subject(session, home, erasure) == [ask.id]
         [own] = outbox.letters_of(session, erasure)
         assert own.document is not None  # the erasure's own letter is still to be posted
     assert not documents[1].exists() and (home / own.document).exists()
+
+
+def test_a_letter_given_up_on_loses_its_plaintext_when_the_subject_is_erased(
+        sqlite_mail_store, smtp):
+    store = sqlite_mail_store
+    store.settings.letter_max_attempts = 1
+    access = file(store, RequestKind.ACCESS, "fi")
+    queue(store, access, letters.Event.RECEIVED)
+    smtp.inbox.refuse = "550 mailbox unavailable"
+    worker.deliver_due(store, now=NOW)  # failed, given up
+    smtp.inbox.refuse = None
+    erasure = file(store, RequestKind.ERASURE, "fi")
+    queue(store, erasure, letters.Event.RECEIVED)  # still owed: it stays
+    with store.session() as session:
+        [given_up] = outbox.letters_of(session, access)
+        assert outbox.forget_subject(session, store.settings.home, erasure) == [given_up.id]
+        assert (given_up.recipient, given_up.body) == (None, None)
+        assert given_up.recipient_masked == "a***@example.fi"
+        assert outbox.retry(session, [given_up.id]) == []  # nothing left to send
+        [owed] = outbox.letters_of(session, erasure)
+        assert owed.recipient == EMAIL
+    assert worker.deliver_due(store, now=NOW).sent == [owed.id]
 
 
 def test_a_server_that_is_down_fails_one_letter_and_leaves_the_rest_queued(sqlite_mail_store,
