@@ -587,6 +587,26 @@ def letters_list(request_id: Annotated[str | None, typer.Argument(
                   f"{x.state:<8} {x.attempts:>5}  {x.recipient_masked} {when} {tail}".rstrip())
 
 
+@letters_app.command("show")
+@guarded
+def letters_show(letter_id: int) -> None:
+    """One letter as it goes out (the operator handling it may read it, like request
+    show); once sent, only its masked recipient and keyed hash are left."""
+    with store() as opened, opened.session() as session:
+        letter = outbox.get(session, letter_id)
+        if letter is None:
+            raise LedgerError(f"no letter with id {letter_id}")
+        _echo(f"letter    {letter.id}  {letter.kind}  {letter.state}  by {letter.channel}"
+              + (f"  for {letter.request_id}" if letter.request_id else ""))
+        _echo(f"to        {letter.recipient or letter.recipient_masked}")
+        _echo(f"subject   {letter.subject}")
+        if letter.body is None:
+            _echo(f"(the text is no longer kept; its keyed hash is {letter.body_hash})")
+        else:
+            _echo("")
+            _echo(letters.as_text(letter.body).rstrip())
+
+
 @letters_app.command("send")
 @guarded
 def letters_send() -> None:

@@ -48,9 +48,16 @@ def test_each_step_queues_its_letter_and_send_delivers_them(cli, smtp):
     assert listed.exit_code == 0 and listed.stdout.count("queued") == 4
     assert EMAIL not in listed.stdout and "a***@example.fi" in listed.stdout
 
+    shown = cli("letters", "show", "4")
+    assert shown.exit_code == 0, shown.output
+    assert f"to        {EMAIL}" in shown.stdout and "Skäl: identiteten kunde" in shown.stdout
+
     sent = cli("letters", "send")
     assert sent.exit_code == 0, sent.output
     assert "0 queued for ops, 4 sent, 0 failed" in sent.stdout
+    shown = cli("letters", "show", "4").stdout
+    assert "to        a***@example.fi" in shown and "no longer kept" in shown
+    assert EMAIL not in shown and "Skäl" not in shown
     subjects = [m["Subject"] for m in smtp.inbox.to(EMAIL)]
     assert subjects == [f"Din begäran {rid} har tagits emot",
                         f"Din begäran {rid}: kontroll av identitet",
