@@ -102,14 +102,14 @@ def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
 
 
 def deliver_due(store: Store, *, email: Callable[[], Transport] | None = None,
-                now: datetime | None = None, limit: int = 20, budget_seconds: float = 40.0,
+                now: datetime | None = None, limit: int = 20, budget_seconds: float = 20.0,
                 clock: Callable[[], float] = time.monotonic) -> Report:
     """Claim and deliver due letters one at a time; a failure is recorded on its letter.
 
-    A pass ends after ``limit`` letters or ``budget_seconds`` (a sensor tick must end
-    well within Dagster's evaluation timeout, even when each connection waits for its
-    timeout), and stops sending e-mail once the server is unreachable: one letter
-    records why, the others stay queued for the next pass.
+    A pass starts no letter after ``limit`` letters or ``budget_seconds``, so with the
+    connection's own timeout (HUB_SMTP_TIMEOUT, 30 s) a sensor tick ends within
+    Dagster's 60 s evaluation timeout; and it stops sending e-mail once the server is
+    unreachable: one letter records why, the others stay queued for the next pass.
     """
     now = now or datetime.now(UTC)
     email = email or (lambda: SmtpTransport.from_settings(store.settings))
