@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import audit, categories, holds, ledger
+from hub import audit, categories, holds, labels, ledger
 from hub.domain import Export, ExportSection
 from hub.ledger import FINISHED_TASK_STATES, RequestKind, TaskState
 from hub.models import RequestIdentifierRow, SubjectRequestRow
@@ -91,15 +91,18 @@ def _cell(value: Any) -> str:
 
 
 def _html(request_id: str, created: datetime, exports: Sequence[Export], policy: Policy,
-          retained: dict[str, list[dict[str, Any]]]) -> str:
+          retained: dict[str, list[dict[str, Any]]], language: str = "en") -> str:
+    """The page the subject reads, in their language, with readable field names."""
+    say = labels.text(language)
+    esc = html.escape
     parts = [
-        "<!doctype html><html lang='en'><meta charset='utf-8'>",
-        f"<title>Your data: request {html.escape(request_id)}</title>",
+        f"<!doctype html><html lang='{esc(language)}'><meta charset='utf-8'>",
+        f"<title>{esc(say['title'].format(id=request_id))}</title>",
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
         "table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #999;"
         "padding:.2em .5em;text-align:left;vertical-align:top}pre{margin:0}</style>",
-        f"<h1>The data we hold about you</h1><p>Request {html.escape(request_id)}, "
-        f"gathered {created:%Y-%m-%d %H:%M} UTC directly from each system.</p>",
+        f"<h1>{esc(say['heading'])}</h1><p>"
+        f"{esc(say['intro'].format(id=request_id, at=f'{created:%Y-%m-%d %H:%M}'))}</p>",
     ]
     shown = {e.system for e in exports}
     # A system with a hold is never left out, even when its live export is empty or
@@ -111,48 +114,46 @@ def _html(request_id: str, created: datetime, exports: Sequence[Export], policy:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         rules = policy.systems.get(system)
         if rules is not None:
-            parts.append(f"<p><b>Legal basis:</b> {html.escape(rules.legal_basis)}</p>")
+            parts.append(f"<p><b>{esc(say['basis'])}:</b> {esc(rules.legal_basis)}</p>")
             if rules.retention_years is not None:
-                parts.append(
-                    f"<p><b>Retention:</b> {rules.retention_years} years after the end of the "
-                    "financial year of the last entry "
-                    f"({html.escape(rules.retention_basis or '')})</p>"
-                )
+                text = say["retention_text"].format(years=rules.retention_years,
+                                                    basis=rules.retention_basis or "")
+                parts.append(f"<p><b>{esc(say['retention'])}:</b> {esc(text)}</p>")
         kept = retained.get(system, [])
         for item in kept:
-            after = (f" (since erasure request {html.escape(item['request_id'])})"
+            after = (say["after"].format(id=item["request_id"])
                      if item.get("request_id") else "")
-            parts.append(
-                f"<p><b>Kept by law:</b> record {html.escape(item.get('record_id', ''))} is "
-                f"kept under {html.escape(item.get('legal_basis') or '')} until "
-                f"{html.escape(item.get('retained_until') or '')}{after}.</p>"
-            )
+            text = say["kept_text"].format(record=item.get("record_id", ""),
+                                           basis=item.get("legal_basis") or "",
+                                           until=item.get("retained_until") or "", after=after)
+            parts.append(f"<p><b>{esc(say['kept'])}:</b> {esc(text)}</p>")
         if not any(section.items for section in export.sections):
-            parts.append("<p>Nothing else about you is held in this system.</p>" if kept
-                         else "<p>Nothing about you is held in this system.</p>")
+            parts.append(f"<p>{esc(say['nothing_else'] if kept else say['nothing'])}</p>")
         for section in export.sections:
             if not section.items:
                 continue
-            parts.append(f"<h3>{html.escape(section.label)}</h3>"
-                         f"<p><small>source: {html.escape(section.source)}</small></p>")
+            parts.append(f"<h3>{esc(section.label)}</h3>"
+                         f"<p><small>{esc(say['source'])}: {esc(section.source)}</small></p>")
             flagged = categories.in_items(section.items)
             if flagged:
-                parts.append("<p><b>Special categories of data (GDPR art. 9):</b> "
-                             f"{html.escape(', '.join(flagged))}. This part may tell about "
-                             "your health, beliefs or similar; we keep it with extra care.</p>")
+                parts.append(f"<p><b>{esc(say['special'].format(names=', '.join(flagged)))}"
+                             "</b></p>")
             for item in section.items:
-                rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>"
-                               for k, v in item.items())
+                rows = "".join(
+                    f"<tr><th title='{esc(str(k))}'>{esc(labels.field(str(k), language))}</th>"
+                    f"<td>{_cell(v)}</td></tr>" for k, v in item.items())
                 parts.append(f"<table>{rows}</table>")
-    parts.append("<p>You may complain to the Data Protection Ombudsman "
-                 "(Tietosuojavaltuutetun toimisto, tietosuoja.fi).</p></html>")
+    parts.append(f"<p>{esc(say['complaint'])}</p></html>")
     return "\n".join(parts)
 
 
 def write_bundle(root: Path, request_id: str, exports: Sequence[Export], policy: Policy, *,
                  retained: dict[str, list[dict[str, Any]]] | None = None,
-                 now: datetime | None = None) -> Bundle:
-    """Write the bundle; rewriting it (a re-run) replaces the files, never appends."""
+                 now: datetime | None = None, language: str = "en") -> Bundle:
+    """Write the bundle; rewriting it (a re-run) replaces the files, never appends.
+
+    `index.html` is in the subject's ``language``; the JSON and CSVs keep the vendors'
+    field names, as the portable copy."""
     created = now or datetime.now(UTC)
     folder = root / request_id
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -173,7 +174,7 @@ def write_bundle(root: Path, request_id: str, exports: Sequence[Export], policy:
     files = {"data.json": json.dumps(data, default=_json_default, ensure_ascii=False, indent=2)}
     for export in exports:
         files[f"{export.system}.csv"] = _csv_text(export)
-    files["index.html"] = _html(request_id, created, exports, policy, retained or {})
+    files["index.html"] = _html(request_id, created, exports, policy, retained or {}, language)
     for stale in folder.iterdir():
         if stale.name not in files:
             stale.unlink()
@@ -261,7 +262,8 @@ def bundle_request(session: Session, home: Path, request_id: str, policy: Policy
     today = today or now.astimezone(ZoneInfo("Europe/Helsinki")).date()
     exports = finished_parts(session, home, request_id)
     bundle = write_bundle(home / EXPORTS, request_id, exports, policy,
-                          retained=_retained_of_subject(session, request_id, today), now=now)
+                          retained=_retained_of_subject(session, request_id, today), now=now,
+                          language=ledger.get_request(session, request_id).language)
     audit.append(session, "export.written", {"sha256": bundle.sha256,
                                              "files": list(bundle.files)},
                  request_id=request_id, now=now)

@@ -29,8 +29,10 @@ from hub import (
     index,
     intake,
     ledger,
+    letters,
     manual,
     objections,
+    outbox,
     outcomes,
     review,
     suppression,
@@ -61,6 +63,8 @@ person_app = typer.Typer(help="The person index.", no_args_is_help=True)
 task_app = typer.Typer(help="A request's task in one system.", no_args_is_help=True)
 retention_app = typer.Typer(help="Erasure when the time to keep someone has run out.",
                             no_args_is_help=True)
+letters_app = typer.Typer(help="Letters to subjects and ops staff: the outbox.",
+                          no_args_is_help=True)
 app.add_typer(request_app, name="request")
 app.add_typer(task_app, name="task")
 app.add_typer(audit_app, name="audit")
@@ -72,6 +76,7 @@ objection_app = typer.Typer(help="Objections to being published in lists (attend
 app.add_typer(objection_app, name="objection")
 user_app = typer.Typer(help="The desk's users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(letters_app, name="letters")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -202,6 +207,9 @@ def request_new(
         help='Rectification: the corrected address, "street, postcode city".')] = None,
     lift: Annotated[bool, typer.Option(
         help="Restriction: lift the subject's restriction instead.")] = False,
+    address: Annotated[str | None, typer.Option(
+        help="Postal address for letters by post (lines separated by newlines or ' / '); "
+             "a request that came by letter is answered there.")] = None,
 ) -> None:
     """File a subject request; prints its id and due date."""
     request_kind = intake.request_kind(kind)
@@ -225,15 +233,27 @@ def request_new(
                 session, opened.hasher, request_kind, identifiers, name=subject_name,
                 received_at=intake.received(received, timezone, "--received"), channel=arrived_by,
                 language=answer_in, timezone=timezone, allow_duplicate=allow_duplicate,
-                actor=_operator() or "operator", corrections=corrections)
+                actor=_operator() or "operator", corrections=corrections,
+                postal_address=intake.postal_address(address))
         except intake.DuplicateRequest as exc:
             raise LedgerError(f"{exc}; --allow-duplicate files another anyway") from None
         row = filed.row
         typer.echo(f"{row.id}  {row.kind}  due {row.due_on.isoformat()}")
+        _queued(letters.queue_for(session, row, letters.Event.RECEIVED,
+                                  settings=opened.settings, hasher=opened.hasher))
         if row.chargeable:
             year = intake.receipt_year(row, timezone)
             typer.echo(f"note: access request number {filed.number} from this subject in "
                        f"{year}; only the first each year is free: decide whether to charge")
+
+
+def _queued(draft: letters.Draft | None) -> None:
+    """Say which letter the step queued, to whom (masked), or that nobody can be written to."""
+    if draft is None:
+        _echo("no letter: the request holds no e-mail or postal address")
+    else:
+        _echo(f"letter queued: {draft.kind} by {draft.channel.value} to "
+              f"{draft.recipient_masked}")
 
 
 def _due_label(due: date, today: date) -> str:
@@ -327,6 +347,8 @@ def request_extend(
         row = ledger.extend(session, request_id, reason, months=months,
                             timezone=opened.settings.timezone)
         typer.echo(f"{row.id} now due {row.extended_due_on.isoformat()}")
+        _queued(letters.queue_for(session, row, letters.Event.EXTENDED,
+                                  settings=opened.settings, hasher=opened.hasher))
 
 
 @request_app.command("run")
@@ -486,8 +508,112 @@ def request_reject(
     if not reason.strip():
         raise LedgerError("a rejection needs a --reason: the subject must be told why")
     with store() as opened, opened.session() as session:
+        to = letters.recipient_of(session, ledger.get_request(session, request_id))
         row = ledger.reject(session, request_id, reason.strip())
         typer.echo(f"{row.id} rejected")
+        _queued(letters.queue_for(session, row, letters.Event.REJECTED,
+                                  settings=opened.settings, hasher=opened.hasher,
+                                  recipient=to))
+
+
+@request_app.command("ask-identity")
+@guarded
+def request_ask_identity(
+    request_id: str,
+    ask: Annotated[str | None, typer.Option(
+        help="What the subject should send or show, as told to them (default: reply from "
+             "the address they gave, or show an ID at the office).")] = None,
+) -> None:
+    """Write to the subject asking them to prove who they are (GDPR art. 12(6))."""
+    with store() as opened, opened.session() as session:
+        row = ledger.get_request(session, request_id)
+        if RequestState(row.state) != RequestState.RECEIVED:
+            raise LedgerError(f"request {row.id} is {row.state}: identity is asked for "
+                              "before it is verified")
+        _queued(letters.queue_for(session, row, letters.Event.IDENTITY,
+                                  settings=opened.settings, hasher=opened.hasher,
+                                  note=(ask or "").strip() or None))
+
+
+# --- letters -----------------------------------------------------------------------
+
+
+@letters_app.command("list")
+@guarded
+def letters_list(request_id: Annotated[str | None, typer.Argument(
+        help="Only this request's letters.")] = None) -> None:
+    """Letters with their delivery state; recipients masked."""
+    with store() as opened, opened.session() as session:
+        rows = outbox.letters_of(session, request_id)
+        if not rows:
+            _echo("no letters")
+            return
+        _echo(f"{'id':>5} {'kind':<16} {'request':<18} {'via':<5} {'state':<8} {'tries':>5}  "
+              "to / sent / error")
+        for x in rows:
+            when = x.sent_at.strftime("%Y-%m-%d %H:%M") if x.sent_at else ""
+            tail = x.last_error or (f"next try {x.next_attempt_at:%Y-%m-%d %H:%M}"
+                                    if x.next_attempt_at else "")
+            _echo(f"{x.id:>5} {x.kind:<16} {x.request_id or '-':<18} {x.channel:<5} "
+                  f"{x.state:<8} {x.attempts:>5}  {x.recipient_masked} {when} {tail}".rstrip())
+
+
+@letters_app.command("show")
+@guarded
+def letters_show(letter_id: int) -> None:
+    """One letter as it goes out (the operator handling it may read it, like request
+    show); once sent, only its masked recipient and keyed hash are left."""
+    with store() as opened, opened.session() as session:
+        letter = outbox.get(session, letter_id)
+        if letter is None:
+            raise LedgerError(f"no letter with id {letter_id}")
+        _echo(f"letter    {letter.id}  {letter.kind}  {letter.state}  by {letter.channel}"
+              + (f"  for {letter.request_id}" if letter.request_id else ""))
+        _echo(f"to        {letter.recipient or letter.recipient_masked}")
+        _echo(f"subject   {letter.subject}")
+        if letter.body is None:
+            _echo(f"(the text is no longer kept; its keyed hash is {letter.body_hash})")
+        else:
+            _echo("")
+            _echo(letters.as_text(letter.body).rstrip())
+
+
+@letters_app.command("send")
+@guarded
+def letters_send() -> None:
+    """Deliver what is due once (what the letter_outbox sensor does every 30 s)."""
+    from delivery import worker
+
+    with store() as opened:
+        report = worker.tick(opened)
+    _echo(report.summary())
+    if report.failed:
+        raise _fail(f"letters not delivered: {', '.join(map(str, report.failed))} "
+                    "(hub letters list shows why)", EXIT_ENVIRONMENT)
+
+
+@letters_app.command("posted")
+@guarded
+def letters_posted(
+    letter_ids: list[int],
+    operator: Annotated[str | None, typer.Option(
+        help="Who posted them (default $HUB_OPERATOR, then $USER); in the audit trail.")]
+    = None,
+) -> None:
+    """Record that letters by post were printed and posted; their PDFs are deleted."""
+    with store() as opened, opened.session() as session:
+        done = outbox.posted(session, opened.settings.home, letter_ids,
+                             actor=(operator or _operator()).strip())
+    _echo(f"posted: {', '.join(map(str, done)) or 'none (only PDFs not yet posted)'}")
+
+
+@letters_app.command("retry")
+@guarded
+def letters_retry(letter_ids: list[int]) -> None:
+    """Queue failed letters again now, with a fresh count of attempts."""
+    with store() as opened, opened.session() as session:
+        again = outbox.retry(session, letter_ids)
+    _echo(f"queued again: {', '.join(map(str, again)) or 'none (only failed letters)'}")
 
 
 # --- retention ---------------------------------------------------------------------

@@ -24,3 +24,9 @@ class Hasher:
         """HMAC-SHA256 of `kind:value`; identifiers must already be normalised."""
         message = f"{identifier.kind.value}:{identifier.value}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def text(self, purpose: str, value: str) -> str:
+        """HMAC-SHA256 of `purpose:value`, for personal text that is not an identifier
+        (a postal address, a letter's body): proof of what it was, never the text."""
+        message = f"{purpose}:{value}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()

@@ -134,18 +134,28 @@ def file_request(session: Session, hasher: Hasher, kind: RequestKind,
                  subject: Sequence[Identifier], *, name: str | None,
                  received_at: datetime | None, channel: Channel, language: Language,
                  timezone: str, allow_duplicate: bool = False,
-                 actor: str = "operator", corrections: Corrections | None = None) -> Filed:
+                 actor: str = "operator", corrections: Corrections | None = None,
+                 postal_address: str | None = None) -> Filed:
     """File the request; DuplicateRequest (nothing written) when one is already open."""
     open_ones = duplicates.open_duplicates(session, hasher, kind, subject)
     if open_ones and not allow_duplicate:
         raise DuplicateRequest(kind, open_ones)
     row = ledger.create_request(session, hasher, kind, subject, name=name, timezone=timezone,
                                 received_at=received_at, channel=channel, language=language,
-                                actor=actor, corrections=corrections)
+                                actor=actor, corrections=corrections,
+                                postal_address=postal_address)
     number = ledger.flag_repeat_access(session, hasher, row,
                                        duplicates.same_subject(session, subject),
                                        timezone=timezone)
     return Filed(row, number)
+
+
+def postal_address(text: str | None) -> str | None:
+    """An address typed on one line or several: lines split on newlines or " / "."""
+    if text is None:
+        return None
+    lines = [line.strip() for line in text.replace(" / ", "\n").splitlines() if line.strip()]
+    return "\n".join(lines) or None
 
 
 def receipt_year(row: SubjectRequestRow, timezone: str) -> int:

@@ -173,7 +173,8 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
                    origin: str = "manual", state_reason: str | None = None,
                    received_at: datetime | None = None, channel: Channel = Channel.EMAIL,
                    language: Language = Language.FI, actor: str = "hub",
-                   corrections: Corrections | None = None) -> SubjectRequestRow:
+                   corrections: Corrections | None = None,
+                   postal_address: str | None = None) -> SubjectRequestRow:
     """File a request; the due date is one calendar month after receipt.
 
     ``received_at`` is when the request reached the company (a letter that arrived
@@ -203,6 +204,7 @@ def create_request(session: Session, hasher: Hasher, kind: RequestKind,
         received_at=received_at, due_on=deadlines.due_date(received_at, timezone),
         subject_name=name, updated_at=now, state_reason=state_reason,
         channel=Channel(channel).value, language=Language(language).value,
+        postal_address=(postal_address or "").strip() or None,
     )
     session.add(row)
     session.flush()  # the request row first: its identifiers reference it
@@ -668,8 +670,9 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
 
 
 def scrub(session: Session, row: SubjectRequestRow) -> None:
-    """Drop the plaintext identifiers, corrected values and name; the hashes (and the
-    masked corrections) stay for counting and audit."""
+    """Drop the plaintext identifiers, corrected values, name and address; the hashes
+    (and the masked corrections) stay for counting and audit. Undelivered letters keep
+    theirs until sent (hub.outbox)."""
     for ident in session.execute(
         select(RequestIdentifierRow).where(RequestIdentifierRow.request_id == row.id)
     ).scalars():
@@ -680,6 +683,7 @@ def scrub(session: Session, row: SubjectRequestRow) -> None:
         correction.value = None
     if row.subject_name is not None:
         row.subject_name = None
+    row.postal_address = None
 
 
 def view(session: Session, row: SubjectRequestRow, *, reveal: bool = False) -> RequestView:

@@ -155,6 +155,9 @@ class SubjectRequestRow(Base):
     # A repeated access request in one calendar year: the first is free (controller D),
     # a later one may be charged for; the operator decides. None = not a repeat.
     chargeable: Mapped[bool | None] = mapped_column(Boolean)
+    # Where a letter by post goes (name, street, postcode and town, as written on the
+    # envelope); scrubbed with the identifiers when the request settles.
+    postal_address: Mapped[str | None] = mapped_column(Text)
 
 
 class RequestIdentifierRow(Base):
@@ -358,3 +361,43 @@ class DeskSessionRow(Base):
     user_name: Mapped[str] = mapped_column(
         String(64), ForeignKey("desk_users.name", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LetterRow(Base):
+    """A letter to a subject or to the ops staff, queued until it is delivered.
+
+    The recipient and the rendered body are personal data: they are kept in plain
+    text only until the letter is sent, then replaced by a masked recipient and keyed
+    hashes (`hub.outbox.scrub_sent`), like a request's identifiers (rule 6). The
+    subject line names the request id only. ``key`` makes queuing idempotent: one
+    acknowledgement per request, one digest per day, one alert per failed attempt.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),
+                      UniqueConstraint("key", name="uq_outbox_key"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160))
+    kind: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("subject_requests.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(2))
+    channel: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str | None] = mapped_column(Text)
+    recipient_masked: Mapped[str] = mapped_column(String(320))
+    recipient_hash: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str | None] = mapped_column(Text)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    # Files under HUB_HOME sent with the letter (an access bundle), relative paths.
+    attachments: Mapped[list[str] | None] = mapped_column(JSON)
+    # The printable PDF of a letter by post, relative to HUB_HOME, once written.
+    document: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

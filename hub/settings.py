@@ -56,6 +56,14 @@ class Mode(StrEnum):
     SANDBOX = "sandbox"
 
 
+class SmtpSecurity(StrEnum):
+    """STARTTLS on 587, implicit TLS on 465; none only for a relay on the same host."""
+
+    STARTTLS = "starttls"
+    SSL = "ssl"
+    NONE = "none"
+
+
 def _record(label: str, data: dict[str, Any]) -> None:
     origins = _ORIGINS.get()
     if origins is not None:
@@ -125,6 +133,27 @@ class Settings(BaseSettings):
     # concurrent system ops writing to one SQLite file rely on.
     db_connect_timeout: float = Field(default=30.0, gt=0)
     db_statement_timeout: float = Field(default=300.0, gt=0)
+    # Letters (hub.letters, delivered by delivery/): who writes them and how they leave.
+    controller_name: str | None = None
+    controller_contact: str | None = None
+    mail_from: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_security: SmtpSecurity = SmtpSecurity.STARTTLS
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    # A private CA that signed the mail server's certificate (an internal relay); the
+    # system's trust store otherwise. The certificate is always verified.
+    smtp_ca_file: Path | None = None
+    # A failed send waits retry_seconds, doubling each time, and is given up (left
+    # failed, in the digest) after max_attempts.
+    letter_retry_seconds: float = Field(default=60.0, ge=0)
+    letter_max_attempts: int = Field(default=8, ge=1)
+    # The ops staff's address for the daily digest and alerts, and the local hour
+    # after which the day's digest is sent.
+    ops_email: str | None = None
+    digest_hour: int = Field(default=8, ge=0, le=23)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 

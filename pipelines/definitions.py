@@ -16,7 +16,7 @@ from pipelines.reconciliation import SYNC_ASSETS, person_drift, person_index
 from pipelines.requests import subject_request
 from pipelines.resources import ConnectorsResource, HubResource
 from pipelines.retention import retention_sweep
-from pipelines.sensors import verified_requests
+from pipelines.sensors import letter_outbox, verified_requests
 
 reconciliation_job = define_asset_job(
     "nightly_reconciliation",
@@ -55,6 +55,6 @@ defs = Definitions(
     asset_checks=CHECKS,
     jobs=[reconciliation_job, subject_request, retention_job],
     schedules=[nightly, retention_daily],
-    sensors=[verified_requests],
+    sensors=[verified_requests, letter_outbox],
     resources={"hub": HubResource(), "connectors": ConnectorsResource()},
 )

@@ -45,7 +45,9 @@ from hub import (
     index,
     journal,
     ledger,
+    letters,
     manual,
+    outbox,
     outcomes,
     restriction,
     review,
@@ -375,14 +377,19 @@ def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> 
             _bundle(store, session, row.id, hub)
         identifiers = ledger.unshared_identifiers(session, row.id)
         corrected = dict(ledger.corrections_masked(session, row.id))
+        to = letters.recipient_of(session, row)  # before finalise scrubs the address
         final = ledger.finalise(session, store.hasher, row)
         tasks = ledger.tasks_of(session, row.id)
         settled = not ledger.identifiers_of(session, row.id)  # nothing left to retry
+        if settled and final in (RequestState.COMPLETED, RequestState.PARTIALLY_COMPLETED):
+            letters.queue_for(session, row, letters.Event.COMPLETED, settings=store.settings,
+                              hasher=store.hasher, policy=hub.policy(), recipient=to)
         if kind == RequestKind.ERASURE:
             holds.record_from_tasks(session, tasks)
             if settled:  # rule 6: from now on only hashes (and held pointers) remain
                 bundle.erase_bundles(session, store.settings.home, row.id)
                 restriction.lift(session, identifiers)  # no pointer outlives the records
+                outbox.forget_subject(session, store.settings.home, row.id)
                 context.log.info(f"dropped {index.forget(session, identifiers)} index records")
         elif kind == RequestKind.OPT_OUT and settled:
             index.mark_unsubscribed(session, identifiers)

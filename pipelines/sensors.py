@@ -18,7 +18,8 @@ from dagster import (
     sensor,
 )
 
-from hub import ledger
+from delivery import worker
+from hub import alerts, ledger
 from pipelines.requests import subject_request
 from pipelines.resources import HubResource
 
@@ -104,3 +105,48 @@ def verified_requests(context: SensorEvaluationContext, hub: HubResource):
     context.update_cursor(None if len(page) < PAGE else f"{last_at.isoformat()}|{last_id}")
     return resumed + [run_request_for(request_id, kind, run_round)
                       for request_id, kind, _, run_round in page]
+
+
+CHECK_ALERT_WINDOW_SECONDS = 86400
+
+
+def failed_checks(instance, check_keys, *, since: float) -> list[tuple[str, str]]:
+    """(check name, run id) of the checks whose latest evaluation, after `since`, failed."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    return sorted((key.name, record.run_id) for key, record in latest.items()
+                  if record.status == AssetCheckExecutionRecordStatus.FAILED
+                  and record.create_timestamp >= since)
+
+
+def _check_alerts(context: SensorEvaluationContext, store) -> list[int]:
+    from pipelines.checks import CHECKS
+
+    keys = [key for check in CHECKS for key in check.check_keys]
+    since = datetime.now(UTC).timestamp() - CHECK_ALERT_WINDOW_SECONDS
+    queued = []
+    with store.session() as session:
+        for name, run_id in failed_checks(context.instance, keys, since=since):
+            letter = alerts.queue_check_alert(session, store.hasher, store.settings,
+                                              check=name, run_id=run_id)
+            if letter is not None:
+                queued.append(letter)
+    return queued
+
+
+@sensor(minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Delivers the hub's outbox (letters to subjects by e-mail or as PDF for "
+                    "the post; alerts and the daily digest to the ops staff), with retries.")
+def letter_outbox(context: SensorEvaluationContext, hub: HubResource):
+    """Alerts for failed nightly checks, then one pass of delivery.worker.tick; logs
+    letter ids and counts only (rule 7)."""
+    with hub.store() as store:
+        checks = _check_alerts(context, store)
+        report = worker.tick(store)
+    report.queued = checks + report.queued
+    if report.failed:
+        context.log.warning(f"letters not delivered (hub letters list): {report.failed}")
+    return SkipReason(report.summary())

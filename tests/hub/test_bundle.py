@@ -93,7 +93,8 @@ LATER = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
 
 def _filed(store, session, kind, *identifiers, systems=("netvisor", "pipedrive")):
-    row = ledger.create_request(session, store.hasher, kind, list(identifiers), now=NOW)
+    row = ledger.create_request(session, store.hasher, kind, list(identifiers), now=NOW,
+                                language=ledger.Language.EN)
     ledger.verify(session, row.id, now=NOW)
     ledger.transition(session, row, RequestState.IN_PROGRESS, now=NOW)
     ledger.ensure_tasks(session, row, list(systems), now=NOW)
@@ -201,3 +202,26 @@ def test_erasing_a_person_deletes_the_hubs_own_bundles_of_them(store):
     assert len(events) == 1
     assert json.loads(events[0].payload) == {"access_requests": [mine.id]}
     assert "aino" not in events[0].payload.lower()
+
+
+def test_the_readable_page_speaks_the_subjects_language_and_names_fields_plainly(tmp_path):
+    """The page is read by the subject: Finnish words and "Sähköpostiosoitteet" for
+    `emails`, while data.json and the CSVs keep the vendors' names (the portable copy)."""
+    retained = {"netvisor": [{"record_id": "12", "legal_basis": "Kirjanpitolaki 2:10",
+                              "retained_until": "2032-12-31"}]}
+    made = write_bundle(tmp_path, "R-1", _exports(), load_policy(), retained=retained,
+                        now=NOW, language="fi")
+    page = (made.path / "index.html").read_text()
+    assert "<html lang='fi'>" in page and "Tiedot, joita meillä on sinusta" in page
+    assert "<th title='emails'>Sähköpostiosoitteet</th>" in page
+    assert "<th title='NetvisorKey'>Tunniste</th>" in page
+    assert "Säilytetään lain nojalla:</b> tietue 12 säilytetään perusteella " \
+           "Kirjanpitolaki 2:10 2032-12-31 asti." in page
+    assert "Tässä järjestelmässä ei ole tietoja sinusta." in page  # typeform
+    assert "Oikeusperuste:" in page and "Legal basis" not in page
+    assert "Aino &lt;b&gt;Virtanen&lt;/b&gt;" in page  # still escaped
+    data = json.loads((made.path / "data.json").read_text())
+    assert "emails" in data["systems"]["pipedrive"]["sections"][0]["items"][0]
+    sv = write_bundle(tmp_path / "sv", "R-1", _exports(), load_policy(), now=NOW,
+                      language="sv")
+    assert "<th title='emails'>E-postadresser</th>" in (sv.path / "index.html").read_text()

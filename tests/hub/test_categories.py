@@ -64,5 +64,5 @@ def test_the_access_bundle_flags_the_section_that_holds_them(tmp_path):
     assert '"special_categories": [\n            "diet"\n          ]' in data
     assert '"special_categories": []' in data
     page = (tmp_path / "R-1" / "index.html").read_text("utf-8")
-    assert "Special categories of data (GDPR art. 9):</b> diet" in page
+    assert "Special categories of data (GDPR art. 9): diet." in page
     assert made is not None

@@ -48,7 +48,9 @@ def test_issue_flow_end_to_end(tmp_path, db_url):
     new = run(tmp_path, "request", "new", "erasure", "--email", EMAIL, "--phone",
               "040 123 4567", "--name", "Mari Virtanen", env=env)
     assert new.returncode == 0, new.stderr
-    match = re.fullmatch(r"(R-\d{8}-[0-9a-f]{6})\s+erasure\s+due (\d{4}-\d\d-\d\d)\n", new.stdout)
+    match = re.fullmatch(r"(R-\d{8}-[0-9a-f]{6})\s+erasure\s+due (\d{4}-\d\d-\d\d)\n"
+                         r"letter queued: acknowledgement by email to m\*\*\*@example.fi\n",
+                         new.stdout)
     assert match, new.stdout
     rid, due = match.groups()
 
@@ -73,7 +75,8 @@ def test_issue_flow_end_to_end(tmp_path, db_url):
 
     ok = run(tmp_path, "audit", "verify", env=env)
     assert ok.returncode == 0, ok.stderr
-    assert "audit trail intact: 3 events" in ok.stdout
+    # received, its letter queued, extended, its letter queued, verified
+    assert "audit trail intact: 5 events" in ok.stdout
 
     engine = create_engine(db_url)
     with engine.begin() as conn:

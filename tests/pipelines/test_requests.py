@@ -166,6 +166,7 @@ def test_an_access_request_after_an_erasure_shows_what_is_kept_and_why(indexed, 
     assert run_to_the_end(indexed, access, resources).success
     letter = (tmp_path / "home" / "exports" / access / "index.html").read_text("utf-8")
     netvisor = letter.split("Visma Netvisor", 1)[1].split("<h2>", 1)[0]
-    assert "Kept by law" in netvisor and "2032-12-31" in netvisor
+    # In the subject's language (Finnish, the default).
+    assert "Säilytetään lain nojalla" in netvisor and "2032-12-31" in netvisor
     assert "Kirjanpitolaki" in netvisor and erasure in netvisor
-    assert "Nothing about you is held" not in netvisor
+    assert "Tässä järjestelmässä ei ole tietoja sinusta" not in netvisor

@@ -1,0 +1,91 @@
+"""A letter by post: a printable A4 PDF in the hub home, readable by its owner only.
+
+The address block sits where a C5/DL window envelope shows it (20 mm from the
+left, 45 mm from the top). An access letter by post encloses the bundle's
+readable view as further pages. Core PDF fonts cover Latin-1, which holds every
+Finnish and Swedish letter; anything else is written as its closest Latin-1 form.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from datetime import date
+from pathlib import Path
+
+from fpdf import FPDF
+
+from hub.letters import as_text
+from hub.models import LetterRow
+
+LETTERS = "letters"
+ENCLOSURE = {"fi": "Liite", "sv": "Bilaga", "en": "Enclosure"}
+
+
+def _latin1(text: str) -> str:
+    out = []
+    for char in text:
+        try:
+            char.encode("latin-1")
+            out.append(char)
+        except UnicodeEncodeError:
+            plain = unicodedata.normalize("NFKD", char).encode("latin-1", "ignore").decode(
+                "latin-1")
+            out.append(plain or "?")
+    return "".join(out).replace("\u2013", "-")
+
+
+def _page(pdf: FPDF) -> None:
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10.5)
+
+
+def render_pdf(letter: LetterRow, *, sender: str | None, today: date,
+               enclosures: list[tuple[str, str]]) -> bytes:
+    """The letter as PDF bytes; `enclosures` are (title, HTML) printed after it."""
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_margins(20, 20, 20)
+    pdf.set_auto_page_break(True, margin=20)
+    _page(pdf)
+    if sender:
+        pdf.set_font("Helvetica", size=8)
+        pdf.multi_cell(90, 4, _latin1(sender))
+        pdf.set_font("Helvetica", size=10.5)
+    pdf.set_xy(20, 45)
+    pdf.multi_cell(85, 5, _latin1(letter.recipient or ""))
+    pdf.set_xy(120, 45)
+    pdf.cell(70, 5, f"{today.day}.{today.month}.{today.year}", align="R")
+    pdf.set_xy(20, 90)
+    pdf.set_font("Helvetica", style="B", size=11)
+    pdf.multi_cell(0, 6, _latin1(letter.subject))
+    pdf.ln(3)
+    pdf.set_font("Helvetica", size=10.5)
+    pdf.multi_cell(0, 5, _latin1(as_text(letter.body or "")))
+    for title, html in enclosures:
+        _page(pdf)
+        pdf.set_font("Helvetica", style="B", size=11)
+        pdf.multi_cell(0, 6, _latin1(f"{ENCLOSURE.get(letter.language, 'Enclosure')}: {title}"))
+        pdf.ln(2)
+        pdf.set_font("Helvetica", size=9)
+        pdf.multi_cell(0, 4.5, _latin1(as_text(html)))
+    return bytes(pdf.output())
+
+
+def write_pdf(home: Path, letter: LetterRow, *, sender: str | None, today: date) -> str:
+    """Write the letter's PDF under HUB_HOME/letters (0700 folders, 0600 file); return
+    its path relative to the home."""
+    enclosures = []
+    for rel in letter.attachments or []:
+        if rel.endswith(".html") and (home / rel).is_file():
+            enclosures.append((Path(rel).name, (home / rel).read_text("utf-8")))
+    body = render_pdf(letter, sender=sender, today=today, enclosures=enclosures)
+    folder = home / LETTERS / (letter.request_id or "ops")
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for part in (home / LETTERS, folder):
+        part.chmod(0o700)
+    path = folder / f"{letter.id}-{letter.kind}.pdf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(body)
+    path.chmod(0o600)
+    return str(path.relative_to(home))

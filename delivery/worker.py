@@ -1,0 +1,143 @@
+"""One pass over the outbox: queue the ops staff's alerts and digest, deliver what is due.
+
+Called by the `letter_outbox` sensor every 30 seconds and by `hub letters send`.
+Each due letter is claimed (compare-and-set, committed), then sent in its own
+transaction and marked sent or failed: a crash between sending and marking leaves
+it `sending`, and it is sent again once stale (at least once beats never). Waits
+between attempts are the outbox's backoff (HUB_LETTER_RETRY_SECONDS, doubling), with
+the clock injectable; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from mimetypes import guess_type
+from pathlib import Path
+
+from delivery.post import write_pdf
+from delivery.smtp import NotConfigured, SmtpTransport, Transport, describe
+from hub import alerts, deadlines, outbox
+from hub.letters import as_text
+from hub.models import LetterRow
+from hub.outbox import Channel
+from hub.store import Store
+
+
+@dataclass
+class Report:
+    """What one pass did: letter ids only, safe for Dagster's logs (rule 7)."""
+
+    queued: list[int] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{len(self.queued)} queued for ops, {len(self.sent)} sent, "
+                f"{len(self.failed)} failed")
+
+
+def build_message(letter: LetterRow, *, sender: str, home: Path) -> EmailMessage:
+    """The e-mail: plain text and HTML of the same body, the bundle's files attached."""
+    message = EmailMessage()
+    message["Subject"] = letter.subject
+    message["From"] = sender
+    message["To"] = letter.recipient or ""
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(as_text(letter.body or ""))
+    message.add_alternative(
+        f"<!doctype html><html lang='{letter.language}'><meta charset='utf-8'>"
+        f"<body>{letter.body or ''}</body></html>", subtype="html")
+    for rel in letter.attachments or []:
+        path = home / rel
+        kind = (guess_type(path.name)[0] or "application/octet-stream").split("/")
+        message.add_attachment(path.read_bytes(), maintype=kind[0], subtype=kind[1],
+                               filename=path.name)
+    return message
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The server (or its configuration), not this letter: the next letter would fail
+    the same way, so e-mail waits for the next pass instead of burning their attempts."""
+    if isinstance(exc, smtplib.SMTPConnectError | smtplib.SMTPServerDisconnected
+                  | smtplib.SMTPNotSupportedError | smtplib.SMTPAuthenticationError):
+        return True
+    if isinstance(exc, smtplib.SMTPException):  # an answer about this message (550 ...)
+        return False
+    return isinstance(exc, NotConfigured | OSError)  # refused, timed out, DNS, TLS
+
+
+def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
+              now: datetime) -> tuple[bool, bool]:
+    """Deliver one claimed letter; (sent, the e-mail server is unreachable)."""
+    settings = store.settings
+    with store.session() as session:
+        letter = session.get(LetterRow, letter_id)
+        try:
+            if letter.channel == Channel.POST:
+                today = deadlines.local_date(now, settings.timezone)
+                sender = "\n".join(x for x in (settings.controller_name,
+                                               settings.controller_contact) if x)
+                document = write_pdf(settings.home, letter, sender=sender or None, today=today)
+                outbox.mark_sent(session, letter, document=document, now=now)
+                return True, False
+            if not settings.mail_from:
+                raise NotConfigured("HUB_MAIL_FROM is not set: e-mail has no sender")
+            message = build_message(letter, sender=settings.mail_from, home=settings.home)
+            email().send(message)
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded, never lost
+            outbox.mark_failed(session, letter, describe(exc),
+                               retry_seconds=settings.letter_retry_seconds,
+                               max_attempts=settings.letter_max_attempts, now=now)
+            return False, letter.channel == Channel.EMAIL and _unreachable(exc)
+        outbox.mark_sent(session, letter, now=now)
+        return True, False
+
+
+def deliver_due(store: Store, *, email: Callable[[], Transport] | None = None,
+                now: datetime | None = None, limit: int = 20, budget_seconds: float = 20.0,
+                clock: Callable[[], float] = time.monotonic) -> Report:
+    """Claim and deliver due letters one at a time; a failure is recorded on its letter.
+
+    A pass starts no letter after ``limit`` letters or ``budget_seconds``, so with the
+    connection's own timeout (HUB_SMTP_TIMEOUT, 30 s) a sensor tick ends within
+    Dagster's 60 s evaluation timeout; and it stops sending e-mail once the server is
+    unreachable: one letter records why, the others stay queued for the next pass.
+    """
+    now = now or datetime.now(UTC)
+    email = email or (lambda: SmtpTransport.from_settings(store.settings))
+    channels = set(Channel)
+    started, report = clock(), Report()
+    while (channels and len(report.sent) + len(report.failed) < limit
+           and clock() - started < budget_seconds):
+        with store.session() as session:
+            claimed = [x.id for x in outbox.claim_due(
+                session, max_attempts=store.settings.letter_max_attempts, limit=1,
+                channels=sorted(channels), now=now)]
+        if not claimed:
+            break
+        sent, down = _send_one(store, claimed[0], email, now)
+        (report.sent if sent else report.failed).append(claimed[0])
+        if down:
+            channels.discard(Channel.EMAIL)
+    return report
+
+
+def tick(store: Store, *, email: Callable[[], Transport] | None = None,
+         now: datetime | None = None) -> Report:
+    """Queue alerts for newly failed tasks and the day's digest, then deliver."""
+    now = now or datetime.now(UTC)
+    with store.session() as session:
+        queued = alerts.queue_task_alerts(session, store.hasher, store.settings, now=now)
+        digest = alerts.queue_digest(session, store.hasher, store.settings, now=now)
+        queued += [digest] if digest is not None else []
+    report = deliver_due(store, email=email, now=now)
+    report.queued = queued
+    return report

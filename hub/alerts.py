@@ -1,0 +1,153 @@
+"""Telling the ops staff: an alert when a task or a nightly check fails, and a daily
+digest, by e-mail.
+
+Both go through the outbox like any letter, to HUB_OPS_EMAIL, and carry request
+ids, systems, states and masked values only (m***@example.fi): an inbox is another
+copy nobody erases. An alert is queued once per failed attempt of a task (its key
+holds the attempt count), so a task that fails again after a retry alerts again; a
+digest once per local day, after HUB_DIGEST_HOUR.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub import ledger, manual, outbox
+from hub.hashing import Hasher
+from hub.identity import mask_email
+from hub.letters import render
+from hub.models import ReviewItemRow, TaskRow
+from hub.outbox import Channel, Draft
+from hub.settings import Settings
+
+# Failed tasks older than this were told of already (or predate the alerts): the
+# digest lists them, no alert is sent.
+ALERT_WINDOW = timedelta(days=1)
+_EMAIL = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+
+
+def _safe(text: str | None) -> str:
+    """Errors are scrubbed where they arise; mask any address that slipped through."""
+    return _EMAIL.sub(lambda m: mask_email(m.group()), text or "")
+
+
+def _draft(settings: Settings, key: str, kind: str, subject: str, body: str,
+           request_id: str | None = None) -> Draft:
+    to = settings.ops_email or ""
+    return Draft(key=key, kind=kind, language="en", channel=Channel.EMAIL, recipient=to,
+                 recipient_masked=mask_email(to), subject=subject, body=body,
+                 request_id=request_id)
+
+
+def queue_task_alerts(session: Session, hasher: Hasher, settings: Settings, *,
+                      now: datetime | None = None) -> list[int]:
+    """One alert per task that failed within the last day and was not alerted yet."""
+    if not settings.ops_email:
+        return []
+    now = now or datetime.now(UTC)
+    queued = []
+    for task in session.execute(select(TaskRow).where(
+            TaskRow.state == ledger.TaskState.FAILED.value,
+            TaskRow.updated_at >= now - ALERT_WINDOW).order_by(TaskRow.pk)).scalars():
+        key = f"alert:{task.request_id}:{task.system}:{task.attempts}"
+        if outbox.by_key(session, key) is not None:
+            continue
+        row = ledger.get_request(session, task.request_id)
+        body = render("ops/alert.html", "en", request_id=task.request_id, kind=row.kind,
+                      system=task.system, attempts=task.attempts, error=_safe(task.error),
+                      due=ledger.effective_due(row))
+        letter = outbox.enqueue(session, hasher, _draft(
+            settings, key, "ops_alert",
+            f"[hub] {task.system} failed for request {task.request_id}", body,
+            task.request_id), now=now)
+        queued.append(letter.id)
+    return queued
+
+
+@dataclass(frozen=True)
+class Line:
+    request_id: str
+    kind: str
+    state: str
+    due: str
+    subject: str
+    note: str = ""
+
+
+def _lines(session: Session, rows: list, today) -> list[Line]:
+    out = []
+    for row in rows:
+        shown = ledger.view(session, row)
+        out.append(Line(row.id, row.kind, row.state, shown.due_on.isoformat(),
+                        ", ".join(v for _, v in shown.identifiers) or "(scrubbed)",
+                        f"{(shown.due_on - today).days} days left"
+                        if shown.due_on >= today else f"{(today - shown.due_on).days} "
+                                                      "days overdue"))
+    return out
+
+
+def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
+                 now: datetime | None = None) -> int | None:
+    """The day's digest, once, after the digest hour; None when not due or not set up."""
+    if not settings.ops_email:
+        return None
+    now = now or datetime.now(UTC)
+    local = now.astimezone(ZoneInfo(settings.timezone))
+    if local.hour < settings.digest_hour:
+        return None
+    key = f"digest:{local.date().isoformat()}"
+    if outbox.by_key(session, key) is not None:
+        return None
+    today = local.date()
+    open_rows = ledger.list_requests(session, today=today, due_within=36500)
+    overdue = [r for r in open_rows if ledger.effective_due(r) < today]
+    soon = [r for r in open_rows if today <= ledger.effective_due(r)
+            <= today + timedelta(days=settings.due_soon_days)]
+    failed_tasks = list(session.execute(select(TaskRow).where(
+        TaskRow.state == ledger.TaskState.FAILED.value).order_by(TaskRow.request_id,
+                                                                 TaskRow.system)).scalars())
+    candidates = list(session.execute(
+        select(ReviewItemRow.request_id, func.count()).where(
+            ReviewItemRow.decision == "pending").group_by(ReviewItemRow.request_id)
+        .order_by(ReviewItemRow.request_id)).all())
+    waiting_manual = [t for t in session.execute(select(TaskRow).where(
+        TaskRow.state == ledger.TaskState.MANUAL_PENDING.value).order_by(TaskRow.request_id)
+    ).scalars()]
+    body = render(
+        "ops/digest.html", "en", today=today, open=_lines(session, open_rows, today),
+        overdue=_lines(session, overdue, today), soon=_lines(session, soon, today),
+        failed=[(t.request_id, t.system, t.attempts, _safe(t.error)) for t in failed_tasks],
+        candidates=candidates,
+        manual=[(t.request_id, t.system, (manual.of(t).due.isoformat()
+                                          if manual.of(t) else "")) for t in waiting_manual],
+        letters=[(x.id, x.kind, x.request_id or "-", x.attempts, _safe(x.last_error))
+                 for x in outbox.failed(session)],
+        to_post=[(x.id, x.kind, x.request_id or "-", x.document)
+                 for x in outbox.awaiting_post(session)],
+        due_soon_days=settings.due_soon_days)
+    subject = (f"[hub] digest {today.isoformat()}: {len(open_rows)} open, {len(overdue)} "
+               f"overdue, {len(failed_tasks)} failed")
+    return outbox.enqueue(session, hasher, _draft(settings, key, "ops_digest", subject, body),
+                          now=now).id
+
+
+def queue_check_alert(session: Session, hasher: Hasher, settings: Settings, *, check: str,
+                      run_id: str, now: datetime | None = None) -> int | None:
+    """One alert per failed run of a nightly check (a suppressed person present, an
+    opted-out person subscribed, a deadline passed, something stuck). The check's own
+    page in Dagster says what it found, with masked values; the mail says where."""
+    if not settings.ops_email:
+        return None
+    key = f"check:{check}:{run_id}"
+    if outbox.by_key(session, key) is not None:
+        return None
+    body = render("ops/check.html", "en", check=check, run_id=run_id)
+    return outbox.enqueue(session, hasher, _draft(
+        settings, key, "ops_alert", f"[hub] nightly check {check} failed", body),
+        now=now).id
