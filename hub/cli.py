@@ -493,7 +493,7 @@ def task_confirm(
     with store() as opened, opened.session() as session:
         review.confirm_task(session, request_id, system, state, note=note,
                             actor=(operator or _operator()).strip(), held_until=held_until,
-                            legal_basis=basis)
+                            legal_basis=basis, timezone=opened.settings.timezone)
         row = ledger.get_request(session, request_id)
         _echo(f"{request_id}/{system} confirmed {state.value}; request is {row.state}")
 

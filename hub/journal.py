@@ -58,8 +58,13 @@ def any_planned(session: Session, request_id: str) -> bool:
     A request filed for a record rather than a person (a kept record whose legal
     hold ended, hub/retention.py) has nothing else to act on: no identifier is left.
     """
-    return session.scalar(select(TaskActionRow.pk).where(
-        TaskActionRow.request_id == request_id).limit(1)) is not None
+    return bool(planned_systems(session, request_id))
+
+
+def planned_systems(session: Session, request_id: str) -> set[str]:
+    """The systems in which records are journalled for the request."""
+    return set(session.scalars(select(TaskActionRow.system).where(
+        TaskActionRow.request_id == request_id).distinct()))
 
 
 def plan(session: Session, request_id: str, system: str, refs: Sequence[RecordRef], *,

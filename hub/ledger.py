@@ -240,7 +240,8 @@ def flag_repeat_access(session: Session, hasher: Hasher, row: SubjectRequestRow,
     if RequestKind(row.kind) != RequestKind.ACCESS:
         return 0
     year = deadlines.local_date(row.received_at, timezone).year
-    count = access_count_in_year(session, hasher, identifiers, year, timezone=timezone)
+    count = access_count_in_year(session, hasher, identifiers, year, timezone=timezone,
+                                 until=row.received_at)
     if count > 1 and not row.chargeable:
         row.chargeable = True
         audit.append(session, "request.chargeable", {"year": year, "number": count},
@@ -494,7 +495,8 @@ def unshared_identifiers(session: Session, request_id: str) -> list[Identifier]:
 
 
 def access_count_in_year(session: Session, hasher: Hasher, identifiers: Sequence[Identifier],
-                         year: int, *, timezone: str = "Europe/Helsinki") -> int:
+                         year: int, *, timezone: str = "Europe/Helsinki",
+                         until: datetime | None = None) -> int:
     """Access requests by this subject in a calendar year (the first is free).
 
     The year is the controller's calendar year: a request sent at 00:30 on
@@ -514,6 +516,8 @@ def access_count_in_year(session: Session, hasher: Hasher, identifiers: Sequence
                SubjectRequestRow.state != RS.REJECTED.value,
                RequestIdentifierRow.hash.in_(hashes))
     )
+    if until is not None:  # a letter filed late counts where it arrived, not after
+        query = query.where(SubjectRequestRow.received_at <= until)
     return int(session.execute(query).scalar_one())
 
 

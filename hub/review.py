@@ -19,7 +19,7 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub import audit, ledger
+from hub import audit, deadlines, ledger
 from hub.domain import RecordRef
 from hub.ledger import LedgerError, RequestState, TaskState
 from hub.models import ReviewItemRow, SubjectRequestRow, TaskRow
@@ -135,7 +135,8 @@ def decide(session: Session, request_id: str, numbers: Sequence[int], decision: 
 
 def confirm_task(session: Session, request_id: str, system: str, outcome: TaskState, *,
                  note: str, actor: str, held_until: date | None = None,
-                 legal_basis: str | None = None, now: datetime | None = None) -> TaskRow:
+                 legal_basis: str | None = None, timezone: str = "Europe/Helsinki",
+                 now: datetime | None = None) -> TaskRow:
     """An operator confirms what a task left for them (who, when, outcome, note).
 
     ``retained`` is a legal hold like any other (rule 5): it needs the date the hold
@@ -153,7 +154,7 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
                           "basis (--basis): a hold without an end is no hold")
     if outcome != TaskState.RETAINED and (held_until or legal_basis):
         raise LedgerError("--until and --basis are for a retained outcome")
-    if held_until is not None and held_until < now.date():
+    if held_until is not None and held_until < deadlines.local_date(now, timezone):
         raise LedgerError(f"the hold would have ended on {held_until}: a hold whose end has "
                           "passed is no hold")
     row = ledger.get_request(session, request_id)
@@ -172,6 +173,11 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
     # A connector that can read the operator's work back (it said so: `recheck`) runs
     # again: the task is pending, and only what the next search shows settles it.
     recheck = outcome == TaskState.DONE and bool((evidence.get("vendor") or {}).get("recheck"))
+    if recheck and RequestState(row.state) != RequestState.AWAITING_REVIEW:
+        # Pending again while its run is still going, the task would be left for no run
+        # to pick up, and the request stuck in progress.
+        raise LedgerError(f"request {request_id} is still running; confirm {system} once it "
+                          "waits for an operator")
     if recheck:
         ledger.move_task(session, task, TaskState.PENDING, evidence=evidence, now=now)
     else:

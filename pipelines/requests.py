@@ -138,10 +138,17 @@ def plan(context: OpExecutionContext, config: RequestConfig, hub: HubResource) -
         if state != RequestState.IN_PROGRESS:
             ledger.transition(session, row, RequestState.IN_PROGRESS)
         identifiers = scope.search_identifiers(session, row.id)
-        if not identifiers and not journal.any_planned(session, row.id):
-            raise Failure(f"request {row.id} has no identifiers left to act on",
-                          allow_retries=False)
-        tasks = ledger.ensure_tasks(session, row, policy.enabled_systems)
+        systems = policy.enabled_systems
+        if not identifiers:
+            # A request for records, not a person (a kept record whose hold ended): it
+            # acts where they are journalled, and nowhere else: a system it cannot
+            # search must not report "not found" (rule 3).
+            planned = journal.planned_systems(session, row.id)
+            if not planned:
+                raise Failure(f"request {row.id} has no identifiers left to act on",
+                              allow_retries=False)
+            systems = [s for s in systems if s in planned]
+        tasks = ledger.ensure_tasks(session, row, systems)
         manual.open_tasks(session, row, policy, timezone=store.settings.timezone)
         context.add_output_metadata({
             "kind": row.kind,
@@ -329,6 +336,9 @@ def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
         if system not in policy.enabled_systems:
             return {"system": system, "state": "disabled"}
         with hub.store() as store:
+            with store.session() as session:
+                if system not in {t.system for t in ledger.tasks_of(session, request_id)}:
+                    return {"system": system, "state": "not asked"}  # see `plan`
             # A task running with no other live run of the request was left by a worker
             # that died (a step process killed mid-attempt): this run may take it over.
             alone = not other_live_runs(context.instance, request_id, context.run_id)

@@ -486,6 +486,11 @@ def test_a_second_access_request_this_year_from_another_address_is_flagged_charg
     assert "access request number 2 from this subject" in again.stdout
     assert "chargeable" in cli("request", "show", again.stdout.split()[0]).stdout
 
+    # a letter that arrived in January, filed today, was the first of the year
+    january = cli("request", "new", "access", "--email", "aino@work.fi", "--allow-duplicate",
+                  "--received", f"{date.today().year}-01-02")
+    assert january.exit_code == 0 and "number" not in january.stdout, january.output
+
     colleague = cli("request", "new", "access", "--email", "mika@work.fi")
     assert colleague.exit_code == 0 and "number" not in colleague.stdout
     other = cli("request", "new", "access", "--email", "susanna@work.fi", "--phone",
