@@ -297,6 +297,10 @@ def _file_person(session: Session, hasher: Hasher, item: Due, *, now: datetime,
     return Filing(item, row.id, True)
 
 
+# The kind of the record a hold confirmed by hand names (hub.review.confirm_task).
+MANUAL_HOLD_KIND = "manual"
+
+
 def _held_ref(session: Session, item: Due) -> RecordRef | None:
     """The kept record as its connector names it, from the evidence of the erasure that
     kept it (a hold stores only the system and record id)."""
@@ -325,6 +329,12 @@ def _file_hold(session: Session, item: Due, *, now: datetime, timezone: str) -> 
     ref = _held_ref(session, item)
     if ref is None:
         return Filing(item, None, False, "the kept record's kind is unknown: file by hand")
+    if ref.kind == MANUAL_HOLD_KIND:
+        # Kept by an operator's confirmation (hub task confirm --outcome retained): no
+        # connector can find it, and a request naming nobody cannot tell a person what
+        # to shred. The operator who kept it erases it, from the keeping request's note.
+        return Filing(item, None, False, f"kept by hand under {item.request_id}: erase it "
+                                         "by hand (see that request's confirmation note)")
     row = SubjectRequestRow(
         id=ledger.new_request_id(now), kind=RequestKind.ERASURE.value,
         state=RequestState.RECEIVED.value, origin=RETENTION_ORIGIN, received_at=now,

@@ -167,6 +167,7 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
                              "note": note.strip()}
     if held_until is not None:
         evidence["records"] = [*evidence.get("records", []), {
+            # the kind hub.retention knows as kept by hand (MANUAL_HOLD_KIND)
             "kind": "manual", "record_id": f"{system}:{request_id}", "action": "retained",
             "legal_basis": (legal_basis or "").strip(),
             "retained_until": held_until.isoformat()}]

@@ -399,3 +399,23 @@ def test_a_hold_that_ended_is_filed_for_the_record_itself_once(store):
     with store.session() as session:
         again = retention.sweep(session, store.hasher, policy(), file=True, now=NOW)
     assert [f.due.record_id for f in again.filings] == ["2000"]  # 1000 is answered
+
+
+def test_a_hold_confirmed_by_hand_is_listed_for_a_person_not_filed(store):
+    """Found in review: a hold an operator confirmed (a paper archive kept under the
+    Accounting Act) was filed as an erasure naming a record no connector can find."""
+    with store.session() as session:
+        kept = ledger.create_request(session, store.hasher, RequestKind.ERASURE,
+                                     [Identifier(IdentifierKind.EMAIL, AINO)], now=NOW)
+        session.add(TaskRow(request_id=kept.id, system="paper_archive", state="retained",
+                            attempts=0, created_at=NOW, updated_at=NOW, evidence={
+                                "records": [{"kind": "manual", "action": "retained",
+                                             "record_id": f"paper_archive:{kept.id}",
+                                             "retained_until": "2026-03-01"}]}))
+        session.add(LegalHoldRow(system="paper_archive", record_id=f"paper_archive:{kept.id}",
+                                 request_id=kept.id, legal_basis="KPL 2:10",
+                                 held_until=date(2026, 3, 1), created_at=NOW))
+        sweep = retention.sweep(session, store.hasher, policy(), file=True, now=NOW)
+        filing, = sweep.filings
+        assert filing.request_id is None and not filing.new
+        assert f"kept by hand under {kept.id}" in filing.note
