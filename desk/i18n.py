@@ -147,6 +147,12 @@ _CATALOGUE: dict[str, tuple[str, str]] = {
     "reason": ("Reason (told to the subject)", "Syy (kerrotaan rekisteröidylle)"),
     "reject": ("Reject the request", "Hylkää pyyntö"),
     "bundle": ("Export bundle", "Tietopaketti"),
+    "letters": ("Letters to the subject", "Kirjeet rekisteröidylle"),
+    "letter_kind": ("Letter", "Kirje"),
+    "letter_channel": ("By", "Tapa"),
+    "letter_to": ("To", "Vastaanottaja"),
+    "letter_state": ("State", "Tila"),
+    "letter_sent": ("Sent", "Lähetetty"),
     "download_bundle": ("Download the bundle (zip)", "Lataa tietopaketti (zip)"),
     "search_help": ("An e-mail address or a phone number. Also finds settled requests, by "
                     "keyed hash.",

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from desk import auth, i18n, queries
 from desk.auth import Role
 from desk.web import Desk, desk_of, flash, render, see_other, signed_in
-from hub import audit, intake, ledger, manual, outcomes, review
+from hub import audit, intake, ledger, letters, manual, outbox, outcomes, review
 from hub.domain import Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, mask, parse_email, parse_phone
 from hub.ledger import (
@@ -186,6 +186,8 @@ def _file_request(request: Request, form: FormData) -> Response:
                 timezone=timezone, allow_duplicate=form.get("allow_duplicate") == "yes",
                 actor=user.name)
             row = filed.row
+            letters.queue_for(session, row, letters.Event.RECEIVED, settings=desk.settings,
+                              hasher=desk.store.hasher)
     except intake.DuplicateRequest as exc:
         return render(request, "new_request.html",
                       _filing_context(form, duplicates=", ".join(exc.ids)), status=409)
@@ -233,6 +235,7 @@ def request_page(request: Request) -> Response:
                 desk.settings.home, request_id) is not None),
             "dagster_url": dagster_runs_url(desk, request_id),
             "methods": VERIFY_METHODS, "outcomes": CONFIRM_OUTCOMES,
+            "letters": outbox.letters_of(session, request_id),
         }
     return render(request, "request.html", context)
 
@@ -277,8 +280,11 @@ async def extend(request: Request) -> Response:
 
 def _extend(session: Any, user: auth.User, request: Request, form: FormData) -> None:
     months = 1 if _text(form, "months") == "1" else 2
-    ledger.extend(session, request.path_params["request_id"], _text(form, "reason"),
-                  months=months, timezone=desk_of(request).settings.timezone, actor=user.name)
+    desk = desk_of(request)
+    row = ledger.extend(session, request.path_params["request_id"], _text(form, "reason"),
+                        months=months, timezone=desk.settings.timezone, actor=user.name)
+    letters.queue_for(session, row, letters.Event.EXTENDED, settings=desk.settings,
+                      hasher=desk.store.hasher)
 
 
 async def reject(request: Request) -> Response:
@@ -289,7 +295,12 @@ def _reject(session: Any, user: auth.User, request: Request, form: FormData) -> 
     reason = _text(form, "reason")
     if not reason:
         raise LedgerError("a rejection needs a reason: the subject must be told why")
-    ledger.reject(session, request.path_params["request_id"], reason, actor=user.name)
+    desk = desk_of(request)
+    request_id = request.path_params["request_id"]
+    to = letters.recipient_of(session, ledger.get_request(session, request_id))  # before scrub
+    row = ledger.reject(session, request_id, reason, actor=user.name)
+    letters.queue_for(session, row, letters.Event.REJECTED, settings=desk.settings,
+                      hasher=desk.store.hasher, recipient=to)
 
 
 async def decide(request: Request) -> Response:

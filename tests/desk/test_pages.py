@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from desk import i18n
-from hub import bundle, deadlines, ledger, review
+from hub import bundle, deadlines, ledger, outbox, review
 from hub.domain import Export, ExportSection, Identifier, IdentifierKind, RecordRef
 from hub.ledger import RequestKind, RequestState, TaskState
 from hub.models import AuditEventRow, DeskUserRow
@@ -166,6 +166,12 @@ def test_extending_and_rejecting_go_through_the_ledger_with_the_user(operator, d
         assert row.state == RequestState.REJECTED and row.state_reason == "identity not proven"
         assert ledger.identifiers_of(session, rid) == []  # scrubbed, as the CLI does
     assert events(desk_store, "request.rejected")[0].actor == "operator"
+    # the subject is told at each step, and the request page lists the letters, masked
+    with desk_store.session() as session:
+        kinds = [letter.kind for letter in outbox.letters_of(session, rid)]
+    assert {"extension", "refusal"} <= set(kinds), kinds
+    page = operator.get(f"/requests/{rid}", headers={"accept-language": "en"}).text
+    assert "Letters to the subject" in page
 
 
 def test_an_unknown_request_is_a_404(operator):
