@@ -2,7 +2,7 @@
 
 A shell on top of every layer, like hub/cli.py (DESIGN.md, Layers): it starts
 the sandbox in child processes, seeds a network drive, runs the nightly
-reconciliation and four subject requests through a real Dagster instance with the
+reconciliation and five subject requests through a real Dagster instance with the
 multiprocess executor, and then reads back from the vendors, not from the hub's own
 books, that each request took effect. Beside the four vendors the company has two
 systems without an API: a paper archive (a manual system in the policy, confirmed by
@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from hub import audit, ledger, manual, outcomes, review
-from hub.domain import Identifier, IdentifierKind
+from hub.domain import Corrections, Identifier, IdentifierKind
 from hub.identity import mask_email, mask_phone
 from hub.ledger import RequestKind, RequestState, TaskState
 from hub.review import Decision
@@ -78,6 +78,7 @@ class Case:
     state: RequestState
     phone: str | None = None
     decide: Decision = Decision.APPROVED
+    corrections: Corrections | None = None
 
 
 # Seed 42's colleagues sharing the company phone (sandbox.people.SHARED_CASES).
@@ -111,6 +112,12 @@ CASES = (
           "network_drive": ("not_found", "not_found"),
           "paper_archive": ("done", "done_by_hand")},
          RequestState.COMPLETED, phone=MIKA.phone, decide=Decision.EXCLUDED),
+    Case(RequestKind.RECTIFICATION, "eeva.makela@example.fi",
+         "a customer married and asks for her new name everywhere",
+         {"pipedrive": ("done", "rectified"), "mailchimp": ("done", "rectified"),
+          "typeform": ("done", "kept"), "netvisor": ("done", "rectified"),
+          "network_drive": ("done", "kept"), "paper_archive": ("done", "done_by_hand")},
+         RequestState.COMPLETED, corrections=Corrections(name="Eeva Mäkelä-Korhonen")),
 )
 
 
@@ -239,7 +246,8 @@ def _file_requests(store: Store) -> dict[Case, str]:
             given = [Identifier(IdentifierKind.EMAIL, case.email)]
             if case.phone:
                 given.append(Identifier(IdentifierKind.PHONE, case.phone))
-            row = ledger.create_request(session, store.hasher, case.kind, given)
+            row = ledger.create_request(session, store.hasher, case.kind, given,
+                                        corrections=case.corrections)
             ledger.verify(session, row.id)
             ids[case] = row.id
             shown = mask_email(case.email) + (f" {mask_phone(case.phone)}" if case.phone else "")
@@ -298,14 +306,15 @@ def _operator_decides(store: Store, request_id: str, case: Case, verdict: Verdic
             if by_hand is not None:
                 print(f"    {by_hand.title}, by hand by {by_hand.due}: {by_hand.instructions}")
                 note = "done as instructed"
-            elif task.system == "network_drive":
+            elif task.system == "network_drive" and case.kind == RequestKind.ERASURE:
                 print(f"    network_drive: {(task.evidence or {}).get('follow_up')}")
                 cleaned = _clean_share(task.evidence or {}, case)
                 print(f"    the operator deleted or redacted {cleaned} file(s) on the share")
                 note = f"deleted or redacted {cleaned} file(s)"
             else:
                 print(f"    {task.system}: {(task.evidence or {}).get('follow_up')}")
-                note = "removed by hand in the vendor's UI"
+                note = ("corrected by hand" if case.kind == RequestKind.RECTIFICATION
+                        else "removed by hand in the vendor's UI")
             review.confirm_task(session, request_id, task.system, TaskState.DONE, note=note,
                                 actor="demo-operator")
             print(f"    the operator confirmed {task.system}")
@@ -392,6 +401,18 @@ def _prove(urls: dict[str, str], store: Store, ids: dict[Case, str],
                   f"pipedrive: marketing status of {who} is unsubscribed",
                   f"pipedrive marketing status of {who}: {statuses}")
     _prove_bundle(store, ids[_case(RequestKind.ACCESS)], verdict)
+    _prove_rectified(urls, verdict)
+
+
+def _prove_rectified(urls: dict[str, str], verdict: Verdict) -> None:
+    case = _case(RequestKind.RECTIFICATION)
+    new = case.corrections.name if case.corrections else None
+    names = [(_record(urls, "pipedrive", "person", str(r["id"])) or {}).get("name")
+             for r in _find(urls, "pipedrive", case.email) if r["kind"] == "person"]
+    verdict.check(bool(names) and set(names) == {new},
+                  f"pipedrive: {mask_email(case.email)} now carries the corrected name",
+                  f"pipedrive names of {mask_email(case.email)} after the rectification: "
+                  f"{len(names)} person(s), corrected {names.count(new)}")
 
 
 def _prove_colleague_untouched(urls: dict[str, str], verdict: Verdict) -> None:

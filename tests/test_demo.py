@@ -32,6 +32,8 @@ def test_the_demo_runs_every_request_kind_and_proves_it_at_the_vendors(tmp_path:
                     "Paper contracts (locked cabinet), by hand by",
                     "paper archive: confirmed by demo-operator",
                     "the retention sweep, a dry run", "nothing filed (file_requests is off)",
+                    "rectification: request completed",
+                    "pipedrive: e***@example.fi now carries the corrected name",
                     # a colleague's record reached through the shared phone is reviewed
                     "is shared by several people", "the operator excluded",
                     "the colleague with the same phone, untouched",
@@ -39,6 +41,7 @@ def test_the_demo_runs_every_request_kind_and_proves_it_at_the_vendors(tmp_path:
         assert promise in out
     # Nothing personal on the terminal; the sandbox is gone.
     assert "aino.virtanen" not in out.lower() and "virtanen" not in done.stderr.lower()
+    assert "korhonen" not in out.lower()  # the corrected name is personal data too
     assert (tmp_path / ".hub" / "demo" / "hub.db").exists()
     urls = re.findall(r"^    (?:pipedrive|mailchimp|typeform|netvisor) +(http://\S+)$", out,
                       re.MULTILINE)
