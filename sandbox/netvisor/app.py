@@ -93,6 +93,10 @@ def _int(name: str, raw: str | None) -> int:
         raise NvError("INVALID_DATA", f"Parameter {name} must be a number") from None
 
 
+
+# Resources Netvisor lets a GET write with (deletes by id): HEAD on them is refused.
+WRITES_ON_GET = frozenset({"deletecustomer", "deletesalesinvoice"})
+
 class NetvisorApi:
     """Route handlers bound to one environment."""
 
@@ -108,6 +112,9 @@ class NetvisorApi:
         allowed = PARAMS.get(resource, frozenset())
 
         async def endpoint(request: Request) -> Response:
+            if request.method == "HEAD" and resource in WRITES_ON_GET:
+                # Starlette answers HEAD on every GET route; a probe must never delete.
+                return Response(status_code=405, headers={"allow": "GET, POST"})
             use_codes = request.headers.get(
                 H + "authentication-usehttpresponsestatuscodes", "").strip() == "1"
             s = self.state

@@ -537,3 +537,14 @@ def test_injected_faults_are_netvisor_shaped_and_counted(box: Sandbox, nv: Nv) -
     assert nv.call("GET", "customerlist.nv").status_code == 503
     calls = httpx.get(f"{nv.base}/__sandbox/calls").json()["calls"]
     assert any(c["route"] == "/customerlist.nv" and c["status"] == 503 for c in calls)
+
+
+def test_head_on_a_delete_resource_never_deletes(box: Sandbox, nv: Nv) -> None:
+    """Found in review: Starlette answers HEAD on every GET route, so a HEAD probe of
+    deletecustomer.nv ran the delete (Pipedrive's and Mailchimp's were fixed alike)."""
+    eeva = customer_key(nv, EEVA)
+    probe = nv.call("HEAD", "deletecustomer.nv", {"customerid": eeva})
+    assert probe.status_code == 405
+    assert get_customer(nv, eeva) is not None
+    rec = httpx.get(f"{box.urls['netvisor']}/__sandbox/records/customer/{eeva}").json()
+    assert rec["state"] != "deleted"
