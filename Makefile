@@ -21,11 +21,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Two workers: most tests wait on emulated vendors and Dagster's processes, not the CPU;
-# a file's tests stay on one worker, so its module-scoped sandbox starts once. Files run
-# in collection order (tests/conftest.py puts the slow end-to-end ones first), not
-# xdist's largest-file-first, which left the one-test demo file as the suite's tail.
-TEST_WORKERS ?= 2
+# Three workers on CI's two cores: most tests wait on emulated vendors, Dagster's
+# processes and real servers, not the CPU (with two, each worker was busy well under
+# half the time); a file's tests stay on one worker, so its module-scoped sandbox
+# starts once. Files run in collection order (tests/conftest.py puts the slow
+# end-to-end ones first), not xdist's largest-file-first, which left the one-test demo
+# file as the suite's tail.
+TEST_WORKERS ?= 3
 
 test: lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
