@@ -48,10 +48,11 @@ def same_subject(session: Session, identifiers: Sequence[Identifier]) -> list[Id
     else holds reach the index person, and only when they reach exactly one: a shared
     switchboard number must not make a colleague's request this subject's.
     """
-    own = [i for i in identifiers if i not in index.shared_identifiers(session, identifiers)]
+    shared = index.shared_identifiers(session, identifiers)
+    own = [i for i in identifiers if i not in shared]
     persons = index.persons_holding(session, own)
     if len(persons) != 1:
         return list(dict.fromkeys(identifiers))
     variants = index.identifiers_of_person(session, persons[0])
-    shared = index.shared_identifiers(session, variants)
+    shared = index.shared_identifiers(session, variants)  # the person's, not only the given
     return list(dict.fromkeys([*identifiers, *(v for v in variants if v not in shared)]))
