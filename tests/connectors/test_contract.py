@@ -151,8 +151,6 @@ class Contract:
     phone: str = AINO_PHONE
     vendor_settings: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    patches: dict[str, Any] = field(default_factory=dict)
-    """Module attributes to patch: waits a test need not spend (never behaviour)."""
     throttle_status: int = 429
     """The status of the vendor's throttle answer (Netvisor: 200 with FAILED)."""
     retry_after: float = 0.0
@@ -218,8 +216,8 @@ CONTRACTS: dict[str, Contract] = {c.system: c for c in (
         vendor_settings={"delete_delay": 0.1, "rate_limit_per_second": 0},
         can_rectify=False,  # responses cannot be edited
         can_restrict=False,
-        env={"TYPEFORM_DELETE_POLL_INTERVAL": "0.05", "TYPEFORM_DELETE_MAX_POLLS": "400"},
-        patches={"connectors.typeform.connector.PACE": 500.0},
+        env={"TYPEFORM_DELETE_POLL_INTERVAL": "0.05", "TYPEFORM_DELETE_MAX_POLLS": "400",
+             "TYPEFORM_REQUESTS_PER_SECOND": "500"},
         retry_after=1.0,
     ),
     Contract(
@@ -263,8 +261,6 @@ def live(contract: Contract, vendor: Callable[[str], VendorInspector], sandbox_e
         inspector.settings(**contract.vendor_settings)
     for key, value in contract.env.items():
         monkeypatch.setenv(key, value)
-    for target, value in contract.patches.items():
-        monkeypatch.setattr(target, value)
     return inspector
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.errors import AuthError
+from connectors.errors import AuthError, ConfigError
 from connectors.http import TokenBucket
 from connectors.typeform import TypeformConnector
 from hub.domain import Action, Corrections, Identifier, IdentifierKind
@@ -130,6 +130,20 @@ def test_the_client_side_limit_keeps_under_the_vendors_2_per_second(live, tf_ven
     limited = sum(c["count"] for c in calls if c["status"] == 429)
     assert ok >= 4
     assert limited <= max(1, ok // 4)  # at most a rare boundary hit, then retried
+
+
+def test_the_pace_is_a_setting_below_the_vendors_limit(live, tf_vendor, monkeypatch):
+    """An emulator with its limit lifted needs no half-second per call (the suite's
+    Dagster tests); production keeps the pace under Typeform's 2 per second."""
+    with TypeformConnector.from_env() as conn:
+        assert 0 < conn.settings.requests_per_second < 2
+    monkeypatch.setenv("TYPEFORM_REQUESTS_PER_SECOND", "1000")
+    with TypeformConnector.from_env() as conn:
+        assert conn.find([email(JUSSI)])
+        assert conn.http.limiter.rate == 1000
+    monkeypatch.setenv("TYPEFORM_REQUESTS_PER_SECOND", "0")
+    with pytest.raises(ConfigError, match="TYPEFORM_REQUESTS_PER_SECOND is invalid"):
+        TypeformConnector.from_env()
 
 
 @pytest.mark.parametrize("seed", [4, 13])  # fault streams with early, repeated faults

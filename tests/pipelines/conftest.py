@@ -15,14 +15,18 @@ from pipelines.resources import ConnectorsResource, HubResource
 from sandbox.server import Sandbox
 from tests.conftest import TEST_SECRET
 
+# Typeform's 2 req/s limit and the connector's pace under it are tested in
+# tests/sandbox and tests/connectors; here they would only make the suite slow (a
+# request's Typeform op spent most of its time pacing), so both are lifted together.
+LIFTED_TYPEFORM_LIMIT = 1000
+LIFTED_PACE = {"TYPEFORM_REQUESTS_PER_SECOND": str(LIFTED_TYPEFORM_LIMIT)}
+
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(people=60, seed=42) as running:
-        # The 2 req/s limit is the vendor's, tested in tests/sandbox; here it would
-        # only make the suite slow.
         httpx.put(f"{running.urls['typeform']}/__sandbox/settings",
-                  json={"rate_limit_per_second": 1000}, timeout=10)
+                  json={"rate_limit_per_second": LIFTED_TYPEFORM_LIMIT}, timeout=10)
         yield running
 
 
@@ -31,7 +35,7 @@ def vendors(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """The sandbox, reset to its seed, with its settings in the environment."""
     for url in sandbox.urls.values():
         httpx.post(f"{url}/__sandbox/reset", timeout=10).raise_for_status()
-    for key, value in sandbox.env.items():
+    for key, value in {**sandbox.env, **LIFTED_PACE}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("HUB_SECRET", TEST_SECRET)
     return sandbox
@@ -65,7 +69,7 @@ def index_template(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -
     for url in sandbox.urls.values():
         httpx.post(f"{url}/__sandbox/reset", timeout=10).raise_for_status()
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in sandbox.env.items():
+        for key, value in {**sandbox.env, **LIFTED_PACE}.items():
             patch.setenv(key, value)
         patch.setenv("HUB_SECRET", TEST_SECRET)
         patch.setenv("HUB_HOME", str(path.parent / "home"))
