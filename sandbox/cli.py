@@ -15,8 +15,7 @@ from types import FrameType
 
 import typer
 
-from sandbox.faults import Faults
-from sandbox.server import ALL_VENDORS, Sandbox
+from sandbox.vendors import EMULATORS as ALL_VENDORS
 
 app = typer.Typer(help="Local emulators of Pipedrive, Mailchimp, Typeform and Netvisor.",
                   no_args_is_help=True)
@@ -52,6 +51,11 @@ def serve(
     malformed_rate: float = typer.Option(0, "--malformed-rate"),
 ) -> None:
     """Start every vendor emulator on 127.0.0.1 and run until interrupted."""
+    # Here, not at the top: `hub` mounts these commands, and every other `hub` command
+    # would pay for the web server and Faker at start.
+    from sandbox.faults import Faults
+    from sandbox.server import Sandbox
+
     faults = {v: Faults(latency_ms=latency_ms, error_rate=error_rate,
                         rate_limit_rate=rate_limit_rate, drop_rate=drop_rate,
                         malformed_rate=malformed_rate, seed=seed)
