@@ -35,6 +35,7 @@ from hub import (
     outbox,
     outcomes,
     review,
+    runnable,
     suppression,
 )
 from hub import breach as breach_query
@@ -360,25 +361,26 @@ def request_run(request_id: str) -> None:
     of the request whose process died are ended first and their tasks resumed; a wait
     for a vendor's pool slot is said; the last line says what is true.
     """
-    from dagster import DagsterInstance
-
-    from pipelines.launch import Refused, ensure_dagster_home, outcome_line, preflight, run_request
-
     settings = load_settings()
     with store() as opened, opened.session() as session:
         row = ledger.get_request(session, request_id)
         if RequestState(row.state) == RequestState.AWAITING_REVIEW:
             raise LedgerError(_waiting_for(session, row.id))
     try:
-        kind = preflight(request_id)
-    except Refused as exc:
+        kind = runnable.preflight(request_id)
+    except runnable.Refused as exc:
         raise _fail(str(exc), exc.code) from None
+
+    from dagster import DagsterInstance
+
+    from pipelines.launch import ensure_dagster_home, outcome_line, run_request
+
     ensure_dagster_home(settings.home)
     typer.echo(f"running {request_id} ({kind}) on {os.environ['DAGSTER_HOME']} ...")
     with DagsterInstance.get() as instance:
         try:
             result = run_request(request_id, kind, instance, say=typer.echo)
-        except Refused as exc:
+        except runnable.Refused as exc:
             raise _fail(str(exc), exc.code) from None
     with store() as opened, opened.session() as session:
         row = ledger.get_request(session, request_id)

@@ -28,7 +28,7 @@ from dagster import (
 
 from hub import ledger
 from hub.ledger import RequestState, TaskState
-from hub.policy import PolicyError, load_policy
+from hub.runnable import Refused
 from hub.settings import load_settings
 from hub.store import open_store
 from pipelines.reconciliation import SYSTEMS, asset_name
@@ -80,15 +80,6 @@ def run_reconciliation(instance: DagsterInstance, *, full: bool = False,
 HOST_TAG, PID_TAG = "hub/host", "hub/pid"
 # Set on a run the hub ended because its process had died or it ran past its bound.
 REAPED_TAG = "hub/reaped"
-EXIT_INPUT, EXIT_ENVIRONMENT = 1, 3
-
-
-class Refused(Exception):
-    """`hub request run` will not start Dagster; the message says why, `code` the exit."""
-
-    def __init__(self, message: str, code: int = EXIT_INPUT) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def launcher_tags() -> dict[str, str]:
@@ -226,41 +217,6 @@ def recover(instance: DagsterInstance, request_id: str,
                                          "it runs again from its journal")
     if released:
         say(f"{', '.join(released)}: left running by a run that died; running again")
-
-
-def preflight(request_id: str) -> str:
-    """Everything that can be checked before Dagster starts; returns the request's kind.
-
-    Found: a missing policy file, or a completed request, gave 49 to 72 lines of
-    Dagster trace ending in an untrue "some systems failed". Refused with one line.
-    """
-    settings = load_settings()
-    try:
-        load_policy(settings.policy_file)
-    except PolicyError as exc:  # the deployment's file, not the operator's input
-        raise Refused(str(exc), EXIT_ENVIRONMENT) from None
-    store = open_store(settings)
-    try:
-        with store.session() as session:
-            row = ledger.get_request(session, request_id)
-            state = RequestState(row.state)
-            failed = [t.system for t in ledger.tasks_of(session, row.id)
-                      if TaskState(t.state) == TaskState.FAILED]
-            kind = row.kind
-    finally:
-        store.close()
-    refusal = {
-        RequestState.RECEIVED: f"request {request_id} is received, not verified: check the "
-                               f"requester's identity, then hub request verify {request_id}",
-        RequestState.COMPLETED: f"request {request_id} is completed: nothing left to run",
-        RequestState.REJECTED: f"request {request_id} was rejected: it does not run",
-    }.get(state)
-    if state == RequestState.PARTIALLY_COMPLETED and not failed:
-        refusal = (f"request {request_id} is partially completed with nothing to retry "
-                   "(what is kept is kept under a legal hold)")
-    if refusal:
-        raise Refused(refusal)
-    return kind
 
 
 def outcome_line(result: JobExecutionResult, request_id: str, tasks: list) -> str | None:
