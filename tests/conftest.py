@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -39,8 +40,8 @@ def postgres_url() -> str | None:
     return None
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
+@contextmanager
+def pg_schema() -> Iterator[str]:
     """A URL whose search_path is a new, empty schema, dropped afterwards."""
     base = postgres_url()
     if base is None:
@@ -60,6 +61,20 @@ def pg_schema_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A fresh schema for one test."""
+    with pg_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_module_schema_url() -> Iterator[str]:
+    """A fresh schema for one test module (its tests reset what they use in it)."""
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,12 +1,14 @@
-"""The own-application-database connector against a real database: SQLite always,
-PostgreSQL when HUB_TEST_POSTGRES_URL is set (``db_url`` in tests/conftest.py).
+"""The own-application-database connector, what is its own: a real database, SQLite
+always, PostgreSQL when HUB_TEST_POSTGRES_URL is set (the module's own schema).
 
-The contract suite (test_contract.py) is parametrised over the vendor emulators and
-their ``/__sandbox/`` HTTP inspection API; a database has neither, so this file covers
-the same contract cases with the database itself as the "emulator": a schema seeded
-with the sandbox persona Aino Virtanen in ``users`` and her ``orders``, read back with
-SQL. The connector is built as production builds it: ``build_connector`` with the
-package named in HUB_EXTRA_SYSTEMS and APP_DATABASE_* in the environment.
+The contract every system keeps (find by e-mail and phone, not found, export, erasure
+read back, a second erasure, opt-out, rectify and restrict left to an operator) is
+tested in test_contract.py, where this system is a participant on both backends. Here:
+what only a database has: phone numbers in any written form, column names in the
+export, delete versus anonymise, triggers that undo a write, sync by updated-at, the
+database going away, and mappings of the wrong shape. The connector is built as
+production builds it: ``build_connector`` with the package named in HUB_EXTRA_SYSTEMS
+and APP_DATABASE_* in the environment (the ``app_database`` fixture).
 """
 
 from __future__ import annotations
@@ -16,31 +18,14 @@ import json
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Date,
-    DateTime,
-    Engine,
-    ForeignKey,
-    Integer,
-    MetaData,
-    Numeric,
-    String,
-    Table,
-    create_engine,
-    event,
-    make_url,
-    select,
-    update,
-)
+from sqlalchemy import Engine, event, make_url, select, update
 
 from connectors import registry
 from connectors.app_database import DECLARATION
@@ -48,14 +33,18 @@ from connectors.errors import ConfigError, ConnectionFailed
 from hub.domain import Action, Identifier, IdentifierKind, RecordOutcome, RecordRef
 from hub.policy import SystemPolicy, load_policy
 from hub.systems import Kind
+from tests.connectors.app_db import (
+    EXAMPLE,
+    ORDERS,
+    PACKAGE,
+    ROOT,
+    T0,
+    USERS,
+    DatabaseInspector,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "connectors" / "app_database" / "example_mapping.toml"
-PACKAGE = "connectors.app_database"
 AINO_EMAIL = "aino.virtanen@example.fi"
 AINO_PHONE = "+358401234567"
-NOBODY = "nobody.here.at.all@example.fi"
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 # Erasure deletes the account and its orders; the table names no erase, so the
 # policy's erase = "delete" decides.
@@ -73,46 +62,6 @@ table = "orders"
 foreign_key = "user_id"
 erase = "delete"
 """
-
-metadata = MetaData()
-USERS = Table(
-    "users", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("email", String(200), nullable=True),
-    Column("phone", String(40), nullable=True),
-    Column("first_name", String(100), nullable=False),
-    Column("last_name", String(100), nullable=False),
-    Column("marketing_consent", Boolean, nullable=False),
-    Column("processing_restricted", Boolean, nullable=False, default=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("erased_at", DateTime(timezone=True), nullable=True),
-)
-ORDERS = Table(
-    "orders", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
-    Column("product", String(100), nullable=False),
-    Column("amount", Numeric(10, 2), nullable=False),
-    Column("ordered_on", Date, nullable=False),
-)
-# Aino writes her number the Finnish way and her address in capitals; Mikko's number
-# ends in the same seven digits (a candidate the suffix search fetches, Python drops).
-PEOPLE = [
-    {"id": 1, "email": "Aino.Virtanen@Example.fi", "phone": "040 123 4567",
-     "first_name": "Aino", "last_name": "Virtanen", "marketing_consent": True},
-    {"id": 2, "email": "mikko.korhonen@example.fi", "phone": "+358 50 123 4567",
-     "first_name": "Mikko", "last_name": "Korhonen", "marketing_consent": True},
-    {"id": 3, "email": "liisa.makinen@example.fi", "phone": None,
-     "first_name": "Liisa", "last_name": "Mäkinen", "marketing_consent": False},
-]
-ORDER_ROWS = [
-    {"id": 10, "user_id": 1, "product": "Coaching, 5 sessions", "amount": "450.00",
-     "ordered_on": date(2026, 3, 4)},
-    {"id": 11, "user_id": 1, "product": "Leadership course", "amount": "890.00",
-     "ordered_on": date(2026, 9, 1)},
-    {"id": 12, "user_id": 2, "product": "Leadership course", "amount": "890.00",
-     "ordered_on": date(2026, 9, 1)},
-]
 
 
 @dataclass
@@ -137,28 +86,18 @@ class Db:
             c.execute(update(USERS).where(USERS.c.id == uid).values(updated_at=when))
 
 
-@pytest.fixture
-def db(db_url: str) -> Iterator[Db]:
-    """users and orders, seeded; on SQLite (a file) and on PostgreSQL (a fresh schema)."""
-    engine = create_engine(db_url)
-    metadata.create_all(engine)
-    with engine.begin() as c:
-        c.execute(USERS.insert(), [{**p, "processing_restricted": False,
-                                    "updated_at": T0 + timedelta(hours=p["id"])}
-                                   for p in PEOPLE])
-        c.execute(ORDERS.insert(), ORDER_ROWS)
-    yield Db(db_url, engine)
-    engine.dispose()
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest,
+       app_database: Callable[[str], DatabaseInspector]) -> Db:
+    """users and orders, seeded; on SQLite (a file) and on PostgreSQL (the module's
+    schema), the system turned on with controller A's example mapping."""
+    inspector = app_database(request.param)
+    return Db(inspector.url, inspector.engine)
 
 
 @pytest.fixture
-def env(db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The system turned on as a deployment does: HUB_EXTRA_SYSTEMS and APP_DATABASE_*;
-    the mapping is controller A's example. Returns the mapping's path."""
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setenv(registry.EXTRA_ENV, PACKAGE)
-    monkeypatch.setenv("APP_DATABASE_URL", db.url)
-    monkeypatch.setenv("APP_DATABASE_MAPPING", str(EXAMPLE))
+def env(db: Db) -> Path:
+    """The example mapping's path (the environment is the ``app_database`` fixture's)."""
     return EXAMPLE
 
 
@@ -223,7 +162,7 @@ KEEP_EMAIL = {
     "sqlite": ["CREATE TRIGGER keep_email AFTER UPDATE OF email ON users "
                "WHEN NEW.email IS NULL BEGIN "
                "UPDATE users SET email = OLD.email WHERE id = NEW.id; END"],
-    "postgresql": ["CREATE FUNCTION keep_email() RETURNS trigger AS $$ BEGIN "
+    "postgresql": ["CREATE OR REPLACE FUNCTION keep_email() RETURNS trigger AS $$ BEGIN "
                    "NEW.email := OLD.email; RETURN NEW; END $$ LANGUAGE plpgsql",
                    "CREATE TRIGGER keep_email BEFORE UPDATE ON users FOR EACH ROW "
                    "EXECUTE FUNCTION keep_email()"],
@@ -255,40 +194,11 @@ def test_a_policy_with_its_section_loads(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert policy.title("app_database") == DECLARATION.system.title
 
 
-def test_built_from_the_environment_and_checks(conn: Any) -> None:
-    before = conn.api_calls
-    conn.check()
-    assert conn.system == "app_database" and conn.api_calls == before + 1
-    assert set(conn.tables) == {"users"}
-
-
-# ------------------------------------------------------------------ find, export
-
-
-def test_find_by_email_in_any_case(conn: Any) -> None:
-    refs = conn.find([email(AINO_EMAIL.upper())])
-    assert [(r.kind, r.record_id) for r in refs] == [("users", "1")]
-    facts = refs[0].facts
-    assert facts.name == "Aino Virtanen"
-    assert facts.emails == ("Aino.Virtanen@Example.fi",)
-    assert facts.phones == ("040 123 4567",)
-
-
 def test_find_by_phone_in_any_written_form_and_only_the_whole_number(conn: Any) -> None:
     # Stored as "040 123 4567"; Mikko's "+358 50 123 4567" shares the last seven digits.
     refs = conn.find([phone(AINO_PHONE)])
     assert [(r.kind, r.record_id) for r in refs] == [("users", "1")]
     assert conn.find([phone("+358501234567")])[0].record_id == "2"
-
-
-def test_not_found_is_empty_never_an_error(conn: Any, journal: list[RecordOutcome]) -> None:
-    assert conn.find([email(NOBODY)]) == []
-    assert conn.find([phone("+358409999999")]) == []
-    erased = conn.erase([], ANONYMISE)
-    assert erased.records == () and erased.verified and erased.not_found
-    opted = conn.opt_out([])
-    assert opted.records == () and opted.verified
-    assert conn.writes.count == 0 and journal == []
 
 
 def test_export_holds_the_rows_and_their_orders_with_column_names_kept(conn: Any) -> None:
@@ -382,24 +292,21 @@ def test_an_overwrite_may_keep_a_column_unique_with_the_rows_key(
     assert len(journal) == 1
 
 
-@pytest.mark.parametrize(("mapping", "policy", "again"), [
-    (None, ANONYMISE, Action.NOTHING_TO_DO),
-    (DELETE_MAPPING, DELETE, Action.NOT_FOUND),
-], ids=["anonymise", "delete"])
-def test_a_second_erasure_finds_nothing_and_writes_nothing(
+def test_a_second_deletion_finds_nothing_and_writes_nothing(
         build: Any, journal: list[RecordOutcome], monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path, mapping: str | None, policy: SystemPolicy, again: Action) -> None:
-    if mapping:
-        use_mapping(monkeypatch, tmp_path, mapping)
+        tmp_path: Path) -> None:
+    """The contract suite's second erasure is of the example (anonymise); a mapping
+    that deletes leaves nothing to find by e-mail or phone, in a new process too."""
+    use_mapping(monkeypatch, tmp_path, DELETE_MAPPING)
     conn = build()
     refs = conn.find([email(AINO_EMAIL)])
-    assert conn.erase(refs, policy).verified
+    assert conn.erase(refs, DELETE).verified
     writes, journalled = conn.writes.count, len(journal)
     assert conn.find([email(AINO_EMAIL)]) == []
     assert conn.find([phone(AINO_PHONE)]) == []
-    second = build().erase(refs, policy)  # a retry in a new process: a new connector
+    second = build().erase(refs, DELETE)  # a retry in a new process: a new connector
     assert second.verified
-    assert {r.action for r in second.records} == {again}
+    assert {r.action for r in second.records} == {Action.NOT_FOUND}
     assert conn.writes.count == writes and len(journal) == journalled
 
 
