@@ -17,10 +17,9 @@ import contextlib
 import json
 import socket
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from tests.connectors.app_db import (
     EXAMPLE,
     ORDERS,
     PACKAGE,
+    POLICY_SECTION,
     ROOT,
     T0,
     USERS,
@@ -156,7 +156,9 @@ def phone(value: str) -> Identifier:
     return Identifier(IdentifierKind.PHONE, value)
 
 
-ANONYMISE = SystemPolicy(erase="anonymise")
+BOOKKEEPING = "Kirjanpitolaki (1336/1997) 2 luku 10 §; GDPR art. 17(3)(b)"
+# The example keeps orders as vouchers: six years from the end of the order's year.
+ANONYMISE = SystemPolicy(erase="anonymise", retention_years=6, retention_basis=BOOKKEEPING)
 # A trigger of the application's that keeps the e-mail whatever an UPDATE says.
 KEEP_EMAIL = {
     "sqlite": ["CREATE TRIGGER keep_email AFTER UPDATE OF email ON users "
@@ -231,12 +233,19 @@ def test_anonymisation_blanks_the_person_keeps_the_orders_and_is_journalled(
     before = conn.api_calls
     outcome = conn.erase(refs, ANONYMISE)
     assert outcome.verified, outcome.records
-    assert [(r.ref.kind, r.ref.record_id, r.action) for r in outcome.records] == [
-        ("users", "1", Action.ANONYMISED)]
-    assert outcome.evidence["counts"] == dict(Counter(r.action.value for r in outcome.records))
+    # The orders are kept under the Accounting Act's hold, each saying until when
+    # (ordered in 2026: the hold runs to the end of 2032); the account is anonymised.
+    assert [(r.ref.kind, r.ref.record_id, r.action, r.retained_until, r.legal_basis)
+            for r in outcome.records] == [
+        ("orders", "10", Action.RETAINED, date(2032, 12, 31), BOOKKEEPING),
+        ("orders", "11", Action.RETAINED, date(2032, 12, 31), BOOKKEEPING),
+        ("users", "1", Action.ANONYMISED, None, None)]
+    assert outcome.retained and not outcome.not_found
+    assert outcome.evidence["counts"] == {"retained": 2, "anonymised": 1}
     assert outcome.evidence["api_calls"] == conn.api_calls - before > 0
     assert outcome.evidence["kept_child_rows"] == {"orders": 2}
-    assert [(r.ref, r.action) for r in journal] == [(refs[0], Action.ANONYMISED)]
+    assert [(r.ref.kind, r.action) for r in journal] == [
+        ("orders", Action.RETAINED), ("orders", Action.RETAINED), ("users", Action.ANONYMISED)]
     aino = db.user(1)
     assert aino["email"] is None and aino["phone"] is None
     assert (aino["first_name"], aino["last_name"]) == ("anonymised", "anonymised")
@@ -244,6 +253,31 @@ def test_anonymisation_blanks_the_person_keeps_the_orders_and_is_journalled(
     assert aino["marketing_consent"] is False  # the example withdraws it too
     assert db.orders_of(1) == [10, 11]  # bookkeeping records stay
     assert db.user(2)["email"] == "mikko.korhonen@example.fi"
+
+
+def test_an_order_whose_hold_has_ended_is_deleted_not_retained(
+        conn: Any, db: Db) -> None:
+    """A hold whose end has passed is no hold (rule 5): an order of 2018 was kept to
+    the end of 2024; the erasure deletes it and retains only the orders still held."""
+    with db.engine.begin() as c:
+        c.execute(ORDERS.insert(), [{"id": 9, "user_id": 1, "product": "Old course",
+                                     "amount": "100.00", "ordered_on": date(2018, 5, 1)}])
+    outcome = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
+    assert outcome.verified, outcome.records
+    by_order = {r.ref.record_id: r for r in outcome.records if r.ref.kind == "orders"}
+    assert by_order["9"].action == Action.DELETED and by_order["9"].retained_until is None
+    assert {by_order[k].action for k in ("10", "11")} == {Action.RETAINED}
+    assert db.orders_of(1) == [10, 11]
+
+
+def test_kept_rows_without_an_end_to_their_hold_are_refused_before_any_write(
+        conn: Any, db: Db) -> None:
+    """A hold needs its end: a policy without retention_years cannot keep the orders."""
+    refs = conn.find([email(AINO_EMAIL)])
+    with pytest.raises(ConfigError) as caught:
+        conn.erase(refs, SystemPolicy(erase="anonymise"))
+    assert "dated_by" in str(caught.value) and "retention_years" in str(caught.value)
+    assert conn.writes.count == 0 and db.user(1)["email"] is not None
 
 
 def test_deletion_removes_the_orders_then_the_row_each_journalled(
@@ -270,7 +304,8 @@ def test_an_anonymised_row_that_is_not_blank_fails_the_read_back(conn: Any, db: 
             c.exec_driver_sql(statement)
     outcome = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
     assert not outcome.verified
-    assert "identifying columns are not blank" in outcome.records[0].detail
+    (aino,) = [r for r in outcome.records if r.ref.kind == "users"]
+    assert "identifying columns are not blank" in aino.detail
     assert outcome.evidence["still_present"] == 1
 
 
@@ -287,9 +322,12 @@ def test_an_overwrite_may_keep_a_column_unique_with_the_rows_key(
     refs = conn.find([email(AINO_EMAIL)])
     assert conn.erase(refs, ANONYMISE).verified
     assert db.user(1)["email"] == "erased-1@invalid"
+    journalled = len(journal)
     again = build().erase(refs, ANONYMISE)  # read back as the same state: nothing to do
-    assert again.verified and {r.action for r in again.records} == {Action.NOTHING_TO_DO}
-    assert len(journal) == 1
+    assert again.verified
+    assert {r.ref.kind: r.action for r in again.records} == {
+        "users": Action.NOTHING_TO_DO, "orders": Action.RETAINED}  # the hold still runs
+    assert [r.action for r in journal[journalled:]] == [Action.RETAINED] * 2
 
 
 def test_a_second_deletion_finds_nothing_and_writes_nothing(
@@ -538,7 +576,7 @@ def hub(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text((ROOT / "hub" / "default_policy.toml").read_text("utf-8")
-                           + '\n[systems.app_database]\nerase = "delete"\n', "utf-8")
+                           + POLICY_SECTION, "utf-8")
     store = open_store(Settings(_env_file=None, secret=TEST_SECRET, home=tmp_path / ".hub",
                                 database_url=f"sqlite:///{tmp_path / 'hub-store.db'}"))
     yield store, load_policy(policy_file, systems=registry.declarations())
@@ -550,7 +588,8 @@ def test_an_erasure_task_killed_after_journalling_resumes_and_settles(
     """The hub's whole task path (pipelines.requests.run_task): the first attempt dies
     right after journalling the anonymisation; the retry finds Aino no more by e-mail,
     acts on the journalled ref (already anonymised: nothing written) and settles the
-    task done with the first attempt's action, verified."""
+    task retained (the orders are held under the Accounting Act, each with its basis
+    and end) with the first attempt's action, verified."""
     from hub import journal, ledger
     from hub.ledger import RequestKind, TaskState
     from pipelines import requests
@@ -570,7 +609,7 @@ def test_an_erasure_task_killed_after_journalling_resumes_and_settles(
 
         def once(done: RecordOutcome) -> None:
             write(done)
-            if len(attempts) == 1:
+            if len(attempts) == 1 and done.action == Action.ANONYMISED:
                 raise requests.TaskStopped("killed after journalling")
         return once
 
@@ -581,13 +620,17 @@ def test_an_erasure_task_killed_after_journalling_resumes_and_settles(
     assert db.user(1)["email"] is None  # done at the database, and journalled
     summary = requests.run_task(store, ConnectorsResource(), policy, rid, "app_database",
                                 last_attempt=True)
-    assert summary["state"] == TaskState.DONE.value and summary["verified"]
-    assert summary["action"] == Action.ANONYMISED.value
+    assert summary["state"] == TaskState.RETAINED.value and summary["verified"]
+    assert summary["action"] == Action.RETAINED.value
     with store.session() as session:
         task = ledger.get_task(session, rid, "app_database")
         done = journal.actions(session, rid, "app_database")
-    assert [(r["kind"], r["record_id"], r["action"]) for r in task.evidence["records"]] == [
-        ("users", "1", "anonymised")]
-    assert [(r.ref.kind, r.ref.record_id, r.action) for r in done] == [
-        ("users", "1", Action.ANONYMISED)]
+    records = {(r["kind"], r["record_id"]): r for r in task.evidence["records"]}
+    assert records[("users", "1")]["action"] == "anonymised"
+    for order in ("10", "11"):
+        assert records[("orders", order)]["action"] == "retained"
+        assert records[("orders", order)]["retained_until"] == "2032-12-31"
+        assert records[("orders", order)]["legal_basis"].startswith("Kirjanpitolaki")
+    assert ("users", "1", Action.ANONYMISED) in {
+        (r.ref.kind, r.ref.record_id, r.action) for r in done}
     assert task.evidence["vendor"]["kept_child_rows"] == {"orders": 2}

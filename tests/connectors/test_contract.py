@@ -275,8 +275,6 @@ CONTRACTS: dict[str, Contract] = {c.system: c for c in (
         can_restrict=False,
         database=True,
         policy_section=POLICY_SECTION,
-        gaps={"test_erasure_is_read_back_and_journalled":
-              "the orders the mapping keeps end done, not retained with a hold"},
     ),
 )}
 # Systems outside VENDORS held to the contract: turned on per test as a deployment does
