@@ -173,7 +173,7 @@ def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path,
         return connector.restrict(refs, lift=kind == RequestKind.RESTRICTION_LIFT)
     export = connector.export(refs)
     digest = bundle.write_part(part_file, export)
-    records = tuple(RecordOutcome(ref, Action.EXPORTED) for ref in refs)
+    records = (*(RecordOutcome(ref, Action.EXPORTED) for ref in refs), *export.unsearched)
     flagged = sorted({c for s in export.sections for c in categories.in_items(s.items)})
     return Outcome(system=connector.system, records=records, verified=True,
                    evidence={"sections": len(export.sections),
