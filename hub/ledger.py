@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from hub import audit, deadlines, suppression
+from hub import audit, deadlines, pointers, suppression
 from hub.domain import Address, Corrections, Identifier, IdentifierKind
 from hub.hashing import Hasher
 from hub.identity import mask, mask_email, mask_phone, mask_text
@@ -696,6 +696,8 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
             suppression.add_hashes(session, own, reason=kind.value, request_id=row.id, now=now)
         elif kind == RequestKind.RESTRICTION_LIFT:
             suppression.remove_hashes(session, own, reason=RequestKind.RESTRICTION.value)
+        if kind == RequestKind.ERASURE:  # a file's path may name the erased person
+            pointers.minimise(session, hasher, tasks)
         scrub(session, row)
     return target
 

@@ -76,6 +76,7 @@ from hub.domain import (
     SourceRecord,
     SyncPage,
 )
+from hub.pointers import NAME_PEOPLE
 from hub.policy import SystemPolicy
 
 SYSTEM = "network_drive"
@@ -229,6 +230,7 @@ class NetworkDriveConnector(ConnectorBase):
         # file the hub cannot read cannot be read back either: the operator's word on
         # it is the confirmation.
         return self.outcome([*records, *unsearched], True, recheck=kept > 0,
+                            **{NAME_PEOPLE: True},  # a path: hashed once settled
                             files_checked=len(records), still_named=kept,
                             unreadable=len(unsearched),
                             unreadable_paths=[r.ref.record_id for r in unsearched][:MAX_PLACES])
