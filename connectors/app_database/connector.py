@@ -457,8 +457,15 @@ class AppDatabaseConnector(ConnectorBase):
         kept: dict[str, int] = {}
         for child, pk, until in held:
             kept[child.table.name] = kept.get(child.table.name, 0) + 1
+            child_ref = _child_ref(child, pk, bound, key)
+            if until is None:  # no date to count the hold from: a person decides
+                out.append(RecordOutcome(child_ref, Action.KEPT, (
+                    f"child row of {bound.name} {key} kept (bookkeeping), but its "
+                    f"{child.mapping.dated_by} is empty: decide how long it is held, then "
+                    "confirm the task as retained with that end")))
+                continue
             out.append(self.done(RecordOutcome(
-                _child_ref(child, pk, bound, key), Action.RETAINED,
+                child_ref, Action.RETAINED,
                 f"child row of {bound.name} {key} kept (bookkeeping) until {until}",
                 legal_basis=policy.retention_basis or policy.legal_basis,
                 retained_until=until)))
@@ -639,11 +646,12 @@ def _delete_children(conn: Connection, bound: BoundTable, key: Any
 
 
 def _held_children(conn: Connection, bound: BoundTable, key: Any, policy: SystemPolicy,
-                   today: date) -> tuple[list[tuple[BoundChild, Any, date]],
+                   today: date) -> tuple[list[tuple[BoundChild, Any, date | None]],
                                          list[tuple[BoundChild, Any]]]:
     """The row's kept child rows: those under a hold still running (with its last
-    day), and those whose hold has ended (no hold: to delete)."""
-    held: list[tuple[BoundChild, Any, date]] = []
+    day; None when the row has no date to count it from), and those whose hold has
+    ended (no hold: to delete)."""
+    held: list[tuple[BoundChild, Any, date | None]] = []
     ended: list[tuple[BoundChild, Any]] = []
     for child in bound.children:
         if child.mapping.erase != ChildMode.KEEP:
@@ -651,6 +659,9 @@ def _held_children(conn: Connection, bound: BoundTable, key: Any, policy: System
         assert child.dated is not None  # _holds_end refuses a kept child without it
         for pk, dated in conn.execute(select(child.pk, child.dated).where(child.fk == key)
                                       .order_by(child.pk)):
+            if dated is None:
+                held.append((child, pk, None))
+                continue
             entry = dated.date() if isinstance(dated, datetime) else dated
             until = policy.hold_ends(date.fromisoformat(str(entry)))
             assert until is not None  # _holds_end refuses a policy without the years

@@ -24,7 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, make_url, select, update
+from sqlalchemy import (
+    Column,
+    Date,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    event,
+    make_url,
+    select,
+    update,
+)
 
 from connectors import registry
 from connectors.app_database import DECLARATION
@@ -268,6 +279,34 @@ def test_an_order_whose_hold_has_ended_is_deleted_not_retained(
     assert by_order["9"].action == Action.DELETED and by_order["9"].retained_until is None
     assert {by_order[k].action for k in ("10", "11")} == {Action.RETAINED}
     assert db.orders_of(1) == [10, 11]
+
+
+def test_a_kept_row_without_its_date_is_left_to_an_operator(
+        build: Any, db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A payment whose date column is empty has no hold end to count: neither retained
+    for ever nor deleted; a person decides (the task waits, manual_pending)."""
+    from hub.ledger import TaskState
+    from hub.outcomes import state_for
+
+    payments = Table("payments", MetaData(), Column("id", Integer, primary_key=True),
+                     Column("user_id", Integer, nullable=False),
+                     Column("paid_on", Date, nullable=True))
+    payments.create(db.engine)
+    try:
+        with db.engine.begin() as c:
+            c.execute(payments.insert(), [{"id": 1, "user_id": 1, "paid_on": None}])
+        use_mapping(monkeypatch, tmp_path, EXAMPLE.read_text("utf-8") + (
+            '\n[[tables.users.children]]\ntable = "payments"\nforeign_key = "user_id"\n'
+            'erase = "keep"\ndated_by = "paid_on"\n'))
+        conn = build()
+        outcome = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
+        (payment,) = [r for r in outcome.records if r.ref.kind == "payments"]
+        assert payment.action == Action.KEPT and "paid_on is empty" in payment.detail
+        assert state_for(outcome) == TaskState.MANUAL_PENDING
+        assert {r.action for r in outcome.records if r.ref.kind == "orders"} == {
+            Action.RETAINED}
+    finally:
+        payments.drop(db.engine)
 
 
 def test_kept_rows_without_an_end_to_their_hold_are_refused_before_any_write(
