@@ -202,6 +202,10 @@ class Export:
     system: str
     sections: tuple[ExportSection, ...]
     evidence: dict[str, Any] = field(default_factory=dict)
+    unsearched: tuple[RecordOutcome, ...] = ()
+    """What the system could not search (a file it cannot read), each ``Action.KEPT``
+    for a person to look at: the export is not complete without them, so the task
+    waits for an operator instead of ending done or not found."""
 
 
 @dataclass(frozen=True, slots=True)

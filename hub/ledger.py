@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from hub import audit, deadlines, suppression
+from hub import audit, deadlines, pointers, suppression
 from hub.domain import Address, Corrections, Identifier, IdentifierKind
 from hub.hashing import Hasher
 from hub.identity import mask, mask_email, mask_phone, mask_text
@@ -299,6 +299,30 @@ def get_request(session: Session, request_id: str) -> SubjectRequestRow:
     return row
 
 
+def lock_request(session: Session, request_id: str) -> SubjectRequestRow:
+    """The request, locked for the rest of the transaction, read afresh.
+
+    Deciding from a request's tasks (settling it, or an operator's confirmation that
+    resumes it) must not interleave with another such decision: found, a confirmation
+    that read the request still in progress while the completion check was moving it
+    to awaiting review left it awaiting a task that was already confirmed, for ever.
+    PostgreSQL locks the row (SELECT ... FOR UPDATE); SQLite, which has no row locks,
+    takes its one write lock now with a no-op UPDATE, before anything is read, so the
+    other writer waits (busy timeout) instead of deciding from what it read before.
+    Call it first in the transaction, before reading the request's tasks.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(SubjectRequestRow).where(SubjectRequestRow.id == request_id)
+                        .values(id=SubjectRequestRow.id)
+                        .execution_options(synchronize_session=False))
+    row = session.execute(
+        select(SubjectRequestRow).where(SubjectRequestRow.id == request_id).with_for_update()
+        .execution_options(populate_existing=True)).scalar_one_or_none()
+    if row is None:
+        raise UnknownRequest(f"no request with id {request_id!r}")
+    return row
+
+
 def transition(session: Session, row: SubjectRequestRow, to: RequestState, *,
                reason: str | None = None, now: datetime | None = None,
                actor: str = "hub") -> None:
@@ -542,6 +566,7 @@ def ensure_tasks(session: Session, row: SubjectRequestRow, systems: Sequence[str
 def tasks_of(session: Session, request_id: str) -> list[TaskRow]:
     return list(session.execute(
         select(TaskRow).where(TaskRow.request_id == request_id).order_by(TaskRow.system)
+        .execution_options(populate_existing=True)  # as committed, after lock_request
     ).scalars())
 
 
@@ -642,8 +667,10 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
     failed systems can run again alone). awaiting review: some task waits for an
     operator's decision. Suppression entries are written for erasures, opt-outs and
     restrictions (removed for a lifted one) as soon as nothing remains to retry or
-    decide.
+    decide. The request is locked first (``lock_request``): an operator's confirmation
+    waits, and then sees what this decided.
     """
+    lock_request(session, row.id)
     tasks = tasks_of(session, row.id)
     states = {TaskState(t.state) for t in tasks}
     unfinished = states - FINISHED_TASK_STATES - OPERATOR_TASK_STATES - {TS.FAILED}
@@ -669,6 +696,8 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
             suppression.add_hashes(session, own, reason=kind.value, request_id=row.id, now=now)
         elif kind == RequestKind.RESTRICTION_LIFT:
             suppression.remove_hashes(session, own, reason=RequestKind.RESTRICTION.value)
+        if kind == RequestKind.ERASURE:  # a file's path may name the erased person
+            pointers.minimise(session, hasher, tasks)
         scrub(session, row)
     return target
 

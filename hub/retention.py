@@ -28,8 +28,14 @@ erasure has settled, ``aggregate`` drops what still ties it to a person: the
 identifiers' keyed hashes and masked forms, the journal and review items (record
 ids), and the per-record part of each task's evidence. What remains is the request
 (kind, origin, dates, state) with, per system, its state, action and counts, and
-any legal hold the law still requires. The audit trail is hash-chained and keeps
-the masked identifiers its ``request.received`` event was written with.
+any legal hold the law still requires, with what enforcing and ending it needs: the
+kept record's pointer, basis and end in the evidence, and, while the hold is on the
+books (until its follow-up erasure is filed), the keyed hashes of the identifiers,
+so an access request by the person still shows what is kept and why
+(``holds.holds_of_subject``, rule 5) and the erasure filed when the hold ends carries
+them (``_file_hold``). The next sweep after that drops them too. The audit trail is
+hash-chained and keeps the masked identifiers its ``request.received`` event was
+written with.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from hub.hashing import Hasher
 from hub.identity import mask
 from hub.ledger import RETENTION_ORIGIN, RequestKind, RequestState, TaskState
 from hub.models import (
+    AuditEventRow,
     LegalHoldRow,
     RequestIdentifierRow,
     ReviewItemRow,
@@ -382,8 +389,25 @@ def file_requests(session: Session, hasher: Hasher, items: Sequence[Due], *,
 # --- aggregate only ----------------------------------------------------------------
 
 
+AGGREGATED = "retention.aggregated"
+RELEASED = "retention.hashes_released"
+
+
+def _reduced(request_id: object) -> Exists:
+    return exists().where(AuditEventRow.request_id == request_id,
+                          AuditEventRow.action == AGGREGATED)
+
+
+def _holding(request_id: object) -> Exists:
+    """A hold the request placed that is still on the books (its follow-up erasure not
+    filed yet): it needs the person's keyed hashes."""
+    return exists().where(LegalHoldRow.request_id == request_id)
+
+
 def _settled_retention_requests(session: Session) -> list[SubjectRequestRow]:
-    """Retention erasures that settled with nothing left to retry, not yet reduced."""
+    """Retention erasures that settled with nothing left to retry, and still hold more
+    than counts: never reduced, or reduced while a hold kept their hashes and no hold
+    keeps them any more."""
     failed = exists().where(TaskRow.request_id == SubjectRequestRow.id,
                             TaskRow.state == TaskState.FAILED.value)
     identified = exists().where(RequestIdentifierRow.request_id == SubjectRequestRow.id)
@@ -393,7 +417,8 @@ def _settled_retention_requests(session: Session) -> list[SubjectRequestRow]:
             SubjectRequestRow.kind == RequestKind.ERASURE.value,
             SubjectRequestRow.state.in_([RequestState.COMPLETED.value,
                                          RequestState.PARTIALLY_COMPLETED.value]),
-            ~failed, identified)
+            ~failed, identified,
+            or_(~_reduced(SubjectRequestRow.id), ~_holding(SubjectRequestRow.id)))
         .order_by(SubjectRequestRow.completed_at, SubjectRequestRow.id)
     ).scalars())
 
@@ -412,17 +437,30 @@ def _counts_only(evidence: dict | None) -> dict | None:
 
 def reduce_to_counts(session: Session, row: SubjectRequestRow, *,
                      now: datetime | None = None) -> dict[str, dict[str, int]]:
-    """Leave of a settled retention erasure only what it did, counted per system."""
+    """Leave of a settled retention erasure only what it did, counted per system, and
+    what a hold it placed needs while it is on the books (the identifiers' keyed
+    hashes); once no hold needs them, a later call drops those too."""
     now = now or datetime.now(UTC)
+    holding = session.scalar(select(_holding(row.id)))
+    if session.scalar(select(_reduced(row.id))):
+        if not holding:
+            session.execute(delete(RequestIdentifierRow)
+                            .where(RequestIdentifierRow.request_id == row.id))
+            audit.append(session, RELEASED, {"reason": "no hold of it is left"},
+                         request_id=row.id, actor=ACTOR, now=now)
+            session.flush()
+        return {}
     counts: dict[str, dict[str, int]] = {}
     for task in ledger.tasks_of(session, row.id):
         task.evidence = _counts_only(task.evidence)
         counts[task.system] = dict((task.evidence or {}).get("counts") or {})
-    for table in (RequestIdentifierRow, TaskActionRow, ReviewItemRow):
+    tables = (TaskActionRow, ReviewItemRow) if holding else (
+        RequestIdentifierRow, TaskActionRow, ReviewItemRow)
+    for table in tables:
         session.execute(delete(table).where(table.request_id == row.id))
     row.person_id = row.subject_name = None
     row.updated_at = now
-    audit.append(session, "retention.aggregated", {"counts": counts},
+    audit.append(session, AGGREGATED, {"counts": counts, "hashes_kept_for_holds": holding},
                  request_id=row.id, actor=ACTOR, now=now)
     session.flush()
     return counts

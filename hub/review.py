@@ -108,7 +108,7 @@ def decide(session: Session, request_id: str, numbers: Sequence[int], decision: 
     if not actor.strip():
         raise LedgerError("a decision needs the name of who made it")
     now = now or datetime.now(UTC)
-    row = ledger.get_request(session, request_id)
+    row = ledger.lock_request(session, request_id)
     rows = _rows(session, request_id)
     chosen = []
     for number in dict.fromkeys(numbers):
@@ -157,7 +157,7 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
     if held_until is not None and held_until < deadlines.local_date(now, timezone):
         raise LedgerError(f"the hold would have ended on {held_until}: a hold whose end has "
                           "passed is no hold")
-    row = ledger.get_request(session, request_id)
+    row = ledger.lock_request(session, request_id)  # first: the completion check waits
     task = ledger.get_task(session, request_id, system)
     if TaskState(task.state) != TaskState.MANUAL_PENDING:
         raise LedgerError(f"task {request_id}/{system} is {task.state}; only a task waiting "

@@ -173,7 +173,7 @@ def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path,
         return connector.restrict(refs, lift=kind == RequestKind.RESTRICTION_LIFT)
     export = connector.export(refs)
     digest = bundle.write_part(part_file, export)
-    records = tuple(RecordOutcome(ref, Action.EXPORTED) for ref in refs)
+    records = (*(RecordOutcome(ref, Action.EXPORTED) for ref in refs), *export.unsearched)
     flagged = sorted({c for s in export.sections for c in categories.in_items(s.items)})
     return Outcome(system=connector.system, records=records, verified=True,
                    evidence={"sections": len(export.sections),
@@ -371,7 +371,7 @@ def outcome_table(rows: list[tuple[str, str, str | None, dict | None]]) -> str:
 def complete(context: OpExecutionContext, hub: HubResource, **results: dict) -> str:
     with hub.store() as store, store.session() as session:
         request_id = _request_of_run(context)
-        row = ledger.get_request(session, request_id)
+        row = ledger.lock_request(session, request_id)  # an operator's confirmation waits
         running = [t.system for t in ledger.tasks_of(session, row.id)
                    if TaskState(t.state) == TaskState.RUNNING]
         if running:  # another live run holds them; that run settles the request

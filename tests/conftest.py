@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,8 +49,8 @@ def _options(schema: str) -> str:
     return f"-csearch_path={schema} -csynchronous_commit=off"
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
+@contextmanager
+def pg_schema() -> Iterator[str]:
     """A URL whose search_path is a new, empty schema, dropped afterwards."""
     base = postgres_url()
     if base is None:
@@ -70,6 +70,20 @@ def pg_schema_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A fresh schema for one test."""
+    with pg_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_module_schema_url() -> Iterator[str]:
+    """A fresh schema for one test module (its tests reset what they use in it)."""
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -94,29 +108,15 @@ def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _migrated_postgres() -> Iterator[str | None]:
+def _migrated_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One schema migrated to head per worker; each test empties its tables (below).
 
     Migrating a fresh schema cost each of several hundred store tests a third of a
-    second of DDL; emptying the tables costs one statement.
+    second of DDL; emptying a few rows from each table costs milliseconds.
     """
-    base = postgres_url()
-    if base is None:
-        yield None
-        return
-    schema = f"t_{secrets.token_hex(6)}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": _options(schema)})
-    rendered = url.render_as_string(hide_password=False)
-    open_store(_settings(rendered, Path(tempfile.mkdtemp()))).close()
-    try:
-        yield rendered
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema() as url:
+        open_store(_settings(url, tmp_path_factory.mktemp("migrated-pg"))).close()
+        yield url
 
 
 def _emptied(url: str) -> str:
@@ -144,11 +144,7 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
         shutil.copy2(request.getfixturevalue("_migrated_sqlite"), path)
         url = f"sqlite:///{path}"
     else:
-        migrated = request.getfixturevalue("_migrated_postgres")
-        if migrated is None:
-            postgres_url()  # fails where PostgreSQL is required
-            pytest.skip("PostgreSQL tests need HUB_TEST_POSTGRES_URL")
-        url = _emptied(migrated)
+        url = _emptied(request.getfixturevalue("_migrated_postgres"))
     opened = open_store(_settings(url, tmp_path), migrate=False)
     yield opened
     opened.close()

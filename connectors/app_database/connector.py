@@ -20,9 +20,13 @@ What each action does:
 - ``export``: the rows (every column, names kept) and their child rows.
 - ``erase``: per row, one transaction: child rows deleted where the mapping says so,
   then the row deleted or anonymised (the table's ``erase``; absent, the policy's).
-  Each action is journalled once committed, before the next row; then every row is
-  read back (gone, or its identifying columns blank) for ``verified``. Doing it again
-  is ``not_found`` (deleted) or ``nothing_to_do`` (already anonymised), with no write.
+  Child rows the mapping keeps (bookkeeping: ``erase = "keep"``) are each
+  ``retained`` under the policy's retention basis until the hold ends, counted from
+  the row's ``dated_by`` date (``policy.hold_ends``); one whose hold has ended is no
+  longer held, and is deleted. Each action is journalled once committed, before the
+  next row; then every row is read back (gone, or its identifying columns blank) for
+  ``verified``. Doing it again is ``not_found`` (deleted) or ``nothing_to_do``
+  (already anonymised), with no write; the kept rows are ``retained`` again.
 - ``opt_out``: the marketing-consent column set false where the mapping names one,
   read back; ``nothing_to_do`` where it names none or it is false already.
 - ``sync``: every mapped table's rows, ``record_id = "<table>/<pk>"`` (unique across
@@ -43,6 +47,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import Field, SecretStr
@@ -293,12 +298,13 @@ class AppDatabaseConnector(ConnectorBase):
         self.forget_found()
         self.begin()
         modes = self._modes(policy)
+        self._holds_end(policy)
         records: list[RecordOutcome] = []
         acted: list[tuple[BoundTable, RecordRef, Any]] = []
         kept: dict[str, int] = {}
         for bound, keyed in self._tables_of(refs):
             for ref, key in keyed:
-                done, kept_here = self._erase_row(bound, ref, key, modes[bound.name])
+                done, kept_here = self._erase_row(bound, ref, key, modes[bound.name], policy)
                 records += done
                 for table, count in kept_here.items():
                     kept[table] = kept.get(table, 0) + count
@@ -416,8 +422,21 @@ class AppDatabaseConnector(ConnectorBase):
             modes[name] = mode
         return modes
 
-    def _erase_row(self, bound: BoundTable, ref: RecordRef, key: Any, mode: TableMode
-                   ) -> tuple[list[RecordOutcome], dict[str, int]]:
+    def _holds_end(self, policy: SystemPolicy) -> None:
+        """Refused before any write: rows kept under a hold that could never end."""
+        for name, bound in self.tables.items():
+            for child in bound.children:
+                if child.mapping.erase != ChildMode.KEEP:
+                    continue
+                if child.dated is None or policy.retention_years is None:
+                    raise ConfigError(
+                        f"{self.settings.mapping}: [tables.{name}] keeps the child rows of "
+                        f"{child.table.name!r}, and a hold needs its end: name the child's "
+                        "dated_by column and set retention_years (and retention_basis) in "
+                        "the policy's [systems.app_database]")
+
+    def _erase_row(self, bound: BoundTable, ref: RecordRef, key: Any, mode: TableMode,
+                   policy: SystemPolicy) -> tuple[list[RecordOutcome], dict[str, int]]:
         """One row and its children in one transaction; each action journalled once the
         transaction is committed. Returns the outcomes and the child rows kept."""
         if key is None:
@@ -427,12 +446,29 @@ class AppDatabaseConnector(ConnectorBase):
                                .with_for_update()).mappings().first()
             if row is None:
                 return [RecordOutcome(ref, Action.NOT_FOUND, "no such row (already deleted?)")], {}
-            deleted = _delete_children(conn, bound, key)
-            kept = _count_kept(conn, bound, key)
+            held, ended = _held_children(conn, bound, key, policy, _today())
+            deleted = _delete_children(conn, bound, key) + _delete_rows(conn, ended)
             action, detail = self._erase_parent(conn, bound, row, key, mode)
         out = [self.done(RecordOutcome(_child_ref(child, pk, bound, key), Action.DELETED,
-                                       f"child row of {bound.name} {key} deleted"))
+                                       f"child row of {bound.name} {key} deleted"
+                                       + ("; its hold had ended" if (child, pk) in ended
+                                          else "")))
                for child, pk in deleted]
+        kept: dict[str, int] = {}
+        for child, pk, until in held:
+            kept[child.table.name] = kept.get(child.table.name, 0) + 1
+            child_ref = _child_ref(child, pk, bound, key)
+            if until is None:  # no date to count the hold from: a person decides
+                out.append(RecordOutcome(child_ref, Action.KEPT, (
+                    f"child row of {bound.name} {key} kept (bookkeeping), but its "
+                    f"{child.mapping.dated_by} is empty: decide how long it is held, then "
+                    "confirm the task as retained with that end")))
+                continue
+            out.append(self.done(RecordOutcome(
+                child_ref, Action.RETAINED,
+                f"child row of {bound.name} {key} kept (bookkeeping) until {until}",
+                legal_basis=policy.retention_basis or policy.legal_basis,
+                retained_until=until)))
         if kept:
             detail += "; kept: " + ", ".join(f"{n} {t} rows" for t, n in kept.items())
         outcome = RecordOutcome(ref, action, detail)
@@ -609,15 +645,43 @@ def _delete_children(conn: Connection, bound: BoundTable, key: Any
     return deleted
 
 
-def _count_kept(conn: Connection, bound: BoundTable, key: Any) -> dict[str, int]:
-    kept: dict[str, int] = {}
+def _held_children(conn: Connection, bound: BoundTable, key: Any, policy: SystemPolicy,
+                   today: date) -> tuple[list[tuple[BoundChild, Any, date | None]],
+                                         list[tuple[BoundChild, Any]]]:
+    """The row's kept child rows: those under a hold still running (with its last
+    day; None when the row has no date to count it from), and those whose hold has
+    ended (no hold: to delete)."""
+    held: list[tuple[BoundChild, Any, date | None]] = []
+    ended: list[tuple[BoundChild, Any]] = []
     for child in bound.children:
-        if child.mapping.erase == ChildMode.KEEP:
-            count = conn.execute(select(func.count()).select_from(child.table)
-                                 .where(child.fk == key)).scalar_one()
-            if count:
-                kept[child.table.name] = count
-    return kept
+        if child.mapping.erase != ChildMode.KEEP:
+            continue
+        assert child.dated is not None  # _holds_end refuses a kept child without it
+        for pk, dated in conn.execute(select(child.pk, child.dated).where(child.fk == key)
+                                      .order_by(child.pk)):
+            if dated is None:
+                held.append((child, pk, None))
+                continue
+            entry = dated.date() if isinstance(dated, datetime) else dated
+            until = policy.hold_ends(date.fromisoformat(str(entry)))
+            assert until is not None  # _holds_end refuses a policy without the years
+            if until >= today:
+                held.append((child, pk, until))
+            else:
+                ended.append((child, pk))
+    return held, ended
+
+
+def _delete_rows(conn: Connection, rows: list[tuple[BoundChild, Any]]
+                 ) -> list[tuple[BoundChild, Any]]:
+    for child, pk in rows:
+        conn.execute(delete(child.table).where(child.pk == pk))
+    return rows
+
+
+def _today() -> date:
+    """Today in Helsinki, where the company's holds end (a hold ends at its date's end)."""
+    return datetime.now(ZoneInfo("Europe/Helsinki")).date()
 
 
 def _overwrite(value: Any, key: Any) -> Any:  # noqa: ANN401 - a TOML scalar

@@ -57,6 +57,9 @@ class Child(BaseModel):
     foreign_key: Name
     erase: ChildMode
     primary_key: Name | None = None
+    dated_by: Name | None = None
+    """Kept rows: the date column of the entry (an order's date). The hold on a row
+    ends as the policy's ``retention_years`` count from it (rule 5: a hold ends)."""
 
 
 class Anonymise(BaseModel):
@@ -169,6 +172,7 @@ class BoundChild:
     table: Table
     pk: Column
     fk: Column
+    dated: Column | None = None
 
 
 @dataclass(frozen=True)
@@ -253,8 +257,9 @@ def _bind_anonymise(table: Table, spec: Anonymise, where: str) -> None:
 def _bind_child(parent: str, child: Child, metadata: MetaData, path: Path) -> BoundChild:
     where = f"{path}: [tables.{parent}] child {child.table!r}"
     table = _table(metadata, child.table, where)
+    dated = _column(table, child.dated_by, "dated_by", where) if child.dated_by else None
     return BoundChild(child, table, _pk(table, child.primary_key, where),
-                      _column(table, child.foreign_key, "foreign_key", where))
+                      _column(table, child.foreign_key, "foreign_key", where), dated)
 
 
 def falsy(column: Column) -> bool | int:

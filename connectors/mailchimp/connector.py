@@ -16,9 +16,10 @@
   erased e-mails recovered from task evidence), and a ref's id lands in evidence,
   the journal and failure messages. ``contact_id`` is Mailchimp's opaque id, and the
   member path takes it for GET. To act, the connector uses the subscriber hash, in
-  memory only: as ``find`` read it, else from the e-mail in ``ref.facts``, else (a
-  ref from the journal or the review queue, without facts) from a GET of the member
-  by its ``contact_id``; a 404 there is "not a member". The sync's index pointer
+  memory only: as ``find`` read it, else from a GET of the member by its
+  ``contact_id`` (a ref from an earlier run may carry an e-mail the member no longer
+  has), else from the e-mail in ``ref.facts`` if that member is the same contact;
+  nothing there is "not a member". The sync's index pointer
   (``<list_id>:<id>``) keeps the MD5: the index also holds the e-mail itself, and
   forgets both when an erasure completes.
 - Export: per audience, the member as read, its merge fields labelled by name (from
@@ -67,6 +68,7 @@ from connectors.mailchimp.models import (
     FoundMember,
     Goals,
     Member,
+    MemberIds,
     MemberKey,
     MemberPage,
     MemberStatus,
@@ -216,19 +218,32 @@ class MailchimpConnector(ConnectorBase):
     def _hash(self, ref: RecordRef) -> str | None:
         """The subscriber hash to address ``ref`` by, or None when it is not a member.
 
-        As ``find`` read it, else the MD5 of the e-mail the member holds (its facts),
-        else asked of Mailchimp by the contact id (a ref from the journal or review)."""
+        As this op's ``find`` read it; else asked of Mailchimp by the member's stable
+        contact id. A ref found in an earlier run (the journal, an approved candidate)
+        may carry an e-mail the member no longer has (a rectification changed it, and
+        with it the hash): hashing that first made the member "not found" and left it
+        in place. Only when the contact id names no member is the e-mail's hash tried,
+        and taken only if that member is the same contact."""
         key = (ref.container or "", ref.record_id)
         if key not in self._hashes:
-            emails = ref.facts.emails if ref.facts is not None else ()
-            if emails:
-                self._hashes[key] = subscriber_hash(emails[0])
-            else:
-                member = self._member(key[0], ref.record_id, MemberKey, fields=["id"])
-                if member is None:
-                    return None
-                self._hashes[key] = member.id
+            member = self._member(key[0], ref.record_id, MemberKey, fields=["id"])
+            if member is None:
+                member = self._by_email(ref)
+            if member is None:
+                return None
+            self._hashes[key] = member.id
         return self._hashes[key]
+
+    def _by_email(self, ref: RecordRef) -> MemberKey | None:
+        """The member the ref's e-mail names, if it is the ref's contact."""
+        emails = ref.facts.emails if ref.facts is not None else ()
+        if not emails:
+            return None
+        member = self._member(ref.container or "", subscriber_hash(emails[0]), MemberIds,
+                              fields=["id", "contact_id"])
+        if member is None or member.contact_id != ref.record_id:
+            return None
+        return MemberKey(id=member.id)
 
     def _status(self, ref: RecordRef, member_hash: str) -> str | None:
         """The member's live status, or None when it is not a member (404)."""

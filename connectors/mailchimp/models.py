@@ -64,6 +64,14 @@ class MemberKey(_Model):
     id: str
 
 
+class MemberIds(_Model):
+    """A member read by its subscriber hash with ``fields=id,contact_id``: whether the
+    member an e-mail names is the contact a ref means."""
+
+    id: str
+    contact_id: str
+
+
 class MemberStatus(_Model):
     """A member read back with ``fields=status``: what erase and opt-out check."""
 

@@ -11,8 +11,11 @@ folder, and a person acts on what it finds.
   spelling (``matching.py``). The hub's identifiers are e-mails and phones only
   (``hub.domain.IdentifierKind`` has no name), so a file naming the subject by name
   alone is not found: the docs tell the operator so. A file that cannot be read
-  (corrupt, encrypted, no permission) is counted and skipped, never a crash; the
-  outcome's evidence lists it, because it was not searched.
+  (corrupt, encrypted, no permission) is counted and skipped, never a crash; it was
+  not searched, so the access export and the erasure each list it (``unsearched``:
+  ``Action.KEPT``, its path masked, ``matching.masked_path``) for a person to open,
+  and the task waits for an operator: never ``done`` or ``not_found`` while a file
+  the hub could not read may name the subject.
 - ``export``: per file its path, size, modified time and each place (line,
   paragraph, table row, sheet row, PDF line) that names the subject, as an excerpt
   with anyone else's e-mail or phone masked.
@@ -52,7 +55,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from connectors.base import ConnectorBase, parse_time, wanted
 from connectors.errors import ConnectionFailed
-from connectors.network_drive.matching import excerpt, identifiers_in, subject_hits
+from connectors.network_drive.matching import (
+    excerpt,
+    identifiers_in,
+    masked_path,
+    subject_hits,
+)
 from connectors.network_drive.text import READERS, Chunk
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
@@ -68,6 +76,7 @@ from hub.domain import (
     SourceRecord,
     SyncPage,
 )
+from hub.pointers import NAME_PEOPLE
 from hub.policy import SystemPolicy
 
 SYSTEM = "network_drive"
@@ -75,6 +84,12 @@ KIND = "file"
 SYNC_PAGE = 200  # source records per sync page
 MAX_PLACES = 20  # places (and unreadable paths) listed in an operator's task
 NOTHING_TO_DO = "nobody is subscribed to a folder: nothing to opt out of"
+UNREADABLE = "unreadable_file"  # the kind of a file the hub could not search
+_NOT_SEARCHED = ("the hub could not read this file (corrupt, encrypted or no permission), "
+                 "so it was not searched: open it by hand and look for the subject; ")
+ACCESS_BY_HAND = _NOT_SEARCHED + ("add what names them to the reply, then confirm the task")
+ERASURE_BY_HAND = _NOT_SEARCHED + ("delete the file or redact the subject from it, or note "
+                                   "that it does not name them, then confirm the task")
 log = logging.getLogger(__name__)
 
 
@@ -195,9 +210,10 @@ class NetworkDriveConnector(ConnectorBase):
             })
         sections = (ExportSection(label="Network drive: documents that mention you",
                                   source="network drive", items=tuple(items)),) if items else ()
+        unsearched = self._unsearched(refs, emails, phones, ACCESS_BY_HAND)
         return Export(SYSTEM, sections, evidence={
             "files_read": self._reads - start, "files": len(items), "not_found": missing,
-            "unreadable": len(self.unreadable)})
+            "unreadable": len(unsearched)}, unsearched=tuple(unsearched))
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
         """One record per file: KEPT while it names the subject, for an operator to
@@ -208,12 +224,16 @@ class NetworkDriveConnector(ConnectorBase):
         emails, phones = self._identifiers(refs)
         records = [self._erase_one(ref, emails, phones) for ref in _unique(refs)]
         kept = sum(r.action == Action.KEPT for r in records)
+        unsearched = self._unsearched(refs, emails, phones, ERASURE_BY_HAND)
         # recheck: once an operator confirms the deletions, the next run searches again
-        # and only a share that names the subject nowhere settles the task (rule 3).
-        return self.outcome(records, True, recheck=True, files_checked=len(records),
-                            still_named=kept,
-                            unreadable=len(self.unreadable),
-                            unreadable_paths=self.unreadable[:MAX_PLACES])
+        # and only a share that names the subject nowhere settles the task (rule 3). A
+        # file the hub cannot read cannot be read back either: the operator's word on
+        # it is the confirmation.
+        return self.outcome([*records, *unsearched], True, recheck=kept > 0,
+                            **{NAME_PEOPLE: True},  # a path: hashed once settled
+                            files_checked=len(records), still_named=kept,
+                            unreadable=len(unsearched),
+                            unreadable_paths=[r.ref.record_id for r in unsearched][:MAX_PLACES])
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         self.begin()
@@ -403,6 +423,16 @@ class NetworkDriveConnector(ConnectorBase):
             if path.is_symlink():
                 return None
         return path
+
+    def _unsearched(self, refs: Sequence[RecordRef], emails: set[str], phones: set[str],
+                    why: str) -> list[RecordOutcome]:
+        """The files the last walk could not read (none of ``refs``), each for a person
+        to open: its path masked, since a file name is often a person's name."""
+        found = {ref.record_id for ref in refs}
+        shown = dict.fromkeys(masked_path(p, emails, phones)
+                              for p in self.unreadable if p not in found)
+        return [RecordOutcome(RecordRef(SYSTEM, UNREADABLE, path, label=f"file {path}"),
+                              Action.KEPT, why) for path in shown]
 
     def _identifiers(self, refs: Sequence[RecordRef]) -> tuple[set[str], set[str]]:
         """The subject's identifiers: the last lookup's, and those the refs carry."""

@@ -149,3 +149,29 @@ def _mask_others(text: str, emails: set[str], phones: set[str]) -> str:
         digits = "".join(c for c in match.raw_string if c.isdigit() or c == "+")
         text = text[:match.start] + mask_phone(digits) + text[match.end:]
     return text
+
+
+_NAME_PART = re.compile(r"[._\-+]")
+
+
+def masked_path(path: str, emails: set[str], phones: set[str]) -> str:
+    """A path as a task or evidence shows it: a file name is often a person's name.
+
+    E-mails and phone numbers in it are masked, whoever's they are, and the subject's
+    name as their e-mail spells it (``aino.virtanen@`` → ``aino``, ``virtanen``) is cut
+    to its first letter, however it is inflected (``Ainon`` → ``A***n``). The folders,
+    the rest of the name and the type stay: enough for an operator to find the file.
+    """
+    shown = EMAIL.sub(lambda m: mask_email(m.group()), path)
+    if sum(c.isdigit() for c in shown) >= _MIN_DIGITS:
+        for match in reversed(list(phonenumbers.PhoneNumberMatcher(shown, DEFAULT_REGION))):
+            digits = "".join(c for c in match.raw_string if c.isdigit() or c == "+")
+            shown = shown[:match.start] + mask_phone(digits) + shown[match.end:]
+    own = {d for p in phones for d in (p, "0" + p[4:] if p.startswith("+358") else p)}
+    for number in own:  # the subject's own number, written without separators
+        shown = shown.replace(number, mask_phone(number))
+    for part in sorted({t for e in emails for t in _NAME_PART.split(e.partition("@")[0])
+                        if len(t) >= 3 and t.isalpha()}, key=len, reverse=True):
+        shown = re.sub(re.escape(part), lambda m: m.group()[0] + "***", shown,
+                       flags=re.IGNORECASE)
+    return shown

@@ -145,3 +145,36 @@ def fresh_vendor(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     for box in boxes:
         box.stop()
 
+
+
+@pytest.fixture
+def app_database(request: pytest.FixtureRequest, tmp_path: Any,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Any]]:
+    """The own application's database, seeded, turned on as a deployment does it
+    (HUB_EXTRA_SYSTEMS and APP_DATABASE_*, the example mapping); returns its inspector.
+
+    ``backend`` "sqlite" is a file of the test's own; "postgres" the test module's own
+    schema (skipped without HUB_TEST_POSTGRES_URL), reset for each test.
+    """
+    from connectors import registry
+    from tests.connectors.app_db import EXAMPLE, PACKAGE, DatabaseInspector
+
+    opened: list[DatabaseInspector] = []
+
+    def start(backend: str) -> DatabaseInspector:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'app.db'}"
+        else:
+            url = request.getfixturevalue("pg_module_schema_url")
+        monkeypatch.chdir(tmp_path)  # no stray .env
+        monkeypatch.setenv(registry.EXTRA_ENV, PACKAGE)
+        monkeypatch.setenv("APP_DATABASE_URL", url)
+        monkeypatch.setenv("APP_DATABASE_MAPPING", str(EXAMPLE))
+        inspector = DatabaseInspector(url)
+        opened.append(inspector)
+        inspector.reset()
+        return inspector
+
+    yield start
+    for inspector in opened:
+        inspector.close()

@@ -1,12 +1,14 @@
-"""The own-application-database connector against a real database: SQLite always,
-PostgreSQL when HUB_TEST_POSTGRES_URL is set (``db_url`` in tests/conftest.py).
+"""The own-application-database connector, what is its own: a real database, SQLite
+always, PostgreSQL when HUB_TEST_POSTGRES_URL is set (the module's own schema).
 
-The contract suite (test_contract.py) is parametrised over the vendor emulators and
-their ``/__sandbox/`` HTTP inspection API; a database has neither, so this file covers
-the same contract cases with the database itself as the "emulator": a schema seeded
-with the sandbox persona Aino Virtanen in ``users`` and her ``orders``, read back with
-SQL. The connector is built as production builds it: ``build_connector`` with the
-package named in HUB_EXTRA_SYSTEMS and APP_DATABASE_* in the environment.
+The contract every system keeps (find by e-mail and phone, not found, export, erasure
+read back, a second erasure, opt-out, rectify and restrict left to an operator) is
+tested in test_contract.py, where this system is a participant on both backends. Here:
+what only a database has: phone numbers in any written form, column names in the
+export, delete versus anonymise, triggers that undo a write, sync by updated-at, the
+database going away, and mappings of the wrong shape. The connector is built as
+production builds it: ``build_connector`` with the package named in HUB_EXTRA_SYSTEMS
+and APP_DATABASE_* in the environment (the ``app_database`` fixture).
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,18 +25,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import (
-    Boolean,
     Column,
     Date,
-    DateTime,
     Engine,
-    ForeignKey,
     Integer,
     MetaData,
-    Numeric,
-    String,
     Table,
-    create_engine,
     event,
     make_url,
     select,
@@ -48,14 +43,19 @@ from connectors.errors import ConfigError, ConnectionFailed
 from hub.domain import Action, Identifier, IdentifierKind, RecordOutcome, RecordRef
 from hub.policy import SystemPolicy, load_policy
 from hub.systems import Kind
+from tests.connectors.app_db import (
+    EXAMPLE,
+    ORDERS,
+    PACKAGE,
+    POLICY_SECTION,
+    ROOT,
+    T0,
+    USERS,
+    DatabaseInspector,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "connectors" / "app_database" / "example_mapping.toml"
-PACKAGE = "connectors.app_database"
 AINO_EMAIL = "aino.virtanen@example.fi"
 AINO_PHONE = "+358401234567"
-NOBODY = "nobody.here.at.all@example.fi"
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 # Erasure deletes the account and its orders; the table names no erase, so the
 # policy's erase = "delete" decides.
@@ -73,46 +73,6 @@ table = "orders"
 foreign_key = "user_id"
 erase = "delete"
 """
-
-metadata = MetaData()
-USERS = Table(
-    "users", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("email", String(200), nullable=True),
-    Column("phone", String(40), nullable=True),
-    Column("first_name", String(100), nullable=False),
-    Column("last_name", String(100), nullable=False),
-    Column("marketing_consent", Boolean, nullable=False),
-    Column("processing_restricted", Boolean, nullable=False, default=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("erased_at", DateTime(timezone=True), nullable=True),
-)
-ORDERS = Table(
-    "orders", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
-    Column("product", String(100), nullable=False),
-    Column("amount", Numeric(10, 2), nullable=False),
-    Column("ordered_on", Date, nullable=False),
-)
-# Aino writes her number the Finnish way and her address in capitals; Mikko's number
-# ends in the same seven digits (a candidate the suffix search fetches, Python drops).
-PEOPLE = [
-    {"id": 1, "email": "Aino.Virtanen@Example.fi", "phone": "040 123 4567",
-     "first_name": "Aino", "last_name": "Virtanen", "marketing_consent": True},
-    {"id": 2, "email": "mikko.korhonen@example.fi", "phone": "+358 50 123 4567",
-     "first_name": "Mikko", "last_name": "Korhonen", "marketing_consent": True},
-    {"id": 3, "email": "liisa.makinen@example.fi", "phone": None,
-     "first_name": "Liisa", "last_name": "Mäkinen", "marketing_consent": False},
-]
-ORDER_ROWS = [
-    {"id": 10, "user_id": 1, "product": "Coaching, 5 sessions", "amount": "450.00",
-     "ordered_on": date(2026, 3, 4)},
-    {"id": 11, "user_id": 1, "product": "Leadership course", "amount": "890.00",
-     "ordered_on": date(2026, 9, 1)},
-    {"id": 12, "user_id": 2, "product": "Leadership course", "amount": "890.00",
-     "ordered_on": date(2026, 9, 1)},
-]
 
 
 @dataclass
@@ -137,28 +97,18 @@ class Db:
             c.execute(update(USERS).where(USERS.c.id == uid).values(updated_at=when))
 
 
-@pytest.fixture
-def db(db_url: str) -> Iterator[Db]:
-    """users and orders, seeded; on SQLite (a file) and on PostgreSQL (a fresh schema)."""
-    engine = create_engine(db_url)
-    metadata.create_all(engine)
-    with engine.begin() as c:
-        c.execute(USERS.insert(), [{**p, "processing_restricted": False,
-                                    "updated_at": T0 + timedelta(hours=p["id"])}
-                                   for p in PEOPLE])
-        c.execute(ORDERS.insert(), ORDER_ROWS)
-    yield Db(db_url, engine)
-    engine.dispose()
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest,
+       app_database: Callable[[str], DatabaseInspector]) -> Db:
+    """users and orders, seeded; on SQLite (a file) and on PostgreSQL (the module's
+    schema), the system turned on with controller A's example mapping."""
+    inspector = app_database(request.param)
+    return Db(inspector.url, inspector.engine)
 
 
 @pytest.fixture
-def env(db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The system turned on as a deployment does: HUB_EXTRA_SYSTEMS and APP_DATABASE_*;
-    the mapping is controller A's example. Returns the mapping's path."""
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setenv(registry.EXTRA_ENV, PACKAGE)
-    monkeypatch.setenv("APP_DATABASE_URL", db.url)
-    monkeypatch.setenv("APP_DATABASE_MAPPING", str(EXAMPLE))
+def env(db: Db) -> Path:
+    """The example mapping's path (the environment is the ``app_database`` fixture's)."""
     return EXAMPLE
 
 
@@ -217,13 +167,15 @@ def phone(value: str) -> Identifier:
     return Identifier(IdentifierKind.PHONE, value)
 
 
-ANONYMISE = SystemPolicy(erase="anonymise")
+BOOKKEEPING = "Kirjanpitolaki (1336/1997) 2 luku 10 §; GDPR art. 17(3)(b)"
+# The example keeps orders as vouchers: six years from the end of the order's year.
+ANONYMISE = SystemPolicy(erase="anonymise", retention_years=6, retention_basis=BOOKKEEPING)
 # A trigger of the application's that keeps the e-mail whatever an UPDATE says.
 KEEP_EMAIL = {
     "sqlite": ["CREATE TRIGGER keep_email AFTER UPDATE OF email ON users "
                "WHEN NEW.email IS NULL BEGIN "
                "UPDATE users SET email = OLD.email WHERE id = NEW.id; END"],
-    "postgresql": ["CREATE FUNCTION keep_email() RETURNS trigger AS $$ BEGIN "
+    "postgresql": ["CREATE OR REPLACE FUNCTION keep_email() RETURNS trigger AS $$ BEGIN "
                    "NEW.email := OLD.email; RETURN NEW; END $$ LANGUAGE plpgsql",
                    "CREATE TRIGGER keep_email BEFORE UPDATE ON users FOR EACH ROW "
                    "EXECUTE FUNCTION keep_email()"],
@@ -255,40 +207,11 @@ def test_a_policy_with_its_section_loads(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert policy.title("app_database") == DECLARATION.system.title
 
 
-def test_built_from_the_environment_and_checks(conn: Any) -> None:
-    before = conn.api_calls
-    conn.check()
-    assert conn.system == "app_database" and conn.api_calls == before + 1
-    assert set(conn.tables) == {"users"}
-
-
-# ------------------------------------------------------------------ find, export
-
-
-def test_find_by_email_in_any_case(conn: Any) -> None:
-    refs = conn.find([email(AINO_EMAIL.upper())])
-    assert [(r.kind, r.record_id) for r in refs] == [("users", "1")]
-    facts = refs[0].facts
-    assert facts.name == "Aino Virtanen"
-    assert facts.emails == ("Aino.Virtanen@Example.fi",)
-    assert facts.phones == ("040 123 4567",)
-
-
 def test_find_by_phone_in_any_written_form_and_only_the_whole_number(conn: Any) -> None:
     # Stored as "040 123 4567"; Mikko's "+358 50 123 4567" shares the last seven digits.
     refs = conn.find([phone(AINO_PHONE)])
     assert [(r.kind, r.record_id) for r in refs] == [("users", "1")]
     assert conn.find([phone("+358501234567")])[0].record_id == "2"
-
-
-def test_not_found_is_empty_never_an_error(conn: Any, journal: list[RecordOutcome]) -> None:
-    assert conn.find([email(NOBODY)]) == []
-    assert conn.find([phone("+358409999999")]) == []
-    erased = conn.erase([], ANONYMISE)
-    assert erased.records == () and erased.verified and erased.not_found
-    opted = conn.opt_out([])
-    assert opted.records == () and opted.verified
-    assert conn.writes.count == 0 and journal == []
 
 
 def test_export_holds_the_rows_and_their_orders_with_column_names_kept(conn: Any) -> None:
@@ -321,12 +244,19 @@ def test_anonymisation_blanks_the_person_keeps_the_orders_and_is_journalled(
     before = conn.api_calls
     outcome = conn.erase(refs, ANONYMISE)
     assert outcome.verified, outcome.records
-    assert [(r.ref.kind, r.ref.record_id, r.action) for r in outcome.records] == [
-        ("users", "1", Action.ANONYMISED)]
-    assert outcome.evidence["counts"] == dict(Counter(r.action.value for r in outcome.records))
+    # The orders are kept under the Accounting Act's hold, each saying until when
+    # (ordered in 2026: the hold runs to the end of 2032); the account is anonymised.
+    assert [(r.ref.kind, r.ref.record_id, r.action, r.retained_until, r.legal_basis)
+            for r in outcome.records] == [
+        ("orders", "10", Action.RETAINED, date(2032, 12, 31), BOOKKEEPING),
+        ("orders", "11", Action.RETAINED, date(2032, 12, 31), BOOKKEEPING),
+        ("users", "1", Action.ANONYMISED, None, None)]
+    assert outcome.retained and not outcome.not_found
+    assert outcome.evidence["counts"] == {"retained": 2, "anonymised": 1}
     assert outcome.evidence["api_calls"] == conn.api_calls - before > 0
     assert outcome.evidence["kept_child_rows"] == {"orders": 2}
-    assert [(r.ref, r.action) for r in journal] == [(refs[0], Action.ANONYMISED)]
+    assert [(r.ref.kind, r.action) for r in journal] == [
+        ("orders", Action.RETAINED), ("orders", Action.RETAINED), ("users", Action.ANONYMISED)]
     aino = db.user(1)
     assert aino["email"] is None and aino["phone"] is None
     assert (aino["first_name"], aino["last_name"]) == ("anonymised", "anonymised")
@@ -334,6 +264,59 @@ def test_anonymisation_blanks_the_person_keeps_the_orders_and_is_journalled(
     assert aino["marketing_consent"] is False  # the example withdraws it too
     assert db.orders_of(1) == [10, 11]  # bookkeeping records stay
     assert db.user(2)["email"] == "mikko.korhonen@example.fi"
+
+
+def test_an_order_whose_hold_has_ended_is_deleted_not_retained(
+        conn: Any, db: Db) -> None:
+    """A hold whose end has passed is no hold (rule 5): an order of 2018 was kept to
+    the end of 2024; the erasure deletes it and retains only the orders still held."""
+    with db.engine.begin() as c:
+        c.execute(ORDERS.insert(), [{"id": 9, "user_id": 1, "product": "Old course",
+                                     "amount": "100.00", "ordered_on": date(2018, 5, 1)}])
+    outcome = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
+    assert outcome.verified, outcome.records
+    by_order = {r.ref.record_id: r for r in outcome.records if r.ref.kind == "orders"}
+    assert by_order["9"].action == Action.DELETED and by_order["9"].retained_until is None
+    assert {by_order[k].action for k in ("10", "11")} == {Action.RETAINED}
+    assert db.orders_of(1) == [10, 11]
+
+
+def test_a_kept_row_without_its_date_is_left_to_an_operator(
+        build: Any, db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A payment whose date column is empty has no hold end to count: neither retained
+    for ever nor deleted; a person decides (the task waits, manual_pending)."""
+    from hub.ledger import TaskState
+    from hub.outcomes import state_for
+
+    payments = Table("payments", MetaData(), Column("id", Integer, primary_key=True),
+                     Column("user_id", Integer, nullable=False),
+                     Column("paid_on", Date, nullable=True))
+    payments.create(db.engine)
+    try:
+        with db.engine.begin() as c:
+            c.execute(payments.insert(), [{"id": 1, "user_id": 1, "paid_on": None}])
+        use_mapping(monkeypatch, tmp_path, EXAMPLE.read_text("utf-8") + (
+            '\n[[tables.users.children]]\ntable = "payments"\nforeign_key = "user_id"\n'
+            'erase = "keep"\ndated_by = "paid_on"\n'))
+        conn = build()
+        outcome = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
+        (payment,) = [r for r in outcome.records if r.ref.kind == "payments"]
+        assert payment.action == Action.KEPT and "paid_on is empty" in payment.detail
+        assert state_for(outcome) == TaskState.MANUAL_PENDING
+        assert {r.action for r in outcome.records if r.ref.kind == "orders"} == {
+            Action.RETAINED}
+    finally:
+        payments.drop(db.engine)
+
+
+def test_kept_rows_without_an_end_to_their_hold_are_refused_before_any_write(
+        conn: Any, db: Db) -> None:
+    """A hold needs its end: a policy without retention_years cannot keep the orders."""
+    refs = conn.find([email(AINO_EMAIL)])
+    with pytest.raises(ConfigError) as caught:
+        conn.erase(refs, SystemPolicy(erase="anonymise"))
+    assert "dated_by" in str(caught.value) and "retention_years" in str(caught.value)
+    assert conn.writes.count == 0 and db.user(1)["email"] is not None
 
 
 def test_deletion_removes_the_orders_then_the_row_each_journalled(
@@ -360,7 +343,8 @@ def test_an_anonymised_row_that_is_not_blank_fails_the_read_back(conn: Any, db: 
             c.exec_driver_sql(statement)
     outcome = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
     assert not outcome.verified
-    assert "identifying columns are not blank" in outcome.records[0].detail
+    (aino,) = [r for r in outcome.records if r.ref.kind == "users"]
+    assert "identifying columns are not blank" in aino.detail
     assert outcome.evidence["still_present"] == 1
 
 
@@ -377,29 +361,29 @@ def test_an_overwrite_may_keep_a_column_unique_with_the_rows_key(
     refs = conn.find([email(AINO_EMAIL)])
     assert conn.erase(refs, ANONYMISE).verified
     assert db.user(1)["email"] == "erased-1@invalid"
+    journalled = len(journal)
     again = build().erase(refs, ANONYMISE)  # read back as the same state: nothing to do
-    assert again.verified and {r.action for r in again.records} == {Action.NOTHING_TO_DO}
-    assert len(journal) == 1
+    assert again.verified
+    assert {r.ref.kind: r.action for r in again.records} == {
+        "users": Action.NOTHING_TO_DO, "orders": Action.RETAINED}  # the hold still runs
+    assert [r.action for r in journal[journalled:]] == [Action.RETAINED] * 2
 
 
-@pytest.mark.parametrize(("mapping", "policy", "again"), [
-    (None, ANONYMISE, Action.NOTHING_TO_DO),
-    (DELETE_MAPPING, DELETE, Action.NOT_FOUND),
-], ids=["anonymise", "delete"])
-def test_a_second_erasure_finds_nothing_and_writes_nothing(
+def test_a_second_deletion_finds_nothing_and_writes_nothing(
         build: Any, journal: list[RecordOutcome], monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path, mapping: str | None, policy: SystemPolicy, again: Action) -> None:
-    if mapping:
-        use_mapping(monkeypatch, tmp_path, mapping)
+        tmp_path: Path) -> None:
+    """The contract suite's second erasure is of the example (anonymise); a mapping
+    that deletes leaves nothing to find by e-mail or phone, in a new process too."""
+    use_mapping(monkeypatch, tmp_path, DELETE_MAPPING)
     conn = build()
     refs = conn.find([email(AINO_EMAIL)])
-    assert conn.erase(refs, policy).verified
+    assert conn.erase(refs, DELETE).verified
     writes, journalled = conn.writes.count, len(journal)
     assert conn.find([email(AINO_EMAIL)]) == []
     assert conn.find([phone(AINO_PHONE)]) == []
-    second = build().erase(refs, policy)  # a retry in a new process: a new connector
+    second = build().erase(refs, DELETE)  # a retry in a new process: a new connector
     assert second.verified
-    assert {r.action for r in second.records} == {again}
+    assert {r.action for r in second.records} == {Action.NOT_FOUND}
     assert conn.writes.count == writes and len(journal) == journalled
 
 
@@ -631,7 +615,7 @@ def hub(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text((ROOT / "hub" / "default_policy.toml").read_text("utf-8")
-                           + '\n[systems.app_database]\nerase = "delete"\n', "utf-8")
+                           + POLICY_SECTION, "utf-8")
     store = open_store(Settings(_env_file=None, secret=TEST_SECRET, home=tmp_path / ".hub",
                                 database_url=f"sqlite:///{tmp_path / 'hub-store.db'}"))
     yield store, load_policy(policy_file, systems=registry.declarations())
@@ -643,7 +627,8 @@ def test_an_erasure_task_killed_after_journalling_resumes_and_settles(
     """The hub's whole task path (pipelines.requests.run_task): the first attempt dies
     right after journalling the anonymisation; the retry finds Aino no more by e-mail,
     acts on the journalled ref (already anonymised: nothing written) and settles the
-    task done with the first attempt's action, verified."""
+    task retained (the orders are held under the Accounting Act, each with its basis
+    and end) with the first attempt's action, verified."""
     from hub import journal, ledger
     from hub.ledger import RequestKind, TaskState
     from pipelines import requests
@@ -663,7 +648,7 @@ def test_an_erasure_task_killed_after_journalling_resumes_and_settles(
 
         def once(done: RecordOutcome) -> None:
             write(done)
-            if len(attempts) == 1:
+            if len(attempts) == 1 and done.action == Action.ANONYMISED:
                 raise requests.TaskStopped("killed after journalling")
         return once
 
@@ -674,13 +659,17 @@ def test_an_erasure_task_killed_after_journalling_resumes_and_settles(
     assert db.user(1)["email"] is None  # done at the database, and journalled
     summary = requests.run_task(store, ConnectorsResource(), policy, rid, "app_database",
                                 last_attempt=True)
-    assert summary["state"] == TaskState.DONE.value and summary["verified"]
-    assert summary["action"] == Action.ANONYMISED.value
+    assert summary["state"] == TaskState.RETAINED.value and summary["verified"]
+    assert summary["action"] == Action.RETAINED.value
     with store.session() as session:
         task = ledger.get_task(session, rid, "app_database")
         done = journal.actions(session, rid, "app_database")
-    assert [(r["kind"], r["record_id"], r["action"]) for r in task.evidence["records"]] == [
-        ("users", "1", "anonymised")]
-    assert [(r.ref.kind, r.ref.record_id, r.action) for r in done] == [
-        ("users", "1", Action.ANONYMISED)]
+    records = {(r["kind"], r["record_id"]): r for r in task.evidence["records"]}
+    assert records[("users", "1")]["action"] == "anonymised"
+    for order in ("10", "11"):
+        assert records[("orders", order)]["action"] == "retained"
+        assert records[("orders", order)]["retained_until"] == "2032-12-31"
+        assert records[("orders", order)]["legal_basis"].startswith("Kirjanpitolaki")
+    assert ("users", "1", Action.ANONYMISED) in {
+        (r.ref.kind, r.ref.record_id, r.action) for r in done}
     assert task.evidence["vendor"]["kept_child_rows"] == {"orders": 2}

@@ -1,12 +1,16 @@
 """The connector contract: what every declared system does against its emulator.
 
-One suite, parametrised over ``connectors.registry.names()``; each connector is built
-as production builds it (``build_connector(system)`` from the sandbox's environment)
-and talks real HTTP to its vendor's emulator. What differs between vendors is data,
+One suite, parametrised over ``connectors.registry.names()`` and the systems outside
+``VENDORS`` that a deployment turns on (``EXTRA``: the own application's database, on
+SQLite and on PostgreSQL); each connector is built as production builds it
+(``build_connector(system)`` from the environment) and talks real HTTP to its vendor's
+emulator, or real SQL to a real database. What differs between vendors is data,
 not test code: each system's ``Contract`` below says which persona it holds, what
 erasure must end as there, whether it sends marketing, and how the vendor's own
-inspection API (``/__sandbox/``) confirms an effect. A new system is done when it has
-a ``Contract`` here and passes.
+inspection API (``/__sandbox/``) confirms an effect (a database: SQL,
+``tests/connectors/app_db.py``). The HTTP faults (429, 5xx, a wrong-shaped 200) apply
+to HTTP systems only; a database's failures are in ``test_app_database.py``. A new
+system is done when it has a ``Contract`` here and passes.
 
 The vendor-specific behaviour (Netvisor's holds, Pipedrive's leftovers, Typeform's
 mentions, Mailchimp's audiences, sync) stays in ``test_<vendor>_sandbox.py``.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -25,7 +29,7 @@ import pytest
 from connectors.errors import BadResponse, RateLimited, VendorError
 from connectors.http import RetryPolicy
 from connectors.mailchimp import subscriber_hash
-from connectors.registry import build_connector, names
+from connectors.registry import build_connector, declarations, names
 from hub.domain import (
     Action,
     Corrections,
@@ -36,6 +40,7 @@ from hub.domain import (
 )
 from hub.identity import normalise_email, normalise_phone
 from hub.policy import load_policy
+from tests.connectors.app_db import POLICY_SECTION, ROOT, DatabaseInspector
 from tests.connectors.conftest import VendorInspector
 
 AINO_EMAIL = "aino.virtanen@example.fi"
@@ -50,10 +55,12 @@ CONFIRMED = frozenset({Action.DELETED, Action.PERMANENTLY_DELETED, Action.ANONYM
 # Fault streams (random.Random(seed) per server, one draw per call): seed 245 at
 # rate 0.25 throttles the first call and none of the next 19; seed 3 at rate 0.5
 # fails the first call, then never more than three in a row.
+DEFAULT_POLICY = ROOT / "hub" / "default_policy.toml"
 THROTTLE_ONCE = {"rate_limit_rate": 0.25, "seed": 245}
 FLAKY = {"error_rate": 0.5, "seed": 3}
 
-Check = Callable[[VendorInspector, RecordOutcome], bool]
+Inspector = Any  # a VendorInspector (HTTP emulator) or a DatabaseInspector (SQL)
+Check = Callable[[Inspector, RecordOutcome], bool]
 
 
 # ---------------------------------------------------------------- vendor read-backs
@@ -128,12 +135,25 @@ def _netvisor_held(v: VendorInspector, mail: str) -> set[str]:
     return {r["id"] for r in v.find(email=mail) if r["kind"] == "customer"}
 
 
+def _app_database_erased(v: DatabaseInspector, r: RecordOutcome) -> bool:
+    row = v.record(r.ref.kind, r.ref.record_id)
+    if r.ref.kind == "orders":  # bookkeeping: kept, under a hold that ends
+        return row is not None and bool(r.legal_basis) and r.retained_until is not None
+    return row is not None and row["email"] is None and row["phone"] is None \
+        and row["erased_at"] is not None
+
+
+def _app_database_unsubscribed(v: DatabaseInspector, ref: RecordRef) -> bool:
+    row = v.record(ref.kind, ref.record_id)
+    return row is not None and row["marketing_consent"] is False
+
+
 @dataclass(frozen=True)
 class Contract:
     """What one system must do for the persona it holds (Aino, idx 0, is in all four)."""
 
     system: str
-    held: Callable[[VendorInspector, str], set[str]]
+    held: Callable[[Inspector, str], set[str]]
     """The persona's records the vendor holds, by e-mail (its inspection API's ids)."""
     ref_key: Callable[[RecordRef], str]
     """A found ref's id in the inspection API."""
@@ -145,7 +165,7 @@ class Contract:
     """What erasing again reports: not found, or still retained under a hold."""
     phone_search: bool
     """Whether the vendor can be searched by a phone alone (docs/vendors/<system>.md)."""
-    unsubscribed_at_vendor: Callable[[VendorInspector, RecordRef], bool] | None = None
+    unsubscribed_at_vendor: Callable[[Inspector, RecordRef], bool] | None = None
     """Marketing systems: whether the vendor shows the record unsubscribed."""
     email: str = AINO_EMAIL
     phone: str = AINO_PHONE
@@ -163,6 +183,12 @@ class Contract:
     """Whether the API can change the records (else each is left to an operator)."""
     can_restrict: bool = True
     """Whether the system can carry a restriction mark (else left to an operator)."""
+    database: bool = False
+    """A SQL database, not an HTTP emulator: run on each backend in ``BACKENDS``."""
+    policy_section: str = ""
+    """The system's policy section, for a system the packaged policy does not name."""
+    backend: str | None = None
+    """The database backend this run uses (set by the ``contract`` fixture)."""
 
     @property
     def marketing(self) -> bool:
@@ -232,20 +258,42 @@ CONTRACTS: dict[str, Contract] = {c.system: c for c in (
         throttle_status=200,
         write_routes=frozenset({"/deletecustomer.nv", "/deletesalesinvoice.nv"}),
     ),
+    Contract(
+        system="app_database",
+        held=lambda v, mail: v.users(mail),
+        ref_key=lambda ref: ref.record_id,
+        # The example mapping: the account anonymised, its orders kept as bookkeeping
+        # records under the Accounting Act's hold (retained, with basis and end).
+        erase_actions={"users": _only(Action.ANONYMISED), "orders": _only(Action.RETAINED)},
+        erased_at_vendor=_app_database_erased,
+        second_erase=_only(Action.NOTHING_TO_DO, Action.RETAINED),
+        phone_search=True,
+        unsubscribed_at_vendor=_app_database_unsubscribed,  # the consent column
+        can_rectify=False,  # left to an operator, saying so (connectors.base)
+        can_restrict=False,
+        database=True,
+        policy_section=POLICY_SECTION,
+    ),
 )}
+# Systems outside VENDORS held to the contract: turned on per test as a deployment does
+# (HUB_EXTRA_SYSTEMS, by the ``app_database`` fixture).
+EXTRA = ("app_database",)
+BACKENDS = ("sqlite", "postgres")
+PARTICIPANTS = (*names(), *(f"{s}@{b}" for s in EXTRA for b in BACKENDS))
 
 
 def test_every_declared_system_has_a_contract() -> None:
-    assert set(CONTRACTS) == set(names())
+    assert set(CONTRACTS) == {*names(), *EXTRA}
 
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(params=names())
+@pytest.fixture(params=PARTICIPANTS)
 def contract(request: pytest.FixtureRequest) -> Contract:
-    if request.param not in CONTRACTS:
-        pytest.fail(f"{request.param} is declared but has no Contract in {__name__}")
-    found = CONTRACTS[request.param]
+    system, _, backend = request.param.partition("@")
+    if system not in CONTRACTS:
+        pytest.fail(f"{system} is declared but has no Contract in {__name__}")
+    found = replace(CONTRACTS[system], backend=backend or None)
     gap = found.gaps.get(request.node.originalname)
     if gap:
         request.applymarker(pytest.mark.xfail(strict=True, reason=gap))
@@ -253,10 +301,14 @@ def contract(request: pytest.FixtureRequest) -> Contract:
 
 
 @pytest.fixture
-def live(contract: Contract, vendor: Callable[[str], VendorInspector], sandbox_env: Any,
-         monkeypatch: pytest.MonkeyPatch) -> VendorInspector:
-    """The system's emulator, reset to the seed, with the contract's settings."""
-    inspector = vendor(contract.system)
+def live(contract: Contract, request: pytest.FixtureRequest,
+         monkeypatch: pytest.MonkeyPatch) -> Inspector:
+    """The system's emulator (or database), reset to the seed, with the contract's settings."""
+    if contract.database:
+        assert contract.backend is not None
+        return request.getfixturevalue(contract.system)(contract.backend)
+    request.getfixturevalue("sandbox_env")
+    inspector = request.getfixturevalue("vendor")(contract.system)
     if contract.vendor_settings:
         inspector.settings(**contract.vendor_settings)
     for key, value in contract.env.items():
@@ -280,8 +332,19 @@ def conn(contract: Contract, live: VendorInspector, journal: Journal) -> Iterato
 
 
 @pytest.fixture
-def policy(contract: Contract) -> Any:
-    return load_policy().for_system(contract.system)
+def policy(contract: Contract, live: Inspector, tmp_path: Any) -> Any:
+    if not contract.policy_section:
+        return load_policy().for_system(contract.system)
+    path = tmp_path / "policy.toml"
+    path.write_text(DEFAULT_POLICY.read_text("utf-8") + contract.policy_section, "utf-8")
+    return load_policy(path, systems=declarations()).for_system(contract.system)
+
+
+@pytest.fixture
+def http_only(contract: Contract) -> None:
+    """The vendor-misbehaves cases: an HTTP system's, not a database's."""
+    if contract.database:
+        pytest.skip("no HTTP: a database's failures are in test_app_database.py")
 
 
 def email(value: str) -> Identifier:
@@ -292,7 +355,9 @@ def phone(value: str) -> Identifier:
     return Identifier(IdentifierKind.PHONE, value)
 
 
-def writes(v: VendorInspector, contract: Contract) -> int:
+def writes(v: Inspector, contract: Contract) -> int:
+    if isinstance(v, DatabaseInspector):
+        return v.writes
     return sum(c["count"] for c in v.calls()["calls"]
                if c["method"] in WRITES or c["route"] in contract.write_routes)
 
@@ -317,8 +382,9 @@ def held_phones(ref: RecordRef) -> set[str]:
 # ---------------------------------------------------------------- 1-4: find, export
 
 def test_built_from_the_environment_and_checks(contract: Contract, conn: Any) -> None:
+    before = conn.api_calls  # a database is reflected at start
     conn.check()
-    assert conn.system == contract.system and conn.api_calls == 1
+    assert conn.system == contract.system and conn.api_calls == before + 1
 
 
 def test_find_by_email(contract: Contract, conn: Any, live: VendorInspector) -> None:
@@ -474,6 +540,7 @@ def test_restrict_and_lift_are_read_back_and_idempotent(
 
 # ---------------------------------------------------------------- 8-10: the vendor misbehaves
 
+@pytest.mark.usefixtures("http_only")
 def test_a_wrong_shaped_200_is_bad_response(contract: Contract, conn: Any,
                                             live: VendorInspector) -> None:
     live.faults(malformed_rate=1.0)
@@ -501,6 +568,7 @@ def _fast_recorded_retries(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
+@pytest.mark.usefixtures("http_only")
 def test_a_429_is_retried_and_then_succeeds(contract: Contract, live: VendorInspector,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     waits = _fast_recorded_retries(monkeypatch)
@@ -522,6 +590,7 @@ def test_a_429_is_retried_and_then_succeeds(contract: Contract, live: VendorInsp
     assert max(waits) >= contract.retry_after  # as long as the vendor asked
 
 
+@pytest.mark.usefixtures("http_only")
 def test_a_429_that_never_ends_is_rate_limited(contract: Contract, live: VendorInspector,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     _fast_recorded_retries(monkeypatch)
@@ -531,6 +600,7 @@ def test_a_429_that_never_ends_is_rate_limited(contract: Contract, live: VendorI
     assert live.calls()["total"] > 1  # retried before giving up
 
 
+@pytest.mark.usefixtures("http_only")
 def test_a_5xx_is_vendor_error_after_the_retries(contract: Contract, conn: Any,
                                                 live: VendorInspector) -> None:
     live.faults(error_rate=1.0)
@@ -541,6 +611,7 @@ def test_a_5xx_is_vendor_error_after_the_retries(contract: Contract, conn: Any,
     assert all(s >= 500 for s in statuses(live))
 
 
+@pytest.mark.usefixtures("http_only")
 def test_flaky_5xx_succeed_after_retries(contract: Contract, conn: Any,
                                          live: VendorInspector) -> None:
     live.faults(**FLAKY)

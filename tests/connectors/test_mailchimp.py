@@ -311,7 +311,10 @@ def test_erase_permanent_delete_treats_204_response_as_success_and_verifies(scri
           Reply(204, None, headers={"X-Request-Id": "rq-204"}))
     sc.on("POST", f"/lists/aud2/members/{H}/actions/delete-permanent",
           problem(404, "Resource Not Found", "gone"))
-    # refs not read by this op's find are read first: a member, then gone
+    # refs not read by this op's find are looked up by their contact id, then read
+    # by hash before the write: a member, then gone
+    sc.on("GET", f"/lists/aud1/members/{CONTACT}", Reply(200, member("aud1")))
+    sc.on("GET", f"/lists/aud2/members/{CONTACT}", Reply(200, member("aud2")))
     sc.on("GET", f"/lists/aud1/members/{H}", Reply(200, member("aud1")), GONE)
     sc.on("GET", f"/lists/aud2/members/{H}", Reply(200, member("aud2")), GONE)
     out = mc.erase(REFS, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
@@ -342,6 +345,7 @@ def test_empty_bodied_404_on_erase_is_not_found(script, mc):
     sc, _ = script
     sc.on("POST", f"/lists/aud1/members/{H}/actions/delete-permanent", Reply(404, None,
                                                                              ctype=None))
+    sc.on("GET", f"/lists/aud1/members/{CONTACT}", Reply(200, member("aud1")))
     sc.on("GET", f"/lists/aud1/members/{H}", Reply(200, member("aud1")), GONE)
     out = mc.erase(REFS[:1], SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
     assert out.records[0].action == Action.NOT_FOUND
@@ -352,7 +356,8 @@ def test_erasing_a_forgotten_member_again_writes_nothing(script, mc):
     sc, _ = script  # every GET answers 404: the member is already forgotten
     out = mc.erase(REFS, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
     assert [r.action for r in out.records] == [Action.NOT_FOUND] * 2 and out.verified
-    assert [m for m, _, _ in sc.seen] == ["GET", "GET"]
+    # each ref: by its contact id, then by its e-mail's hash; both 404, nothing written
+    assert [m for m, _, _ in sc.seen] == ["GET"] * 4
 
 
 def test_opt_out_patches_status_and_reads_back(script, mc):

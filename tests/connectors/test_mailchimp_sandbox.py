@@ -274,3 +274,23 @@ def test_a_retry_after_the_address_changed_resumes_from_the_journals_ref(
     assert again.verified and {r.action for r in again.records} == {Action.RECTIFIED}
     assert all("already holds" in r.detail for r in again.records)
     assert patches() == before
+
+
+def test_erasing_a_ref_found_before_the_address_changed_reaches_the_member(
+        mc, mc_vendor, sandbox_env, fast_retry):
+    """A ref found in an earlier run (an approved candidate, a retry) carries the
+    e-mail as it was; the member has changed address since (a rectification). Hashing
+    the old e-mail finds nobody: wrongly not_found, the member kept. The member is
+    reached by its stable contact id first."""
+    refs = mc.find([email(AINO)])
+    assert refs and all(r.facts.emails == (AINO,) for r in refs)
+    assert mc.rectify(refs, Corrections(email="aino.korhonen@example.fi")).verified
+    with MailchimpConnector(sandbox_env["MAILCHIMP_BASE_URL"],
+                            sandbox_env["MAILCHIMP_API_KEY"], retry=fast_retry) as fresh:
+        out = fresh.erase(refs, SystemPolicy(erase=EraseMode.PERMANENT_DELETE))
+    assert out.verified, [r.detail for r in out.records]
+    assert [r.action for r in out.records] == [Action.PERMANENTLY_DELETED] * len(refs)
+    assert members_at_vendor(mc_vendor, "aino.korhonen@example.fi") == {}
+    for ref in refs:
+        member = mc_vendor.record("member", f"{ref.container}:aino.korhonen@example.fi")
+        assert member is None or member["status"] == "deleted_permanently"

@@ -310,6 +310,50 @@ def test_corrupt_and_unreadable_files_are_skipped_and_counted(connector, drive, 
     assert outcome.evidence["unreadable"] == 3
     assert sorted(outcome.evidence["unreadable_paths"]) == ["rikki.docx", "rikki.pdf",
                                                             "salainen.txt"]
+    # Not searched, so each is a person's to open: the task waits for an operator.
+    unsearched = {r.ref.record_id: r for r in outcome.records if r.ref.kind == "unreadable_file"}
+    assert set(unsearched) == {"rikki.docx", "rikki.pdf", "salainen.txt"}
+    assert {r.action for r in unsearched.values()} == {Action.KEPT}
+    assert "could not read this file" in unsearched["rikki.pdf"].detail
+    assert state_for(outcome) == TaskState.MANUAL_PENDING
+
+
+def test_nobody_found_is_not_not_found_while_a_file_could_not_be_read(drive, monkeypatch):
+    """Only unreadable files, one of them named after the subject: neither the erasure
+    nor the access export may end not_found or done; the task says which files need a
+    person, the subject's name and number masked in their paths."""
+    from hub.ledger import RequestKind
+    from pipelines.requests import _act
+
+    for folder in ("sopimukset", "muistiinpanot", "tarjoukset"):
+        for path in (drive / folder).iterdir():
+            path.unlink()
+    write(drive / "sopimukset" / "Aino_Virtanen sopimus 0401234567.docx", b"PK\x03\x04 broken")
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kwargs):  # the tests run as root: chmod cannot refuse
+        if str(path).endswith("asiakkaat.xlsx"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with NetworkDriveConnector.from_env(root=str(drive)) as conn:
+        refs = conn.find(email(AINO) + phone(AINO_PHONE))
+        assert refs == []
+        erased = conn.erase(refs, POLICY)
+        export = conn.export(refs)
+    shown = {"sopimukset/A***_V*** sopimus 0401****67.docx", "asiakkaat.xlsx"}
+    assert {r.ref.record_id for r in erased.records} == shown
+    assert not erased.not_found and state_for(erased) == TaskState.MANUAL_PENDING
+    assert erased.evidence["recheck"] is False  # the operator's word is the read-back
+    assert {r.ref.record_id for r in export.unsearched} == shown
+    assert "add what names them to the reply" in export.unsearched[0].detail
+    for text in (str(erased), str(export)):
+        assert "Aino" not in text and "Virtanen" not in text and "0401234567" not in text
+    with NetworkDriveConnector.from_env(root=str(drive)) as conn:
+        access = _act(conn, RequestKind.ACCESS, conn.find(email(AINO)), POLICY,
+                      drive.parent / "part.json", None)
+    assert state_for(access) == TaskState.MANUAL_PENDING
 
 
 def test_a_symlink_out_of_the_root_is_not_followed(connector, drive, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from hub import index, journal, ledger, retention
+from hub import holds, index, journal, ledger, retention
 from hub.cli import app
 from hub.domain import Identifier, IdentifierKind, RecordRef, SourceRecord
 from hub.ledger import RequestKind, RequestState, TaskState
@@ -266,6 +266,66 @@ def test_a_retention_erasure_suppresses_nobody_and_keeps_only_counts(customers):
         assert '"pipedrive":{"deleted":1}' in event.payload
         # Idempotent: nothing is left to reduce.
         assert retention.aggregate(session, rule, now=NOW) == []
+
+
+def test_counts_only_keeps_what_a_running_hold_needs_until_the_hold_is_filed(customers):
+    """Controller D keeps only counts, but a bookkeeping hold the erasure placed still
+    has to be shown to the person (rule 5) and ended on time: its pointer, basis and end
+    stay, and so do the keyed hashes linking it to them, until the sweep files the
+    erasure of the kept record; the sweep after that drops the hashes too."""
+    rule = policy(after_relationship_years=10, aggregate_only=True)
+    with customers.session() as session:
+        [request_id] = retention.sweep(session, customers.hasher, rule, file=True,
+                                       now=NOW).filed
+    with customers.session() as session:  # Netvisor kept her customer: an invoice
+        row = ledger.get_request(session, request_id)
+        ledger.transition(session, row, RequestState.IN_PROGRESS, now=NOW)
+        [task] = ledger.ensure_tasks(session, row, ["netvisor"], now=NOW)
+        ledger.move_task(session, task, TaskState.RUNNING, now=NOW)
+        journal.plan(session, request_id, "netvisor", [RecordRef("netvisor", "customer", "7")],
+                     attempt=1, now=NOW)
+        ledger.move_task(session, task, TaskState.RETAINED, action="retained", now=NOW,
+                         evidence={"at": NOW.isoformat(), "verified": True,
+                                   "counts": {"retained": 1}, "records": [{
+                                       "kind": "customer", "record_id": "7",
+                                       "action": "retained", "legal_basis": "Kirjanpitolaki",
+                                       "retained_until": "2029-12-31"}]})
+        assert ledger.finalise(session, customers.hasher, row, now=NOW) == \
+            RequestState.PARTIALLY_COMPLETED
+        holds.record_from_tasks(session, ledger.tasks_of(session, request_id), now=NOW)
+
+    def hashes(session, rid):
+        return session.scalar(select(func.count()).select_from(RequestIdentifierRow)
+                              .where(RequestIdentifierRow.request_id == rid))
+
+    with customers.session() as session:
+        assert retention.sweep(session, customers.hasher, rule, file=False,
+                               now=NOW).aggregated == [request_id]
+    with customers.session() as session:
+        [task] = ledger.tasks_of(session, request_id)
+        assert task.evidence["records"][0]["retained_until"] == "2029-12-31"
+        assert session.scalar(select(func.count()).select_from(TaskActionRow)
+                              .where(TaskActionRow.request_id == request_id)) == 0
+        assert hashes(session, request_id) > 0
+        access = ledger.create_request(session, customers.hasher, RequestKind.ACCESS,
+                                       [Identifier(IdentifierKind.EMAIL, AINO)], now=NOW)
+        [kept] = holds.holds_of_subject(session, access.id, TODAY)
+        assert (kept.system, kept.record_id, kept.held_until) == (
+            "netvisor", "7", date(2029, 12, 31))
+        assert retention.aggregate(session, rule, now=NOW) == []  # nothing more, yet
+    later = datetime(2030, 1, 2, 3, 0, tzinfo=UTC)
+    with customers.session() as session:
+        sweep = retention.sweep(session, customers.hasher, rule, file=True, now=later)
+        [filed] = [f for f in sweep.filings if f.due.reason == Reason.HOLD_ENDED]
+        assert filed.new and hashes(session, filed.request_id) > 0  # carried on
+    with customers.session() as session:
+        assert retention.sweep(session, customers.hasher, rule, file=False,
+                               now=later).aggregated == [request_id]
+        assert hashes(session, request_id) == 0
+        assert retention.aggregate(session, rule, now=later) == []
+        assert session.scalar(select(func.count()).select_from(AuditEventRow).where(
+            AuditEventRow.request_id == request_id,
+            AuditEventRow.action == "retention.aggregated")) == 1
 
 
 def test_what_a_settled_retention_erasure_left_is_not_filed_again(customers):

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from hub import holds, ledger, manual, review
 from hub.domain import Identifier, IdentifierKind
 from hub.ledger import LedgerError, RequestKind, RequestState, TaskState
-from hub.models import AuditEventRow
+from hub.models import AuditEventRow, TaskActionRow
 from hub.policy import load_policy
 from pipelines.checks import nothing_stuck, request_deadlines
 from pipelines.resources import HubResource
@@ -136,6 +136,10 @@ def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing
     subject = people[0]
     share = tmp_path / "share"
     written = demo_files(share, people)
+    # A note named after her: once the erasure settles, no path may say who she was.
+    named = share / "muistiinpanot" / f"{subject.name} - puhelu.txt"
+    named.write_text(f"Soittopyyntö: {subject.email}\n", "utf-8")
+    written.append(named)
     monkeypatch.setenv("HUB_EXTRA_SYSTEMS", "connectors.network_drive")
     monkeypatch.setenv("NETWORK_DRIVE_ROOT", str(share))
     policy_file = tmp_path / "policy.toml"
@@ -197,3 +201,15 @@ def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing
         assert task.evidence["confirmed"]["by"] == "liisa"
         assert task.evidence["verified"] is True
         assert ledger.get_request(session, rid).state == RequestState.COMPLETED
+        # Rule 6: paths are keyed hashes now, the counts stay; the journal likewise.
+        kept = json.dumps(task.evidence, ensure_ascii=False)
+        journalled = [r.record_id for r in session.execute(select(TaskActionRow).where(
+            TaskActionRow.request_id == rid)).scalars()]
+        surname = subject.name.split()[-1]
+        assert surname not in kept and not any(surname in r for r in journalled)
+        assert "puhelu" not in kept and "koulutussopimus" not in kept
+        ids = [r["record_id"] for r in task.evidence["records"]]
+        # the four files that named her by e-mail (the notes name her by phone only)
+        assert len(ids) == 4 and all(i.startswith("hmac:") for i in ids)
+        assert journalled and all(r.startswith("hmac:") for r in journalled)
+        assert task.evidence["vendor"]["files_checked"] == 4
