@@ -1,11 +1,13 @@
 """Telling the ops staff: an alert when a task or a nightly check fails, and a daily
-digest, by e-mail.
+digest, by e-mail and, when configured, in Slack.
 
-Both go through the outbox like any letter, to HUB_OPS_EMAIL, and carry request
-ids, systems, states and masked values only (m***@example.fi): an inbox is another
-copy nobody erases. An alert is queued once per failed attempt of a task (its key
-holds the attempt count), so a task that fails again after a retry alerts again; a
-digest once per local day, after HUB_DIGEST_HOUR.
+Both go through the outbox like any letter, to HUB_OPS_EMAIL and to HUB_SLACK_CHANNEL
+(one letter per channel, so Slack being down never holds back the e-mail, and each is
+retried and visible on its own), and carry request ids, systems, states and masked
+values only (m***@example.fi): an inbox or a channel is another copy nobody erases.
+An alert is queued once per failed attempt of a task (its key holds the attempt
+count), so a task that fails again after a retry alerts again; a digest once per
+local day, after HUB_DIGEST_HOUR.
 """
 
 from __future__ import annotations
@@ -37,36 +39,49 @@ def _safe(text: str | None) -> str:
     return _EMAIL.sub(lambda m: mask_email(m.group()), text or "")
 
 
-def _draft(settings: Settings, key: str, kind: str, subject: str, body: str,
-           request_id: str | None = None) -> Draft:
-    to = settings.ops_email or ""
-    return Draft(key=key, kind=kind, language="en", channel=Channel.EMAIL, recipient=to,
-                 recipient_masked=mask_email(to), subject=subject, body=body,
-                 request_id=request_id)
+def _told(settings: Settings) -> bool:
+    return bool(settings.ops_email) or settings.slack_configured
+
+
+def _queue(session: Session, hasher: Hasher, settings: Settings, key: str, kind: str,
+           subject: str, body: str, *, request_id: str | None = None,
+           now: datetime | None = None) -> list[int]:
+    """Queue the message once per configured channel; the ids of those new this time."""
+    drafts = []
+    if settings.ops_email:
+        drafts.append(Draft(key=key, kind=kind, language="en", channel=Channel.EMAIL,
+                            recipient=settings.ops_email,
+                            recipient_masked=mask_email(settings.ops_email), subject=subject,
+                            body=body, request_id=request_id))
+    if settings.slack_configured:
+        drafts.append(Draft(key=f"{key}:slack", kind=kind, language="en",
+                            channel=Channel.SLACK, recipient=settings.slack_channel,
+                            recipient_masked=settings.slack_channel, subject=subject,
+                            body=body, request_id=request_id))
+    return [outbox.enqueue(session, hasher, d, now=now).id for d in drafts
+            if outbox.by_key(session, d.key) is None]
 
 
 def queue_task_alerts(session: Session, hasher: Hasher, settings: Settings, *,
                       now: datetime | None = None) -> list[int]:
     """One alert per task that failed within the last day and was not alerted yet."""
-    if not settings.ops_email:
+    if not _told(settings):
         return []
     now = now or datetime.now(UTC)
-    queued = []
+    queued: list[int] = []
     for task in session.execute(select(TaskRow).where(
             TaskRow.state == ledger.TaskState.FAILED.value,
             TaskRow.updated_at >= now - ALERT_WINDOW).order_by(TaskRow.pk)).scalars():
         key = f"alert:{task.request_id}:{task.system}:{task.attempts}"
-        if outbox.by_key(session, key) is not None:
-            continue
+        if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+            continue  # told already (a channel configured later does not repeat it)
         row = ledger.get_request(session, task.request_id)
         body = render("ops/alert.html", "en", request_id=task.request_id, kind=row.kind,
                       system=task.system, attempts=task.attempts, error=_safe(task.error),
                       due=ledger.effective_due(row))
-        letter = outbox.enqueue(session, hasher, _draft(
-            settings, key, "ops_alert",
-            f"[hub] {task.system} failed for request {task.request_id}", body,
-            task.request_id), now=now)
-        queued.append(letter.id)
+        queued += _queue(session, hasher, settings, key, "ops_alert",
+                         f"[hub] {task.system} failed for request {task.request_id}", body,
+                         request_id=task.request_id, now=now)
     return queued
 
 
@@ -93,17 +108,17 @@ def _lines(session: Session, rows: list, today) -> list[Line]:
 
 
 def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
-                 now: datetime | None = None) -> int | None:
-    """The day's digest, once, after the digest hour; None when not due or not set up."""
-    if not settings.ops_email:
-        return None
+                 now: datetime | None = None) -> list[int]:
+    """The day's digest, once, after the digest hour; nothing when not due or not set up."""
+    if not _told(settings):
+        return []
     now = now or datetime.now(UTC)
     local = now.astimezone(ZoneInfo(settings.timezone))
     if local.hour < settings.digest_hour:
-        return None
+        return []
     key = f"digest:{local.date().isoformat()}"
-    if outbox.by_key(session, key) is not None:
-        return None
+    if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+        return []
     today = local.date()
     open_rows = ledger.list_requests(session, today=today, due_within=36500)
     overdue = [r for r in open_rows if ledger.effective_due(r) < today]
@@ -133,21 +148,19 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
         due_soon_days=settings.due_soon_days)
     subject = (f"[hub] digest {today.isoformat()}: {len(open_rows)} open, {len(overdue)} "
                f"overdue, {len(failed_tasks)} failed")
-    return outbox.enqueue(session, hasher, _draft(settings, key, "ops_digest", subject, body),
-                          now=now).id
+    return _queue(session, hasher, settings, key, "ops_digest", subject, body, now=now)
 
 
 def queue_check_alert(session: Session, hasher: Hasher, settings: Settings, *, check: str,
-                      run_id: str, now: datetime | None = None) -> int | None:
+                      run_id: str, now: datetime | None = None) -> list[int]:
     """One alert per failed run of a nightly check (a suppressed person present, an
     opted-out person subscribed, a deadline passed, something stuck). The check's own
     page in Dagster says what it found, with masked values; the mail says where."""
-    if not settings.ops_email:
-        return None
+    if not _told(settings):
+        return []
     key = f"check:{check}:{run_id}"
-    if outbox.by_key(session, key) is not None:
-        return None
+    if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+        return []
     body = render("ops/check.html", "en", check=check, run_id=run_id)
-    return outbox.enqueue(session, hasher, _draft(
-        settings, key, "ops_alert", f"[hub] nightly check {check} failed", body),
-        now=now).id
+    return _queue(session, hasher, settings, key, "ops_alert",
+                  f"[hub] nightly check {check} failed", body, now=now)

@@ -154,6 +154,12 @@ class Settings(BaseSettings):
     # after which the day's digest is sent.
     ops_email: str | None = None
     digest_hour: int = Field(default=8, ge=0, le=23)
+    # The same alerts and digest in a Slack channel too, when both are set (a bot token
+    # with chat:write, invited to the channel). The API address is Slack's unless a relay
+    # (or a test's server) stands in for it.
+    slack_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -190,6 +196,11 @@ class Settings(BaseSettings):
     def origin(self, name: str) -> str:
         """Where a setting came from: the environment, an env file, or explicit configuration."""
         return self._origins.get(name, "the default")
+
+    @property
+    def slack_configured(self) -> bool:
+        return bool(self.slack_token and self.slack_token.get_secret_value() and
+                    self.slack_channel)
 
     @property
     def resolved_database_url(self) -> str:
