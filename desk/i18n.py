@@ -83,6 +83,17 @@ _CATALOGUE: dict[str, tuple[str, str]] = {
     "lang_fi": ("Finnish", "suomi"),
     "lang_sv": ("Swedish", "ruotsi"),
     "lang_en": ("English", "englanti"),
+    "corrected": ("Corrected values (a rectification only)",
+                  "Korjatut tiedot (vain oikaisupyyntö)"),
+    "corrected_hint": ("What the subject says is right; each system holding the field is "
+                       "told. Leave empty what stays as it is.",
+                       "Rekisteröidyn ilmoittamat oikeat tiedot; ne välitetään jokaiseen "
+                       "järjestelmään, jossa tieto on. Jätä tyhjäksi se, mikä ei muutu."),
+    "set_email": ("Corrected e-mail address", "Korjattu sähköpostiosoite"),
+    "set_phone": ("Corrected phone number", "Korjattu puhelinnumero"),
+    "set_name": ("Corrected name", "Korjattu nimi"),
+    "set_address": ("Corrected address (street, postcode city)",
+                    "Korjattu osoite (katuosoite, postinumero toimipaikka)"),
     "file": ("File the request", "Kirjaa pyyntö"),
     "duplicate_warning": ("This subject already has an open request of this kind: {ids}.",
                           "Rekisteröidyllä on jo avoin samanlainen pyyntö: {ids}."),

@@ -125,6 +125,45 @@ def test_bad_input_is_refused_with_the_form_kept(operator, desk_store, form, mes
     assert events(desk_store, "request.received") == []
 
 
+def test_a_rectification_is_filed_with_its_corrected_values(operator, make_client,
+                                                            desk_store):
+    form = operator.get("/requests/new").text
+    for field in ("set_email", "set_phone", "set_name", "set_address"):
+        assert f'<label for="{field}">' in form and f'name="{field}"' in form
+    page = operator.post("/requests", {
+        "kind": "rectification", "emails": AINO, "name": "Aino Virtanen", "channel": "email",
+        "language": "fi", "set_email": "Aino.Nieminen@Example.fi", "set_phone": "",
+        "set_name": "Aino Nieminen", "set_address": "Mannerheimintie 1 A 2, 00100 Helsinki"})
+    assert page.status_code == 200 and ID.fullmatch(page.url.path.rsplit("/", 1)[1])
+    rid = page.url.path.rsplit("/", 1)[1]
+    with desk_store.session() as session:
+        corrections = ledger.corrections_of(session, rid)
+    assert corrections.email == "aino.nieminen@example.fi" and corrections.phone is None
+    assert corrections.name == "Aino Nieminen"
+    assert corrections.address.line() == "Mannerheimintie 1 A 2, 00100 Helsinki"
+    assert "Korjattu nimi" in page.text and "Aino Nieminen" in page.text
+    viewer = make_client("viewer").get(f"/requests/{rid}").text
+    assert "Korjattu nimi" in viewer and "Nieminen" not in viewer
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"kind": "rectification"}, "a rectification needs at least one corrected value"),
+    ({"kind": "rectification", "set_phone": "12"},
+     "Corrected phone number: not a possible phone number"),
+    ({"kind": "rectification", "set_address": "Mannerheimintie 1"},
+     "Corrected address (street, postcode city): an address is written"),
+    ({"kind": "erasure", "set_name": "Aino Nieminen"}, "only a rectification carries"),
+])
+def test_bad_corrected_values_are_refused_in_one_line_with_the_form_kept(
+        operator, desk_store, form, message):
+    page = operator.post("/requests", {"emails": AINO, "channel": "email", "language": "en",
+                                       "name": "Aino", **form},
+                         headers={"accept-language": "en"})
+    assert page.status_code == 400 and message in page.text
+    assert page.text.count('role="alert"') == 1 and 'value="Aino"' in page.text
+    assert events(desk_store, "request.received") == []
+
+
 # --- verify, extend, reject ---------------------------------------------------------
 
 
