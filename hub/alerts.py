@@ -31,12 +31,33 @@ from hub.settings import Settings
 # Failed tasks older than this were told of already (or predate the alerts): the
 # digest lists them, no alert is sent.
 ALERT_WINDOW = timedelta(days=1)
+# The subject lines, in the ops staff's language (HUB_OPS_LANGUAGE); the bodies are the
+# templates under templates/ops/<language>/.
+SUBJECTS = {
+    "en": {"alert": "[hub] {system} failed for request {request_id}",
+           "digest": "[hub] digest {today}: {open} open, {overdue} overdue, {failed} failed",
+           "check": "[hub] nightly check {check} failed",
+           "left": "{days} days left", "over": "{days} days overdue"},
+    "fi": {"alert": "[hub] {system} epäonnistui pyynnössä {request_id}",
+           "digest": "[hub] kooste {today}: {open} avointa, {overdue} myöhässä, "
+                     "{failed} epäonnistunutta",
+           "check": "[hub] yöllinen tarkistus {check} epäonnistui",
+           "left": "{days} päivää jäljellä", "over": "{days} päivää myöhässä"},
+}
 _EMAIL = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
 
 def _safe(text: str | None) -> str:
     """Errors are scrubbed where they arise; mask any address that slipped through."""
     return _EMAIL.sub(lambda m: mask_email(m.group()), text or "")
+
+
+def _say(settings: Settings, key: str, **values: object) -> str:
+    return SUBJECTS[settings.ops_language][key].format(**values)
+
+
+def _template(settings: Settings, name: str) -> str:
+    return f"ops/{settings.ops_language}/{name}.html"
 
 
 def _told(settings: Settings) -> bool:
@@ -49,12 +70,12 @@ def _queue(session: Session, hasher: Hasher, settings: Settings, key: str, kind:
     """Queue the message once per configured channel; the ids of those new this time."""
     drafts = []
     if settings.ops_email:
-        drafts.append(Draft(key=key, kind=kind, language="en", channel=Channel.EMAIL,
-                            recipient=settings.ops_email,
+        drafts.append(Draft(key=key, kind=kind, language=settings.ops_language,
+                            channel=Channel.EMAIL, recipient=settings.ops_email,
                             recipient_masked=mask_email(settings.ops_email), subject=subject,
                             body=body, request_id=request_id))
     if settings.slack_configured:
-        drafts.append(Draft(key=f"{key}:slack", kind=kind, language="en",
+        drafts.append(Draft(key=f"{key}:slack", kind=kind, language=settings.ops_language,
                             channel=Channel.SLACK, recipient=settings.slack_channel,
                             recipient_masked=settings.slack_channel, subject=subject,
                             body=body, request_id=request_id))
@@ -76,11 +97,13 @@ def queue_task_alerts(session: Session, hasher: Hasher, settings: Settings, *,
         if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
             continue  # told already (a channel configured later does not repeat it)
         row = ledger.get_request(session, task.request_id)
-        body = render("ops/alert.html", "en", request_id=task.request_id, kind=row.kind,
-                      system=task.system, attempts=task.attempts, error=_safe(task.error),
+        body = render(_template(settings, "alert"), settings.ops_language,
+                      request_id=task.request_id, kind=row.kind, system=task.system,
+                      attempts=task.attempts, error=_safe(task.error),
                       due=ledger.effective_due(row))
         queued += _queue(session, hasher, settings, key, "ops_alert",
-                         f"[hub] {task.system} failed for request {task.request_id}", body,
+                         _say(settings, "alert", system=task.system,
+                              request_id=task.request_id), body,
                          request_id=task.request_id, now=now)
     return queued
 
@@ -95,15 +118,15 @@ class Line:
     note: str = ""
 
 
-def _lines(session: Session, rows: list, today) -> list[Line]:
+def _lines(session: Session, rows: list, today, settings: Settings) -> list[Line]:
     out = []
     for row in rows:
         shown = ledger.view(session, row)
         out.append(Line(row.id, row.kind, row.state, shown.due_on.isoformat(),
                         ", ".join(v for _, v in shown.identifiers) or "(scrubbed)",
-                        f"{(shown.due_on - today).days} days left"
-                        if shown.due_on >= today else f"{(today - shown.due_on).days} "
-                                                      "days overdue"))
+                        _say(settings, "left", days=(shown.due_on - today).days)
+                        if shown.due_on >= today
+                        else _say(settings, "over", days=(today - shown.due_on).days)))
     return out
 
 
@@ -135,8 +158,10 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
         TaskRow.state == ledger.TaskState.MANUAL_PENDING.value).order_by(TaskRow.request_id)
     ).scalars()]
     body = render(
-        "ops/digest.html", "en", today=today, open=_lines(session, open_rows, today),
-        overdue=_lines(session, overdue, today), soon=_lines(session, soon, today),
+        _template(settings, "digest"), settings.ops_language, today=today,
+        open=_lines(session, open_rows, today, settings),
+        overdue=_lines(session, overdue, today, settings),
+        soon=_lines(session, soon, today, settings),
         failed=[(t.request_id, t.system, t.attempts, _safe(t.error)) for t in failed_tasks],
         candidates=candidates,
         manual=[(t.request_id, t.system, (manual.of(t).due.isoformat()
@@ -146,8 +171,8 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
         to_post=[(x.id, x.kind, x.request_id or "-", x.document)
                  for x in outbox.awaiting_post(session)],
         due_soon_days=settings.due_soon_days)
-    subject = (f"[hub] digest {today.isoformat()}: {len(open_rows)} open, {len(overdue)} "
-               f"overdue, {len(failed_tasks)} failed")
+    subject = _say(settings, "digest", today=today.isoformat(), open=len(open_rows),
+                   overdue=len(overdue), failed=len(failed_tasks))
     return _queue(session, hasher, settings, key, "ops_digest", subject, body, now=now)
 
 
@@ -161,6 +186,7 @@ def queue_check_alert(session: Session, hasher: Hasher, settings: Settings, *, c
     key = f"check:{check}:{run_id}"
     if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
         return []
-    body = render("ops/check.html", "en", check=check, run_id=run_id)
+    body = render(_template(settings, "check"), settings.ops_language, check=check,
+                  run_id=run_id)
     return _queue(session, hasher, settings, key, "ops_alert",
-                  f"[hub] nightly check {check} failed", body, now=now)
+                  _say(settings, "check", check=check), body, now=now)

@@ -101,7 +101,8 @@ def test_the_sensor_logs_a_slack_failure_without_the_token(smtp, tmp_path, monke
                                                            capfd):
     for key, value in {"HUB_SMTP_HOST": "127.0.0.1", "HUB_SMTP_PORT": str(smtp.port),
                        "HUB_SMTP_SECURITY": "none", "HUB_MAIL_FROM": SENDER,
-                       "HUB_OPS_EMAIL": OPS, "HUB_DIGEST_HOUR": "0", "HUB_SECRET": TEST_SECRET,
+                       "HUB_OPS_EMAIL": OPS, "HUB_OPS_LANGUAGE": "en",
+                       "HUB_DIGEST_HOUR": "0", "HUB_SECRET": TEST_SECRET,
                        "HUB_SLACK_TOKEN": TOKEN, "HUB_SLACK_CHANNEL": CHANNEL,
                        "HUB_HOME": str(tmp_path / ".hub")}.items():
         monkeypatch.setenv(key, value)
