@@ -60,6 +60,11 @@ def _text(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _refusal(request: Request, exc: Exception) -> str:
+    """The hub's refusal, worded in the desk's language (desk/i18n.py)."""
+    return i18n.hub_error(i18n.language_of(request), str(exc))
+
+
 def _lines(form: FormData, name: str) -> list[str]:
     return [line.strip() for line in _text(form, name).splitlines() if line.strip()]
 
@@ -207,8 +212,8 @@ def _file_request(request: Request, form: FormData) -> Response:
         return render(request, "new_request.html",
                       _filing_context(form, duplicates=", ".join(exc.ids)), status=409)
     except (LedgerError, InvalidIdentifier) as exc:
-        return render(request, "new_request.html", _filing_context(form, error=str(exc)),
-                      status=400)
+        return render(request, "new_request.html",
+                      _filing_context(form, error=_refusal(request, exc)), status=400)
     flash(request, "filed")
     if row.chargeable:
         flash(request, "chargeable", "warn", number=filed.number)
@@ -282,7 +287,7 @@ def _act(request: Request, form: FormData,
             ledger.get_request(session, request_id)
             done = action(session, user, request, form)
     except (LedgerError, ValueError) as exc:
-        flash(request, "error", "error", text=str(exc))
+        flash(request, "error", "error", text=_refusal(request, exc))
     else:
         flash(request, done or "done_ok")
     return see_other(f"/requests/{request_id}")
@@ -407,8 +412,8 @@ def _search(request: Request, form: FormData) -> Response:
     except InvalidIdentifier as exc:
         with desk.store.session() as session:
             signed_in(request, session)
-        return render(request, "search.html", {"results": None, "error": str(exc)},
-                      status=400)
+        return render(request, "search.html",
+                      {"results": None, "error": _refusal(request, exc)}, status=400)
     with desk.store.session() as session:
         user = signed_in(request, session)
         rows = queries.requests_with(session, [desk.store.hasher.identifier(ident)])
@@ -458,7 +463,7 @@ def _add_user(request: Request, form: FormData) -> Response:
                 auth.add_user(session, _text(form, "name"), password,
                               Role.named(_text(form, "role") or "viewer"), actor=user.name)
     except ValueError as exc:
-        error = str(exc)
+        error = _refusal(request, exc)
     if error is None:
         flash(request, "user_added")
         return see_other("/users")

@@ -112,15 +112,21 @@ def test_a_second_access_request_this_year_is_flagged_chargeable(operator, desk_
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"emails": "not-an-address"}, "not-an-address"),
-    ({"emails": "", "phones": ""}, "e-mail address or phone number"),
-    ({"emails": AINO, "received": "yesterday"}, "YYYY-MM-DD"),
-    ({"emails": AINO, "received": "2099-01-01"}, "future"),
+    ({"emails": "not-an-address"}, "Sähköpostiosoite ei kelpaa"),
+    ({"emails": "", "phones": ""}, "Anna rekisteröidyn sähköpostiosoite tai puhelinnumero"),
+    ({"emails": AINO, "received": "yesterday"},
+     "Saapumispäivä: muoto on VVVV-KK-PP tai VVVV-KK-PP HH:MM, ei &#39;yesterday&#39;."),
+    ({"emails": AINO, "received": "2099-01-01"},
+     "Pyyntö ei ole voinut saapua tulevaisuudessa (2099-01-01)."),
+    ({"emails": AINO, "kind": "rectification", "set_phone": "12"},
+     "Korjattu puhelinnumero: Numero ei ole mahdollinen puhelinnumero maassaan."),
 ])
-def test_bad_input_is_refused_with_the_form_kept(operator, desk_store, form, message):
+def test_bad_input_is_refused_in_finnish_with_the_form_kept(operator, desk_store, form,
+                                                            message):
     page = operator.post("/requests", {"kind": "erasure", "channel": "email",
                                        "language": "fi", "name": "Aino", **form})
     assert page.status_code == 400 and message in page.text
+    assert page.text.count('role="alert"') == 1
     assert 'value="Aino"' in page.text
     assert events(desk_store, "request.received") == []
 
@@ -182,7 +188,7 @@ def test_verifying_records_how_and_who(operator, desk_store):
 def test_a_verification_needs_a_method(operator, desk_store):
     rid = filed(desk_store)
     page = operator.post(f"/requests/{rid}/verify", {"method": "trust me"})
-    assert "choose how the identity was checked" in page.text
+    assert "Valitse, miten henkilöllisyys tarkistettiin." in page.text
     with desk_store.session() as session:
         assert ledger.get_request(session, rid).state == RequestState.RECEIVED
     assert events(desk_store, "request.identity_checked") == []
@@ -194,11 +200,14 @@ def test_extending_and_rejecting_go_through_the_ledger_with_the_user(operator, d
                                                      "reason": "records on paper"})
     assert "records on paper" in page.text
     refused = operator.post(f"/requests/{rid}/extend", {"months": "1", "reason": "again"})
-    assert "already extended" in refused.text
+    assert f"Pyynnön {rid} määräaikaa on jo jatkettu" in refused.text
+    english = operator.post(f"/requests/{rid}/extend", {"months": "1", "reason": "again"},
+                            headers={"accept-language": "en"})
+    assert f"request {rid} was already extended to" in english.text
     [extended] = events(desk_store, "request.extended")
     assert extended.actor == "operator"
     empty = operator.post(f"/requests/{rid}/reject", {"reason": "  "})
-    assert "needs a reason" in empty.text
+    assert "Hylkääminen tarvitsee syyn: se kerrotaan rekisteröidylle." in empty.text
     operator.post(f"/requests/{rid}/reject", {"reason": "identity not proven"})
     with desk_store.session() as session:
         row = ledger.get_request(session, rid)
@@ -248,7 +257,7 @@ def test_a_manual_task_is_confirmed_with_outcome_and_note(operator, desk_store):
     with_tasks(desk_store, rid)
     missing = operator.post(f"/requests/{rid}/tasks/archive/confirm",
                             {"outcome": "retained", "note": "kept"})
-    assert "needs the date the hold ends" in missing.text
+    assert "Säilyttäminen tarvitsee päivän, jolloin säilytys päättyy" in missing.text
     until = (datetime.now(UTC) + timedelta(days=400)).date().isoformat()
     operator.post(f"/requests/{rid}/tasks/archive/confirm", {
         "outcome": "retained", "note": "contract kept", "until": until,
