@@ -193,8 +193,11 @@ class NetworkDriveConnector(ConnectorBase):
                 "modified": found.file.modified.isoformat(),
                 "places": found.places,  # all of them: the subject is owed a full copy
             })
-        sections = (ExportSection(label="Network drive: documents that mention you",
-                                  source="network drive", items=tuple(items)),) if items else ()
+        sections = (ExportSection(
+            label="Network drive: documents that mention you", source="network drive",
+            items=tuple(items), titles={"fi": "Verkkolevy: asiakirjat, joissa sinut mainitaan",
+                                        "sv": "Nätverksenhet: dokument som nämner dig"}),
+        ) if items else ()
         return Export(SYSTEM, sections, evidence={
             "files_read": self._reads - start, "files": len(items), "not_found": missing,
             "unreadable": len(self.unreadable)})
