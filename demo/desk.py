@@ -1,14 +1,24 @@
-"""`make desk`: the privacy desk over the sandbox's hub, with a demo user.
+"""`make desk`: the privacy desk over the sandbox's hub, with a demo user, and Dagster.
 
-Run by the Makefile beside the emulated vendors and Dagster (whose sensor runs the
-requests verified on the desk). Sandbox mode only: a user whose password is printed
-on a terminal has no place where real people's data is.
+Run by the Makefile beside the emulated vendors. It starts Dagster (whose sensor runs
+the requests verified on the desk) itself and stops it when the desk stops: started as
+a background job of the Makefile's shell, `dagster dev` inherited an ignored SIGINT,
+and it maps SIGTERM to its SIGINT handler, so Ctrl-C left it running with the UI,
+daemon and code server. Sandbox mode only: a user whose password is printed on a
+terminal has no place where real people's data is.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from desk import auth
 from desk.app import serve
@@ -17,6 +27,46 @@ from hub.settings import Mode, load_settings
 from hub.store import open_store
 
 USER = "demo"
+# dagster dev waits up to 60 s for its webserver and daemon; past that it is killed.
+STOP_SECONDS = 90.0
+
+
+def _own_session_with_default_sigint() -> None:
+    """In the child, before exec: its own session (stopped by us alone, not twice by a
+    terminal's Ctrl-C), and SIGINT as Python expects it, even where ours was ignored."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextmanager
+def running(command: Sequence[str], *, log: Path, env: dict[str, str] | None = None,
+            stop_seconds: float = STOP_SECONDS) -> Iterator[subprocess.Popen]:
+    """The command running while the block runs; then interrupted (its Ctrl-C, which
+    lets dagster dev stop its children) and, if it outlives stop_seconds, killed with
+    its whole process group."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        child = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, env=env,
+                                 preexec_fn=_own_session_with_default_sigint)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=stop_seconds)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        with suppress(ProcessLookupError):  # anything of its group that outlived it
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def dagster_command(ui_url: str) -> list[str]:
+    where = urlsplit(ui_url)
+    return [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
+            "-h", where.hostname or "127.0.0.1", "-p", str(where.port or 3000)]
 
 
 def main() -> int:
@@ -35,10 +85,16 @@ def main() -> int:
     finally:
         store.close()
     desk = DeskSettings()
-    print(f"\nthe desk: http://{desk.host}:{desk.port}/   user {USER}   password {password}\n"
-          "(a new password every start; Ctrl-C stops the desk, Dagster and the sandbox)\n",
-          flush=True)
-    serve(settings, desk, host=desk.host, port=desk.port)
+    log = settings.home / "dagster-dev.log"
+    env = {**os.environ, "HUB_MODE": "sandbox",
+           "DAGSTER_HOME": os.environ.get("DAGSTER_HOME")
+           or str((settings.home / "dagster").resolve())}
+    with running(dagster_command(desk.dagster_ui_url), log=log, env=env):
+        print(f"\nDagster: {desk.dagster_ui_url}/ (its log: {log})\n"
+              f"the desk: http://{desk.host}:{desk.port}/   user {USER}   password {password}\n"
+              "(a new password every start; Ctrl-C stops the desk, Dagster and the sandbox)\n",
+              flush=True)
+        serve(settings, desk, host=desk.host, port=desk.port)
     return 0
 
 
