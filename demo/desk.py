@@ -1,6 +1,9 @@
 """`make desk`: the privacy desk over the sandbox's hub, with a demo user, and Dagster.
 
-Run by the Makefile beside the emulated vendors. It starts Dagster (whose sensor runs
+Run by the Makefile beside the emulated vendors. Unless HUB_SMTP_HOST says where mail
+goes, the letters and ops mails the sensor sends arrive at a local mail catcher that
+keeps each as a file under .hub/mail/ (owner-only), so a request filed on the desk
+shows its letters sent and they can be read. It starts Dagster (whose sensor runs
 the requests verified on the desk) itself and stops it when the desk stops: started as
 a background job of the Makefile's shell, `dagster dev` inherited an ignored SIGINT,
 and it maps SIGTERM to its SIGINT handler, so Ctrl-C left it running with the UI,
@@ -10,13 +13,15 @@ terminal has no place where real people's data is.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,6 +68,43 @@ def running(command: Sequence[str], *, log: Path, env: dict[str, str] | None = N
             os.killpg(child.pid, signal.SIGKILL)
 
 
+class Mailbox:
+    """aiosmtpd's handler: each message that arrives is one .eml file, owner-only (a
+    letter holds the subject's personal data)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.numbers = itertools.count(1)
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        path = self.folder / f"{os.getpid()}-{next(self.numbers):04d}.eml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(envelope.original_content or envelope.content)
+        return "250 kept in " + path.name
+
+
+@contextmanager
+def mail_catcher(folder: Path) -> Iterator[dict[str, str]]:
+    """A local SMTP server on loopback while the block runs; yields the HUB_* settings
+    that send the hub's mail to it."""
+    from aiosmtpd.controller import Controller
+
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Mailbox(folder), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield {"HUB_SMTP_HOST": "127.0.0.1", "HUB_SMTP_PORT": str(port),
+               "HUB_SMTP_SECURITY": "none",
+               "HUB_MAIL_FROM": "Tietosuoja <tietosuoja@sandbox.example>",
+               "HUB_OPS_EMAIL": "ops@sandbox.example"}
+    finally:
+        controller.stop()
+
+
 def dagster_command(ui_url: str) -> list[str]:
     where = urlsplit(ui_url)
     return [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
@@ -86,12 +128,18 @@ def main() -> int:
         store.close()
     desk = DeskSettings()
     log = settings.home / "dagster-dev.log"
-    env = {**os.environ, "HUB_MODE": "sandbox",
-           "DAGSTER_HOME": os.environ.get("DAGSTER_HOME")
-           or str((settings.home / "dagster").resolve())}
-    with running(dagster_command(desk.dagster_ui_url), log=log, env=env):
+    with ExitStack() as stack:
+        mail = {}
+        if not settings.smtp_host:  # the deployment's own mail server wins
+            mail = stack.enter_context(mail_catcher(settings.home / "mail"))
+        env = {**mail, **os.environ, "HUB_MODE": "sandbox",
+               "DAGSTER_HOME": os.environ.get("DAGSTER_HOME")
+               or str((settings.home / "dagster").resolve())}
+        stack.enter_context(running(dagster_command(desk.dagster_ui_url), log=log, env=env))
         print(f"\nDagster: {desk.dagster_ui_url}/ (its log: {log})\n"
-              f"the desk: http://{desk.host}:{desk.port}/   user {USER}   password {password}\n"
+              + (f"letters and ops mail: {settings.home / 'mail'}/\n" if mail else "")
+              + f"the desk: http://{desk.host}:{desk.port}/   user {USER}   password "
+              f"{password}\n"
               "(a new password every start; Ctrl-C stops the desk, Dagster and the sandbox)\n",
               flush=True)
         serve(settings, desk, host=desk.host, port=desk.port)

@@ -9,11 +9,13 @@ SIGINT (KeyboardInterrupt) and takes a moment to clean up.
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+from delivery.smtp import SmtpTransport
 from tests.polling import poll
 
 CHILD = textwrap.dedent("""
@@ -51,3 +53,23 @@ def test_dagster_is_interrupted_and_gone_when_the_desk_stops(tmp_path):
     pid = int(done.stdout.split()[0])
     poll(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)  # no process left behind
     assert state.read_text() == "stopped by its Ctrl-C"  # shut down cleanly, not killed
+
+
+def test_the_letters_of_make_desk_arrive_as_owner_only_files(tmp_path):
+    from email.message import EmailMessage
+
+    from demo.desk import mail_catcher
+    from hub.settings import Settings
+
+    with mail_catcher(tmp_path / "mail") as env:
+        settings = Settings(_env_file=None, **{k.removeprefix("HUB_").lower(): v
+                                               for k, v in env.items()})
+        message = EmailMessage()
+        message["From"], message["To"] = settings.mail_from, "aino.virtanen@example.fi"
+        message["Subject"] = "Pyyntösi on vastaanotettu"
+        message.set_content("Hyvä Aino Virtanen, ...")
+        SmtpTransport.from_settings(settings).send(message)
+    [kept] = list((tmp_path / "mail").iterdir())
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "mail").stat().st_mode) == 0o700
+    assert b"Subject: =?utf-8?q?Pyynt=C3=B6si" in kept.read_bytes()
