@@ -270,7 +270,9 @@ def request_page(request: Request) -> Response:
                 desk.settings.home, request_id) is not None),
             "dagster_url": dagster_runs_url(desk, request_id),
             "methods": VERIFY_METHODS, "outcomes": CONFIRM_OUTCOMES,
-            "letters": outbox.letters_of(session, request_id),
+            # the subject's letters; an ops alert about the request is not one of them
+            "letters": [x for x in outbox.letters_of(session, request_id)
+                        if not x.kind.startswith("ops_")],
         }
     return render(request, "request.html", context)
 

@@ -222,6 +222,21 @@ def test_extending_and_rejecting_go_through_the_ledger_with_the_user(operator, d
     assert "Letters to the subject" in page
 
 
+def test_the_request_page_lists_the_subjects_letters_not_the_ops_alerts(operator,
+                                                                        desk_store):
+    rid = filed(desk_store)
+    with desk_store.session() as session:
+        for kind, channel, to in (("acknowledgement", outbox.Channel.EMAIL, AINO),
+                                  ("ops_alert", outbox.Channel.SLACK, "#tietosuoja-ops")):
+            outbox.enqueue(session, desk_store.hasher, outbox.Draft(
+                key=f"{kind}:{rid}", kind=kind, language="fi", channel=channel,
+                recipient=to, recipient_masked=to if "#" in to else "a***@example.fi",
+                subject="-", body="<p>-</p>", request_id=rid))
+    page = operator.get(f"/requests/{rid}").text
+    assert "acknowledgement" in page and "a***@example.fi" in page
+    assert "ops_alert" not in page and "#tietosuoja-ops" not in page
+
+
 def test_an_unknown_request_is_a_404(operator):
     assert operator.get("/requests/R-20260101-000000").status_code == 404
 
