@@ -14,7 +14,7 @@ import pytest
 from dagster import build_sensor_context, instance_for_test
 
 from delivery import worker
-from hub import outbox
+from hub import alerts, outbox
 from hub.outbox import Channel
 from hub.store import open_store
 from pipelines import sensors
@@ -130,3 +130,17 @@ def test_without_a_channel_nothing_goes_to_slack(tmp_path, smtp):
         assert {x.channel for x in outbox.letters_of(session)} == {Channel.EMAIL.value}
     assert len(report.sent) == 2
     store.close()
+
+
+def test_a_failed_nightly_check_is_posted_too(slack_store, smtp):
+    with HostileVendor(slack_ok) as slack:
+        store = slack_store(slack.url)
+        with store.session() as session:
+            queued = alerts.queue_check_alert(session, store.hasher, store.settings,
+                                              check="suppressed_absent", run_id="run-7")
+        worker.deliver_due(store, now=NOW)
+        store.close()
+    assert len(queued) == 2  # one e-mail, one Slack message
+    [call] = [posted(s) for s in slack.seen]
+    assert call["text"].startswith("*[hub] nightly check suppressed_absent failed*")
+    assert "run-7" in call["text"]
