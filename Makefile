@@ -46,15 +46,14 @@ ui: $(STAMP)
 
 # The privacy desk (http://127.0.0.1:8470/) with a demo user whose password it prints,
 # over the sandbox, with Dagster beside it (its sensor runs the requests verified on the
-# desk; its UI on UI_PORT). Sandbox mode only; Ctrl-C stops all three.
+# desk; its UI on UI_PORT; demo/desk.py starts and stops it). Sandbox mode only; Ctrl-C
+# stops all three.
 desk: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
 	@$(BIN)/hub sandbox serve & sandbox=$$!; \
-	  DAGSTER_HOME=$(DAGSTER_HOME) HUB_MODE=sandbox $(BIN)/dagster dev -m pipelines.definitions \
-	    -h 127.0.0.1 -p $(UI_PORT) >.hub/dagster-dev.log 2>&1 & dagster=$$!; \
-	  trap 'kill $$sandbox $$dagster 2>/dev/null; wait $$sandbox $$dagster 2>/dev/null' EXIT INT TERM; \
-	  echo "Dagster: http://127.0.0.1:$(UI_PORT)/ (its log: .hub/dagster-dev.log)"; \
-	  HUB_MODE=sandbox HUB_DESK_DAGSTER_UI_URL=http://127.0.0.1:$(UI_PORT) $(BIN)/python -m demo.desk
+	  trap 'kill $$sandbox 2>/dev/null; wait $$sandbox 2>/dev/null' EXIT INT TERM; \
+	  DAGSTER_HOME=$(DAGSTER_HOME) HUB_MODE=sandbox \
+	    HUB_DESK_DAGSTER_UI_URL=http://127.0.0.1:$(UI_PORT) $(BIN)/python -m demo.desk
 
 bench: $(STAMP)
 	$(BIN)/python bench/index.py

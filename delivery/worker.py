@@ -21,6 +21,7 @@ from mimetypes import guess_type
 from pathlib import Path
 
 from delivery.post import write_pdf
+from delivery.slack import Poster, SlackPoster, SlackRefused, fit
 from delivery.smtp import NotConfigured, SmtpTransport, Transport, describe
 from hub import alerts, deadlines, outbox
 from hub.letters import as_text
@@ -36,6 +37,11 @@ class Report:
     queued: list[int] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    # Why each failed letter failed, as the outbox keeps it: masked, no secret.
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        return [f"letter {i}: {self.errors.get(i, '?')}" for i in self.failed]
 
     def summary(self) -> str:
         return (f"{len(self.queued)} queued for ops, {len(self.sent)} sent, "
@@ -74,9 +80,16 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, NotConfigured | OSError)  # refused, timed out, DNS, TLS
 
 
+def _down(channel: str, exc: BaseException) -> bool:
+    """Whether the letter's way out, not the letter, failed: skip the channel this pass."""
+    if channel == Channel.SLACK:
+        return not isinstance(exc, SlackRefused) or exc.down
+    return channel == Channel.EMAIL and _unreachable(exc)
+
+
 def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
-              now: datetime) -> tuple[bool, bool]:
-    """Deliver one claimed letter; (sent, the e-mail server is unreachable)."""
+              slack: Callable[[], Poster], now: datetime) -> tuple[str | None, bool]:
+    """Deliver one claimed letter; (the error kept if it failed, its channel is down)."""
     settings = store.settings
     with store.session() as session:
         letter = session.get(LetterRow, letter_id)
@@ -87,7 +100,11 @@ def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
                                                settings.controller_contact) if x)
                 document = write_pdf(settings.home, letter, sender=sender or None, today=today)
                 outbox.mark_sent(session, letter, document=document, now=now)
-                return True, False
+                return None, False
+            if letter.channel == Channel.SLACK:
+                slack().post(letter.recipient or "", fit(letter.subject, as_text(letter.body)))
+                outbox.mark_sent(session, letter, now=now)
+                return None, False
             if not settings.mail_from:
                 raise NotConfigured("HUB_MAIL_FROM is not set: e-mail has no sender")
             message = build_message(letter, sender=settings.mail_from, home=settings.home)
@@ -96,48 +113,53 @@ def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
             outbox.mark_failed(session, letter, describe(exc),
                                retry_seconds=settings.letter_retry_seconds,
                                max_attempts=settings.letter_max_attempts, now=now)
-            return False, letter.channel == Channel.EMAIL and _unreachable(exc)
+            return f"{letter.channel}: {letter.last_error}", _down(letter.channel, exc)
         outbox.mark_sent(session, letter, now=now)
-        return True, False
+        return None, False
 
 
 def deliver_due(store: Store, *, email: Callable[[], Transport] | None = None,
-                now: datetime | None = None, limit: int = 20, budget_seconds: float = 20.0,
+                slack: Callable[[], Poster] | None = None, now: datetime | None = None,
+                limit: int = 20, budget_seconds: float = 20.0,
                 clock: Callable[[], float] = time.monotonic) -> Report:
     """Claim and deliver due letters one at a time; a failure is recorded on its letter.
 
     A pass starts no letter after ``limit`` letters or ``budget_seconds``, so with the
     connection's own timeout (HUB_SMTP_TIMEOUT, 30 s) a sensor tick ends within
-    Dagster's 60 s evaluation timeout; and it stops sending e-mail once the server is
-    unreachable: one letter records why, the others stay queued for the next pass.
+    Dagster's 60 s evaluation timeout; and it stops using a channel (e-mail, Slack) once
+    its server is unreachable: one letter records why, the others stay queued for the
+    next pass, and the other channels go on (Slack down never holds back the e-mail).
     """
     now = now or datetime.now(UTC)
     email = email or (lambda: SmtpTransport.from_settings(store.settings))
+    slack = slack or (lambda: SlackPoster.from_settings(store.settings))
     channels = set(Channel)
     started, report = clock(), Report()
     while (channels and len(report.sent) + len(report.failed) < limit
            and clock() - started < budget_seconds):
         with store.session() as session:
-            claimed = [x.id for x in outbox.claim_due(
+            claimed = [(x.id, x.channel) for x in outbox.claim_due(
                 session, max_attempts=store.settings.letter_max_attempts, limit=1,
                 channels=sorted(channels), now=now)]
         if not claimed:
             break
-        sent, down = _send_one(store, claimed[0], email, now)
-        (report.sent if sent else report.failed).append(claimed[0])
+        [(letter_id, channel)] = claimed
+        error, down = _send_one(store, letter_id, email, slack, now)
+        (report.failed if error else report.sent).append(letter_id)
+        if error:
+            report.errors[letter_id] = error
         if down:
-            channels.discard(Channel.EMAIL)
+            channels.discard(Channel(channel))
     return report
 
 
 def tick(store: Store, *, email: Callable[[], Transport] | None = None,
-         now: datetime | None = None) -> Report:
+         slack: Callable[[], Poster] | None = None, now: datetime | None = None) -> Report:
     """Queue alerts for newly failed tasks and the day's digest, then deliver."""
     now = now or datetime.now(UTC)
     with store.session() as session:
         queued = alerts.queue_task_alerts(session, store.hasher, store.settings, now=now)
-        digest = alerts.queue_digest(session, store.hasher, store.settings, now=now)
-        queued += [digest] if digest is not None else []
-    report = deliver_due(store, email=email, now=now)
+        queued += alerts.queue_digest(session, store.hasher, store.settings, now=now)
+    report = deliver_due(store, email=email, slack=slack, now=now)
     report.queued = queued
     return report

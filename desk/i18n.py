@@ -2,11 +2,14 @@
 
 The language is the user's own setting, else the browser's Accept-Language, else
 Finnish (the company's). Messages from the hub itself (why a request cannot be
-extended, say) are the hub's English sentences, shown as they are.
+extended, say) are the hub's English sentences, one wording each, shared with the CLI;
+`hub_error` words the ones an operator meets on the desk in Finnish, by pattern, and
+shows any other as it is (English beats nothing).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -83,6 +86,17 @@ _CATALOGUE: dict[str, tuple[str, str]] = {
     "lang_fi": ("Finnish", "suomi"),
     "lang_sv": ("Swedish", "ruotsi"),
     "lang_en": ("English", "englanti"),
+    "corrected": ("Corrected values (a rectification only)",
+                  "Korjatut tiedot (vain oikaisupyyntö)"),
+    "corrected_hint": ("What the subject says is right; each system holding the field is "
+                       "told. Leave empty what stays as it is.",
+                       "Rekisteröidyn ilmoittamat oikeat tiedot; ne välitetään jokaiseen "
+                       "järjestelmään, jossa tieto on. Jätä tyhjäksi se, mikä ei muutu."),
+    "set_email": ("Corrected e-mail address", "Korjattu sähköpostiosoite"),
+    "set_phone": ("Corrected phone number", "Korjattu puhelinnumero"),
+    "set_name": ("Corrected name", "Korjattu nimi"),
+    "set_address": ("Corrected address (street, postcode city)",
+                    "Korjattu osoite (katuosoite, postinumero toimipaikka)"),
     "file": ("File the request", "Kirjaa pyyntö"),
     "duplicate_warning": ("This subject already has an open request of this kind: {ids}.",
                           "Rekisteröidyllä on jo avoin samanlainen pyyntö: {ids}."),
@@ -229,3 +243,105 @@ def translator(language: str) -> Callable[..., str]:
         return translate(language, key, **values)
 
     return _
+
+
+# The hub's refusals an operator can meet on the desk, English pattern -> Finnish. A
+# pattern matches the whole message; its groups are put back (ids, dates, values).
+_HUB_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.DOTALL), finnish) for pattern, finnish in (
+        (r"give the subject's e-mail address or phone number \(or both\)",
+         "Anna rekisteröidyn sähköpostiosoite tai puhelinnumero (tai molemmat)."),
+        (r"not a valid e-mail address: (?P<detail>.*)",
+         "Sähköpostiosoite ei kelpaa: {detail}"),
+        (r"not a phone number: (?P<detail>.*)", "Puhelinnumero ei kelpaa: {detail}"),
+        (r"not a possible phone number for its country",
+         "Numero ei ole mahdollinen puhelinnumero maassaan."),
+        (r'an address is written "street, postcode city" with a five-digit postcode',
+         "Osoite kirjoitetaan muodossa \"katuosoite, postinumero toimipaikka\" "
+         "viisinumeroisella postinumerolla."),
+        (r"(?P<field>.+) is YYYY-MM-DD or YYYY-MM-DD HH:MM, not (?P<value>.+)",
+         "{field}: muoto on VVVV-KK-PP tai VVVV-KK-PP HH:MM, ei {value}."),
+        (r"the request cannot have been received in the future \((?P<date>.+)\)",
+         "Pyyntö ei ole voinut saapua tulevaisuudessa ({date})."),
+        (r"a receipt date before (?P<date>\S+) \(when the GDPR began to apply\) is surely "
+         r"a typing mistake",
+         "Saapumispäivä ennen {date} (jolloin tietosuoja-asetusta alettiin soveltaa) on "
+         "varmasti kirjoitusvirhe."),
+        (r"a rectification needs at least one corrected value .*",
+         "Oikaisupyyntö tarvitsee ainakin yhden korjatun tiedon (sähköposti, puhelin, nimi "
+         "tai osoite)."),
+        (r"(?P<field>.+): only a rectification carries corrected values",
+         "{field}: korjatut tiedot kuuluvat vain oikaisupyyntöön."),
+        (r"(?P<field>.+) is (?P<n>\d+) characters; at most (?P<limit>\d+) are kept",
+         "{field}: {n} merkkiä; enintään {limit} säilytetään."),
+        (r"(?P<field>.+) is one of (?P<options>.+), not (?P<value>.+)",
+         "{field} on jokin näistä: {options}, ei {value}."),
+        (r"unknown request kind (?P<kind>.+?): use .*", "Tuntematon pyynnön laji {kind}."),
+        (r"choose how the identity was checked",
+         "Valitse, miten henkilöllisyys tarkistettiin."),
+        (r"an extension needs a reason: the subject must be told why",
+         "Jatkaminen tarvitsee syyn: se kerrotaan rekisteröidylle."),
+        (r"an extension is 1 or (?P<max>\d+) months, not (?P<months>.+)",
+         "Jatko on 1 tai {max} kuukautta, ei {months}."),
+        (r"request (?P<id>\S+) was already extended to (?P<date>\S+)",
+         "Pyynnön {id} määräaikaa on jo jatkettu {date} asti."),
+        (r"request (?P<id>\S+) is (?P<state>\S+); only open requests are extended",
+         "Pyyntö {id} on tilassa {state}; vain avoimen pyynnön määräaikaa voi jatkaa."),
+        (r"request (?P<id>\S+) was due on (?P<date>\S+): an extension must be decided and "
+         r"told to the subject within the first month",
+         "Pyyntö {id} erääntyi {date}: jatkamisesta on päätettävä ja kerrottava "
+         "rekisteröidylle ensimmäisen kuukauden aikana."),
+        (r"a rejection needs a reason: the subject must be told why",
+         "Hylkääminen tarvitsee syyn: se kerrotaan rekisteröidylle."),
+        (r"a decision is approve or exclude", "Päätös on hyväksy tai rajaa pois."),
+        (r"which candidate\? \(its number\)", "Mikä ehdokas? (sen numero)"),
+        (r"candidate (?P<n>\d+) was already (?P<decision>\S+) by (?P<who>.+); a decision "
+         r"is not changed",
+         "Ehdokkaasta {n} on jo päätetty ({decision}, {who}); päätöstä ei muuteta."),
+        (r"the outcome is done, not_found or retained.*",
+         "Lopputulos on tehty, ei löytynyt tai säilytetään; päivä muodossa VVVV-KK-PP."),
+        (r"a confirmation needs a note saying what was done",
+         "Kuittaus tarvitsee huomautuksen siitä, mitä tehtiin."),
+        (r"retained needs the date the hold ends .*",
+         "Säilyttäminen tarvitsee päivän, jolloin säilytys päättyy, ja sen oikeusperusteen: "
+         "säilytys ilman loppua ei ole säilytystä."),
+        (r"--until and --basis are for a retained outcome",
+         "Säilytyspäivä ja oikeusperuste kuuluvat vain lopputulokseen \"säilytetään\"."),
+        (r"the hold would have ended on (?P<date>\S+): a hold whose end has passed is no "
+         r"hold",
+         "Säilytys olisi päättynyt {date}: päättynyt säilytys ei ole säilytystä."),
+        (r"task (?P<task>\S+) is (?P<state>\S+); only a task waiting for an operator "
+         r"\(manual_pending\) is confirmed",
+         "Tehtävä {task} on tilassa {state}; vain käsittelijää odottava tehtävä kuitataan."),
+        (r"request (?P<id>\S+) is still running; confirm (?P<system>\S+) once it waits for "
+         r"an operator",
+         "Pyyntö {id} on vielä käynnissä; kuittaa {system}, kun se odottaa käsittelijää."),
+        (r"a user named (?P<name>.+) exists already", "Käyttäjä {name} on jo olemassa."),
+        (r"a password has at least (?P<n>\d+) characters",
+         "Salasanassa on oltava vähintään {n} merkkiä."),
+        (r"a user name is 2-32 characters: .*",
+         "Käyttäjätunnuksessa on 2–32 merkkiä: pieniä kirjaimia, numeroita, '.', '_' tai "
+         "'-', ja se alkaa kirjaimella."),
+    ))
+
+# Names of the fields the hub's refusals mention (the desk's own labels pass as they are).
+_HUB_FIELDS = {"the receipt date": "Saapumispäivä", "the name": "Nimi",
+               "channel": "Saapumistapa", "language": "Kieli"}
+
+
+def hub_error(language: str, message: str) -> str:
+    """The hub's refusal in the desk's language; in English, or when unknown, as it is."""
+    if language == "en":
+        return message
+    for pattern, wording in _HUB_ERRORS:
+        found = pattern.fullmatch(message.strip())
+        if found is not None:
+            values = {k: _HUB_FIELDS.get(v, v) for k, v in found.groupdict().items()}
+            return wording.format(**values)
+    field, sep, rest = message.partition(": ")  # "Korjattu nimi: <the hub's refusal>"
+    if sep and rest:
+        worded = hub_error(language, rest)
+        if worded != rest:
+            return f"{field}: {worded}"
+    return message
+

@@ -26,7 +26,7 @@ from desk import auth, i18n, queries
 from desk.auth import Role
 from desk.web import Desk, desk_of, flash, render, see_other, signed_in
 from hub import audit, intake, ledger, letters, manual, outbox, outcomes, review
-from hub.domain import Identifier, IdentifierKind
+from hub.domain import Corrections, Identifier, IdentifierKind
 from hub.identity import InvalidIdentifier, mask, parse_email, parse_phone
 from hub.ledger import (
     OPEN_REQUEST_STATES,
@@ -58,6 +58,11 @@ async def _posted(request: Request, work: Callable[[Request, FormData], Response
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+def _refusal(request: Request, exc: Exception) -> str:
+    """The hub's refusal, worded in the desk's language (desk/i18n.py)."""
+    return i18n.hub_error(i18n.language_of(request), str(exc))
 
 
 def _lines(form: FormData, name: str) -> list[str]:
@@ -150,9 +155,23 @@ def dashboard(request: Request) -> Response:
 # --- filing --------------------------------------------------------------------------
 
 
+# The form's fields for a rectification's corrected values, in intake.corrections' order.
+CORRECTED = ("set_email", "set_phone", "set_name", "set_address")
+
+
+def _corrections(request: Request, kind: RequestKind, form: FormData) -> Corrections | None:
+    """The corrected values typed (an empty field is none), refused as `hub request new`
+    refuses them, naming the desk's own labels."""
+    _ = i18n.translator(i18n.language_of(request))
+    typed = [_text(form, field) or None for field in CORRECTED]
+    return intake.corrections(kind, email=typed[0], phone=typed[1], name=typed[2],
+                              address=typed[3], fields=tuple(_(f) for f in CORRECTED))
+
+
 def _filing_context(form: FormData | None = None, **extra: Any) -> dict[str, Any]:
     values = {k: (form.get(k) if form else None) or "" for k in
-              ("kind", "emails", "phones", "name", "channel", "received", "language")}
+              ("kind", "emails", "phones", "name", "channel", "received", "language",
+               *CORRECTED)}
     values["kind"] = values["kind"] or RequestKind.ERASURE.value
     values["channel"] = values["channel"] or Channel.EMAIL.value
     values["language"] = values["language"] or Language.FI.value
@@ -176,15 +195,16 @@ def _file_request(request: Request, form: FormData) -> Response:
     try:
         with desk.store.session() as session:
             user = signed_in(request, session, Role.OPERATOR)
+            kind = intake.request_kind(_text(form, "kind"))
             filed = intake.file_request(
-                session, desk.store.hasher, intake.request_kind(_text(form, "kind")),
+                session, desk.store.hasher, kind,
                 intake.identifiers(_lines(form, "emails"), _lines(form, "phones")),
                 name=intake.subject_name(_text(form, "name")),
                 received_at=intake.received(_text(form, "received"), timezone),
                 channel=intake.choice(Channel, _text(form, "channel") or "email", "channel"),
                 language=intake.choice(Language, _text(form, "language") or "fi", "language"),
                 timezone=timezone, allow_duplicate=form.get("allow_duplicate") == "yes",
-                actor=user.name)
+                actor=user.name, corrections=_corrections(request, kind, form))
             row = filed.row
             letters.queue_for(session, row, letters.Event.RECEIVED, settings=desk.settings,
                               hasher=desk.store.hasher)
@@ -192,8 +212,8 @@ def _file_request(request: Request, form: FormData) -> Response:
         return render(request, "new_request.html",
                       _filing_context(form, duplicates=", ".join(exc.ids)), status=409)
     except (LedgerError, InvalidIdentifier) as exc:
-        return render(request, "new_request.html", _filing_context(form, error=str(exc)),
-                      status=400)
+        return render(request, "new_request.html",
+                      _filing_context(form, error=_refusal(request, exc)), status=400)
     flash(request, "filed")
     if row.chargeable:
         flash(request, "chargeable", "warn", number=filed.number)
@@ -210,6 +230,20 @@ def dagster_runs_url(desk: Desk, request_id: str) -> str:
     return f"{desk.desk.dagster_ui_url.rstrip('/')}/runs?q%5B0%5D={tag}"
 
 
+def _corrected(session, request_id: str, reveal: bool) -> list[tuple[str, str]]:
+    """(form field, value) of a rectification's corrected values: in full for an
+    operator (who checks them against the subject's letter), masked for a viewer."""
+    if not reveal:
+        return [(f"set_{field}", masked)
+                for field, masked in ledger.corrections_masked(session, request_id)]
+    found = ledger.corrections_of(session, request_id)
+    if found is None:
+        return []
+    values = {"email": found.email, "phone": found.phone, "name": found.name,
+              "address": found.address.line() if found.address else None}
+    return [(f"set_{field}", value) for field, value in values.items() if value]
+
+
 def request_page(request: Request) -> Response:
     desk = desk_of(request)
     request_id = request.path_params["request_id"]
@@ -217,13 +251,14 @@ def request_page(request: Request) -> Response:
         user = signed_in(request, session)
         row = ledger.get_request(session, request_id)
         shown = ledger.view(session, row, reveal=user.may(Role.OPERATOR))
+        corrected = _corrected(session, request_id, user.may(Role.OPERATOR))
         tasks = [{"system": t.system, "state": t.state, "action": t.action,
                   "attempts": t.attempts, "evidence": outcomes.describe(t.evidence),
                   "error": t.error, "manual": manual.of(t),
                   "confirmable": TaskState(t.state) == TaskState.MANUAL_PENDING}
                  for t in ledger.tasks_of(session, request_id)]
         context = {
-            "row": row, "shown": shown, "tasks": tasks,
+            "row": row, "shown": shown, "tasks": tasks, "corrected": corrected,
             "items": review.items(session, request_id),
             "state": RequestState(row.state),
             "received_local": row.received_at.astimezone(ZoneInfo(desk.settings.timezone)),
@@ -235,7 +270,9 @@ def request_page(request: Request) -> Response:
                 desk.settings.home, request_id) is not None),
             "dagster_url": dagster_runs_url(desk, request_id),
             "methods": VERIFY_METHODS, "outcomes": CONFIRM_OUTCOMES,
-            "letters": outbox.letters_of(session, request_id),
+            # the subject's letters; an ops alert about the request is not one of them
+            "letters": [x for x in outbox.letters_of(session, request_id)
+                        if not x.kind.startswith("ops_")],
         }
     return render(request, "request.html", context)
 
@@ -252,7 +289,7 @@ def _act(request: Request, form: FormData,
             ledger.get_request(session, request_id)
             done = action(session, user, request, form)
     except (LedgerError, ValueError) as exc:
-        flash(request, "error", "error", text=str(exc))
+        flash(request, "error", "error", text=_refusal(request, exc))
     else:
         flash(request, done or "done_ok")
     return see_other(f"/requests/{request_id}")
@@ -377,8 +414,8 @@ def _search(request: Request, form: FormData) -> Response:
     except InvalidIdentifier as exc:
         with desk.store.session() as session:
             signed_in(request, session)
-        return render(request, "search.html", {"results": None, "error": str(exc)},
-                      status=400)
+        return render(request, "search.html",
+                      {"results": None, "error": _refusal(request, exc)}, status=400)
     with desk.store.session() as session:
         user = signed_in(request, session)
         rows = queries.requests_with(session, [desk.store.hasher.identifier(ident)])
@@ -428,7 +465,7 @@ def _add_user(request: Request, form: FormData) -> Response:
                 auth.add_user(session, _text(form, "name"), password,
                               Role.named(_text(form, "role") or "viewer"), actor=user.name)
     except ValueError as exc:
-        error = str(exc)
+        error = _refusal(request, exc)
     if error is None:
         flash(request, "user_added")
         return see_other("/users")

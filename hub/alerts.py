@@ -1,11 +1,13 @@
 """Telling the ops staff: an alert when a task or a nightly check fails, and a daily
-digest, by e-mail.
+digest, by e-mail and, when configured, in Slack.
 
-Both go through the outbox like any letter, to HUB_OPS_EMAIL, and carry request
-ids, systems, states and masked values only (m***@example.fi): an inbox is another
-copy nobody erases. An alert is queued once per failed attempt of a task (its key
-holds the attempt count), so a task that fails again after a retry alerts again; a
-digest once per local day, after HUB_DIGEST_HOUR.
+Both go through the outbox like any letter, to HUB_OPS_EMAIL and to HUB_SLACK_CHANNEL
+(one letter per channel, so Slack being down never holds back the e-mail, and each is
+retried and visible on its own), and carry request ids, systems, states and masked
+values only (m***@example.fi): an inbox or a channel is another copy nobody erases.
+An alert is queued once per failed attempt of a task (its key holds the attempt
+count), so a task that fails again after a retry alerts again; a digest once per
+local day, after HUB_DIGEST_HOUR.
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ from hub.settings import Settings
 # Failed tasks older than this were told of already (or predate the alerts): the
 # digest lists them, no alert is sent.
 ALERT_WINDOW = timedelta(days=1)
+# The subject lines, in the ops staff's language (HUB_OPS_LANGUAGE); the bodies are the
+# templates under templates/ops/<language>/.
+SUBJECTS = {
+    "en": {"alert": "[hub] {system} failed for request {request_id}",
+           "digest": "[hub] digest {today}: {open} open, {overdue} overdue, {failed} failed",
+           "check": "[hub] nightly check {check} failed",
+           "left": "{days} days left", "over": "{days} days overdue"},
+    "fi": {"alert": "[hub] {system} epäonnistui pyynnössä {request_id}",
+           "digest": "[hub] kooste {today}: {open} avointa, {overdue} myöhässä, "
+                     "{failed} epäonnistunutta",
+           "check": "[hub] yöllinen tarkistus {check} epäonnistui",
+           "left": "{days} päivää jäljellä", "over": "{days} päivää myöhässä"},
+}
 _EMAIL = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
 
@@ -37,36 +52,59 @@ def _safe(text: str | None) -> str:
     return _EMAIL.sub(lambda m: mask_email(m.group()), text or "")
 
 
-def _draft(settings: Settings, key: str, kind: str, subject: str, body: str,
-           request_id: str | None = None) -> Draft:
-    to = settings.ops_email or ""
-    return Draft(key=key, kind=kind, language="en", channel=Channel.EMAIL, recipient=to,
-                 recipient_masked=mask_email(to), subject=subject, body=body,
-                 request_id=request_id)
+def _say(settings: Settings, key: str, **values: object) -> str:
+    return SUBJECTS[settings.ops_language][key].format(**values)
+
+
+def _template(settings: Settings, name: str) -> str:
+    return f"ops/{settings.ops_language}/{name}.html"
+
+
+def _told(settings: Settings) -> bool:
+    return bool(settings.ops_email) or settings.slack_configured
+
+
+def _queue(session: Session, hasher: Hasher, settings: Settings, key: str, kind: str,
+           subject: str, body: str, *, request_id: str | None = None,
+           now: datetime | None = None) -> list[int]:
+    """Queue the message once per configured channel; the ids of those new this time."""
+    drafts = []
+    if settings.ops_email:
+        drafts.append(Draft(key=key, kind=kind, language=settings.ops_language,
+                            channel=Channel.EMAIL, recipient=settings.ops_email,
+                            recipient_masked=mask_email(settings.ops_email), subject=subject,
+                            body=body, request_id=request_id))
+    if settings.slack_configured:
+        drafts.append(Draft(key=f"{key}:slack", kind=kind, language=settings.ops_language,
+                            channel=Channel.SLACK, recipient=settings.slack_channel,
+                            recipient_masked=settings.slack_channel, subject=subject,
+                            body=body, request_id=request_id))
+    return [outbox.enqueue(session, hasher, d, now=now).id for d in drafts
+            if outbox.by_key(session, d.key) is None]
 
 
 def queue_task_alerts(session: Session, hasher: Hasher, settings: Settings, *,
                       now: datetime | None = None) -> list[int]:
     """One alert per task that failed within the last day and was not alerted yet."""
-    if not settings.ops_email:
+    if not _told(settings):
         return []
     now = now or datetime.now(UTC)
-    queued = []
+    queued: list[int] = []
     for task in session.execute(select(TaskRow).where(
             TaskRow.state == ledger.TaskState.FAILED.value,
             TaskRow.updated_at >= now - ALERT_WINDOW).order_by(TaskRow.pk)).scalars():
         key = f"alert:{task.request_id}:{task.system}:{task.attempts}"
-        if outbox.by_key(session, key) is not None:
-            continue
+        if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+            continue  # told already (a channel configured later does not repeat it)
         row = ledger.get_request(session, task.request_id)
-        body = render("ops/alert.html", "en", request_id=task.request_id, kind=row.kind,
-                      system=task.system, attempts=task.attempts, error=_safe(task.error),
+        body = render(_template(settings, "alert"), settings.ops_language,
+                      request_id=task.request_id, kind=row.kind, system=task.system,
+                      attempts=task.attempts, error=_safe(task.error),
                       due=ledger.effective_due(row))
-        letter = outbox.enqueue(session, hasher, _draft(
-            settings, key, "ops_alert",
-            f"[hub] {task.system} failed for request {task.request_id}", body,
-            task.request_id), now=now)
-        queued.append(letter.id)
+        queued += _queue(session, hasher, settings, key, "ops_alert",
+                         _say(settings, "alert", system=task.system,
+                              request_id=task.request_id), body,
+                         request_id=task.request_id, now=now)
     return queued
 
 
@@ -80,30 +118,30 @@ class Line:
     note: str = ""
 
 
-def _lines(session: Session, rows: list, today) -> list[Line]:
+def _lines(session: Session, rows: list, today, settings: Settings) -> list[Line]:
     out = []
     for row in rows:
         shown = ledger.view(session, row)
         out.append(Line(row.id, row.kind, row.state, shown.due_on.isoformat(),
                         ", ".join(v for _, v in shown.identifiers) or "(scrubbed)",
-                        f"{(shown.due_on - today).days} days left"
-                        if shown.due_on >= today else f"{(today - shown.due_on).days} "
-                                                      "days overdue"))
+                        _say(settings, "left", days=(shown.due_on - today).days)
+                        if shown.due_on >= today
+                        else _say(settings, "over", days=(today - shown.due_on).days)))
     return out
 
 
 def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
-                 now: datetime | None = None) -> int | None:
-    """The day's digest, once, after the digest hour; None when not due or not set up."""
-    if not settings.ops_email:
-        return None
+                 now: datetime | None = None) -> list[int]:
+    """The day's digest, once, after the digest hour; nothing when not due or not set up."""
+    if not _told(settings):
+        return []
     now = now or datetime.now(UTC)
     local = now.astimezone(ZoneInfo(settings.timezone))
     if local.hour < settings.digest_hour:
-        return None
+        return []
     key = f"digest:{local.date().isoformat()}"
-    if outbox.by_key(session, key) is not None:
-        return None
+    if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+        return []
     today = local.date()
     open_rows = ledger.list_requests(session, today=today, due_within=36500)
     overdue = [r for r in open_rows if ledger.effective_due(r) < today]
@@ -120,8 +158,10 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
         TaskRow.state == ledger.TaskState.MANUAL_PENDING.value).order_by(TaskRow.request_id)
     ).scalars()]
     body = render(
-        "ops/digest.html", "en", today=today, open=_lines(session, open_rows, today),
-        overdue=_lines(session, overdue, today), soon=_lines(session, soon, today),
+        _template(settings, "digest"), settings.ops_language, today=today,
+        open=_lines(session, open_rows, today, settings),
+        overdue=_lines(session, overdue, today, settings),
+        soon=_lines(session, soon, today, settings),
         failed=[(t.request_id, t.system, t.attempts, _safe(t.error)) for t in failed_tasks],
         candidates=candidates,
         manual=[(t.request_id, t.system, (manual.of(t).due.isoformat()
@@ -131,23 +171,22 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
         to_post=[(x.id, x.kind, x.request_id or "-", x.document)
                  for x in outbox.awaiting_post(session)],
         due_soon_days=settings.due_soon_days)
-    subject = (f"[hub] digest {today.isoformat()}: {len(open_rows)} open, {len(overdue)} "
-               f"overdue, {len(failed_tasks)} failed")
-    return outbox.enqueue(session, hasher, _draft(settings, key, "ops_digest", subject, body),
-                          now=now).id
+    subject = _say(settings, "digest", today=today.isoformat(), open=len(open_rows),
+                   overdue=len(overdue), failed=len(failed_tasks))
+    return _queue(session, hasher, settings, key, "ops_digest", subject, body, now=now)
 
 
 def queue_check_alert(session: Session, hasher: Hasher, settings: Settings, *, check: str,
-                      run_id: str, now: datetime | None = None) -> int | None:
+                      run_id: str, now: datetime | None = None) -> list[int]:
     """One alert per failed run of a nightly check (a suppressed person present, an
     opted-out person subscribed, a deadline passed, something stuck). The check's own
     page in Dagster says what it found, with masked values; the mail says where."""
-    if not settings.ops_email:
-        return None
+    if not _told(settings):
+        return []
     key = f"check:{check}:{run_id}"
-    if outbox.by_key(session, key) is not None:
-        return None
-    body = render("ops/check.html", "en", check=check, run_id=run_id)
-    return outbox.enqueue(session, hasher, _draft(
-        settings, key, "ops_alert", f"[hub] nightly check {check} failed", body),
-        now=now).id
+    if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+        return []
+    body = render(_template(settings, "check"), settings.ops_language, check=check,
+                  run_id=run_id)
+    return _queue(session, hasher, settings, key, "ops_alert",
+                  _say(settings, "check", check=check), body, now=now)

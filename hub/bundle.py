@@ -110,7 +110,7 @@ def _html(request_id: str, created: datetime, exports: Sequence[Export], policy:
     everything = [*exports, *(Export(s, ()) for s in retained if s not in shown)]
     for export in everything:
         system = export.system
-        title = policy.title(system)  # from the system's declaration
+        title = policy.title(system, language)  # from the system's declaration
         parts.append(f"<h2>{html.escape(title)}</h2>")
         rules = policy.systems.get(system)
         if rules is not None:
@@ -132,7 +132,7 @@ def _html(request_id: str, created: datetime, exports: Sequence[Export], policy:
         for section in export.sections:
             if not section.items:
                 continue
-            parts.append(f"<h3>{esc(section.label)}</h3>"
+            parts.append(f"<h3>{esc(section.title(language))}</h3>"
                          f"<p><small>{esc(say['source'])}: {esc(section.source)}</small></p>")
             flagged = categories.in_items(section.items)
             if flagged:
@@ -163,7 +163,8 @@ def write_bundle(root: Path, request_id: str, exports: Sequence[Export], policy:
         "created_at": created.isoformat(),
         "systems": {
             e.system: {
-                "sections": [{"label": s.label, "source": s.source, "items": list(s.items),
+                "sections": [{"label": s.label, "titles": dict(s.titles), "source": s.source,
+                              "items": list(s.items),
                               "special_categories": list(categories.in_items(s.items))}
                              for s in e.sections],
             }
@@ -200,7 +201,8 @@ def write_part(path: Path, export: Export) -> str:
     finished task recorded is bundled (`bundle_request`)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {"system": export.system, "sections": [
-        {"label": s.label, "source": s.source, "items": list(s.items)} for s in export.sections]}
+        {"label": s.label, "source": s.source, "items": list(s.items),
+         "titles": dict(s.titles)} for s in export.sections]}
     body = json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -236,7 +238,8 @@ def finished_parts(session: Session, home: Path, request_id: str) -> list[Export
             continue
         data = json.loads(body)
         exports.append(Export(data["system"], tuple(
-            ExportSection(s["label"], s["source"], tuple(s["items"])) for s in data["sections"]
+            ExportSection(s["label"], s["source"], tuple(s["items"]), s.get("titles") or {})
+            for s in data["sections"]
         )))
     if dropped:
         audit.append(session, "export.part_discarded", {"systems": dropped},

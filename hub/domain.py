@@ -7,6 +7,7 @@ typed. Everything is a frozen dataclass: records cross threads and processes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -188,11 +189,20 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class ExportSection:
-    """One labelled part of an access export, vendor field names kept as they are."""
+    """One labelled part of an access export, vendor field names kept as they are.
+
+    ``label`` is the English title (and the CSV's section column); ``titles`` the same
+    in the other languages a subject may read (``fi``, ``sv``), worded by the connector,
+    which knows what the part is. The bundle's page shows ``title(language)``.
+    """
 
     label: str
     source: str
     items: tuple[dict[str, Any], ...]
+    titles: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def title(self, language: str) -> str:
+        return self.titles.get(language) or self.label
 
 
 @dataclass(frozen=True, slots=True)

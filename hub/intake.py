@@ -10,9 +10,10 @@ same year is flagged chargeable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -30,6 +31,8 @@ from hub.identity import (
 )
 from hub.ledger import Channel, Language, LedgerError, RequestKind
 from hub.models import SubjectRequestRow
+
+T = TypeVar("T")
 
 KIND_NAMES = {"access": RequestKind.ACCESS, "erasure": RequestKind.ERASURE,
               "opt-out": RequestKind.OPT_OUT, "opt_out": RequestKind.OPT_OUT,
@@ -80,10 +83,21 @@ def corrections(kind: RequestKind, *, email: str | None, phone: str | None,
         return None
     if name is not None and not name.strip():
         raise LedgerError(f"{fields[2]} is empty")
-    return Corrections(email=parse_email(email) if email is not None else None,
-                       phone=parse_phone(phone) if phone is not None else None,
+    return Corrections(email=_parsed(parse_email, email, fields[0]),
+                       phone=_parsed(parse_phone, phone, fields[1]),
                        name=subject_name(name, fields[2]),
-                       address=parse_address(address) if address is not None else None)
+                       address=_parsed(parse_address, address, fields[3]))
+
+
+def _parsed(parse: Callable[[str], T], value: str | None, field: str) -> T | None:
+    """The value parsed, or a refusal that names the field (the subject's own e-mail
+    and the corrected one are both on the form)."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except InvalidIdentifier as exc:
+        raise InvalidIdentifier(f"{field}: {exc}") from None
 
 
 def identifiers(emails: Sequence[str] | None, phones: Sequence[str] | None

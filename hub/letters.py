@@ -290,12 +290,12 @@ def _context(session: Session, row: SubjectRequestRow, event: Event, settings: S
     if event == Event.COMPLETED:
         context.update(_outcomes(session, row, language, policy, today))
         if RequestKind(row.kind) == RequestKind.ACCESS:
-            context.update(_access(session, settings.home, row.id, policy))
+            context.update(_access(session, settings.home, row.id, policy, language))
     return context
 
 
-def _title(policy: Policy | None, system: str) -> str:
-    return policy.title(system) if policy is not None else system
+def _title(policy: Policy | None, system: str, language: str) -> str:
+    return policy.title(system, language) if policy is not None else system
 
 
 def _outcomes(session: Session, row: SubjectRequestRow, language: str,
@@ -307,15 +307,15 @@ def _outcomes(session: Session, row: SubjectRequestRow, language: str,
         action = task.action or task.state
         if evidence.get("confirmed") and action not in ACTIONS[language]:
             action = "confirmed_done"
-        systems.append({"title": _title(policy, task.system),
+        systems.append({"title": _title(policy, task.system, language),
                         "outcome": ACTIONS[language].get(action, action)})
         for rec in evidence.get("records", []):
             if rec.get("retained_until"):
-                kept.append({"title": _title(policy, task.system),
+                kept.append({"title": _title(policy, task.system, language),
                              "basis": rec.get("legal_basis") or "",
                              "until": date.fromisoformat(rec["retained_until"])})
     for hold in holds.holds_of_subject(session, row.id, today):
-        item = {"title": _title(policy, hold.system), "basis": hold.legal_basis,
+        item = {"title": _title(policy, hold.system, language), "basis": hold.legal_basis,
                 "until": hold.held_until}
         if item not in kept:
             kept.append(item)
@@ -330,7 +330,7 @@ def _retention(policy: Policy | None, system: str) -> dict[str, Any] | None:
 
 
 def _access(session: Session, home: Path, request_id: str,
-            policy: Policy | None) -> dict[str, Any]:
+            policy: Policy | None, language: str) -> dict[str, Any]:
     """Art. 15(1) from the bundle and the tasks: per system that holds anything (data or
     a record kept by law), its purposes and basis, categories and retention; the
     bundle's files go with the letter."""
@@ -345,9 +345,10 @@ def _access(session: Session, home: Path, request_id: str,
         sections = data["systems"].get(system, {}).get("sections", [])
         rules = policy.systems.get(system) if policy is not None else None
         described.append({
-            "title": _title(policy, system),
+            "title": _title(policy, system, language),
             "basis": rules.legal_basis if rules is not None else "",
-            "categories": [s["label"] for s in sections if s.get("items")],
+            "categories": [(s.get("titles") or {}).get(language) or s["label"]
+                           for s in sections if s.get("items")],
             "records": sum(len(s.get("items", [])) for s in sections),
             "retention": _retention(policy, system),
         })

@@ -42,10 +42,12 @@ class LetterState(StrEnum):
 
 
 class Channel(StrEnum):
-    """How a letter leaves: by e-mail, or as a printable PDF for the post."""
+    """How a letter leaves: by e-mail, as a printable PDF for the post, or (the ops
+    staff's alerts and digest only) as a message in their Slack channel."""
 
     EMAIL = "email"
     POST = "post"
+    SLACK = "slack"
 
 
 # A letter left `sending` this long by a worker that died is claimed again: sending it

@@ -215,10 +215,11 @@ class Policy(BaseModel):
     # The declarations the policy was checked against (load_policy(systems=...)).
     _declared: dict[str, SystemDeclaration] = PrivateAttr(default_factory=dict)
 
-    def title(self, system: str) -> str:
-        """The system's title for people; its bare name when it was not declared."""
+    def title(self, system: str, language: str = "en") -> str:
+        """The system's title for people, in their language where the declaration words
+        it; its bare name when it was not declared."""
         declared = self._declared.get(system) or self.manual_declarations().get(system)
-        return declared.title if declared else system
+        return declared.title_in(language) if declared else system
 
     def manual_declarations(self) -> dict[str, SystemDeclaration]:
         """The systems without an API this policy declares (rule 10), by name."""

@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
@@ -54,6 +54,9 @@ class SettingsError(RuntimeError):
 class Mode(StrEnum):
     PRODUCTION = "production"
     SANDBOX = "sandbox"
+
+
+OpsLanguage = Literal["fi", "en"]
 
 
 class SmtpSecurity(StrEnum):
@@ -154,6 +157,14 @@ class Settings(BaseSettings):
     # after which the day's digest is sent.
     ops_email: str | None = None
     digest_hour: int = Field(default=8, ge=0, le=23)
+    # The language of the ops staff's alerts and digest: Finnish (the company's) or English.
+    ops_language: OpsLanguage = "fi"
+    # The same alerts and digest in a Slack channel too, when both are set (a bot token
+    # with chat:write, invited to the channel). The API address is Slack's unless a relay
+    # (or a test's server) stands in for it.
+    slack_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -190,6 +201,11 @@ class Settings(BaseSettings):
     def origin(self, name: str) -> str:
         """Where a setting came from: the environment, an env file, or explicit configuration."""
         return self._origins.get(name, "the default")
+
+    @property
+    def slack_configured(self) -> bool:
+        return bool(self.slack_token and self.slack_token.get_secret_value() and
+                    self.slack_channel)
 
     @property
     def resolved_database_url(self) -> str:

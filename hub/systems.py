@@ -10,8 +10,8 @@ collected by ``connectors/registry.py``). The hub cannot import the connectors
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -44,8 +44,9 @@ class SystemDeclaration:
     """The domain facts about one system.
 
     ``name`` is lower case, one word (``NAME``); ``title`` is what a person reads in
-    the access letter; ``marketing`` says whether people are subscribed there (so an
-    opt-out acts in it).
+    the access letter and bundle, in English, and ``titles`` the same in the subject's
+    other languages (``fi``, ``sv``); ``marketing`` says whether people are subscribed
+    there (so an opt-out acts in it).
     """
 
     name: str
@@ -53,6 +54,7 @@ class SystemDeclaration:
     kind: Kind
     capabilities: frozenset[Capability]
     marketing: bool = False
+    titles: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -63,6 +65,9 @@ class SystemDeclaration:
         object.__setattr__(self, "kind", Kind(self.kind))
         object.__setattr__(self, "capabilities",
                            frozenset(Capability(c) for c in self.capabilities))
+
+    def title_in(self, language: str) -> str:
+        return self.titles.get(language) or self.title
 
     def can(self, capability: Capability | str) -> bool:
         return Capability(capability) in self.capabilities

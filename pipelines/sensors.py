@@ -130,10 +130,8 @@ def _check_alerts(context: SensorEvaluationContext, store) -> list[int]:
     queued = []
     with store.session() as session:
         for name, run_id in failed_checks(context.instance, keys, since=since):
-            letter = alerts.queue_check_alert(session, store.hasher, store.settings,
-                                              check=name, run_id=run_id)
-            if letter is not None:
-                queued.append(letter)
+            queued += alerts.queue_check_alert(session, store.hasher, store.settings,
+                                               check=name, run_id=run_id)
     return queued
 
 
@@ -142,11 +140,12 @@ def _check_alerts(context: SensorEvaluationContext, store) -> list[int]:
                     "the post; alerts and the daily digest to the ops staff), with retries.")
 def letter_outbox(context: SensorEvaluationContext, hub: HubResource):
     """Alerts for failed nightly checks, then one pass of delivery.worker.tick; logs
-    letter ids and counts only (rule 7)."""
+    letter ids, counts and the outbox's masked reason a letter failed (rule 7)."""
     with hub.store() as store:
         checks = _check_alerts(context, store)
         report = worker.tick(store)
     report.queued = checks + report.queued
     if report.failed:
-        context.log.warning(f"letters not delivered (hub letters list): {report.failed}")
+        context.log.warning("letters not delivered (hub letters list): "
+                            + "; ".join(report.problems()))
     return SkipReason(report.summary())

@@ -23,6 +23,8 @@ DECLARATION = ConnectorDeclaration(
     system=SystemDeclaration(
         name="app_database",
         title="Our own application (user accounts and orders)",
+        titles={"fi": "Oma sovelluksemme (käyttäjätilit ja tilaukset)",
+                "sv": "Vår egen applikation (användarkonton och beställningar)"},
         kind=Kind.DATABASE,
         capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE, C.OPT_OUT}),
         marketing=False,

@@ -276,7 +276,9 @@ class AppDatabaseConnector(ConnectorBase):
                 sections.append(ExportSection(
                     label=f"Our application's database: table {bound.name}",
                     source=f"{SYSTEM}:{bound.name}",
-                    items=tuple(_plain(row) for row in rows)))
+                    items=tuple(_plain(row) for row in rows),
+                    titles={"fi": f"Sovelluksemme tietokanta: taulu {bound.name}",
+                            "sv": f"Vår applikations databas: tabell {bound.name}"}))
                 keys = [row[bound.pk.name] for row in rows]
                 for child in bound.children:
                     found = conn.execute(select(child.table).where(child.fk.in_(keys))
@@ -287,7 +289,12 @@ class AppDatabaseConnector(ConnectorBase):
                             label=(f"Our application's database: table {child.table.name} "
                                    f"(rows of these {bound.name})"),
                             source=f"{SYSTEM}:{child.table.name}",
-                            items=tuple(_plain(row) for row in found)))
+                            items=tuple(_plain(row) for row in found),
+                            titles={"fi": (f"Sovelluksemme tietokanta: taulu "
+                                           f"{child.table.name} (näiden {bound.name}-rivien)"),
+                                    "sv": (f"Vår applikations databas: tabell "
+                                           f"{child.table.name} (rader till dessa "
+                                           f"{bound.name})")}))
         return Export(SYSTEM, tuple(sections),
                       evidence={"api_calls": self.op_calls, "rows": rows_out,
                                 "child_rows": children_out})

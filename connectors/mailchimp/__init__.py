@@ -21,6 +21,7 @@ DECLARATION = ConnectorDeclaration(
     system=SystemDeclaration(
         name="mailchimp",
         title="Mailchimp (mailing lists)",
+        titles={"fi": "Mailchimp (postituslistat)", "sv": "Mailchimp (e-postlistor)"},
         kind=Kind.SAAS,
         capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE, C.OPT_OUT, C.RECTIFY,
                                 C.RESTRICT}),

@@ -101,6 +101,25 @@ PAGE = 1000
 LOOKBACK = timedelta(seconds=1)
 RESTRICTED_TAG = "gdpr-restricted"
 M = TypeVar("M", bound=BaseModel)
+# The access export's parts of one membership: (en, fi, sv) titles; {audience} is the
+# audience's name.
+SECTION_TITLES = {
+    "subscriber": ("Audience '{audience}': subscriber", "Postituslista '{audience}': tilaaja",
+                   "Målgrupp '{audience}': prenumerant"),
+    "merge_fields": ("Audience '{audience}': merge fields", "Postituslista '{audience}': "
+                     "tietosi", "Målgrupp '{audience}': dina uppgifter"),
+    "tags": ("Audience '{audience}': tags", "Postituslista '{audience}': tunnisteet",
+             "Målgrupp '{audience}': taggar"),
+    "notes": ("Audience '{audience}': notes", "Postituslista '{audience}': muistiinpanot",
+              "Målgrupp '{audience}': anteckningar"),
+    "activity": ("Audience '{audience}': activity", "Postituslista '{audience}': toiminta",
+                 "Målgrupp '{audience}': aktivitet"),
+    "events": ("Audience '{audience}': events", "Postituslista '{audience}': tapahtumat",
+               "Målgrupp '{audience}': händelser"),
+    "goals": ("Audience '{audience}': goals (pages visited)",
+              "Postituslista '{audience}': tavoitteet (vieraillut sivut)",
+              "Målgrupp '{audience}': mål (besökta sidor)"),
+}
 
 
 class MailchimpSettings(BaseSettings):
@@ -325,40 +344,39 @@ class MailchimpConnector(ConnectorBase):
                 continue
             name = names.get(lid, lid)
             src = f"{SYSTEM}:lists/{lid}/members/{ref.record_id}"
-            sections.append(ExportSection(f"Audience '{name}': subscriber", src, (member,)))
-            sections.append(ExportSection(
-                f"Audience '{name}': merge fields", f"{src}/merge_fields",
+            sections.append(_section(name, "subscriber", src, (member,)))
+            sections.append(_section(
+                name, "merge_fields", f"{src}/merge_fields",
                 _labelled(member.get("merge_fields"), self._merge_field_names(lid))))
-            for key, items, label in self._member_parts(lid, mh):
-                sections.append(ExportSection(f"Audience '{name}': {label}", f"{src}/{key}",
-                                              items))
+            for key, items in self._member_parts(lid, mh):
+                sections.append(_section(name, key, f"{src}/{key}", items))
         return Export(SYSTEM, tuple(sections),
                       evidence={"members": len(_members(refs)) - missing,
                                 "not_found": missing, "api_calls": self.op_calls})
 
     def _member_parts(self, lid: str, mh: str
-                      ) -> Iterator[tuple[str, tuple[dict[str, Any], ...], str]]:
-        """(key, items, label) of the member's tags, notes, whole activity history
-        (every page of activity-feed), events and goals (pages visited)."""
+                      ) -> Iterator[tuple[str, tuple[dict[str, Any], ...]]]:
+        """(key, items) of the member's tags, notes, whole activity history (every
+        page of activity-feed), events and goals (pages visited)."""
         lists = self.api.lists
-        parts: tuple[tuple[str, Any, str], ...] = (
+        parts: tuple[tuple[str, Any], ...] = (
             ("tags", lambda: self._every_page(Tags, lists.get_list_member_tags, "tags",
-                                              lid, mh), "tags"),
+                                              lid, mh)),
             ("notes", lambda: self._every_page(Notes, lists.get_list_member_notes, "notes",
-                                               lid, mh), "notes"),
-            ("activity", lambda: self._activity_feed(lid, mh), "activity"),
+                                               lid, mh)),
+            ("activity", lambda: self._activity_feed(lid, mh)),
             ("events", lambda: self._every_page(Events, lists.get_list_member_events,
-                                                "events", lid, mh), "events"),
+                                                "events", lid, mh)),
             # the SDK's generator named this one in camelCase
             ("goals", lambda: self.api.read(Goals, lists.getListMemberGoals, lid,
-                                            mh).goals, "goals (pages visited)"),
+                                            mh).goals),
         )
-        for key, read, label in parts:
+        for key, read in parts:
             try:
                 items = read()
             except NotFound:
                 items = []
-            yield key, tuple(items), label
+            yield key, tuple(items)
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
         """Permanently delete (or archive, per policy) each membership, journalled as
@@ -632,6 +650,12 @@ def _source_record(list_id: str, m: Member) -> SourceRecord:
         # "pending" is a double opt-in on its way: it will receive campaigns once confirmed.
         subscribed=m.status in SENDS_TO,
     )
+
+
+def _section(audience: str, key: str, source: str, items: tuple[dict[str, Any], ...]
+             ) -> ExportSection:
+    en, fi, sv = (t.format(audience=audience) for t in SECTION_TITLES[key])
+    return ExportSection(en, source, items, titles={"fi": fi, "sv": sv})
 
 
 def _labelled(values: Any, names: dict[str, str]) -> tuple[dict[str, Any], ...]:

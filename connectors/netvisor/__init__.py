@@ -18,6 +18,7 @@ DECLARATION = ConnectorDeclaration(
     system=SystemDeclaration(
         name="netvisor",
         title="Visma Netvisor (accounting)",
+        titles={"fi": "Visma Netvisor (kirjanpito)", "sv": "Visma Netvisor (bokföring)"},
         kind=Kind.ACCOUNTING,
         capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE, C.RECTIFY, C.RESTRICT}),
         marketing=False,

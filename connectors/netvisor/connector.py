@@ -441,25 +441,32 @@ class NetvisorConnector(ConnectorBase):
             if c is None:
                 missing += 1
                 continue
-            sections.append(ExportSection(f"Netvisor customer {key}", f"netvisor:customer/{key}",
-                                          (to_dict(c.el),)))
+            sections.append(ExportSection(
+                f"Netvisor customer {key}", f"netvisor:customer/{key}", (to_dict(c.el),),
+                titles={"fi": f"Asiakas {key} Netvisorissa", "sv": f"Kund {key} i Netvisor"}))
             contacts = [to_dict(ct.el) for ct in c.contacts() if ct.contact_id != "details"]
             if contacts:
-                sections.append(ExportSection(f"Netvisor contact persons of customer {key}",
-                                              f"netvisor:customer/{key}/contacts",
-                                              tuple(contacts)))
+                sections.append(ExportSection(
+                    f"Netvisor contact persons of customer {key}",
+                    f"netvisor:customer/{key}/contacts", tuple(contacts),
+                    titles={"fi": f"Asiakkaan {key} yhteyshenkilöt Netvisorissa",
+                            "sv": f"Kontaktpersoner för kund {key} i Netvisor"}))
             invoices = self._invoices(key)
             sections.append(ExportSection(
                 f"Netvisor sales invoices of customer {key} (headers)",
-                f"netvisor:salesinvoicelist?customernetvisorkey={key}", tuple(invoices)))
+                f"netvisor:salesinvoicelist?customernetvisorkey={key}", tuple(invoices),
+                titles={"fi": f"Asiakkaan {key} myyntilaskut Netvisorissa (otsikkotiedot)",
+                        "sv": f"Försäljningsfakturor till kund {key} i Netvisor (huvuden)"}))
         for key, ids in contacts_only.items():
             c = customers.get(key)
             picked = [to_dict(ct.el) for ct in (c.contacts() if c else []) if ct.record_id in ids]
             missing += len(ids) - len(picked)
             if picked:
-                sections.append(ExportSection(f"Netvisor contact person(s) at customer {key}",
-                                              f"netvisor:customer/{key}/contacts",
-                                              tuple(picked)))
+                sections.append(ExportSection(
+                    f"Netvisor contact person(s) at customer {key}",
+                    f"netvisor:customer/{key}/contacts", tuple(picked),
+                    titles={"fi": f"Yhteyshenkilö(t) asiakkaalla {key} Netvisorissa",
+                            "sv": f"Kontaktperson(er) hos kund {key} i Netvisor"}))
         return Export(SYSTEM, tuple(sections),
                       evidence={"api_calls": self.op_calls, "not_found": missing,
                                 "customers": len(whole)})

@@ -23,6 +23,9 @@ DECLARATION = ConnectorDeclaration(
     system=SystemDeclaration(
         name="network_drive",
         title="Network drive (shared documents: contracts, customer lists, notes)",
+        titles={"fi": "Verkkolevy (jaetut asiakirjat: sopimukset, asiakasluettelot, "
+                      "muistiinpanot)",
+                "sv": "Nätverksenhet (delade dokument: avtal, kundlistor, anteckningar)"},
         kind=Kind.FILES,
         capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE}),
         marketing=False,

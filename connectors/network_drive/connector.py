@@ -208,8 +208,11 @@ class NetworkDriveConnector(ConnectorBase):
                 "modified": found.file.modified.isoformat(),
                 "places": found.places,  # all of them: the subject is owed a full copy
             })
-        sections = (ExportSection(label="Network drive: documents that mention you",
-                                  source="network drive", items=tuple(items)),) if items else ()
+        sections = (ExportSection(
+            label="Network drive: documents that mention you", source="network drive",
+            items=tuple(items), titles={"fi": "Verkkolevy: asiakirjat, joissa sinut mainitaan",
+                                        "sv": "Nätverksenhet: dokument som nämner dig"}),
+        ) if items else ()
         unsearched = self._unsearched(refs, emails, phones, ACCESS_BY_HAND)
         return Export(SYSTEM, sections, evidence={
             "files_read": self._reads - start, "files": len(items), "not_found": missing,

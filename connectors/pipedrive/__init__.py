@@ -17,6 +17,8 @@ DECLARATION = ConnectorDeclaration(
     system=SystemDeclaration(
         name="pipedrive",
         title="Pipedrive (customer relationship management)",
+        titles={"fi": "Pipedrive (asiakkuudenhallinta)",
+                "sv": "Pipedrive (kundrelationshantering)"},
         kind=Kind.SAAS,
         capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE, C.OPT_OUT, C.RECTIFY,
                                 C.RESTRICT}),

@@ -114,6 +114,21 @@ PAGE_LIMIT = 500
 V1_LIMIT = 100
 ANONYMISED_NAME = "Erased person"
 RESTRICTED_LABEL = "GDPR restricted"
+# The access export's parts, in the order the subject reads them: (en, fi, sv) titles.
+SECTION_TITLES = {
+    "person": ("Pipedrive person", "Henkilö Pipedrivessa", "Person i Pipedrive"),
+    "custom_fields": ("Custom fields of the person, by name", "Henkilön lisäkentät nimineen",
+                      "Personens egna fält, med namn"),
+    "organization": ("Organisation the person is linked to",
+                     "Organisaatio, johon henkilö on liitetty",
+                     "Organisationen som personen är kopplad till"),
+    "deals": ("Deals", "Kaupat", "Affärer"),
+    "activities": ("Activities", "Toiminnot", "Aktiviteter"),
+    "notes": ("Notes", "Muistiinpanot", "Anteckningar"),
+    "leads": ("Leads", "Liidit", "Potentiella affärer"),
+    "mail_messages": ("Mail messages", "Sähköpostiviestit", "E-postmeddelanden"),
+    "files": ("Files", "Tiedostot", "Filer"),
+}
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -273,16 +288,7 @@ class PipedriveConnector(ConnectorBase):
     def export(self, refs: Sequence[RecordRef]) -> Export:
         self.begin()
         sections: dict[str, tuple[str, list[dict[str, Any]]]] = {
-            "person": ("Pipedrive person", []),
-            "custom_fields": ("Custom fields of the person, by name", []),
-            "organization": ("Organisation the person is linked to", []),
-            "deals": ("Deals", []),
-            "activities": ("Activities", []),
-            "notes": ("Notes", []),
-            "leads": ("Leads", []),
-            "mail_messages": ("Mail messages", []),
-            "files": ("Files", []),
-        }
+            key: (titles[0], []) for key, titles in SECTION_TITLES.items()}
         missing = 0
         names: dict[str, str] | None = None
         for ref in _persons(refs):
@@ -313,7 +319,8 @@ class PipedriveConnector(ConnectorBase):
             sections["mail_messages"][1].extend(dump(m) for m in self._mails(pid))
             sections["files"][1].extend(dump(f) for f in self._files(pid))
         out = tuple(
-            ExportSection(label=label, source=f"{SYSTEM}:{key}", items=tuple(items))
+            ExportSection(label=label, source=f"{SYSTEM}:{key}", items=tuple(items),
+                          titles=dict(zip(("fi", "sv"), SECTION_TITLES[key][1:], strict=True)))
             for key, (label, items) in sections.items()
         )
         return Export(system=SYSTEM, sections=out,

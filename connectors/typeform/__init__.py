@@ -17,6 +17,7 @@ DECLARATION = ConnectorDeclaration(
     system=SystemDeclaration(
         name="typeform",
         title="Typeform (surveys and forms)",
+        titles={"fi": "Typeform (kyselyt ja lomakkeet)", "sv": "Typeform (enkäter och formulär)"},
         kind=Kind.SAAS,
         capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE}),
         marketing=False,

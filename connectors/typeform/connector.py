@@ -336,6 +336,8 @@ class TypeformConnector(ConnectorBase):
                     label=f"Typeform: responses to the form “{title}”",
                     source=f"typeform:forms/{form_id}/responses",
                     items=tuple(_labelled(item, titles) for item in items),
+                    titles={"fi": f"Typeform: vastaukset lomakkeeseen “{title}”",
+                            "sv": f"Typeform: svar på formuläret “{title}”"},
                 ))
         return Export(SYSTEM, tuple(sections),
                       evidence={"api_calls": self.op_calls, "responses": found,

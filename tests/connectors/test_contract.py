@@ -433,6 +433,10 @@ def test_export_holds_the_persona(contract: Contract, conn: Any) -> None:
     assert any(s.items for s in export.sections)
     text = json.dumps([s.items for s in export.sections], default=str).lower()
     assert contract.email in text
+    # The subject reads each part's title in their language (fi, sv; en is the label).
+    for section in export.sections:
+        assert set(section.titles) == {"fi", "sv"}, section.label
+        assert section.title("fi") != section.label and section.title("sv") != section.label
 
 
 # ---------------------------------------------------------------- 5-7: act, read back

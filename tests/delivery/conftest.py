@@ -73,7 +73,7 @@ def hub_settings(db_url: str, home, port: int, **extra) -> Settings:
                   smtp_host="127.0.0.1", smtp_port=port, smtp_security="none",
                   smtp_timeout=5, mail_from=SENDER, ops_email=OPS,
                   controller_name="Valmennus Oy", controller_contact="Esimerkkikatu 1, Helsinki",
-                  letter_retry_seconds=60, letter_max_attempts=3)
+                  letter_retry_seconds=60, letter_max_attempts=3, ops_language="en")
     values.update(extra)
     return Settings(**values)
 

@@ -18,10 +18,12 @@ from delivery import worker
 from hub import ledger, outbox
 from hub.domain import Identifier, IdentifierKind
 from hub.ledger import RequestKind, RequestState, TaskState
+from hub.settings import Settings
+from hub.store import open_store
 from pipelines import sensors
 from pipelines.resources import HubResource
 from tests.conftest import TEST_SECRET
-from tests.delivery.conftest import OPS, SENDER
+from tests.delivery.conftest import OPS, SENDER, hub_settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EMAIL = "aino.virtanen@example.fi"
@@ -94,7 +96,8 @@ def test_letter_outbox_sensor_delivers_and_tells_dagster_nothing_personal(
     hub_db = f"sqlite:///{tmp_path / 'hub.db'}"
     for key, value in {"HUB_SMTP_HOST": "127.0.0.1", "HUB_SMTP_PORT": str(smtp.port),
                        "HUB_SMTP_SECURITY": "none", "HUB_MAIL_FROM": SENDER,
-                       "HUB_OPS_EMAIL": OPS, "HUB_DIGEST_HOUR": "0", "HUB_SECRET": TEST_SECRET,
+                       "HUB_OPS_EMAIL": OPS, "HUB_OPS_LANGUAGE": "en",
+                       "HUB_DIGEST_HOUR": "0", "HUB_SECRET": TEST_SECRET,
                        "HUB_HOME": str(tmp_path / ".hub")}.items():
         monkeypatch.setenv(key, value)
     resource = HubResource(database_url=hub_db)
@@ -141,7 +144,8 @@ def test_a_failed_nightly_check_is_told_once_per_run(smtp, tmp_path, monkeypatch
     monkeypatch.setattr(pipelines.checks, "CHECKS", [request_deadlines_stand_in])
     for key, value in {"HUB_SMTP_HOST": "127.0.0.1", "HUB_SMTP_PORT": str(smtp.port),
                        "HUB_SMTP_SECURITY": "none", "HUB_MAIL_FROM": SENDER,
-                       "HUB_OPS_EMAIL": OPS, "HUB_DIGEST_HOUR": "23", "HUB_SECRET": TEST_SECRET,
+                       "HUB_OPS_EMAIL": OPS, "HUB_OPS_LANGUAGE": "en",
+                       "HUB_DIGEST_HOUR": "23", "HUB_SECRET": TEST_SECRET,
                        "HUB_TIMEZONE": "UTC", "HUB_HOME": str(tmp_path / ".hub")}.items():
         monkeypatch.setenv(key, value)
     resource = HubResource(database_url=f"sqlite:///{tmp_path / 'hub.db'}")
@@ -157,3 +161,23 @@ def test_a_failed_nightly_check_is_told_once_per_run(smtp, tmp_path, monkeypatch
     [alert] = [m for m in smtp.inbox.to(OPS) if "nightly check" in m["Subject"]]
     assert alert["Subject"] == "[hub] nightly check request_deadlines_stand_in failed"
     assert result.run_id in plain(alert)
+
+
+def test_the_ops_staff_read_finnish_unless_told_otherwise(tmp_path, smtp):
+    store = open_store(hub_settings(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / ".hub",
+                                    smtp.port, ops_language=Settings.model_fields[
+                                        "ops_language"].default))
+    now = datetime(2026, 4, 6, 7, 30, tzinfo=UTC)
+    rid = failing_request(store, now=now)
+    worker.tick(store, now=now)
+    alert, digest = sorted(smtp.inbox.to(OPS), key=lambda m: "kooste" in m["Subject"])
+    assert alert["Subject"] == f"[hub] pipedrive epäonnistui pyynnössä {rid}"
+    assert "Virhe: HTTP 503 from Pipedrive (request id pd-17)" in plain(alert)
+    assert "Muihin järjestelmiin tämä ei vaikuta" in plain(alert)
+    assert digest["Subject"] == "[hub] kooste 2026-04-06: 1 avointa, 1 myöhässä, " \
+                                "1 epäonnistunutta"
+    assert f"{rid} erasure in_progress, määräpäivä 2026-04-02 (4 päivää myöhässä)" \
+        in plain(digest)
+    assert "Epäonnistuneet tehtävät" in plain(digest)
+    assert "<html lang='fi'>" in digest.get_body(preferencelist=("html",)).get_content()
+    store.close()

@@ -224,6 +224,19 @@ def test_an_operator_takes_requests_from_filing_to_outcome_in_chromium(
     assert page.get_by_text("completed", exact=True).is_visible()
     assert "excluded by operator" in page.content()
 
+    # A rectification carries the corrected values, typed on the same form (no script:
+    # the fields are always there, and only a rectification takes them).
+    page.get_by_role("link", name="File a request").click()
+    page.get_by_label("Rectification", exact=True).check()
+    page.get_by_label("E-mail addresses (one a line)").fill(MIKKO)
+    page.get_by_label("Corrected name").fill("Mikko Häkkinen-Laine")
+    page.get_by_label("Corrected e-mail address").fill("mikko@laine.example")
+    page.screenshot(path=shots / "desk-file-rectification.png", full_page=True)
+    page.get_by_role("button", name="File the request").click()
+    assert page.get_by_text("Request filed.").is_visible()
+    assert page.get_by_text("Mikko Häkkinen-Laine").is_visible()
+    assert page.get_by_text("mikko@laine.example").is_visible()
+
     # Search by e-mail (a POST: the address is in no URL), the dashboard, the trail.
     page.get_by_role("link", name="Search").click()
     page.get_by_label("E-mail or phone").fill(MIKA.email.upper())

@@ -112,16 +112,61 @@ def test_a_second_access_request_this_year_is_flagged_chargeable(operator, desk_
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"emails": "not-an-address"}, "not-an-address"),
-    ({"emails": "", "phones": ""}, "e-mail address or phone number"),
-    ({"emails": AINO, "received": "yesterday"}, "YYYY-MM-DD"),
-    ({"emails": AINO, "received": "2099-01-01"}, "future"),
+    ({"emails": "not-an-address"}, "Sähköpostiosoite ei kelpaa"),
+    ({"emails": "", "phones": ""}, "Anna rekisteröidyn sähköpostiosoite tai puhelinnumero"),
+    ({"emails": AINO, "received": "yesterday"},
+     "Saapumispäivä: muoto on VVVV-KK-PP tai VVVV-KK-PP HH:MM, ei &#39;yesterday&#39;."),
+    ({"emails": AINO, "received": "2099-01-01"},
+     "Pyyntö ei ole voinut saapua tulevaisuudessa (2099-01-01)."),
+    ({"emails": AINO, "kind": "rectification", "set_phone": "12"},
+     "Korjattu puhelinnumero: Numero ei ole mahdollinen puhelinnumero maassaan."),
 ])
-def test_bad_input_is_refused_with_the_form_kept(operator, desk_store, form, message):
+def test_bad_input_is_refused_in_finnish_with_the_form_kept(operator, desk_store, form,
+                                                            message):
     page = operator.post("/requests", {"kind": "erasure", "channel": "email",
                                        "language": "fi", "name": "Aino", **form})
     assert page.status_code == 400 and message in page.text
+    assert page.text.count('role="alert"') == 1
     assert 'value="Aino"' in page.text
+    assert events(desk_store, "request.received") == []
+
+
+def test_a_rectification_is_filed_with_its_corrected_values(operator, make_client,
+                                                            desk_store):
+    form = operator.get("/requests/new").text
+    for field in ("set_email", "set_phone", "set_name", "set_address"):
+        assert f'<label for="{field}">' in form and f'name="{field}"' in form
+    page = operator.post("/requests", {
+        "kind": "rectification", "emails": AINO, "name": "Aino Virtanen", "channel": "email",
+        "language": "fi", "set_email": "Aino.Nieminen@Example.fi", "set_phone": "",
+        "set_name": "Aino Nieminen", "set_address": "Mannerheimintie 1 A 2, 00100 Helsinki"})
+    assert page.status_code == 200 and ID.fullmatch(page.url.path.rsplit("/", 1)[1])
+    rid = page.url.path.rsplit("/", 1)[1]
+    with desk_store.session() as session:
+        corrections = ledger.corrections_of(session, rid)
+    assert corrections.email == "aino.nieminen@example.fi" and corrections.phone is None
+    assert corrections.name == "Aino Nieminen"
+    assert corrections.address.line() == "Mannerheimintie 1 A 2, 00100 Helsinki"
+    assert "Korjattu nimi" in page.text and "Aino Nieminen" in page.text
+    viewer = make_client("viewer").get(f"/requests/{rid}").text
+    assert "Korjattu nimi" in viewer and "Nieminen" not in viewer
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"kind": "rectification"}, "a rectification needs at least one corrected value"),
+    ({"kind": "rectification", "set_phone": "12"},
+     "Corrected phone number: not a possible phone number"),
+    ({"kind": "rectification", "set_address": "Mannerheimintie 1"},
+     "Corrected address (street, postcode city): an address is written"),
+    ({"kind": "erasure", "set_name": "Aino Nieminen"}, "only a rectification carries"),
+])
+def test_bad_corrected_values_are_refused_in_one_line_with_the_form_kept(
+        operator, desk_store, form, message):
+    page = operator.post("/requests", {"emails": AINO, "channel": "email", "language": "en",
+                                       "name": "Aino", **form},
+                         headers={"accept-language": "en"})
+    assert page.status_code == 400 and message in page.text
+    assert page.text.count('role="alert"') == 1 and 'value="Aino"' in page.text
     assert events(desk_store, "request.received") == []
 
 
@@ -143,7 +188,7 @@ def test_verifying_records_how_and_who(operator, desk_store):
 def test_a_verification_needs_a_method(operator, desk_store):
     rid = filed(desk_store)
     page = operator.post(f"/requests/{rid}/verify", {"method": "trust me"})
-    assert "choose how the identity was checked" in page.text
+    assert "Valitse, miten henkilöllisyys tarkistettiin." in page.text
     with desk_store.session() as session:
         assert ledger.get_request(session, rid).state == RequestState.RECEIVED
     assert events(desk_store, "request.identity_checked") == []
@@ -155,11 +200,14 @@ def test_extending_and_rejecting_go_through_the_ledger_with_the_user(operator, d
                                                      "reason": "records on paper"})
     assert "records on paper" in page.text
     refused = operator.post(f"/requests/{rid}/extend", {"months": "1", "reason": "again"})
-    assert "already extended" in refused.text
+    assert f"Pyynnön {rid} määräaikaa on jo jatkettu" in refused.text
+    english = operator.post(f"/requests/{rid}/extend", {"months": "1", "reason": "again"},
+                            headers={"accept-language": "en"})
+    assert f"request {rid} was already extended to" in english.text
     [extended] = events(desk_store, "request.extended")
     assert extended.actor == "operator"
     empty = operator.post(f"/requests/{rid}/reject", {"reason": "  "})
-    assert "needs a reason" in empty.text
+    assert "Hylkääminen tarvitsee syyn: se kerrotaan rekisteröidylle." in empty.text
     operator.post(f"/requests/{rid}/reject", {"reason": "identity not proven"})
     with desk_store.session() as session:
         row = ledger.get_request(session, rid)
@@ -172,6 +220,21 @@ def test_extending_and_rejecting_go_through_the_ledger_with_the_user(operator, d
     assert {"extension", "refusal"} <= set(kinds), kinds
     page = operator.get(f"/requests/{rid}", headers={"accept-language": "en"}).text
     assert "Letters to the subject" in page
+
+
+def test_the_request_page_lists_the_subjects_letters_not_the_ops_alerts(operator,
+                                                                        desk_store):
+    rid = filed(desk_store)
+    with desk_store.session() as session:
+        for kind, channel, to in (("acknowledgement", outbox.Channel.EMAIL, AINO),
+                                  ("ops_alert", outbox.Channel.SLACK, "#tietosuoja-ops")):
+            outbox.enqueue(session, desk_store.hasher, outbox.Draft(
+                key=f"{kind}:{rid}", kind=kind, language="fi", channel=channel,
+                recipient=to, recipient_masked=to if "#" in to else "a***@example.fi",
+                subject="-", body="<p>-</p>", request_id=rid))
+    page = operator.get(f"/requests/{rid}").text
+    assert "acknowledgement" in page and "a***@example.fi" in page
+    assert "ops_alert" not in page and "#tietosuoja-ops" not in page
 
 
 def test_an_unknown_request_is_a_404(operator):
@@ -209,7 +272,7 @@ def test_a_manual_task_is_confirmed_with_outcome_and_note(operator, desk_store):
     with_tasks(desk_store, rid)
     missing = operator.post(f"/requests/{rid}/tasks/archive/confirm",
                             {"outcome": "retained", "note": "kept"})
-    assert "needs the date the hold ends" in missing.text
+    assert "Säilyttäminen tarvitsee päivän, jolloin säilytys päättyy" in missing.text
     until = (datetime.now(UTC) + timedelta(days=400)).date().isoformat()
     operator.post(f"/requests/{rid}/tasks/archive/confirm", {
         "outcome": "retained", "note": "contract kept", "until": until,

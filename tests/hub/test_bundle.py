@@ -225,3 +225,24 @@ def test_the_readable_page_speaks_the_subjects_language_and_names_fields_plainly
     sv = write_bundle(tmp_path / "sv", "R-1", _exports(), load_policy(), now=NOW,
                       language="sv")
     assert "<th title='emails'>E-postadresser</th>" in (sv.path / "index.html").read_text()
+
+
+def test_section_and_system_titles_are_in_the_subjects_language(store):
+    """The connector words each part in fi and sv, the declaration its system; the
+    titles survive the part written by the system's op and read back for the bundle."""
+    home = store.settings.home
+    part = Export("pipedrive", (ExportSection(
+        "Deals", "pipedrive:deals", ({"id": 3, "title": "Valmennuspaketti"},),
+        titles={"fi": "Kaupat", "sv": "Affärer"}),))
+    with store.session() as session:
+        access = _filed(store, session, RequestKind.ACCESS, AINO, systems=("pipedrive",))
+        access.language = ledger.Language.FI.value  # the subject writes Finnish
+        _exported(session, home, access, "pipedrive", part)
+        made = bundles.bundle_request(session, home, access.id, load_policy(), now=LATER)
+    page = (made.path / "index.html").read_text()
+    assert "<h2>Pipedrive (asiakkuudenhallinta)</h2>" in page
+    assert "<h3>Kaupat</h3>" in page and "Deals" not in page
+    data = json.loads((made.path / "data.json").read_text())
+    assert data["systems"]["pipedrive"]["sections"][0]["label"] == "Deals"  # portable copy
+    sv = write_bundle(home / "sv", "R-1", [part], load_policy(), now=NOW, language="sv")
+    assert "<h3>Affärer</h3>" in (sv.path / "index.html").read_text()

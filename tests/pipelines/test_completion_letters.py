@@ -23,9 +23,9 @@ def test_erasure_then_access_letters_say_what_was_erased_and_what_is_kept(indexe
     assert (kind, recipient) == ("completion", EMAIL)  # kept until it is sent
     text = letters.as_text(body)
     assert "Hyvä Aino Virtanen" in text
-    assert "Pipedrive (customer relationship management): poistettu" in text
-    assert "Mailchimp (mailing lists): poistettu pysyvästi" in text
-    assert "Visma Netvisor (accounting): säilytetään" in text
+    assert "Pipedrive (asiakkuudenhallinta): poistettu" in text
+    assert "Mailchimp (postituslistat): poistettu pysyvästi" in text
+    assert "Visma Netvisor (kirjanpito): säilytetään" in text
     assert "Peruste: Kirjanpitolaki" in text and "31.12.20" in text
     assert "Tietosuojavaltuutetun toimisto" in text
 
@@ -35,4 +35,4 @@ def test_erasure_then_access_letters_say_what_was_erased_and_what_is_kept(indexe
     assert attachments == [f"exports/{access}/index.html", f"exports/{access}/data.json"]
     text = letters.as_text(body)
     assert "15 artikla" in text and "Mitä säilytämme ja miksi" in text
-    assert "Visma Netvisor (accounting)" in text and "Säilytysaika: 6 vuotta" in text
+    assert "Visma Netvisor (kirjanpito)" in text and "Säilytysaika: 6 vuotta" in text
