@@ -12,9 +12,10 @@ SYSTEMS = registry.names()
 
 
 def _preloaded_modules() -> list[str]:
-    """What every op process imports: Dagster's step worker, the jobs and each connector
-    (the registry imports connectors lazily, so they are named here)."""
-    return ["dagster._core.executor.multiprocess", "pipelines.definitions",
+    """What every op process imports: Dagster's step worker, the jobs resolved and the
+    instance's storage classes (pipelines/forkserver.py), and each connector (the registry
+    imports connectors lazily, so they are named here)."""
+    return ["dagster._core.executor.multiprocess", "pipelines.forkserver",
             *(d.connector.partition(":")[0] for d in registry.declared().values())]
 
 
