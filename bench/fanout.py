@@ -147,6 +147,8 @@ class RunFacts:
     step_start: dict[str, float] = field(default_factory=dict)
     step_spawn: dict[str, float] = field(default_factory=dict)  # STEP_WORKER_STARTING
     step_end: dict[str, float] = field(default_factory=dict)
+    run_start: float | None = None  # RUN_START, RUN_SUCCESS/FAILURE in the event log
+    run_end: float | None = None
     retries: int = 0
     calls: dict[str, int] = field(default_factory=dict)  # op-reported, per system
     minimum: dict[str, int] = field(default_factory=dict)  # per system
@@ -494,9 +496,15 @@ class Bench:
                 continue
             for entry in self.instance.all_logs(facts.run_id):
                 event = entry.dagster_event
-                if event is None or entry.step_key is None:
+                if event is None:
                     continue
                 kind = event.event_type
+                if kind == DagsterEventType.RUN_START:
+                    facts.run_start = entry.timestamp
+                elif kind in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
+                    facts.run_end = entry.timestamp
+                if entry.step_key is None:
+                    continue
                 if kind == DagsterEventType.STEP_START:
                     facts.step_start.setdefault(entry.step_key, entry.timestamp)
                 elif kind == DagsterEventType.STEP_WORKER_STARTING:
@@ -725,6 +733,19 @@ def pool_gaps(runs: list[RunFacts], system: str) -> list[float]:
     return [max(0.0, b[0] - a[1]) for a, b in zip(spans, spans[1:], strict=False)]
 
 
+def where(facts: RunFacts) -> list[float | None]:
+    """The job's wall time cut at its events: what Dagster adds between the ops."""
+    tasks = [f"{s}_task" for s in SYSTEMS]
+    marks = [facts.launched, facts.run_start, facts.step_start.get("plan"),
+             facts.step_end.get("plan"),
+             max((facts.step_start[t] for t in tasks if t in facts.step_start), default=None),
+             max((facts.step_end[t] for t in tasks if t in facts.step_end), default=None),
+             facts.step_start.get("complete"), facts.step_end.get("complete"),
+             facts.run_end, facts.finished]
+    return [b - a if a is not None and b is not None else None
+            for a, b in zip(marks, marks[1:], strict=False)]
+
+
 def print_single(label: str, rows: list[tuple[RunFacts, dict[str, Counter]]],
                  calls: bool) -> None:
     print(f"\nOne request alone, {label} (job wall = `run_request` called -> returned in "
@@ -746,6 +767,11 @@ def print_single(label: str, rows: list[tuple[RunFacts, dict[str, Counter]]],
               f"{fmt_s(sum(ops.values())):>15s} {ratio:6.2f} {calls_total(diff):6d} "
               f"{sum(facts.minimum.values()):5d}"
               + ("" if facts.success else f"   FAILED {facts.error or facts.state}"))
+    print("  where the job's time goes (event log): call -> RUN_START, -> plan's STEP_START, "
+          "plan, -> last system op's STEP_START, system ops, -> complete's STEP_START, "
+          "complete, -> RUN_SUCCESS, -> call returned:")
+    for facts, _ in rows:
+        print(f"    {facts.kind:8s} " + " | ".join(fmt_s(x) for x in where(facts)))
     if not calls:
         return
     print("  calls per system (sandbox) vs minimum, and where they go:")
