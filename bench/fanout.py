@@ -2,6 +2,7 @@
 
     python bench/fanout.py [--requests 200] [--latency-ms 100] [--people 1000]
     python bench/fanout.py --requests 12          # quick
+    python bench/fanout.py --requests 0           # one request of each kind alone, only
 
 The sandbox runs in child processes (one per vendor) with `latency_ms` added to every
 vendor call; each vendor keeps its own rate limits (Typeform: 2 requests/s per
@@ -13,8 +14,14 @@ a temporary Dagster instance with the repository's dagster.yaml. Steps:
    is switched on), so the index knows every seeded person;
 2. `--requests` requests filed for distinct seeded people by e-mail (kinds in turn:
    access, opt_out, erasure), the plan op adds the phones of the person's index cluster;
-3. one request of each kind **alone**, for people in all four systems: the job's
-   wall time against its slowest system op, and the exact API calls (sandbox counts);
+3. one request of each kind **alone**, for people in all four systems, run as `hub
+   request run` runs it: a fresh process (each of the daemon's runs is one) that has
+   imported Dagster and the hub, then the clock, then `pipelines.launch.run_request`
+   with the job's own executor (its forkserver started by the run, as shipped). Printed:
+   the job's wall time, its slowest system op (STEP_START -> STEP_SUCCESS), the ratio
+   against the aim (<= 1.3x) with PASS/MISS, where the job's time goes between its
+   events (RUN_START, each op's start and end, RUN_SUCCESS), and the exact API calls
+   (sandbox counts);
 4. the **batch**: every request verified at once, then run through the job with
    `--in-flight` runs at a time (default 4) by worker processes that each call
    `execute_job` for one request after another, first in first out; they import Dagster
@@ -28,14 +35,10 @@ a temporary Dagster instance with the repository's dagster.yaml. Steps:
    verified_at` from the ledger; per-op times from the run's event log (STEP_START →
    STEP_SUCCESS).
 
-Runs use the multiprocess executor with the `forkserver` start method preloading
-`pipelines.definitions` and the connectors. `spawn` (Dagster's default, what `hub request
-run` does) re-imports Dagster and the hub in every op process, about 3 s of CPU each,
-six per run, which on a 2-core machine would measure Python imports, not the fan-out
-(`--start-method spawn` measures it anyway). Ops per run at a time: as the job ships
-(one process per system), unless `--max-concurrent`; on a machine with fewer cores than
-systems the single requests are also run with Dagster's default of one per core, to
-show what that default would cost.
+Runs use the job's own executor (pipelines/executor.py: one op process per system,
+forked from a forkserver that the run starts and that imports Dagster, the hub and the
+jobs once), with nothing added by the benchmark. Ops per run at a time: as the job ships
+(one process per system), unless `--max-concurrent`.
 
 Pools: the repository's dagster.yaml gives every vendor one slot (`default_limit: 1`).
 `--pools` raises a pool to what the vendor's API allows; the default raises only
