@@ -11,6 +11,7 @@ connection, no thread): a process that forks must hold none.
 
 import importlib
 import os
+from contextlib import suppress
 
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes.config_class import ConfigurableClassData
@@ -47,7 +48,8 @@ LAZY_MODULES = (
     "fsspec.implementations.local", "httpcore",
 )
 for _module in LAZY_MODULES:
-    importlib.import_module(_module)
+    with suppress(ImportError):  # a later Dagster may have moved one: only slower
+        importlib.import_module(_module)
 _import_instance_classes()
 # Every job resolved once (the asset job's graph took about a second per op process).
 defs.get_repository_def().get_all_jobs()
