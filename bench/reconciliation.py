@@ -179,6 +179,8 @@ def main() -> None:
                     print(f"\nrun {n + 1} of {args.runs}: "
                           f"{'succeeded' if result.success else 'FAILED'}")
                     spans, own, run = step_times(instance, result.run_id)
+                    if not result.success or not spans:
+                        raise SystemExit("the reconciliation failed: no figures to give")
                     overheads.append(report(wall, spans, own, run, start, list(SYSTEMS)))
                 if args.timeline:
                     timeline(instance, result.run_id, start)
