@@ -31,6 +31,7 @@ from hub.ledger import RequestState, TaskState
 from hub.runnable import Refused
 from hub.settings import load_settings
 from hub.store import open_store
+from pipelines.executor import warm_forkserver
 from pipelines.reconciliation import SYSTEMS, asset_name
 from pipelines.requests import LIVE_RUN_STATUSES, REQUEST_TAG, op_timeout_seconds
 from pipelines.sensors import MAX_RUNTIME_TAG, run_request_for
@@ -70,6 +71,7 @@ def ensure_dagster_home(hub_home: Path) -> Path:
 def run_reconciliation(instance: DagsterInstance, *, full: bool = False,
                        log_level: str | None = None) -> JobExecutionResult:
     """The nightly reconciliation job, now: every system's sync, the index, the checks."""
+    warm_forkserver()  # it imports while the run is created
     config = {"ops": {asset_name(s): {"config": {"full": True}} for s in SYSTEMS}} if full else {}
     return execute_job(reconstructable(reconciliation_job), instance,
                        run_config=_quiet(config, log_level))
@@ -314,6 +316,7 @@ def run_request(request_id: str, kind: str, instance: DagsterInstance, *,
     failure, so only the systems that did not finish run again. The run carries this
     process's host and pid, so a later command can tell if it dies.
     """
+    warm_forkserver()  # it imports while dead runs are looked for and the run is created
     recover(instance, request_id, say)
     previous = instance.get_run_records(
         RunsFilter(job_name="subject_request", tags={REQUEST_TAG: request_id}), limit=1)

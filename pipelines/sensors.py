@@ -18,7 +18,6 @@ from dagster import (
     sensor,
 )
 
-from delivery import worker
 from hub import alerts, ledger
 from pipelines.requests import subject_request
 from pipelines.resources import HubResource
@@ -141,6 +140,8 @@ def _check_alerts(context: SensorEvaluationContext, store) -> list[int]:
 def letter_outbox(context: SensorEvaluationContext, hub: HubResource):
     """Alerts for failed nightly checks, then one pass of delivery.worker.tick; logs
     letter ids, counts and the outbox's masked reason a letter failed (rule 7)."""
+    from delivery import worker  # SMTP and PDF: not for every process that loads the jobs
+
     with hub.store() as store:
         checks = _check_alerts(context, store)
         report = worker.tick(store)
