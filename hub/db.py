@@ -14,6 +14,7 @@ hub creates it) is 0700 and the file 0600 from the first byte; SQLite gives its 
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -24,12 +25,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+MIGRATION_LOCK = ".migrate-lock"  # beside the database file, owner-only
 # PostgreSQL drivers that pass connect_timeout and options on to libpq.
 LIBPQ_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")
 
@@ -178,13 +180,44 @@ def upgrade(engine: Engine, *, audit_key: Callable[[], bytes] | None = None) -> 
     cfg = alembic_config()
     cfg.attributes["audit_key"] = audit_key
     try:
-        with engine.begin() as conn:
+        with _one_migrator(engine), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Held to the end of this transaction; per schema, so that databases
+                # sharing a server do not wait for each other.
+                conn.execute(text("SELECT pg_advisory_xact_lock("
+                                  "hashtext('hub-migrations:' || current_schema()))"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except (DBAPIError, PoolTimeout) as exc:
         raise DatabaseUnavailable(
             f"cannot open the database {safe_url(str(engine.url))}: {first_line(exc)}"
         ) from None
+
+
+@contextmanager
+def _one_migrator(engine: Engine) -> Iterator[None]:
+    """Processes opening a new SQLite database at once migrate it one after another.
+
+    Found: the four sync processes of a first reconciliation each read "no version"
+    and created the tables, and all but one failed ("table audit_events already
+    exists"); on PostgreSQL the same race ends in a duplicate key (the advisory lock in
+    `upgrade`). The lock is a file of its own beside the database, never the database
+    file: closing a descriptor of that would drop SQLite's own locks (see above).
+    """
+    path = _sqlite_path(engine.url) if engine.dialect.name == "sqlite" else None
+    if path is None:
+        yield
+        return
+    try:
+        fd = os.open(path.with_name(path.name + MIGRATION_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot lock the database {path} for its migrations: "
+                                  f"{exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextmanager
