@@ -60,9 +60,9 @@ def test_the_access_bundle_flags_the_section_that_holds_them(tmp_path):
         ExportSection("Feedback", "typeform:g", ({"text": "Hyvä kurssi"},)),
     ))
     made = bundle.write_bundle(tmp_path, "R-1", [export], load_policy())
+    assert made.path == tmp_path / "R-1" and {"data.json", "index.html"} <= set(made.files)
     data = (tmp_path / "R-1" / "data.json").read_text("utf-8")
     assert '"special_categories": [\n            "diet"\n          ]' in data
     assert '"special_categories": []' in data
     page = (tmp_path / "R-1" / "index.html").read_text("utf-8")
     assert "Special categories of data (GDPR art. 9): diet." in page
-    assert made is not None
