@@ -22,6 +22,9 @@ from hub.models import SubjectRequestRow, TaskRow
 from hub.policy import Policy
 
 ACTOR = "hub"
+# The kind of the record a hold confirmed by hand names (hub.review.confirm_task writes
+# it, hub.retention ends the hold).
+HOLD_KIND = "manual"
 
 
 @dataclass(frozen=True)

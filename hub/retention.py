@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Exists, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from hub import audit, deadlines, duplicates, index, journal, ledger
+from hub import audit, deadlines, duplicates, index, journal, ledger, manual
 from hub.deadlines import local_date
 from hub.domain import Identifier, RecordRef
 from hub.hashing import Hasher
@@ -304,10 +304,6 @@ def _file_person(session: Session, hasher: Hasher, item: Due, *, now: datetime,
     return Filing(item, row.id, True)
 
 
-# The kind of the record a hold confirmed by hand names (hub.review.confirm_task).
-MANUAL_HOLD_KIND = "manual"
-
-
 def _held_ref(session: Session, item: Due) -> RecordRef | None:
     """The kept record as its connector names it, from the evidence of the erasure that
     kept it (a hold stores only the system and record id)."""
@@ -336,7 +332,7 @@ def _file_hold(session: Session, item: Due, *, now: datetime, timezone: str) -> 
     ref = _held_ref(session, item)
     if ref is None:
         return Filing(item, None, False, "the kept record's kind is unknown: file by hand")
-    if ref.kind == MANUAL_HOLD_KIND:
+    if ref.kind == manual.HOLD_KIND:
         # Kept by an operator's confirmation (hub task confirm --outcome retained): no
         # connector can find it, and a request naming nobody cannot tell a person what
         # to shred. The operator who kept it erases it, from the keeping request's note.

@@ -19,7 +19,7 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub import audit, deadlines, ledger
+from hub import audit, deadlines, ledger, manual
 from hub.domain import RecordRef
 from hub.ledger import LedgerError, RequestState, TaskState
 from hub.models import ReviewItemRow, SubjectRequestRow, TaskRow
@@ -167,8 +167,7 @@ def confirm_task(session: Session, request_id: str, system: str, outcome: TaskSt
                              "note": note.strip()}
     if held_until is not None:
         evidence["records"] = [*evidence.get("records", []), {
-            # the kind hub.retention knows as kept by hand (MANUAL_HOLD_KIND)
-            "kind": "manual", "record_id": f"{system}:{request_id}", "action": "retained",
+            "kind": manual.HOLD_KIND, "record_id": f"{system}:{request_id}", "action": "retained",
             "legal_basis": (legal_basis or "").strip(),
             "retained_until": held_until.isoformat()}]
     # A connector that can read the operator's work back (it said so: `recheck`) runs
