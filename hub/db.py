@@ -148,7 +148,8 @@ def _private_sqlite_file(path: Path) -> None:
         if not path.exists():
             with suppress(FileExistsError):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDECARS)):
+        for file in (path, *(path.with_name(path.name + s)
+                             for s in (*SQLITE_SIDECARS, MIGRATION_LOCK))):
             _tighten(file)
     except OSError as exc:
         raise DatabaseUnavailable(f"cannot create the database {path} (HUB_HOME or "
