@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fpdf import FPDF
 
+from hub.db import private_folder
 from hub.letters import as_text
 from hub.models import LetterRow
 
@@ -80,9 +81,7 @@ def write_pdf(home: Path, letter: LetterRow, *, sender: str | None, today: date)
             enclosures.append((Path(rel).name, (home / rel).read_text("utf-8")))
     body = render_pdf(letter, sender=sender, today=today, enclosures=enclosures)
     folder = home / LETTERS / (letter.request_id or "ops")
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for part in (home / LETTERS, folder):
-        part.chmod(0o700)
+    private_folder(folder)
     path = folder / f"{letter.id}-{letter.kind}.pdf"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:

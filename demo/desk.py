@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from desk import auth
 from desk.app import serve
 from desk.settings import DeskSettings
+from hub.db import private_folder
 from hub.settings import Mode, load_settings
 from hub.store import open_store
 
@@ -90,7 +91,7 @@ def mail_catcher(folder: Path) -> Iterator[dict[str, str]]:
     that send the hub's mail to it."""
     from aiosmtpd.controller import Controller
 
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(folder)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import audit, categories, holds, labels, ledger
+from hub.db import private_folder
 from hub.domain import Export, ExportSection
 from hub.ledger import FINISHED_TASK_STATES, RequestKind, TaskState
 from hub.models import RequestIdentifierRow, SubjectRequestRow
@@ -156,8 +157,7 @@ def write_bundle(root: Path, request_id: str, exports: Sequence[Export], policy:
     field names, as the portable copy."""
     created = now or datetime.now(UTC)
     folder = root / request_id
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder.chmod(0o700)
+    private_folder(folder)
     data = {
         "request_id": request_id,
         "created_at": created.isoformat(),
@@ -199,7 +199,7 @@ def write_part(path: Path, export: Export) -> str:
 
     The caller records the digest in the task's evidence: only a part whose digest a
     finished task recorded is bundled (`bundle_request`)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(path.parent)
     data = {"system": export.system, "sections": [
         {"label": s.label, "source": s.source, "items": list(s.items),
          "titles": dict(s.titles)} for s in export.sections]}

@@ -126,11 +126,18 @@ def _sqlite_path(url: URL) -> Path | None:
 
 
 def private_folder(folder: Path) -> None:
-    """Create `folder` 0700, or make an existing one of ours 0700; OSError if it cannot be."""
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
-    # mkdir's mode is filtered by the umask; someone else's folder is left alone (the
-    # file inside is still 0600).
+    """Create `folder` 0700, or make an existing one of ours 0700; OSError if it cannot be.
+
+    Every level it creates is 0700, not only the last: `mkdir(parents=True)` gives the
+    levels above the umask's 0755 (found: `.hub/exports/.parts/` listed every request
+    with an export to anyone on the machine).
+    """
+    for level in reversed([folder, *folder.parents]):
+        if not level.exists():
+            with suppress(FileExistsError):
+                level.mkdir(mode=0o700)
+            level.chmod(0o700)  # mkdir's mode is filtered by the umask
+    # Someone else's folder is left alone (the file inside is still 0600).
     if folder.stat().st_mode & 0o077:
         with suppress(PermissionError):
             folder.chmod(0o700)

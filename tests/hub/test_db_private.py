@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hub import audit
+from hub import audit, bundle
+from hub.domain import Export
 from hub.settings import Settings
 from hub.store import open_store
 from tests.conftest import TEST_SECRET
@@ -112,3 +113,16 @@ def test_opening_the_store_again_keeps_this_process_s_locks(tmp_path):
         holder.close()
     assert other.stdout.strip() != "delete", "the WAL was taken away from an open database"
     assert "database is locked" in other.stderr or other.stdout.strip() == "wal"
+
+
+def test_every_folder_the_hub_creates_for_exports_is_owner_only(tmp_path):
+    """Found: `.hub/exports/.parts/` was 0755 (mkdir's parents take the umask's mode),
+    listing to anyone on the machine which requests had an export."""
+    home = tmp_path / ".hub"
+    home.mkdir(mode=0o700)
+    part = bundle.parts_dir(home, "R-20260101-abcdef") / "typeform.json"
+    bundle.write_part(part, Export("typeform", ()))
+    made = [home / "exports", home / "exports" / ".parts", part.parent]
+    assert {str(p.relative_to(home)): mode(p) for p in made} == {
+        str(p.relative_to(home)): 0o700 for p in made}
+    assert mode(part) == 0o600
