@@ -8,8 +8,9 @@ A vendor emulator plugs in by subclassing `VendorState` and calling `make_vendor
         def record(self, kind: str, id: str) -> dict | None: ...   # None -> 404
         def find(self, email: str | None, phone: str | None) -> list[dict]: ...
             # -> [{"kind": .., "id": .., "state": ..}], case-insensitive e-mail match
-        def fault_response(self, kind: str) -> Response: ...
-            # kind in {"error", "rate_limit", "malformed"}: the vendor's own shape
+        def fault_response(self, kind: str, headers: Headers) -> Response: ...
+            # kind in {"error", "rate_limit", "malformed"}: the vendor's own shape,
+            # as the request's headers ask for it (Netvisor: status codes or not)
         def update_settings(self, values: dict) -> dict: ...   # optional; default merges
 
     def build_app(people, seed, settings) -> Starlette:
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -101,8 +103,9 @@ class VendorState:
         """Every record holding this e-mail/phone (case-insensitive)."""
         raise NotImplementedError
 
-    def fault_response(self, kind: str) -> Response:
-        """Vendor-shaped response for an injected fault (error, rate_limit, malformed)."""
+    def fault_response(self, kind: str, headers: Headers) -> Response:  # noqa: ARG002
+        """Vendor-shaped response for an injected fault (error, rate_limit, malformed),
+        as the request's ``headers`` ask for it."""
         if kind == "rate_limit":
             return JSONResponse({"error": "rate limited"}, status_code=429)
         if kind == "malformed":
@@ -207,7 +210,7 @@ class SandboxMiddleware:
                     kind = name
                     break
             if kind is not None:
-                response = control.state.fault_response(kind)
+                response = control.state.fault_response(kind, Headers(scope=scope))
                 control.count(method, route, response.status_code)
                 await response(scope, receive, send)
                 return

@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from sandbox.faults import VendorState
@@ -395,7 +396,7 @@ class MailchimpState(VendorState):
                                     "state": m["status"]})
         return out
 
-    def fault_response(self, kind: str) -> Response:
+    def fault_response(self, kind: str, headers: Headers) -> Response:  # noqa: ARG002
         from sandbox.mailchimp.app import problem
 
         if kind == "rate_limit":

@@ -56,6 +56,7 @@ from sandbox.people import Person
 HTTP_STATUS = {"AUTHENTICATION_FAILED": 401, "REQUEST_NOT_UNIQUE": 400, "INVALID_DATA": 400,
                "INVALID_DATA_SIZE": 400, "DUPLICATE_DATA": 400, "RESOURCE_NOT_FOUND": 400,
                "REQUEST_NOT_ALLOWED": 403}
+USE_STATUS_CODES = H + "authentication-usehttpresponsestatuscodes"
 MAX_IDLIST = 500
 MAX_CODELIST = 100
 # The parameters each resource takes (names case-insensitive, as at Netvisor). Any
@@ -115,8 +116,7 @@ class NetvisorApi:
             if request.method == "HEAD" and resource in WRITES_ON_GET:
                 # Starlette answers HEAD on every GET route; a probe must never delete.
                 return Response(status_code=405, headers={"allow": "GET, POST"})
-            use_codes = request.headers.get(
-                H + "authentication-usehttpresponsestatuscodes", "").strip() == "1"
+            use_codes = request.headers.get(USE_STATUS_CODES, "").strip() == "1"
             s = self.state
             held = False
             try:

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from sandbox.faults import VendorState
@@ -342,16 +343,20 @@ class NetvisorState(VendorState):
                                     "state": "active", "customer": str(c.key)})
         return out
 
-    def fault_response(self, kind: str) -> Response:
-        """Injected faults: Netvisor answers HTTP 200 with a FAILED status, or 5xx."""
+    def fault_response(self, kind: str, headers: Headers) -> Response:
+        """Injected faults: a FAILED status, as HTTP 200 or, when the request asked for
+        status codes, as the code Netvisor gives it (the app's HTTP_STATUS); or a 503."""
+        from sandbox.netvisor.app import HTTP_STATUS, USE_STATUS_CODES
         from sandbox.netvisor.xml import failed_body, ok_body
 
         if kind == "malformed":
             return Response(ok_body("<Customerlist><Customer><Netvisorkey>1")[:-20],
                             media_type="text/xml")
         if kind == "rate_limit":
+            codes = headers.get(USE_STATUS_CODES, "").strip() == "1"
             return Response(failed_body("REQUEST_NOT_ALLOWED",
                                         "Too many simultaneous requests, try again later"),
+                            status_code=HTTP_STATUS["REQUEST_NOT_ALLOWED"] if codes else 200,
                             media_type="text/xml")
         return Response("<html><body>503 Service Unavailable</body></html>",
                         status_code=503, media_type="text/html")

@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 
 from sandbox.faults import VendorState
@@ -550,7 +551,7 @@ class PipedriveState(VendorState):
                 add("note", note["id"], "active" if note["active_flag"] else "deleted")
         return out
 
-    def fault_response(self, kind: str) -> Response:
+    def fault_response(self, kind: str, headers: Headers) -> Response:  # noqa: ARG002
         if kind == "rate_limit":
             return JSONResponse(error_body("Request over limit"), status_code=429,
                                 headers={"x-ratelimit-limit": str(self.settings["burst_limit"]),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.responses import Response as StarletteResponse
 
@@ -564,7 +565,7 @@ class TypeformState(VendorState):
             return [{"kind": "response", "id": r.token, "form_id": r.form_id,
                      "state": "active"} for r in hits.values()]
 
-    def fault_response(self, kind: str) -> StarletteResponse:
+    def fault_response(self, kind: str, headers: Headers) -> StarletteResponse:  # noqa: ARG002
         """Injected faults in Typeform's error shape."""
         if kind == "rate_limit":
             return JSONResponse({"code": "RATE_LIMITED",

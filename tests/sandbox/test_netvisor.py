@@ -532,6 +532,11 @@ def test_scandinavian_keyword_signs_over_the_encoded_url(nv: Nv) -> None:
 def test_injected_faults_are_netvisor_shaped_and_counted(box: Sandbox, nv: Nv) -> None:
     httpx.put(f"{nv.base}/__sandbox/faults", json={"rate_limit_rate": 1}).raise_for_status()
     failed(nv.xml("GET", "customerlist.nv"), "REQUEST_NOT_ALLOWED")
+    # Asked for status codes (as the hub's connector asks), the refusal is a 403 with
+    # the same body, as every other refusal is in that mode.
+    refused = nv.call("GET", "customerlist.nv", **CODES)
+    assert refused.status_code == 403
+    failed(SafeET.fromstring(refused.content), "REQUEST_NOT_ALLOWED")
     httpx.put(f"{nv.base}/__sandbox/faults", json={"rate_limit_rate": 0, "error_rate": 1}
               ).raise_for_status()
     assert nv.call("GET", "customerlist.nv").status_code == 503
