@@ -26,7 +26,7 @@ DECLARATION = ConnectorDeclaration(
         titles={"fi": "Oma sovelluksemme (käyttäjätilit ja tilaukset)",
                 "sv": "Vår egen applikation (användarkonton och beställningar)"},
         kind=Kind.DATABASE,
-        capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE, C.OPT_OUT}),
+        capabilities=frozenset({C.SYNC, C.FIND, C.EXPORT, C.ERASE, C.OPT_OUT, C.RESTRICT}),
         marketing=False,
     ),
     connector="connectors.app_database.connector:AppDatabaseConnector",

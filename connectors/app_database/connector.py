@@ -116,6 +116,8 @@ _PHONE_PUNCTUATION = (" ", "-", ".", "(", ")", "/", "\u00a0")
 _POLICY_MODES = {EraseMode.DELETE: TableMode.DELETE, EraseMode.PERMANENT_DELETE: TableMode.DELETE,
                  EraseMode.ANONYMISE: TableMode.ANONYMISE}
 NO_CONSENT = "the mapping names no marketing-consent column for this table"
+NO_RESTRICTED = ("the mapping names no restriction column for this table: mark the row "
+                 "restricted (or not) by hand")
 
 
 class AppDatabaseSettings(BaseSettings):
@@ -336,6 +338,23 @@ class AppDatabaseConnector(ConnectorBase):
                    if r.ref in left else r for r in records]
         return self.outcome(records, not left, still_consenting=len(left))
 
+    def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
+        """Set each row's restriction column (lift: clear it) where the mapping names one,
+        withdraw its marketing consent with a restriction (art. 18 excludes marketing),
+        journal it and read it back. A table without the column is left to an operator."""
+        self.forget_found()
+        self.begin()
+        records: list[RecordOutcome] = []
+        for bound, keyed in self._tables_of(refs):
+            if bound.col(bound.mapping.restricted) is None:
+                records += self.by_hand([ref for ref, _ in keyed], NO_RESTRICTED).records
+                continue
+            records += [self._restrict_row(bound, ref, key, lift) for ref, key in keyed]
+        left = self._not_yet(records, lift)
+        records = [replace(r, detail=f"{r.detail}; read back: the row does not say so")
+                   if r.ref in left else r for r in records]
+        return self.outcome(records, not left, not_as_asked=len(left))
+
     def sync(self, since: str | None) -> Iterator[SyncPage]:
         """Every mapped table's rows, changed at or after the table's cursor where it has
         an updated-at column. Each page carries ``since`` (a crash re-reads, never skips);
@@ -537,6 +556,54 @@ class AppDatabaseConnector(ConnectorBase):
             conn.execute(update(bound.table).where(bound.pk == key).values(values))
         return self.done(RecordOutcome(ref, Action.UNSUBSCRIBED,
                                        f"{consent.name} set to false"))
+
+    def _restrict_row(self, bound: BoundTable, ref: RecordRef, key: Any, lift: bool
+                      ) -> RecordOutcome:
+        flag = bound.col(bound.mapping.restricted)
+        assert flag is not None
+        action = Action.LIFTED if lift else Action.RESTRICTED
+        if key is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
+        with self._database("restriction"), self.engine.begin() as conn:
+            row = conn.execute(select(bound.table).where(bound.pk == key)
+                               .with_for_update()).mappings().first()
+            if row is None:
+                return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
+            values: dict[str, Any] = {}
+            if bool(row[flag.name]) == lift:
+                values[flag.name] = falsy(flag) if lift else truthy(flag)
+            consent = bound.col(bound.mapping.marketing_consent)
+            if not lift and consent is not None and row[consent.name]:
+                values[consent.name] = falsy(consent)
+            if not values:
+                return RecordOutcome(ref, action, f"{flag.name} already "
+                                     + ("clear" if lift else "set"))
+            updated = bound.col(bound.mapping.updated_at)
+            if updated is not None:
+                values[updated.name] = _now_for(updated)
+            conn.execute(update(bound.table).where(bound.pk == key).values(values))
+        return self.done(RecordOutcome(ref, action, ", ".join(
+            f"{name} set to {'false' if not value else 'true'}" for name, value in values.items()
+            if updated is None or name != updated.name)))
+
+    def _not_yet(self, records: list[RecordOutcome], lift: bool) -> set[RecordRef]:
+        """The rows whose restriction column does not read as asked (with a restriction,
+        also a consent still given)."""
+        wanted = Action.LIFTED if lift else Action.RESTRICTED
+        acted = [r.ref for r in records if r.action == wanted]
+        left: set[RecordRef] = set()
+        with self._database("read back"), self.engine.connect() as conn:
+            for bound, keyed in self._tables_of(acted):
+                flag = bound.col(bound.mapping.restricted)
+                consent = bound.col(bound.mapping.marketing_consent)
+                assert flag is not None
+                for ref, key in keyed:
+                    row = conn.execute(select(bound.table).where(bound.pk == key)
+                                       ).mappings().first()
+                    if row is None or bool(row[flag.name]) == lift or (
+                            not lift and consent is not None and row[consent.name]):
+                        left.add(ref)
+        return left
 
     def _still_consenting(self, records: list[RecordOutcome]) -> set[RecordRef]:
         done = [r.ref for r in records if r.action == Action.UNSUBSCRIBED]

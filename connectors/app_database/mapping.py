@@ -106,7 +106,8 @@ class TableMapping(BaseModel):
     marketing_consent: Name | None = None
     """A boolean column: an opt-out sets it false."""
     restricted: Name | None = None
-    """A boolean column marking processing restricted (GDPR art. 18), for later use."""
+    """A boolean column marking processing restricted (GDPR art. 18): a restriction
+    request sets it, lifting one clears it."""
     erase: TableMode | None = None
     anonymise: Anonymise | None = None
     children: list[Child] = Field(default_factory=list)

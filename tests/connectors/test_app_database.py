@@ -2,7 +2,7 @@
 always, PostgreSQL when HUB_TEST_POSTGRES_URL is set (the module's own schema).
 
 The contract every system keeps (find by e-mail and phone, not found, export, erasure
-read back, a second erasure, opt-out, rectify and restrict left to an operator) is
+read back, a second erasure, opt-out, restriction, rectify left to an operator) is
 tested in test_contract.py, where this system is a participant on both backends. Here:
 what only a database has: phone numbers in any written form, column names in the
 export, delete versus anonymise, triggers that undo a write, sync by updated-at, the
@@ -423,6 +423,39 @@ def test_opt_out_without_a_consent_column_is_nothing_to_do(
     conn = build()
     outcome = conn.opt_out(conn.find([email(AINO_EMAIL)]))
     assert outcome.verified and {r.action for r in outcome.records} == {Action.NOTHING_TO_DO}
+    assert conn.writes.count == 0
+
+
+# ------------------------------------------------------------------ restriction
+
+
+def test_restriction_sets_the_flag_withdraws_consent_and_lifting_clears_only_the_flag(
+        conn: Any, db: Db, journal: list[RecordOutcome]) -> None:
+    refs = conn.find([email(AINO_EMAIL)])
+    outcome = conn.restrict(refs, lift=False)
+    assert outcome.verified
+    assert [(r.ref, r.action) for r in outcome.records] == [(refs[0], Action.RESTRICTED)]
+    row = db.user(1)
+    assert row["processing_restricted"] is True and row["marketing_consent"] is False
+    assert row["email"] == "Aino.Virtanen@Example.fi"  # a restriction erases nothing
+    writes = conn.writes.count
+    assert conn.restrict(refs, lift=False).verified and conn.writes.count == writes
+    lifted = conn.restrict(refs, lift=True)
+    assert lifted.verified and [r.action for r in lifted.records] == [Action.LIFTED]
+    row = db.user(1)
+    assert row["processing_restricted"] is False
+    assert row["marketing_consent"] is False  # consent is the subject's to give again
+    assert [r.action for r in journal] == [Action.RESTRICTED, Action.LIFTED]
+
+
+def test_restriction_without_a_restriction_column_is_left_to_an_operator(
+        build: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert "restricted" not in DELETE_MAPPING
+    use_mapping(monkeypatch, tmp_path, DELETE_MAPPING)
+    conn = build()
+    outcome = conn.restrict(conn.find([email(AINO_EMAIL)]), lift=False)
+    assert outcome.verified and {r.action for r in outcome.records} == {Action.KEPT}
+    assert "no restriction column" in outcome.records[0].detail
     assert conn.writes.count == 0
 
 

@@ -270,7 +270,6 @@ CONTRACTS: dict[str, Contract] = {c.system: c for c in (
         phone_search=True,
         unsubscribed_at_vendor=_app_database_unsubscribed,  # the consent column
         can_rectify=False,  # left to an operator, saying so (connectors.base)
-        can_restrict=False,
         database=True,
         policy_section=POLICY_SECTION,
     ),
