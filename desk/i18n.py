@@ -251,9 +251,11 @@ _HUB_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.DOTALL), finnish) for pattern, finnish in (
         (r"give the subject's e-mail address or phone number \(or both\)",
          "Anna rekisteröidyn sähköpostiosoite tai puhelinnumero (tai molemmat)."),
-        (r"not a valid e-mail address: (?P<detail>.*)",
-         "Sähköpostiosoite ei kelpaa: {detail}"),
-        (r"not a phone number: (?P<detail>.*)", "Puhelinnumero ei kelpaa: {detail}"),
+        (r"not a valid e-mail address: (?P<email_detail>.*)",
+         "Sähköpostiosoite ei kelpaa: {email_detail}"),
+        (r"not a phone number: .*",
+         "Puhelinnumero ei kelpaa: tarkista numero (esim. 040 123 4567 tai "
+         "+358 40 123 4567)."),
         (r"not a possible phone number for its country",
          "Numero ei ole mahdollinen puhelinnumero maassaan."),
         (r'an address is written "street, postcode city" with a five-digit postcode',
@@ -324,6 +326,32 @@ _HUB_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
          "'-', ja se alkaa kirjaimella."),
     ))
 
+# What email-validator says is wrong, in Finnish; anything else it says becomes the
+# advice of the last line rather than English inside a Finnish sentence.
+_EMAIL_DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), finnish) for pattern, finnish in (
+        (r"An email address must have an @-sign\.", "siitä puuttuu @-merkki."),
+        (r"There must be something before the @-sign\.", "ennen @-merkkiä ei ole mitään."),
+        (r"There must be something after the @-sign\.", "@-merkin jälkeen ei ole mitään."),
+        (r"The part after the @-sign is not valid\. It should have a period\.",
+         "@-merkin jälkeisestä osasta puuttuu piste (esim. esimerkki.fi)."),
+        (r"An email address cannot have two periods in a row\.",
+         "siinä on kaksi pistettä peräkkäin."),
+        (r".*invalid characters?.*?(?P<chars>: .*)?",
+         "siinä on merkkejä, joita osoitteessa ei voi olla{chars}"),
+        (r".*too long.*", "se on liian pitkä."),
+    ))
+_EMAIL_ADVICE = "tarkista sen muoto (esim. nimi@esimerkki.fi)."
+
+
+def _email_detail(detail: str) -> str:
+    for pattern, finnish in _EMAIL_DETAILS:
+        found = pattern.fullmatch(detail.strip())
+        if found is not None:
+            return finnish.format(chars=found.groupdict().get("chars") or ".")
+    return _EMAIL_ADVICE
+
+
 # Names of the fields the hub's refusals mention (the desk's own labels pass as they are).
 _HUB_FIELDS = {"the receipt date": "Saapumispäivä", "the name": "Nimi",
                "channel": "Saapumistapa", "language": "Kieli"}
@@ -336,7 +364,8 @@ def hub_error(language: str, message: str) -> str:
     for pattern, wording in _HUB_ERRORS:
         found = pattern.fullmatch(message.strip())
         if found is not None:
-            values = {k: _HUB_FIELDS.get(v, v) for k, v in found.groupdict().items()}
+            values = {k: _email_detail(v) if k == "email_detail" else _HUB_FIELDS.get(v, v)
+                      for k, v in found.groupdict().items()}
             return wording.format(**values)
     field, sep, rest = message.partition(": ")  # "Korjattu nimi: <the hub's refusal>"
     if sep and rest:

@@ -112,7 +112,12 @@ def test_a_second_access_request_this_year_is_flagged_chargeable(operator, desk_
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"emails": "not-an-address"}, "Sähköpostiosoite ei kelpaa"),
+    ({"emails": "not-an-address"}, "Sähköpostiosoite ei kelpaa: siitä puuttuu @-merkki."),
+    ({"emails": "aino@example"}, "Sähköpostiosoite ei kelpaa: @-merkin jälkeisestä osasta "
+                                 "puuttuu piste (esim. esimerkki.fi)."),
+    ({"emails": "aino@-example.fi"},  # a detail without its own wording: advice instead
+     "Sähköpostiosoite ei kelpaa: tarkista sen muoto (esim. nimi@esimerkki.fi)."),
+    ({"phones": "abc"}, "Puhelinnumero ei kelpaa: tarkista numero (esim. 040 123 4567"),
     ({"emails": "", "phones": ""}, "Anna rekisteröidyn sähköpostiosoite tai puhelinnumero"),
     ({"emails": AINO, "received": "yesterday"},
      "Saapumispäivä: muoto on VVVV-KK-PP tai VVVV-KK-PP HH:MM, ei &#39;yesterday&#39;."),
