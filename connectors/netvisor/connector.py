@@ -68,12 +68,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, TypeVar
-from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
 import httpx
-from defusedxml import ElementTree as SafeET
-from defusedxml.common import DefusedXmlException
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -106,12 +103,15 @@ from connectors.netvisor.parsing import (
     SYSTEM,
     Contact,
     Customer,
+    Element,
+    NotXml,
     _child,
     _find_all,
     _is_true,
     _tag,
     _text,
     netvisor_time,
+    parse_xml,
     to_dict,
 )
 from connectors.netvisor.signing import NetvisorAuth
@@ -283,15 +283,11 @@ class NetvisorConnector(ConnectorBase):
         return self.http.retry.run(attempt)
 
     def _parse(self, resource: str, response: httpx.Response) -> Element:
-        raw = response.content
         try:
-            root = SafeET.fromstring(raw)
-        except (SafeET.ParseError, DefusedXmlException, ValueError):
-            try:  # Netvisor's legacy charset, sent without a declaration
-                root = SafeET.fromstring(raw.decode("iso-8859-15"))
-            except (SafeET.ParseError, DefusedXmlException, ValueError):
-                raise BadResponse(SYSTEM, f"{resource}: body is not XML",
-                                  status_code=response.status_code) from None
+            root = parse_xml(response.content)
+        except NotXml:
+            raise BadResponse(SYSTEM, f"{resource}: body is not XML",
+                              status_code=response.status_code) from None
         if _tag(root) != "root":
             raise BadResponse(SYSTEM, f"{resource}: root element is <{root.tag}>, not <Root>",
                               status_code=response.status_code)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated, Any
-from xml.etree.ElementTree import Element
 
 from pydantic import (
     BaseModel,
@@ -23,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.netvisor.parsing import to_dict
+from connectors.netvisor.parsing import Element, to_dict
 
 # Invoice states in which the customer still owes money (updatesalesinvoicestatus.nv:
 # open, overdue, reminded, requested = sent to collection, collected = in collection).

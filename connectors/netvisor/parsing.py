@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from xml.etree.ElementTree import Element
 from zoneinfo import ZoneInfo
+
+from lxml import etree
+from lxml.etree import _Element as Element
 
 from hub.domain import RecordFacts, RecordRef
 
@@ -22,6 +24,42 @@ _MARKETING = ("marketing", "markkinointi", "newsletter", "uutiskirje")
 
 
 # ----------------------------------------------------------------------- XML helpers
+
+
+class NotXml(ValueError):
+    """A body that is not XML the connector will read; the message says why."""
+
+
+def _parser(encoding: str | None = None) -> etree.XMLParser:
+    # Safe by construction: no entity expansion, no DTD, no network, bounded trees
+    # (billion laughs and external entities are refused or stay inert). Comments and
+    # processing instructions are dropped so every node read is an element. A new
+    # parser per body: lxml's parsers must not be shared between threads.
+    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
+                           load_dtd=False, remove_comments=True, remove_pis=True,
+                           encoding=encoding)
+
+
+def parse_xml(raw: bytes) -> Element:
+    """A Netvisor body as its root element (lxml: the sync's pages parse in a fraction
+    of the standard library's time); NotXml when it is not, or declares a DOCTYPE.
+
+    Netvisor never sends a DOCTYPE, so one is refused outright rather than read with
+    its entities left unexpanded. A body that is not UTF-8 and declares nothing is
+    read in Netvisor's legacy charset, ISO-8859-15.
+    """
+    try:
+        root = etree.fromstring(raw, _parser())
+    except (etree.XMLSyntaxError, ValueError):
+        try:
+            root = etree.fromstring(raw, _parser("iso-8859-15"))
+        except (etree.XMLSyntaxError, ValueError) as exc:
+            raise NotXml(str(exc)[:120]) from None
+    info = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None:
+        raise NotXml("a DOCTYPE (Netvisor sends none; its entities are not read)")
+    return root
+
 
 
 def _tag(el: Element) -> str:
