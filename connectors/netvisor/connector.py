@@ -275,7 +275,7 @@ class NetvisorConnector(ConnectorBase):
                                          headers=headers, retry=NO_RETRY)
             try:
                 root = self._parse(resource, response)
-                return root, (validate(SYSTEM, model, plain(root)) if model else None)
+                return root, (validate(SYSTEM, model, plain(root, model)) if model else None)
             except BadResponse as exc:
                 exc.retryable = read
                 raise
