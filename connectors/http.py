@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import email.utils
-import json as _json
 import logging
 import os
 import random
@@ -39,6 +38,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import pydantic
 import tenacity
 
@@ -610,16 +610,20 @@ def redirect_error(system: str, status: int, headers: Mapping[str, str]) -> BadR
 def too_deep(value: Any, limit: int = DEFAULT_MAX_DEPTH) -> bool:
     """Whether parsed JSON nests deeper than ``limit`` levels.
 
-    An explicit stack, never recursion: the point is to refuse what would recurse."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if not isinstance(item, dict | list):
-            continue
+    Level by level, never recursion: the point is to refuse what would recurse. A
+    level's containers are gathered by a comprehension, not pushed one by one: every
+    page of a sync is walked, and the walk cost as much as decoding the page."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
         if depth > limit:
             return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+        below: list[Any] = []
+        for item in level:
+            below.extend([c for c in (item.values() if isinstance(item, dict) else item)
+                          if isinstance(c, dict | list)])
+        level = below
+        depth += 1
     return False
 
 
@@ -631,9 +635,13 @@ def load_json(content: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse JSON within the depth cap: ValueError for garbage (as ``json.loads``)
     and for nesting the parser cannot or we will not take (never RecursionError)."""
     try:
-        value = _json.loads(content)
-    except RecursionError:
-        raise _TooDeep("JSON nested too deeply to parse") from None
+        # orjson: a page's decoding was most of a JSON sync's own time. It refuses
+        # nesting past 1024 levels with a ValueError ("depth limit"), never recursing.
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise _TooDeep("JSON nested too deeply to parse") from None
+        raise
     # No deeper than its number of containers: most bodies need no walk at all.
     containers = content.count(b"[") + content.count(b"{")
     if containers > max_depth and too_deep(value, max_depth):
