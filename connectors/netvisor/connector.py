@@ -481,12 +481,14 @@ class NetvisorConnector(ConnectorBase):
         return self.outcome(results, verified)
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        self.forget_found()
-        self.begin()
         whole, contacts_only = _split(refs)
         keys = list(dict.fromkeys([*whole, *contacts_only]))
-        customers: dict[str, Customer] = {}
-        for batch in self._customers(keys):
+        # What this op's find has just read decides which fields to clear; the read-back
+        # after the edit is what proves it.
+        customers: dict[str, Customer] = {k: c for k in keys if (c := self.recall(k)) is not None}
+        self.forget_found()
+        self.begin()
+        for batch in self._customers([k for k in keys if k not in customers]):
             customers.update((c.key, c) for c in batch)
         results: list[RecordOutcome] = []
         verified = True

@@ -274,3 +274,15 @@ def test_a_retry_after_the_address_changed_resumes_from_the_journals_ref(
     assert again.verified and {r.action for r in again.records} == {Action.RECTIFIED}
     assert all("already holds" in r.detail for r in again.records)
     assert patches() == before
+
+
+def test_an_opt_out_decides_from_what_find_read_and_reads_back_each_write(mc, mc_vendor):
+    refs = mc.find([email(EEVA)])
+    route = "/3.0/lists/{list_id}/members/{hash}"
+    before = mc_vendor.count(route)
+    out = mc.opt_out(refs)
+    assert out.verified
+    patched = mc_vendor.count(route, method="PATCH")
+    assert patched
+    assert mc_vendor.count(route) - before == patched  # each write read back, nothing more
+    assert "unsubscribed" in members_at_vendor(mc_vendor, EEVA).values()

@@ -374,3 +374,12 @@ def test_rectify_corrects_a_company_customers_contact_person(nv, nv_vendor, deta
         assert (after["first_name"], after["last_name"]) == ("Aino", "Korhonen")
         assert (after["email"], after["phone"]) == (NEW_EMAIL, "+358401112233")
     assert customer["fields"]["Name"] == company  # the company itself is not touched
+
+
+def test_an_opt_out_decides_from_what_find_read_and_reads_back_each_write(nv, nv_vendor):
+    refs = nv.find([email(AINO)])
+    before = nv_vendor.count("/getcustomer.nv")
+    out = nv.opt_out(refs)
+    assert out.verified and out.records
+    written = sum(r.action == Action.UNSUBSCRIBED for r in out.records)
+    assert nv_vendor.count("/getcustomer.nv") - before == written

@@ -10,6 +10,7 @@ from connectors.errors import AuthError
 from connectors.http import RetryPolicy
 from connectors.pipedrive import PipedriveConnector
 from hub.domain import Action, Address, Corrections, Identifier, IdentifierKind
+from hub.identity import normalise_phone
 from hub.policy import DealsMode, EraseMode, SystemPolicy
 from sandbox import Sandbox
 from sandbox.pipedrive.state import SETTINGS_ENV
@@ -278,3 +279,28 @@ def test_the_emulator_refuses_a_label_the_company_does_not_have(pd_vendor, sandb
     answer = httpx.patch(f"{url}/api/v2/persons/1", json={"label_ids": [99]},
                          headers={"x-api-token": token}, timeout=10)
     assert answer.status_code == 400 and "label" in answer.json()["error"].lower()
+
+
+def test_a_phone_is_searched_once_per_digit_string_and_still_found(pd, pd_vendor):
+    """Pipedrive's exact phone search compares digits: "040 123 4567" would find only
+    what "0401234567" finds, so it is not asked for again."""
+    (ref,) = pd.find([ident("email", AINO)])
+    written = pd_vendor.record("person", ref.record_id)["phones"][0]["value"]
+    before = pd_vendor.count("/api/v2/persons/search")
+    found = pd.find([normalise_phone(written)])
+    assert ref.record_id in {r.record_id for r in found}
+    assert pd_vendor.count("/api/v2/persons/search") - before == 2  # +358… and 0…
+
+
+@pytest.mark.parametrize("who", [AINO, MIKKO, EEVA])
+def test_an_erasure_reads_back_the_lists_it_wrote_to_and_only_those(pd, pd_vendor, who):
+    refs = pd.find([ident("email", who)])
+    routes = {"note": "/v1/notes", "lead": "/v1/leads", "activity": "/api/v2/activities"}
+    before = {kind: pd_vendor.count(route) for kind, route in routes.items()}
+    out = pd.erase(refs, SystemPolicy())
+    assert out.verified
+    written = {r.ref.kind for r in out.records if r.action != Action.KEPT}
+    for kind, route in routes.items():
+        # listed once to act on; listed again to prove the writes, when there were any
+        assert pd_vendor.count(route) - before[kind] == (2 if kind in written else 1), kind
+    assert not active_persons(pd_vendor, email=who)
