@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -81,8 +82,13 @@ def _bound(dialect, table, columns: Sequence[str], rows: Sequence[Sequence]) -> 
         return list(map(tuple, rows))
     lists = [list(row) for row in rows]
     for at, proc in processors:
+        # Once per distinct value: these columns repeat (a build's one `now`, booleans),
+        # and a datetime's processor cost more than inserting its row.
+        memo: dict = {}
         for row in lists:
-            row[at] = proc(row[at])
+            value = row[at]
+            done = memo.get(value, memo)
+            row[at] = done if done is not memo else memo.setdefault(value, proc(value))
     return list(map(tuple, lists))
 
 
@@ -498,18 +504,20 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
                    "(pk BIGINT PRIMARY KEY, label BIGINT NOT NULL, old_person VARCHAR(32))")
     if dirty >= FULL_RECLUSTER_SHARE * total:
         _exec(session, _SCOPE_ALL)
+        _label_components(session)
+        _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
     else:
         _exec(session, _SCOPE_SEEDS)
         while _exec(session, _SCOPE_BY_PERSON) + _exec(session, _SCOPE_BY_IDENTIFIER):
             pass
-    _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
-    while True:
-        _exec(session, _IDENT_MIN)
-        _exec(session, "CREATE INDEX cl_ident_kv ON cl_ident (kind, value)")
-        changed = _exec(session, _PROPAGATE)
-        _exec(session, "DROP TABLE cl_ident")
-        if not changed:
-            break
+        _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
+        while True:
+            _exec(session, _IDENT_MIN)
+            _exec(session, "CREATE INDEX cl_ident_kv ON cl_ident (kind, value)")
+            changed = _exec(session, _PROPAGATE)
+            _exec(session, "DROP TABLE cl_ident")
+            if not changed:
+                break
 
     _split_disagreeing(session)
     groups = session.connection().exec_driver_sql(
@@ -554,6 +562,55 @@ FROM cl_suspect x CROSS JOIN cl_scope s CROSS JOIN source_records sr
 LEFT JOIN record_identifiers ri ON ri.record_pk = sr.pk AND ri.kind IN {_KINDS_SQL}
 WHERE s.label = x.label AND sr.pk = s.pk ORDER BY s.label, sr.pk"""
 _RELABEL = "UPDATE cl_scope SET label = {mark} WHERE pk = {mark}"
+
+
+_SCOPE_IDENTIFIERS = f"""
+SELECT ri.kind, ri.value, ri.record_pk FROM record_identifiers ri
+WHERE ri.kind IN {_KINDS_SQL} ORDER BY ri.kind, ri.value"""
+LABEL_CHUNK = 10_000
+
+
+def _label_components(session: Session) -> None:
+    """Label every record in scope with the smallest pk linked to it, as label
+    propagation would, in one pass over the identifier index (union-find).
+
+    For a full build (most records in scope) the SQL rounds of propagation cost more
+    than reading each identifier once, in index order, and joining neighbours. The
+    sets live in an array of 8 bytes per record (and a byte for "in scope"), not in
+    Python objects, so memory stays small as the index grows; labels are written in
+    chunks."""
+    conn = session.connection()
+    top = conn.exec_driver_sql("SELECT MAX(pk) FROM cl_scope").scalar() or 0
+    parent = array("q", range(top + 1))
+    in_scope = bytearray(top + 1)
+    pks = array("q", conn.exec_driver_sql("SELECT pk FROM cl_scope ORDER BY pk").scalars())
+    for pk in pks:
+        in_scope[pk] = 1
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving
+            x = parent[x]
+        return x
+
+    last: tuple[str, str] | None = None
+    first = 0
+    # Streamed (a server-side cursor on PostgreSQL): the identifiers never sit in memory
+    # at once. An option of this statement only: on the connection it would outlive it.
+    rows = conn.exec_driver_sql(_SCOPE_IDENTIFIERS, execution_options={"stream_results": True})
+    for kind, value, pk in rows:
+        if not in_scope[pk]:
+            continue
+        if (kind, value) != last:
+            last, first = (kind, value), pk
+            continue
+        a, b = root(first), root(pk)
+        if a != b:  # the smaller root wins: every set's root is its smallest pk
+            parent[max(a, b)] = min(a, b)
+    for start in range(0, len(pks), LABEL_CHUNK):
+        moves = [(label, pk) for pk in pks[start:start + LABEL_CHUNK]
+                 if (label := root(pk)) != pk]
+        _executemany(session, None, _RELABEL, (), moves)
 
 
 def _split_disagreeing(session: Session) -> int:
