@@ -461,20 +461,24 @@ class NetvisorConnector(ConnectorBase):
                                 "customers": len(whole)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        whole, contacts_only = _split(refs)
+        # The customers this op's find has just read: each serves the first step on it
+        # once (a second step reads afresh, after the first one's writes); the read-back
+        # after the writes is what proves the erasure.
+        read = {k: c for k in [*whole, *contacts_only] if (c := self.recall(k)) is not None}
         self.forget_found()
         self.begin()
-        whole, contacts_only = _split(refs)
         by_id = {r.record_id: r for r in refs if r.system == SYSTEM}
         results: list[RecordOutcome] = []
         verified = True
         for key in whole:
             ref = by_id.get(key) or RecordRef(SYSTEM, "customer", key)
-            outcomes, ok = self._erase_customer(ref, key, policy)
+            outcomes, ok = self._erase_customer(ref, key, policy, read.pop(key, None))
             results.extend(outcomes)
             verified = verified and ok
         for key, ids in contacts_only.items():
             for rid in ids:
-                outcome, ok = self._erase_contact(by_id[rid], key, rid)
+                outcome, ok = self._erase_contact(by_id[rid], key, rid, read.pop(key, None))
                 results.append(outcome)
                 verified = verified and ok
         results.extend(_with_their_customer(refs, whole, results))
@@ -526,11 +530,12 @@ class NetvisorConnector(ConnectorBase):
     # customer by it, and only the journal remembers what was done. The read-back
     # then adds what it saw to the record's detail and decides `verified`.
 
-    def _erase_customer(self, ref: RecordRef, key: str, policy: SystemPolicy
-                        ) -> tuple[list[RecordOutcome], bool]:
+    def _erase_customer(self, ref: RecordRef, key: str, policy: SystemPolicy,
+                        read: Customer | None = None) -> tuple[list[RecordOutcome], bool]:
         """Delete the customer; when Netvisor refuses (it has invoices), keep it while
-        the law says so and anonymise it when nothing does."""
-        customer = self._customer(key)
+        the law says so and anonymise it when nothing does. ``read``: the customer as
+        this op has just read it, else it is read now."""
+        customer = read or self._customer(key)
         if customer is None:
             return [RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer")], True
         if _inactive(customer):
@@ -728,10 +733,12 @@ class NetvisorConnector(ConnectorBase):
         self._request("POST", "contactperson.nv", {"method": "edit", "id": contact.contact_id},
                       body)
 
-    def _erase_contact(self, ref: RecordRef, key: str, rid: str) -> tuple[RecordOutcome, bool]:
+    def _erase_contact(self, ref: RecordRef, key: str, rid: str,
+                       read: Customer | None = None) -> tuple[RecordOutcome, bool]:
         """A contact person alone (another customer's): deleted, or blanked when it is
-        the default one Netvisor keeps; the customer itself is not touched."""
-        customer = self._customer(key)
+        the default one Netvisor keeps; the customer itself is not touched. ``read``:
+        the customer as this op has just read it, else it is read now."""
+        customer = read or self._customer(key)
         contact = next((c for c in (customer.contacts() if customer else [])
                         if c.record_id == rid), None)
         if customer is None or contact is None:
