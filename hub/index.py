@@ -96,6 +96,16 @@ def _postgres(session: Session) -> bool:
     return session.connection().dialect.name == "postgresql"
 
 
+ANALYZE_FIRST = 8192  # new rows in one sync before PostgreSQL's statistics are refreshed
+
+
+def _analyze(session: Session, *tables: str) -> None:
+    """Refresh PostgreSQL's statistics of the index tables (its own uncommitted rows
+    included), so bulk-loaded rows are looked up by index, not by scanning."""
+    for table in tables or ("source_records", "record_identifiers"):
+        _exec(session, f"ANALYZE {table}")
+
+
 def _insert(session: Session, table, name: str, columns: Sequence[str],
             rows: Sequence[Sequence]) -> None:
     """Insert rows in bulk: COPY on PostgreSQL, where executemany still costs a
@@ -226,6 +236,7 @@ class IndexWriter:
         # Restricted (art. 18): left as they were but for their marketing consent (finish).
         self._frozen = _frozen_records(session, system)
         self._frozen_seen: list[tuple[str, bool | None]] = []
+        self._inserted, self._analyze_at = 0, ANALYZE_FIRST
 
     def add(self, records: Iterable[SourceRecord]) -> None:
         for record in records:
@@ -373,6 +384,13 @@ class IndexWriter:
         then the keys read back (RETURNING with ordered parameters degrades to one
         statement per row there)."""
         if _postgres(self.session):
+            self._inserted += len(rows)
+            if self._inserted >= self._analyze_at:
+                # Bulk-loaded tables without statistics get plans that scan a whole
+                # system per lookup (quadratic in the build); ANALYZE sees this
+                # transaction's rows. At doubling sizes: a handful per build.
+                _analyze(self.session, "source_records")
+                self._analyze_at *= 2
             pks = self.session.execute(
                 text("SELECT nextval(pg_get_serial_sequence('source_records', 'pk')) "
                      "FROM generate_series(1, :n)"), {"n": len(rows)}).scalars().all()
@@ -500,6 +518,8 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
         return stats
     total = session.execute(select(func.count()).select_from(SR)).scalar_one()
     _drop_temp(session)
+    if _postgres(session):
+        _analyze(session)  # the syncs just wrote; plans below depend on the sizes
     _exec(session, "CREATE TEMP TABLE cl_scope "
                    "(pk BIGINT PRIMARY KEY, label BIGINT NOT NULL, old_person VARCHAR(32))")
     if dirty >= FULL_RECLUSTER_SHARE * total:
