@@ -10,7 +10,6 @@ from connectors.errors import AuthError
 from connectors.http import RetryPolicy
 from connectors.pipedrive import PipedriveConnector
 from hub.domain import Action, Address, Corrections, Identifier, IdentifierKind
-from hub.identity import normalise_phone
 from hub.policy import DealsMode, EraseMode, SystemPolicy
 from sandbox import Sandbox
 from sandbox.pipedrive.state import SETTINGS_ENV
@@ -279,17 +278,6 @@ def test_the_emulator_refuses_a_label_the_company_does_not_have(pd_vendor, sandb
     answer = httpx.patch(f"{url}/api/v2/persons/1", json={"label_ids": [99]},
                          headers={"x-api-token": token}, timeout=10)
     assert answer.status_code == 400 and "label" in answer.json()["error"].lower()
-
-
-def test_a_phone_is_searched_once_per_digit_string_and_still_found(pd, pd_vendor):
-    """Pipedrive's exact phone search compares digits: "040 123 4567" would find only
-    what "0401234567" finds, so it is not asked for again."""
-    (ref,) = pd.find([ident("email", AINO)])
-    written = pd_vendor.record("person", ref.record_id)["phones"][0]["value"]
-    before = pd_vendor.count("/api/v2/persons/search")
-    found = pd.find([normalise_phone(written)])
-    assert ref.record_id in {r.record_id for r in found}
-    assert pd_vendor.count("/api/v2/persons/search") - before == 2  # +358… and 0…
 
 
 @pytest.mark.parametrize("who", [AINO, MIKKO, EEVA])
