@@ -129,7 +129,9 @@ class ConnectorBase:
 
     # The reuse cache of one op: what `find` read, whole, by the vendor's key, so the
     # access export that follows within seconds reuses it instead of reading again.
-    # Erasure and opt-out write, so they read afresh and drop it (`forget_found`).
+    # Erasure and opt-out write, so they drop it (`forget_found`) before writing; they
+    # may first decide from it what to write (what find read seconds ago in this op,
+    # each record once), and the read-back after the write proves the result.
     _found: dict[Hashable, Any] | None = None
 
     def remember(self, key: Hashable, value: Any) -> None:

@@ -121,5 +121,7 @@ def in_items(items: Iterable[dict[str, Any]]) -> tuple[str, ...]:
 
 def joined(categories: Iterable[str]) -> str | None:
     """How the index stores a record's categories: sorted names, comma-joined."""
+    if not categories:  # nearly every record: skip building a set per record
+        return None
     names = sorted(set(categories))
     return ",".join(names) if names else None

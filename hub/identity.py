@@ -41,10 +41,16 @@ def _fast_email(text: str) -> str | None:
     if len(lowered) > 254 or not lowered.isascii() or not _SIMPLE_EMAIL.fullmatch(lowered):
         return None
     local, _, domain = lowered.partition("@")
-    if len(local) > 64 or "--" in domain or any(domain == d or domain.endswith("." + d)
-                              for d in _SPECIAL_DOMAINS):
+    if len(local) > 64 or "--" in domain or _special_use(domain):
         return None
     return lowered
+
+
+@lru_cache(maxsize=4096)
+def _special_use(domain: str) -> bool:
+    """Whether email-validator refuses this domain as special-use; cached, because a
+    sync sees the same few domains on thousands of addresses."""
+    return any(domain == d or domain.endswith("." + d) for d in _SPECIAL_DOMAINS)
 
 
 def _fast_fi_phone(raw: str) -> str | None:
@@ -140,13 +146,19 @@ def identifiers_of(emails: tuple[str, ...] | list[str], phones: tuple[str, ...] 
     """The normalised, de-duplicated identifiers of a record, e-mails first."""
     seen: dict[Identifier, None] = {}
     for raw in emails:
-        value = normalise_email(raw) if raw else None
-        if value:
-            seen[Identifier(IdentifierKind.EMAIL, value)] = None
+        if raw and (ident := _email_identifier(raw)) is not None:
+            seen[ident] = None
     for raw in phones:
         if raw and raw.strip():
             seen[normalise_phone(raw)] = None
     return list(seen)
+
+
+@lru_cache(maxsize=65536)
+def _email_identifier(raw: str) -> Identifier | None:
+    """`normalise_email` as an Identifier, cached whole: the index asks once per record."""
+    value = normalise_email(raw)
+    return Identifier(IdentifierKind.EMAIL, value) if value else None
 
 
 def mask_email(value: str) -> str:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from hub import categories, holds, linking
@@ -66,21 +69,69 @@ def _executemany(session: Session, table, sql: str, columns: Sequence[str],
     conn = session.connection()
     dialect = conn.dialect
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    processors = [table.c[c].type._cached_bind_processor(dialect) for c in columns]
-    if any(processors):
-        rows = [tuple(proc(v) if proc else v for proc, v in zip(processors, row, strict=True))
-                for row in rows]
-    conn.exec_driver_sql(sql.format(mark=mark), list(map(tuple, rows)))
+    conn.exec_driver_sql(sql.format(mark=mark), _bound(dialect, table, columns, rows))
+
+
+def _bound(dialect, table, columns: Sequence[str], rows: Sequence[Sequence]) -> list[tuple]:
+    """Rows with each column's bind processor applied (only the columns that have one,
+    in place: most have none)."""
+    processors = [] if table is None else [
+        (at, proc) for at, c in enumerate(columns)
+        if (proc := table.c[c].type._cached_bind_processor(dialect)) is not None]
+    if not processors:
+        return list(map(tuple, rows))
+    lists = [list(row) for row in rows]
+    for at, proc in processors:
+        # Once per distinct value: these columns repeat (a build's one `now`, booleans),
+        # and a datetime's processor cost more than inserting its row.
+        memo: dict = {}
+        for row in lists:
+            value = row[at]
+            done = memo.get(value, memo)
+            row[at] = done if done is not memo else memo.setdefault(value, proc(value))
+    return list(map(tuple, lists))
+
+
+def _postgres(session: Session) -> bool:
+    return session.connection().dialect.name == "postgresql"
+
+
+ANALYZE_FIRST = 8192  # new rows in one sync before PostgreSQL's statistics are refreshed
+
+
+def _analyze(session: Session, *tables: str) -> None:
+    """Refresh PostgreSQL's statistics of the index tables (its own uncommitted rows
+    included), so bulk-loaded rows are looked up by index, not by scanning."""
+    for table in tables or ("source_records", "record_identifiers"):
+        _exec(session, f"ANALYZE {table}")
+
+
+def _insert(session: Session, table, name: str, columns: Sequence[str],
+            rows: Sequence[Sequence]) -> None:
+    """Insert rows in bulk: COPY on PostgreSQL, where executemany still costs a
+    statement per row and was most of a full build; executemany on SQLite, where a
+    prepared statement in-process is as fast as it gets."""
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        marks = ", ".join(["{mark}"] * len(columns))
+        _executemany(session, table, f"INSERT INTO {name} ({', '.join(columns)}) "
+                                     f"VALUES ({marks})", columns, rows)
+        return
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in _bound(conn.dialect, table, columns, rows):
+            copy.write_row(row)
 
 
 _SR_COLUMNS = ("system", "record_id", "display_name", "name_key", "vendor_updated_at",
                "content_hash", "ident_hash", "seen_sync", "dirty", "subscribed", "categories")
 _INSERT_SR = (f"INSERT INTO source_records ({', '.join(_SR_COLUMNS)}) "
               f"VALUES ({', '.join(['{mark}'] * len(_SR_COLUMNS))})")
-_INSERT_RI = ("INSERT INTO record_identifiers (record_pk, kind, value) "
-              "VALUES ({mark}, {mark}, {mark})")
-_INSERT_PERSON = ("INSERT INTO persons (id, created_at, updated_at, record_count) "
-                  "VALUES ({mark}, {mark}, {mark}, {mark})")
+# An identifier kind as the driver must get it: a plain str (psycopg would write an
+# Enum's name), without an enum property lookup per identifier.
+_KIND = {kind: kind.value for kind in IdentifierKind}
 _NOT_UPDATED = ("system", "record_id", "person_id", "gone_at")
 
 
@@ -130,16 +181,26 @@ def _digest(text: str) -> str:
 
 def _prepare(record: SourceRecord) -> _Prepared:
     idents = identifiers_of(record.emails, record.phones)
-    ident_text = "\x1f".join(sorted(f"{i.kind.value}:{i.value}" for i in idents))
-    name = normalise_name(record.display_name) if record.display_name else None
+    # StrEnum + str is a plain str: far cheaper per record than formatting .value.
+    ident_text = "\x1f".join(sorted([i.kind + ":" + i.value for i in idents]))
+    name, key = _names(record.display_name) if record.display_name else (None, None)
     updated = record.updated_at.isoformat() if record.updated_at else ""
     return _Prepared(
-        record=record, idents=idents, name=name, key=name_key(name) if name else None,
+        record=record, idents=idents, name=name, key=key,
         content_hash=_digest(
             f"{ident_text}\x1e{name or ''}\x1e{updated}\x1e{record.subscribed}"
             f"\x1e{','.join(record.categories)}"),
         ident_hash=_digest(ident_text),
     )
+
+
+@lru_cache(maxsize=16384)
+def _names(display_name: str) -> tuple[str, str]:
+    """The stored name and its matching key; cached because names repeat across
+    systems and people, and normalising Unicode twice per record was a tenth of a build.
+    Bounded, so memory stays flat in the number of records."""
+    name = normalise_name(display_name)
+    return name, name_key(name)
 
 
 def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
@@ -175,6 +236,7 @@ class IndexWriter:
         # Restricted (art. 18): left as they were but for their marketing consent (finish).
         self._frozen = _frozen_records(session, system)
         self._frozen_seen: list[tuple[str, bool | None]] = []
+        self._inserted, self._analyze_at = 0, ANALYZE_FIRST
 
     def add(self, records: Iterable[SourceRecord]) -> None:
         for record in records:
@@ -243,20 +305,13 @@ class IndexWriter:
         batch = {r.record_id: r for r in self._pending}
         self._pending = []
         prepared = {rid: _prepare(rec) for rid, rec in batch.items()}
-        existing = {
-            row.record_id: row
-            for chunk in _chunks(list(prepared))
-            for row in self.session.execute(
-                select(SR.pk, SR.record_id, SR.content_hash, SR.ident_hash, SR.gone_at)
-                .where(SR.system == self.system, SR.record_id.in_(chunk))
-            )
-        }
+        existing = {row.record_id: row for row in self._existing(list(prepared))}
         self.stats.seen += len(prepared)
         new_rows, changed, reident, unchanged = [], [], [], []
         for rid, prep in prepared.items():
             old = existing.get(rid)
             if old is None:
-                new_rows.append(self._row(prep))
+                new_rows.append(self._new_row(prep))
                 continue
             revived = old.gone_at is not None
             if old.content_hash == prep.content_hash and not revived:
@@ -273,20 +328,9 @@ class IndexWriter:
 
         ident_rows: list[tuple[int, str, str]] = []
         if new_rows:
-            # executemany, then read the keys back: RETURNING with ordered parameters
-            # degrades to one statement per row on SQLite.
-            _executemany(self.session, SRT, _INSERT_SR, _SR_COLUMNS,
-                         [tuple(row[c] for c in _SR_COLUMNS) for row in new_rows])
-            new_ids = [row["record_id"] for row in new_rows]
-            inserted = [
-                pair for chunk in _chunks(new_ids)
-                for pair in self.session.execute(
-                    select(SRT.c.pk, SRT.c.record_id)
-                    .where(SRT.c.system == self.system, SRT.c.record_id.in_(chunk))
-                )
-            ]
+            inserted = self._insert_new(new_rows)
             for pk, rid in inserted:
-                ident_rows.extend((pk, i.kind.value, i.value) for i in prepared[rid].idents)
+                ident_rows.extend((pk, _KIND[i.kind], i.value) for i in prepared[rid].idents)
         if changed:
             self.session.execute(
                 update(SRT).where(SRT.c.pk == bindparam("b_pk")).values(
@@ -307,15 +351,67 @@ class IndexWriter:
             for chunk in _chunks([pk for pk, _ in reident]):
                 self.session.execute(delete(RI).where(RI.record_pk.in_(chunk)))
             ident_rows.extend(
-                (pk, i.kind.value, i.value) for pk, idents in reident for i in idents
+                (pk, _KIND[i.kind], i.value) for pk, idents in reident for i in idents
             )
-        _executemany(self.session, RIT, _INSERT_RI, ("record_pk", "kind", "value"), ident_rows)
+        _insert(self.session, RIT, "record_identifiers", ("record_pk", "kind", "value"),
+                ident_rows)
         if unchanged and self.full:
             for chunk in _chunks(unchanged):
                 self.session.execute(
                     update(SR).where(SR.pk.in_(chunk)).values(seen_sync=self.sync_no)
                     .execution_options(synchronize_session=False)
                 )
+
+    def _existing(self, record_ids: list[str]) -> Iterator[Any]:
+        """The index's rows for these record ids of this system.
+
+        PostgreSQL takes the ids as one array: IN lists of 900 parameters each cost
+        more to send and plan than the lookup itself."""
+        if _postgres(self.session):
+            yield from self.session.connection().exec_driver_sql(
+                "SELECT pk, record_id, content_hash, ident_hash, gone_at FROM source_records "
+                "WHERE system = %s AND record_id = ANY(%s)", (self.system, record_ids))
+            return
+        for chunk in _chunks(record_ids):
+            yield from self.session.execute(
+                select(SR.pk, SR.record_id, SR.content_hash, SR.ident_hash, SR.gone_at)
+                .where(SR.system == self.system, SR.record_id.in_(chunk)))
+
+    def _insert_new(self, rows: list[tuple]) -> list[tuple[int, str]]:
+        """Insert new records; their (pk, record id).
+
+        PostgreSQL: keys drawn from the table's sequence, then COPY. SQLite: executemany,
+        then the keys read back (RETURNING with ordered parameters degrades to one
+        statement per row there)."""
+        if _postgres(self.session):
+            self._inserted += len(rows)
+            if self._inserted >= self._analyze_at:
+                # Bulk-loaded tables without statistics get plans that scan a whole
+                # system per lookup (quadratic in the build); ANALYZE sees this
+                # transaction's rows. At doubling sizes: a handful per build.
+                _analyze(self.session, "source_records")
+                self._analyze_at *= 2
+            pks = self.session.execute(
+                text("SELECT nextval(pg_get_serial_sequence('source_records', 'pk')) "
+                     "FROM generate_series(1, :n)"), {"n": len(rows)}).scalars().all()
+            _insert(self.session, SRT, "source_records", ("pk", *_SR_COLUMNS),
+                    [(pk, *row) for pk, row in zip(pks, rows, strict=True)])
+            return [(pk, row[1]) for pk, row in zip(pks, rows, strict=True)]
+        _executemany(self.session, SRT, _INSERT_SR, _SR_COLUMNS, rows)
+        return [
+            (pk, rid) for chunk in _chunks([row[1] for row in rows])
+            for pk, rid in self.session.execute(
+                select(SRT.c.pk, SRT.c.record_id)
+                .where(SRT.c.system == self.system, SRT.c.record_id.in_(chunk)))
+        ]
+
+    def _new_row(self, prep: _Prepared) -> tuple:
+        """A new record as an INSERT's parameters, in `_SR_COLUMNS` order: no dict per row."""
+        record = prep.record
+        return (self.system, record.record_id, prep.name[:255] if prep.name else None,
+                prep.key[:255] if prep.key else None, record.updated_at, prep.content_hash,
+                prep.ident_hash, self.sync_no, True, record.subscribed,
+                categories.joined(record.categories))
 
     def _row(self, prep: _Prepared) -> dict:
         return {
@@ -397,7 +493,6 @@ FROM cl_scope s JOIN cl_map m ON m.label = s.label
 WHERE source_records.pk = s.pk
   AND (source_records.person_id IS NULL OR source_records.person_id <> m.person_id
        OR source_records.dirty)"""
-_INSERT_MAP = "INSERT INTO cl_map (label, person_id) VALUES ({mark}, {mark})"
 _UPDATE_PERSON = ("UPDATE persons SET record_count = {mark}, updated_at = {mark}, "
                   "retired_at = NULL, retired_into = NULL WHERE id = {mark}")
 _RETIRE_PERSON = ("UPDATE persons SET retired_at = {mark}, retired_into = {mark}, "
@@ -423,22 +518,26 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
         return stats
     total = session.execute(select(func.count()).select_from(SR)).scalar_one()
     _drop_temp(session)
+    if _postgres(session):
+        _analyze(session)  # the syncs just wrote; plans below depend on the sizes
     _exec(session, "CREATE TEMP TABLE cl_scope "
                    "(pk BIGINT PRIMARY KEY, label BIGINT NOT NULL, old_person VARCHAR(32))")
     if dirty >= FULL_RECLUSTER_SHARE * total:
         _exec(session, _SCOPE_ALL)
+        _label_components(session)
+        _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
     else:
         _exec(session, _SCOPE_SEEDS)
         while _exec(session, _SCOPE_BY_PERSON) + _exec(session, _SCOPE_BY_IDENTIFIER):
             pass
-    _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
-    while True:
-        _exec(session, _IDENT_MIN)
-        _exec(session, "CREATE INDEX cl_ident_kv ON cl_ident (kind, value)")
-        changed = _exec(session, _PROPAGATE)
-        _exec(session, "DROP TABLE cl_ident")
-        if not changed:
-            break
+        _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
+        while True:
+            _exec(session, _IDENT_MIN)
+            _exec(session, "CREATE INDEX cl_ident_kv ON cl_ident (kind, value)")
+            changed = _exec(session, _PROPAGATE)
+            _exec(session, "DROP TABLE cl_ident")
+            if not changed:
+                break
 
     _split_disagreeing(session)
     groups = session.connection().exec_driver_sql(
@@ -449,7 +548,7 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
     stats.persons = len(mapping)
 
     _exec(session, "CREATE TEMP TABLE cl_map (label BIGINT PRIMARY KEY, person_id VARCHAR(32))")
-    _executemany(session, None, _INSERT_MAP, (), list(mapping.items()))
+    _insert(session, None, "cl_map", ("label", "person_id"), list(mapping.items()))
     _exec(session, _APPLY_MAP)
     # A person whose records all went is in no cluster: remember it to retire it.
     old_persons = {old for _, old, _ in groups if old is not None}
@@ -483,6 +582,55 @@ FROM cl_suspect x CROSS JOIN cl_scope s CROSS JOIN source_records sr
 LEFT JOIN record_identifiers ri ON ri.record_pk = sr.pk AND ri.kind IN {_KINDS_SQL}
 WHERE s.label = x.label AND sr.pk = s.pk ORDER BY s.label, sr.pk"""
 _RELABEL = "UPDATE cl_scope SET label = {mark} WHERE pk = {mark}"
+
+
+_SCOPE_IDENTIFIERS = f"""
+SELECT ri.kind, ri.value, ri.record_pk FROM record_identifiers ri
+WHERE ri.kind IN {_KINDS_SQL} ORDER BY ri.kind, ri.value"""
+LABEL_CHUNK = 10_000
+
+
+def _label_components(session: Session) -> None:
+    """Label every record in scope with the smallest pk linked to it, as label
+    propagation would, in one pass over the identifier index (union-find).
+
+    For a full build (most records in scope) the SQL rounds of propagation cost more
+    than reading each identifier once, in index order, and joining neighbours. The
+    sets live in an array of 8 bytes per record (and a byte for "in scope"), not in
+    Python objects, so memory stays small as the index grows; labels are written in
+    chunks."""
+    conn = session.connection()
+    top = conn.exec_driver_sql("SELECT MAX(pk) FROM cl_scope").scalar() or 0
+    parent = array("q", range(top + 1))
+    in_scope = bytearray(top + 1)
+    pks = array("q", conn.exec_driver_sql("SELECT pk FROM cl_scope ORDER BY pk").scalars())
+    for pk in pks:
+        in_scope[pk] = 1
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving
+            x = parent[x]
+        return x
+
+    last: tuple[str, str] | None = None
+    first = 0
+    # Streamed (a server-side cursor on PostgreSQL): the identifiers never sit in memory
+    # at once. An option of this statement only: on the connection it would outlive it.
+    rows = conn.exec_driver_sql(_SCOPE_IDENTIFIERS, execution_options={"stream_results": True})
+    for kind, value, pk in rows:
+        if not in_scope[pk]:
+            continue
+        if (kind, value) != last:
+            last, first = (kind, value), pk
+            continue
+        a, b = root(first), root(pk)
+        if a != b:  # the smaller root wins: every set's root is its smallest pk
+            parent[max(a, b)] = min(a, b)
+    for start in range(0, len(pks), LABEL_CHUNK):
+        moves = [(label, pk) for pk in pks[start:start + LABEL_CHUNK]
+                 if (label := root(pk)) != pk]
+        _executemany(session, None, _RELABEL, (), moves)
 
 
 def _split_disagreeing(session: Session) -> int:
@@ -559,8 +707,8 @@ def _write_persons(session: Session, sizes: Counter[str], old_persons: set[str],
             known[pid] = (count, retired)
     table = PersonRow.__table__
     new_people = [(pid, now, now, size) for pid, size in sizes.items() if pid not in known]
-    _executemany(session, table, _INSERT_PERSON,
-                 ("id", "created_at", "updated_at", "record_count"), new_people)
+    _insert(session, table, "persons", ("id", "created_at", "updated_at", "record_count"),
+            new_people)
     stats.new_persons = len(new_people)
     _executemany(session, table, _UPDATE_PERSON, ("record_count", "updated_at", "id"),
                  [(size, now, pid) for pid, size in sizes.items()

@@ -438,19 +438,29 @@ class MailchimpConnector(ConnectorBase):
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         self.begin()
+        # The status this op's find has just read decides whether to write; the
+        # read-back after the write is what proves it.
+        statuses = {ref: member.get("status") for ref in _members(refs)
+                    if isinstance(member := self.recall((ref.container or "", ref.record_id)),
+                                  dict)}
         self.forget_found()
         results: list[RecordOutcome] = []
         verified = True
         for ref in _members(refs):
-            record, ok = self._opt_out_one(ref)
+            record, ok = self._opt_out_one(ref, statuses.get(ref))
             results.append(record)
             verified = verified and ok
         return self.outcome(results, verified)
 
-    def _opt_out_one(self, ref: RecordRef) -> tuple[RecordOutcome, bool]:
-        """(outcome, whether the read-back shows it) for one membership."""
+    def _opt_out_one(self, ref: RecordRef, status: str | None = None
+                     ) -> tuple[RecordOutcome, bool]:
+        """(outcome, whether the read-back shows it) for one membership; ``status`` as
+        this op's find read it, else read now."""
         member_hash = self._hash(ref)
-        status = None if member_hash is None else self._status(ref, member_hash)
+        if member_hash is None:
+            status = None
+        elif status is None:
+            status = self._status(ref, member_hash)
         if member_hash is None or status is None:
             return RecordOutcome(ref, Action.NOT_FOUND, "not a member", status_code=404), True
         if status == "unsubscribed":

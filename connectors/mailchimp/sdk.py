@@ -55,10 +55,10 @@ from connectors.http import (
     exchange,
     load_json,
     make_client,
+    nesting_depth,
     redirect_error,
     request_id,
     retry_after_seconds,
-    too_deep,
     validate,
 )
 
@@ -234,6 +234,11 @@ class MailchimpApi:
         error = answer_error(response)
         if error is not None:
             raise error
+        # The SDK parses without a depth cap (a few hundred levels make the export's
+        # dump raise): the bytes are measured before it sees them.
+        if nesting_depth(response.content) > self.limits.max_depth:
+            raise BadResponse(SYSTEM, f"JSON nested too deeply (over {self.limits.max_depth}"
+                                      " levels)")
         return as_requests_response(response)
 
     def close(self) -> None:
@@ -245,7 +250,7 @@ class MailchimpApi:
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call an SDK method with retries; returns its data (None for a 204)."""
-        return self.retry.run(lambda: self._shallow(self._once(fn, args, kwargs)))
+        return self.retry.run(lambda: self._once(fn, args, kwargs))
 
     def read(self, model: type[M], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> M:
         """Call an SDK *read* (a GET) and validate what it returned as ``model``.
@@ -258,7 +263,7 @@ class MailchimpApi:
         def once() -> M:
             result = self._once(fn, args, kwargs)  # a redirect or a cap: not retried
             try:
-                return validate(SYSTEM, model, self._shallow(result))
+                return validate(SYSTEM, model, result)
             except BadResponse as exc:
                 exc.retryable = True
                 raise
@@ -279,14 +284,6 @@ class MailchimpApi:
                 raise error
             self.last_request_id = request_id(result.headers)
             return None
-        return result
-
-    def _shallow(self, result: Any) -> Any:
-        """``result`` if it nests within the depth cap, else BadResponse: the SDK parsed
-        it without one (and a few hundred levels make the export's dump raise)."""
-        if isinstance(result, dict | list) and too_deep(result, self.limits.max_depth):
-            raise BadResponse(SYSTEM, f"JSON nested too deeply (over {self.limits.max_depth}"
-                                      " levels)")
         return result
 
     @property

@@ -68,12 +68,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, TypeVar
-from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
 import httpx
-from defusedxml import ElementTree as SafeET
-from defusedxml.common import DefusedXmlException
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -106,12 +103,15 @@ from connectors.netvisor.parsing import (
     SYSTEM,
     Contact,
     Customer,
+    Element,
+    NotXml,
     _child,
     _find_all,
     _is_true,
     _tag,
     _text,
     netvisor_time,
+    parse_xml,
     to_dict,
 )
 from connectors.netvisor.signing import NetvisorAuth
@@ -275,7 +275,7 @@ class NetvisorConnector(ConnectorBase):
                                          headers=headers, retry=NO_RETRY)
             try:
                 root = self._parse(resource, response)
-                return root, (validate(SYSTEM, model, plain(root)) if model else None)
+                return root, (validate(SYSTEM, model, plain(root, model)) if model else None)
             except BadResponse as exc:
                 exc.retryable = read
                 raise
@@ -283,15 +283,11 @@ class NetvisorConnector(ConnectorBase):
         return self.http.retry.run(attempt)
 
     def _parse(self, resource: str, response: httpx.Response) -> Element:
-        raw = response.content
         try:
-            root = SafeET.fromstring(raw)
-        except (SafeET.ParseError, DefusedXmlException, ValueError):
-            try:  # Netvisor's legacy charset, sent without a declaration
-                root = SafeET.fromstring(raw.decode("iso-8859-15"))
-            except (SafeET.ParseError, DefusedXmlException, ValueError):
-                raise BadResponse(SYSTEM, f"{resource}: body is not XML",
-                                  status_code=response.status_code) from None
+            root = parse_xml(response.content)
+        except NotXml:
+            raise BadResponse(SYSTEM, f"{resource}: body is not XML",
+                              status_code=response.status_code) from None
         if _tag(root) != "root":
             raise BadResponse(SYSTEM, f"{resource}: root element is <{root.tag}>, not <Root>",
                               status_code=response.status_code)
@@ -472,32 +468,38 @@ class NetvisorConnector(ConnectorBase):
                                 "customers": len(whole)})
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
+        whole, contacts_only = _split(refs)
+        # The customers this op's find has just read: each serves the first step on it
+        # once (a second step reads afresh, after the first one's writes); the read-back
+        # after the writes is what proves the erasure.
+        read = {k: c for k in [*whole, *contacts_only] if (c := self.recall(k)) is not None}
         self.forget_found()
         self.begin()
-        whole, contacts_only = _split(refs)
         by_id = {r.record_id: r for r in refs if r.system == SYSTEM}
         results: list[RecordOutcome] = []
         verified = True
         for key in whole:
             ref = by_id.get(key) or RecordRef(SYSTEM, "customer", key)
-            outcomes, ok = self._erase_customer(ref, key, policy)
+            outcomes, ok = self._erase_customer(ref, key, policy, read.pop(key, None))
             results.extend(outcomes)
             verified = verified and ok
         for key, ids in contacts_only.items():
             for rid in ids:
-                outcome, ok = self._erase_contact(by_id[rid], key, rid)
+                outcome, ok = self._erase_contact(by_id[rid], key, rid, read.pop(key, None))
                 results.append(outcome)
                 verified = verified and ok
         results.extend(_with_their_customer(refs, whole, results))
         return self.outcome(results, verified)
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
-        self.forget_found()
-        self.begin()
         whole, contacts_only = _split(refs)
         keys = list(dict.fromkeys([*whole, *contacts_only]))
-        customers: dict[str, Customer] = {}
-        for batch in self._customers(keys):
+        # What this op's find has just read decides which fields to clear; the read-back
+        # after the edit is what proves it.
+        customers: dict[str, Customer] = {k: c for k in keys if (c := self.recall(k)) is not None}
+        self.forget_found()
+        self.begin()
+        for batch in self._customers([k for k in keys if k not in customers]):
             customers.update((c.key, c) for c in batch)
         results: list[RecordOutcome] = []
         verified = True
@@ -535,11 +537,12 @@ class NetvisorConnector(ConnectorBase):
     # customer by it, and only the journal remembers what was done. The read-back
     # then adds what it saw to the record's detail and decides `verified`.
 
-    def _erase_customer(self, ref: RecordRef, key: str, policy: SystemPolicy
-                        ) -> tuple[list[RecordOutcome], bool]:
+    def _erase_customer(self, ref: RecordRef, key: str, policy: SystemPolicy,
+                        read: Customer | None = None) -> tuple[list[RecordOutcome], bool]:
         """Delete the customer; when Netvisor refuses (it has invoices), keep it while
-        the law says so and anonymise it when nothing does."""
-        customer = self._customer(key)
+        the law says so and anonymise it when nothing does. ``read``: the customer as
+        this op has just read it, else it is read now."""
+        customer = read or self._customer(key)
         if customer is None:
             return [RecordOutcome(ref, Action.NOT_FOUND, detail="no such customer")], True
         if _inactive(customer):
@@ -737,10 +740,12 @@ class NetvisorConnector(ConnectorBase):
         self._request("POST", "contactperson.nv", {"method": "edit", "id": contact.contact_id},
                       body)
 
-    def _erase_contact(self, ref: RecordRef, key: str, rid: str) -> tuple[RecordOutcome, bool]:
+    def _erase_contact(self, ref: RecordRef, key: str, rid: str,
+                       read: Customer | None = None) -> tuple[RecordOutcome, bool]:
         """A contact person alone (another customer's): deleted, or blanked when it is
-        the default one Netvisor keeps; the customer itself is not touched."""
-        customer = self._customer(key)
+        the default one Netvisor keeps; the customer itself is not touched. ``read``:
+        the customer as this op has just read it, else it is read now."""
+        customer = read or self._customer(key)
         contact = next((c for c in (customer.contacts() if customer else [])
                         if c.record_id == rid), None)
         if customer is None or contact is None:

@@ -11,8 +11,8 @@ a body without what the connector reads is BadResponse, never "not found".
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
-from xml.etree.ElementTree import Element
+from functools import lru_cache
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.netvisor.parsing import to_dict
+from connectors.netvisor.parsing import Element, _local, to_dict
 
 # Invoice states in which the customer still owes money (updatesalesinvoicestatus.nv:
 # open, overdue, reminded, requested = sent to collection, collected = in collection).
@@ -33,9 +33,47 @@ from connectors.netvisor.parsing import to_dict
 CLOSED_STATUSES = frozenset({"paid", "creditloss", "credit loss", "maksettu", "luottotappio"})
 
 
-def plain(el: Element) -> Any:
-    """An element as data with lower-case tags, what the models validate."""
-    return to_dict(el, lower=True)
+def plain(el: Element, model: type[BaseModel] | None = None) -> Any:
+    """An element as data with lower-case tags, what the models validate.
+
+    With ``model``, only the elements the model (and its nested models) declare are
+    turned into data: a page of 500 customers is validated by its keys and names, and
+    converting every address and contact person only to have pydantic ignore them was
+    most of a Netvisor sync. What is declared is converted exactly as without it.
+    """
+    if model is None or not len(el):
+        return to_dict(el, lower=True)
+    fields = _declared(model)
+    out: dict[str, Any] = {}
+    for child in el:
+        key = _local(child.tag)
+        if key not in fields:
+            continue
+        value = plain(child, fields[key])
+        if key in out:
+            if not isinstance(out[key], list):
+                out[key] = [out[key]]
+            out[key].append(value)
+        else:
+            out[key] = value
+    return out
+
+
+@lru_cache(maxsize=128)
+def _declared(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
+    """A model's fields by name, each with the model its value is read as (if any)."""
+    return {name: _model_in(field.annotation) for name, field in model.model_fields.items()}
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:  # noqa: ANN401 - a type hint
+    """The pydantic model inside ``list[M]``, ``M | None``, ``Annotated[M, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _listed(value: Any) -> Any:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.errors import (
     AuthError,
@@ -26,6 +29,7 @@ from connectors.http import (
     RetryPolicy,
     TokenBucket,
     make_client,
+    nesting_depth,
     retry_after_seconds,
 )
 from tests.hostile import Answer, HostileVendor, Seen
@@ -493,3 +497,23 @@ def test_scrub_masks_names_and_quoted_values_keeps_vendor_words(text, gone, kept
         assert word not in out
     for phrase in kept:
         assert phrase in out
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+                    max_leaves=30)
+
+
+@given(JSON, st.booleans())
+def test_nesting_depth_read_from_the_bytes_is_the_parsed_values(value, ascii_only):
+    """Brackets, quotes and backslashes inside strings never count."""
+    text = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert nesting_depth(text) == _depth(value)

@@ -294,3 +294,15 @@ def test_erasing_a_ref_found_before_the_address_changed_reaches_the_member(
     for ref in refs:
         member = mc_vendor.record("member", f"{ref.container}:aino.korhonen@example.fi")
         assert member is None or member["status"] == "deleted_permanently"
+
+
+def test_an_opt_out_decides_from_what_find_read_and_reads_back_each_write(mc, mc_vendor):
+    refs = mc.find([email(EEVA)])
+    route = "/3.0/lists/{list_id}/members/{hash}"
+    before = mc_vendor.count(route)
+    out = mc.opt_out(refs)
+    assert out.verified
+    patched = mc_vendor.count(route, method="PATCH")
+    assert patched
+    assert mc_vendor.count(route) - before == patched  # each write read back, nothing more
+    assert "unsubscribed" in members_at_vendor(mc_vendor, EEVA).values()

@@ -296,7 +296,16 @@ def test_throttled_forever_is_reported(fake, sleeps):
     "<Root><Customerlist /></Root>",  # no ResponseStatus
     "<Root><ResponseStatus><Status>MAYBE</Status></ResponseStatus></Root>",
     '<!DOCTYPE r [<!ENTITY a "aaaa">]><Root><ResponseStatus><Status>OK</Status>'
-    "</ResponseStatus>&a;</Root>",  # entities refused by defusedxml
+    "</ResponseStatus>&a;</Root>",  # a DOCTYPE: Netvisor sends none, its entities unread
+    # billion laughs: nine levels of ten-fold entities, a gigabyte if expanded
+    '<?xml version="1.0"?><!DOCTYPE Root [<!ENTITY a "aaaaaaaaaa">'
+    + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+    + "]><Root><ResponseStatus><Status>OK</Status></ResponseStatus>"
+    "<Customerlist><Customer><Name>&i;</Name></Customer></Customerlist></Root>",
+    # an external entity: a local file (or a URL) must never be read into the answer
+    '<?xml version="1.0"?><!DOCTYPE Root [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    "<Root><ResponseStatus><Status>OK</Status></ResponseStatus>"
+    "<Customerlist><Customer><Name>&x;</Name></Customer></Customerlist></Root>",
 ])
 def test_garbage_is_a_bad_response(fake, sleeps, body):
     fake.on("customerlist.nv", httpx.Response(200, text=body))

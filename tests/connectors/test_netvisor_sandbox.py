@@ -374,3 +374,22 @@ def test_rectify_corrects_a_company_customers_contact_person(nv, nv_vendor, deta
         assert (after["first_name"], after["last_name"]) == ("Aino", "Korhonen")
         assert (after["email"], after["phone"]) == (NEW_EMAIL, "+358401112233")
     assert customer["fields"]["Name"] == company  # the company itself is not touched
+
+
+def test_an_opt_out_decides_from_what_find_read_and_reads_back_each_write(nv, nv_vendor):
+    refs = nv.find([email(AINO)])
+    before = nv_vendor.count("/getcustomer.nv")
+    out = nv.opt_out(refs)
+    assert out.verified and out.records
+    written = sum(r.action == Action.UNSUBSCRIBED for r in out.records)
+    assert nv_vendor.count("/getcustomer.nv") - before == written
+
+
+def test_an_erasure_acts_on_what_find_read_and_reads_it_back(nv, nv_vendor):
+    refs = nv.find([email(EEVA)])
+    before = nv_vendor.count("/getcustomer.nv")
+    out = nv.erase(refs, POLICY)
+    assert out.verified and Action.DELETED in {r.action for r in out.records}
+    customers = {r.container if r.kind == "contact_person" else r.record_id for r in refs}
+    assert nv_vendor.count("/getcustomer.nv") - before == len(customers)  # the read-backs
+    assert all(nv_vendor.record("customer", c)["state"] == "deleted" for c in customers)

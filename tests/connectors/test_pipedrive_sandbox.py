@@ -278,3 +278,17 @@ def test_the_emulator_refuses_a_label_the_company_does_not_have(pd_vendor, sandb
     answer = httpx.patch(f"{url}/api/v2/persons/1", json={"label_ids": [99]},
                          headers={"x-api-token": token}, timeout=10)
     assert answer.status_code == 400 and "label" in answer.json()["error"].lower()
+
+
+@pytest.mark.parametrize("who", [AINO, MIKKO, EEVA])
+def test_an_erasure_reads_back_the_lists_it_wrote_to_and_only_those(pd, pd_vendor, who):
+    refs = pd.find([ident("email", who)])
+    routes = {"note": "/v1/notes", "lead": "/v1/leads", "activity": "/api/v2/activities"}
+    before = {kind: pd_vendor.count(route) for kind, route in routes.items()}
+    out = pd.erase(refs, SystemPolicy())
+    assert out.verified
+    written = {r.ref.kind for r in out.records if r.action != Action.KEPT}
+    for kind, route in routes.items():
+        # listed once to act on; listed again to prove the writes, when there were any
+        assert pd_vendor.count(route) - before[kind] == (2 if kind in written else 1), kind
+    assert not active_persons(pd_vendor, email=who)

@@ -315,3 +315,18 @@ def test_rectified_records_are_retired_until_the_sync_reads_them_back(store):
         assert index.retire_corrected(session, ["mailchimp"], [email("aino@example.fi")]) == 1
     assert gone_at(store, "mailchimp", "L:old") is not None
     assert gone_at(store, "typeform", "F:1") is None  # a system not told keeps its record
+
+
+def test_a_chain_of_links_is_one_person_whichever_end_came_first(store):
+    """The full build labels components in one pass: a chain whose oldest record is at
+    its far end (several rounds of label propagation) is still one person."""
+    chain = [rec("pipedrive", "4", [], ["040 555 0004"], name="Aino Virtanen"),
+             rec("pipedrive", "3", [], ["040 555 0004", "040 555 0003"], name="Aino Virtanen"),
+             rec("pipedrive", "2", ["aino@example.fi"], ["040 555 0003"], name="Aino Virtanen"),
+             rec("pipedrive", "1", ["aino@example.fi"], name="Aino Virtanen"),
+             rec("pipedrive", "9", ["mikko@example.fi"], ["040 555 0009"], name="Mikko Mäki")]
+    sync(store, "pipedrive", chain)
+    stats = recluster(store)
+    assert stats.persons == 2
+    assert len({person(store, "pipedrive", rid) for rid in "1234"}) == 1
+    assert person(store, "pipedrive", "9") != person(store, "pipedrive", "1")
