@@ -26,7 +26,7 @@ treats every system alike through this protocol:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -126,6 +126,16 @@ class ConnectorBase:
         evidence = {"counts": counts, "api_calls": self.op_calls, **extra}
         return Outcome(system=self.system, records=tuple(records), verified=verified,
                        evidence=evidence, at=now_utc())
+
+    def settle(self, steps: Iterable[tuple[RecordOutcome, bool]], **extra: Any) -> Outcome:
+        """The Outcome of acting on each record in turn: each step is the record's
+        outcome and whether its read-back showed it; verified only if every one did."""
+        records: list[RecordOutcome] = []
+        verified = True
+        for record, shown in steps:
+            records.append(record)
+            verified = verified and shown
+        return self.outcome(records, verified, **extra)
 
     # The reuse cache of one op: what `find` read, whole, by the vendor's key, so the
     # access export that follows within seconds reuses it instead of reading again.

@@ -444,13 +444,7 @@ class MailchimpConnector(ConnectorBase):
                     if isinstance(member := self.recall((ref.container or "", ref.record_id)),
                                   dict)}
         self.forget_found()
-        results: list[RecordOutcome] = []
-        verified = True
-        for ref in _members(refs):
-            record, ok = self._opt_out_one(ref, statuses.get(ref))
-            results.append(record)
-            verified = verified and ok
-        return self.outcome(results, verified)
+        return self.settle(self._opt_out_one(ref, statuses.get(ref)) for ref in _members(refs))
 
     def _opt_out_one(self, ref: RecordRef, status: str | None = None
                      ) -> tuple[RecordOutcome, bool]:

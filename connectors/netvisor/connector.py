@@ -797,18 +797,10 @@ class NetvisorConnector(ConnectorBase):
     def rectify(self, refs: Sequence[RecordRef], corrections: Corrections) -> Outcome:
         self.forget_found()
         self.begin()
-        results: list[RecordOutcome] = []
-        verified = True
-        for ref in refs:
-            if ref.system != SYSTEM:
-                continue
-            if ref.kind == "customer":
-                record, ok = self._rectify_customer(ref, corrections)
-            else:
-                record, ok = self._rectify_contact(ref, corrections)
-            results.append(record)
-            verified = verified and ok
-        return self.outcome(results, verified, corrected=list(corrections.fields()))
+        return self.settle(((self._rectify_customer if ref.kind == "customer"
+                             else self._rectify_contact)(ref, corrections)
+                            for ref in refs if ref.system == SYSTEM),
+                           corrected=list(corrections.fields()))
 
     def _rectify_customer(self, ref: RecordRef, c: Corrections) -> tuple[RecordOutcome, bool]:
         customer = self._customer(ref.record_id)
@@ -878,19 +870,10 @@ class NetvisorConnector(ConnectorBase):
     def restrict(self, refs: Sequence[RecordRef], lift: bool) -> Outcome:
         self.forget_found()
         self.begin()
-        results: list[RecordOutcome] = []
-        verified = True
-        for ref in refs:
-            if ref.system != SYSTEM:
-                continue
-            if ref.kind != "customer":
-                results.append(RecordOutcome(ref, Action.KEPT, _CONTACT_BY_HAND % (
-                    "lift the restriction" if lift else "restrict processing")))
-                continue
-            record, ok = self._restrict_customer(ref, lift)
-            results.append(record)
-            verified = verified and ok
-        return self.outcome(results, verified)
+        by_hand = _CONTACT_BY_HAND % ("lift the restriction" if lift else "restrict processing")
+        return self.settle((self._restrict_customer(ref, lift) if ref.kind == "customer"
+                            else (RecordOutcome(ref, Action.KEPT, by_hand), True))
+                           for ref in refs if ref.system == SYSTEM)
 
     def _restrict_customer(self, ref: RecordRef, lift: bool) -> tuple[RecordOutcome, bool]:
         customer = self._customer(ref.record_id)
