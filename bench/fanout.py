@@ -33,7 +33,8 @@ a temporary Dagster instance with the repository's dagster.yaml. Steps:
    up to 15 s, so the longer the queue of claims, the longer a freed slot sits idle.
    Op concurrency comes from the instance's pools. Time per request = `completed_at -
    verified_at` from the ledger; per-op times from the run's event log (STEP_START →
-   STEP_SUCCESS).
+   STEP_SUCCESS). The aim: the batch's wall time over the busiest vendor's rate-limit
+   floor (Typeform's answered calls at 2 per second) <= 1.3x, p95 reported beside it.
 
 Runs use the job's own executor (pipelines/executor.py: one op process per system,
 forked from a forkserver that the run starts and that imports Dagster, the hub and the
@@ -114,6 +115,7 @@ KINDS = ("access", "opt_out", "erasure")
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_POOLS = "mailchimp=10"
 AIM_RATIO = 1.3  # one request alone: the job's wall time over its slowest system op
+AIM_BURST = 1.3  # a burst: its wall time over the busiest vendor's rate-limit floor
 VENDOR_POOL_NOTES = {
     "pipedrive": "search API 10 req/2 s per company; each op throttles itself to that",
     "mailchimp": "10 simultaneous connections per API key; an op holds one",
@@ -884,19 +886,20 @@ def verdicts(single_sets: list[tuple[str, list[tuple[RunFacts, dict[str, Counter
     print("\nAims:")
     secs = batch["secs"]
     p95 = pct(secs, 95) if secs else math.nan
-    ok = bool(secs) and p95 < 60 and not batch["failed"]
-    print(f"  p95 verified->completed under a minute: {'met' if ok else 'NOT met'} "
-          f"(p95 {fmt_s(p95)}, median {fmt_s(statistics.median(secs) if secs else None)}; "
-          f"{len(batch['failed'])} not completed)")
-    print(f"    Typeform's 2 requests/s per account alone needs "
-          f"{fmt_s(batch['typeform_floor'])} for the batch's answered Typeform calls "
-          f"({fmt_s(batch['typeform_min_floor'])} at the minimum calls): a burst this size "
-          f"cannot finish in a minute; the busiest pool's summed op time is "
-          f"{fmt_s(batch['bound'])} of the {fmt_s(wall)} wall")
+    floor = batch["typeform_floor"]
+    ratio = wall / floor if floor else math.nan
+    verdict = "PASS" if ratio <= AIM_BURST and not batch["failed"] else "MISS"
+    print(f"  the burst: wall {fmt_s(wall)} / the busiest vendor's rate-limit floor "
+          f"{fmt_s(floor)} = {ratio:.2f}x (aim <= {AIM_BURST}x): {verdict}")
+    print(f"    the floor: Typeform's answered calls at its 2 requests/s per account "
+          f"({fmt_s(batch['typeform_min_floor'])} at the minimum calls); the busiest "
+          f"pool's summed op time is {fmt_s(batch['bound'])}")
+    print(f"    verified->completed: p95 {fmt_s(p95)}, median "
+          f"{fmt_s(statistics.median(secs) if secs else None)}; "
+          f"{len(batch['failed'])} not completed (waiting for an operator or failed)")
     m, lo = batch["totals"].get("all", (math.nan, math.nan))
-    ok = m <= lo
-    print(f"  API calls at the minimum: {'met' if ok else 'NOT met'} "
-          f"({m:.1f} per request vs {lo:.1f}, {m / lo if lo else math.nan:.2f}x)")
+    print(f"  API calls at the vendors' minimum: {m:.1f} per request vs {lo:.1f} = "
+          f"{m / lo if lo else math.nan:.2f}x (aim 1.00x): {'PASS' if m <= lo else 'MISS'}")
     single_verdicts(single_sets)
     done = batch["done"]
     br = [r.fanout / max(r.system_ops.values()) for r in done
