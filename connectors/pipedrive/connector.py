@@ -512,11 +512,15 @@ class PipedriveConnector(ConnectorBase):
                    policy: SystemPolicy, written: set[str]) -> dict[RecordRef, str]:
         """What the vendor still shows after the erasure, per record (empty: all done).
 
-        A list is read again only when the erasure wrote to it (``written``: the kinds
-        of record acted on): one that was empty a moment ago has nothing to prove."""
+        While the person record is kept (anonymised), colleagues can still attach
+        activities, notes and leads to it, so every list is read again. Once the person
+        is gone, a list is read again only when the erasure wrote to it (``written``: the
+        kinds of record acted on): one that was empty a moment ago has nothing to prove."""
         problems: dict[RecordRef, str] = {}
         pid = ref.record_id
         person = self._person(pid)
+        if person is not None:
+            written = written | {"activity", "note", "lead"}
         if person is not None and policy.erase != EraseMode.ANONYMISE:
             problems[ref] = "read back: the person is still there"
         elif person is not None and (person.emails or person.phones or _blanks(person)):

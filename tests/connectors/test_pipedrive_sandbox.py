@@ -292,3 +292,51 @@ def test_an_erasure_reads_back_the_lists_it_wrote_to_and_only_those(pd, pd_vendo
         # listed once to act on; listed again to prove the writes, when there were any
         assert pd_vendor.count(route) - before[kind] == (2 if kind in written else 1), kind
     assert not active_persons(pd_vendor, email=who)
+
+
+class NoteArrivesMidErasure(httpx.BaseTransport):
+    """Pipedrive as a colleague uses it during an erasure: once the person has been
+    anonymised, a note about them shows up (someone attached it meanwhile)."""
+
+    def __init__(self, inner: httpx.BaseTransport, person_id: str, note: dict) -> None:
+        self.inner, self.person_id, self.note = inner, person_id, note
+        self.person_written = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        path, params = request.url.path, request.url.params
+        if request.method == "PATCH" and path == f"/api/v2/persons/{self.person_id}":
+            self.person_written = True
+        elif (self.person_written and path == "/v1/notes"
+              and params.get("person_id") == self.person_id):
+            response.read()
+            body = response.json()
+            body["data"] = [{**self.note, "person_id": int(self.person_id)}]
+            return httpx.Response(200, json=body, request=request)
+        return response
+
+
+def test_a_note_attached_while_the_person_is_anonymised_is_seen_by_the_read_back(
+        pd_vendor, sandbox_env, fast_retry):
+    """Found in review: the read-back skipped the notes and leads lists that were empty
+    before the erasure wrote, so a note attached meanwhile to the kept (anonymised)
+    person was never seen and the task ended done with it at Pipedrive."""
+    url, token = sandbox_env["PIPEDRIVE_BASE_URL"], sandbox_env["PIPEDRIVE_API_TOKEN"]
+    with PipedriveConnector(url, token, retry=fast_retry) as plain:
+        refs = plain.find([ident("email", AINO)])
+    pid = next(r.record_id for r in refs if r.kind == "person")
+    notes = httpx.get(f"{url}/v1/notes", headers={"x-api-token": token}, timeout=10).json()
+    other = next(n for n in notes["data"] if str(n["person_id"]) != pid)
+    for note in httpx.get(f"{url}/v1/notes", params={"person_id": pid},
+                          headers={"x-api-token": token}, timeout=10).json()["data"] or []:
+        # an operator has removed the person's notes: the erasure finds none to delete
+        httpx.delete(f"{url}/v1/notes/{note['id']}", headers={"x-api-token": token},
+                     timeout=10).raise_for_status()
+    hostile = NoteArrivesMidErasure(httpx.HTTPTransport(), pid, other)
+    with PipedriveConnector(url, token, retry=fast_retry, transport=hostile) as conn:
+        out = conn.erase(conn.find([ident("email", AINO)]),
+                         SystemPolicy(erase=EraseMode.ANONYMISE))
+    assert hostile.person_written
+    assert not out.verified
+    (person,) = [r for r in out.records if r.ref.kind == "person"]
+    assert f"note {other['id']}: read back: note still linked to the person" in person.detail
