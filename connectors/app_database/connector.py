@@ -319,11 +319,48 @@ class AppDatabaseConnector(ConnectorBase):
                     kept[table] = kept.get(table, 0) + count
                 if key is not None:
                     acted.append((bound, ref, key))
+        children = [self._erase_kept_child(child, ref, policy) for child, ref in
+                    self._child_refs(refs)]
+        records += [record for record, _ in children]
         problems = self._read_back(acted, modes)
+        problems.update({record.ref: seen for record, seen in children if seen})
         records = [replace(r, detail=f"{r.detail}; {problems[r.ref]}") if r.ref in problems
                    else r for r in records]
         return self.outcome(records, not problems, modes={n: str(m) for n, m in modes.items()},
                             kept_child_rows=kept, still_present=len(problems))
+
+    def _child_refs(self, refs: Sequence[RecordRef]) -> list[tuple[BoundChild, RecordRef]]:
+        """Refs to child rows themselves: a kept row whose hold has ended, which the
+        retention sweep files an erasure for (its parent was anonymised long ago and is
+        found by nobody)."""
+        children = {child.table.name: child for bound in self.tables.values()
+                    for child in bound.children}
+        return [(children[ref.kind], ref) for ref in refs
+                if ref.system == SYSTEM and ref.kind not in self.tables and ref.kind in children]
+
+    def _erase_kept_child(self, child: BoundChild, ref: RecordRef, policy: SystemPolicy
+                          ) -> tuple[RecordOutcome, str | None]:
+        """Delete the child row if its hold has ended, else keep it retained; then read it
+        back. Returns the outcome and what the read-back saw wrong (None: as intended)."""
+        key = _key(child.pk, ref.record_id)
+        if key is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "no such row"), None
+        with self._database("erase"), self.engine.begin() as conn:
+            row = conn.execute(select(child.table).where(child.pk == key)
+                               .with_for_update()).mappings().first()
+            if row is None:
+                return RecordOutcome(ref, Action.NOT_FOUND, "no such row (already deleted?)"), None
+            until = _hold_end(child, row, policy)
+            ended = until is not None and until < _today()
+            if ended:
+                conn.execute(delete(child.table).where(child.pk == key))
+        if not ended:
+            return self._kept(child, ref, until, policy, f"{child.table.name} row"), None
+        record = self.done(RecordOutcome(ref, Action.DELETED,
+                                         f"{child.table.name} row deleted; its hold had ended"))
+        with self._database("read back"), self.engine.connect() as conn:
+            still = conn.execute(select(child.pk).where(child.pk == key)).first()
+        return record, "read back: the row is still there" if still is not None else None
 
     def opt_out(self, refs: Sequence[RecordRef]) -> Outcome:
         """Set each row's marketing-consent column false (where the mapping names one),
@@ -483,23 +520,25 @@ class AppDatabaseConnector(ConnectorBase):
         kept: dict[str, int] = {}
         for child, pk, until in held:
             kept[child.table.name] = kept.get(child.table.name, 0) + 1
-            child_ref = _child_ref(child, pk, bound, key)
-            if until is None:  # no date to count the hold from: a person decides
-                out.append(RecordOutcome(child_ref, Action.KEPT, (
-                    f"child row of {bound.name} {key} kept (bookkeeping), but its "
-                    f"{child.mapping.dated_by} is empty: decide how long it is held, then "
-                    "confirm the task as retained with that end")))
-                continue
-            out.append(self.done(RecordOutcome(
-                child_ref, Action.RETAINED,
-                f"child row of {bound.name} {key} kept (bookkeeping) until {until}",
-                legal_basis=policy.retention_basis or policy.legal_basis,
-                retained_until=until)))
+            out.append(self._kept(child, _child_ref(child, pk, bound, key), until, policy,
+                                  f"child row of {bound.name} {key}"))
         if kept:
             detail += "; kept: " + ", ".join(f"{n} {t} rows" for t, n in kept.items())
         outcome = RecordOutcome(ref, action, detail)
         out.append(self.done(outcome) if action != Action.NOTHING_TO_DO else outcome)
         return out, kept
+
+    def _kept(self, child: BoundChild, ref: RecordRef, until: date | None,
+              policy: SystemPolicy, what: str) -> RecordOutcome:
+        """A kept child row: retained until its hold ends (journalled), or, with no date to
+        count the hold from, left to a person to decide."""
+        if until is None:
+            return RecordOutcome(ref, Action.KEPT, (
+                f"{what} kept (bookkeeping), but its {child.mapping.dated_by} is empty: "
+                "decide how long it is held, then confirm the task as retained with that end"))
+        return self.done(RecordOutcome(
+            ref, Action.RETAINED, f"{what} kept (bookkeeping) until {until}",
+            legal_basis=policy.retention_basis or policy.legal_basis, retained_until=until))
 
     def _erase_parent(self, conn: Connection, bound: BoundTable, row: RowMapping, key: Any,
                       mode: TableMode) -> tuple[Action, str]:
@@ -730,20 +769,26 @@ def _held_children(conn: Connection, bound: BoundTable, key: Any, policy: System
     for child in bound.children:
         if child.mapping.erase != ChildMode.KEEP:
             continue
-        assert child.dated is not None  # _holds_end refuses a kept child without it
-        for pk, dated in conn.execute(select(child.pk, child.dated).where(child.fk == key)
-                                      .order_by(child.pk)):
-            if dated is None:
-                held.append((child, pk, None))
-                continue
-            entry = dated.date() if isinstance(dated, datetime) else dated
-            until = policy.hold_ends(date.fromisoformat(str(entry)))
-            assert until is not None  # _holds_end refuses a policy without the years
-            if until >= today:
+        for row in conn.execute(select(child.table).where(child.fk == key)
+                                .order_by(child.pk)).mappings():
+            pk, until = row[child.pk.name], _hold_end(child, row, policy)
+            if until is None or until >= today:
                 held.append((child, pk, until))
             else:
                 ended.append((child, pk))
     return held, ended
+
+
+def _hold_end(child: BoundChild, row: RowMapping, policy: SystemPolicy) -> date | None:
+    """The last day a kept child row is held, counted from its date; None without one."""
+    assert child.dated is not None  # _holds_end refuses a kept child without it
+    dated = row[child.dated.name]
+    if dated is None:
+        return None
+    entry = dated.date() if isinstance(dated, datetime) else dated
+    until = policy.hold_ends(date.fromisoformat(str(entry)))
+    assert until is not None  # _holds_end refuses a policy without the years
+    return until
 
 
 def _delete_rows(conn: Connection, rows: list[tuple[BoundChild, Any]]

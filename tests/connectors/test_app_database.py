@@ -281,6 +281,30 @@ def test_an_order_whose_hold_has_ended_is_deleted_not_retained(
     assert db.orders_of(1) == [10, 11]
 
 
+def test_the_sweeps_erasure_of_a_kept_order_deletes_it_once_its_hold_has_ended(
+        conn: Any, db: Db, journal: list[RecordOutcome]) -> None:
+    """Found in review: when a hold ends, the retention sweep files an erasure aimed at
+    the kept row itself (its account, anonymised long ago, is found by nobody). The
+    connector knew only the mapped tables: it dropped the ref, the outcome was empty,
+    the task ended not_found and the order stayed for good."""
+    first = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
+    kept = [r.ref for r in first.records if r.action == Action.RETAINED]
+    assert kept and db.orders_of(1) == [10, 11]
+    with db.engine.begin() as c:  # order 10's hold has ended; order 11's runs on
+        c.execute(update(ORDERS).where(ORDERS.c.id == 10).values(ordered_on=date(2010, 1, 4)))
+    second = conn.erase(kept, ANONYMISE)
+    assert second.verified
+    by_order = {r.ref.record_id: r for r in second.records}
+    assert by_order["10"].action == Action.DELETED
+    assert by_order["11"].action == Action.RETAINED and by_order["11"].retained_until
+    assert db.orders_of(1) == [11]
+    assert ("10", Action.DELETED) in {(r.ref.record_id, r.action)
+                                                   for r in journal}
+    third = conn.erase(kept, ANONYMISE)
+    assert {r.ref.record_id: r.action for r in third.records} == {
+        "10": Action.NOT_FOUND, "11": Action.RETAINED}
+
+
 def test_a_kept_row_without_its_date_is_left_to_an_operator(
         build: Any, db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A payment whose date column is empty has no hold end to count: neither retained
