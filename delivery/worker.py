@@ -41,11 +41,22 @@ class Report:
     errors: dict[int, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
-        return [f"letter {i}: {self.errors.get(i, '?')}" for i in self.failed]
+        """For Dagster's logs: each failed letter's channel and the kind of failure only.
+
+        The outbox's text is masked for e-mail addresses, but a server's reply can echo
+        a name or a phone number; `hub letters list` shows the whole of it to the ops
+        staff, who may see it."""
+        return [f"letter {i}: {_kind_of(self.errors.get(i, '?'))}" for i in self.failed]
 
     def summary(self) -> str:
         return (f"{len(self.queued)} queued for ops, {len(self.sent)} sent, "
                 f"{len(self.failed)} failed")
+
+
+def _kind_of(error: str) -> str:
+    """"email: recipient refused: 550 <m***@x.fi> ..." -> "email: recipient refused"."""
+    channel, _, rest = error.partition(": ")
+    return f"{channel}: {rest.split(':', 1)[0].strip()}" if rest else channel
 
 
 def build_message(letter: LetterRow, *, sender: str, home: Path) -> EmailMessage:

@@ -139,7 +139,7 @@ def _check_alerts(context: SensorEvaluationContext, store) -> list[int]:
                     "the post; alerts and the daily digest to the ops staff), with retries.")
 def letter_outbox(context: SensorEvaluationContext, hub: HubResource):
     """Alerts for failed nightly checks, then one pass of delivery.worker.tick; logs
-    letter ids, counts and the outbox's masked reason a letter failed (rule 7)."""
+    letter ids, counts and the kind of failure of each failed letter (rule 7)."""
     from delivery import worker  # SMTP and PDF: not for every process that loads the jobs
 
     with hub.store() as store:

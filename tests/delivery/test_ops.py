@@ -181,3 +181,15 @@ def test_the_ops_staff_read_finnish_unless_told_otherwise(tmp_path, smtp):
     assert "Epäonnistuneet tehtävät" in plain(digest)
     assert "<html lang='fi'>" in digest.get_body(preferencelist=("html",)).get_content()
     store.close()
+
+
+def test_the_sensors_log_line_names_the_kind_of_failure_not_the_servers_answer():
+    """Found in review: the sensor logged the outbox's text, masked for e-mail addresses
+    only; a server's reply that echoes a name or a phone number reached Dagster's logs."""
+    from delivery.worker import Report
+
+    report = Report(failed=[7, 8], errors={
+        7: "email: recipient refused: 550 Mailbox of Aino Virtanen +358401234567 is full",
+        8: "slack: Slack answered HTTP 500: internal_error"})
+    assert report.problems() == ["letter 7: email: recipient refused",
+                                 "letter 8: slack: Slack answered HTTP 500"]

@@ -75,19 +75,22 @@ def test_alert_and_digest_are_posted_to_the_channel_with_masked_values_only(slac
     store.close()
 
 
-@pytest.mark.parametrize("answer, kept", [
-    (Answer(500, "<html>Internal Server Error</html>"), "Slack answered HTTP 500"),
+@pytest.mark.parametrize("answer, kept, failed_posts", [
+    # Slack down: the pass stops posting after the first failure (the other waits)
+    (Answer(500, "<html>Internal Server Error</html>"), "Slack answered HTTP 500", 1),
+    # this message refused: the next is still tried, and refused too
     (Answer(200, {"ok": False, "error": "channel_not_found"}),
-     "Slack answered HTTP 200: channel_not_found"),
+     "Slack answered HTTP 200: channel_not_found", 2),
 ])
 def test_slack_refusing_keeps_the_failure_visible_and_the_email_still_goes(
-        slack_store, smtp, answer, kept):
+        slack_store, smtp, answer, kept, failed_posts):
     with HostileVendor(lambda req: answer) as slack:
         store = slack_store(slack.url)
         failing_request(store, now=NOW)
         report = worker.tick(store, now=NOW)
     assert len(report.sent) == 2 and len(smtp.inbox.to(OPS)) == 2
-    assert len(report.failed) >= 1 and all("slack: " in p for p in report.problems())
+    assert len(report.failed) == failed_posts
+    assert all("slack: SlackRefused" in p for p in report.problems())
     with store.session() as session:
         failed = outbox.failed(session)
         assert {x.channel for x in failed} == {Channel.SLACK.value}
@@ -116,7 +119,7 @@ def test_the_sensor_logs_a_slack_failure_without_the_token(smtp, tmp_path, monke
                 instance=instance, resources={"hub": resource}))
     assert result.skip_message.endswith("2 sent, 2 failed")
     logged = capfd.readouterr().err  # Dagster's sensor log writes to stderr
-    assert "slack: SlackRefused: Slack answered HTTP 200: invalid_auth" in logged
+    assert "letter 2: slack: SlackRefused; letter 4: slack: SlackRefused" in logged
     assert TOKEN not in logged and EMAIL not in logged
     assert len(smtp.inbox.to(OPS)) == 2
 
