@@ -37,7 +37,10 @@ LAUNCHER = textwrap.dedent("""
     state = pathlib.Path(sys.argv[1])
     with running([sys.executable, "-c", sys.argv[2], str(state)],
                  log=pathlib.Path(sys.argv[3]), stop_seconds=10) as child:
+        deadline = time.monotonic() + 30  # bounded: a child that died says so
         while not state.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the child never started (exit {child.poll()})")
             time.sleep(0.02)
         print(child.pid, flush=True)
 """)
