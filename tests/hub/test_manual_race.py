@@ -42,11 +42,12 @@ def pg_store(pg_schema_url: str, tmp_path) -> Iterator[Store]:
     opened.close()
 
 
-def waiting_on_a_lock(store: Store) -> bool:
+def waiting_on_a_lock(store: Store, pid: int) -> bool:
+    """Whether that backend (the operator's connection, not any other test's) waits."""
     with store.engine.connect() as conn:
         return bool(conn.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'")).scalar())
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid "
+            "AND wait_event_type = 'Lock'"), {"pid": pid}).scalar())
 
 
 def test_a_confirmation_racing_the_completion_check_never_strands_the_request(
@@ -64,10 +65,12 @@ def test_a_confirmation_racing_the_completion_check_never_strands_the_request(
 
     confirmed = threading.Event()
     failures: list[BaseException] = []
+    backend: list[int] = []
 
     def operator() -> None:
         try:
             with pg_store.session() as session:
+                backend.append(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
                 review.confirm_task(session, rid, "pipedrive", TaskState.DONE,
                                     note="mail deleted in the mailbox", actor="liisa")
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
@@ -81,7 +84,8 @@ def test_a_confirmation_racing_the_completion_check_never_strands_the_request(
         assert settled == RequestState.AWAITING_REVIEW  # not committed yet
         thread = threading.Thread(target=operator)
         thread.start()
-        poll(lambda: confirmed.is_set() or waiting_on_a_lock(pg_store), timeout=10)
+        poll(lambda: confirmed.is_set()
+             or (bool(backend) and waiting_on_a_lock(pg_store, backend[0])), timeout=10)
         check.commit()
     finally:
         check.close()
