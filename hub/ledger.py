@@ -696,8 +696,7 @@ def finalise(session: Session, hasher: Hasher, row: SubjectRequestRow, *,
             suppression.add_hashes(session, own, reason=kind.value, request_id=row.id, now=now)
         elif kind == RequestKind.RESTRICTION_LIFT:
             suppression.remove_hashes(session, own, reason=RequestKind.RESTRICTION.value)
-        if kind == RequestKind.ERASURE:  # a file's path may name the erased person
-            pointers.minimise(session, hasher, tasks)
+        pointers.minimise(session, hasher, tasks)  # a file's path may name a person
         scrub(session, row)
     return target
 

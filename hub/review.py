@@ -19,7 +19,7 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub import audit, deadlines, ledger, manual
+from hub import audit, deadlines, ledger, manual, pointers
 from hub.domain import RecordRef
 from hub.ledger import LedgerError, RequestState, TaskState
 from hub.models import ReviewItemRow, SubjectRequestRow, TaskRow
@@ -124,9 +124,13 @@ def decide(session: Session, request_id: str, numbers: Sequence[int], decision: 
         if item.decision == decision.value:
             continue
         item.decision, item.decided_by, item.decided_at = decision.value, actor, now
+        task = session.execute(select(TaskRow).where(
+            TaskRow.request_id == request_id, TaskRow.system == item.system)).scalar_one_or_none()
         audit.append(session, f"review.{decision.value}", {
             "candidate": number, "system": item.system, "kind": item.kind,
-            "record_id": item.record_id, "reason": item.reason,
+            # the trail is never rewritten: a path that may name someone stays out of it
+            "record_id": None if pointers.names_people(task) else item.record_id,
+            "reason": item.reason,
         }, request_id=request_id, actor=actor, now=now)
     session.flush()
     resume_if_decided(session, row, now=now)

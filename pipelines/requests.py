@@ -49,6 +49,7 @@ from hub import (
     manual,
     outbox,
     outcomes,
+    pointers,
     restriction,
     review,
     scope,
@@ -178,7 +179,10 @@ def _act(connector, kind: RequestKind, refs, system_policy, part_file: Path,
     return Outcome(system=connector.system, records=records, verified=True,
                    evidence={"sections": len(export.sections),
                              "items": sum(len(s.items) for s in export.sections),
-                             "special_categories": flagged, bundle.PART_DIGEST: digest})
+                             "special_categories": flagged, bundle.PART_DIGEST: digest,
+                             # ids that may name people are hashed once the request settles
+                             **{k: v for k, v in export.evidence.items()
+                                if k == pointers.NAME_PEOPLE}})
 
 
 class TaskFailed(Exception):

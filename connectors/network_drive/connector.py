@@ -216,7 +216,8 @@ class NetworkDriveConnector(ConnectorBase):
         unsearched = self._unsearched(refs, emails, phones, ACCESS_BY_HAND)
         return Export(SYSTEM, sections, evidence={
             "files_read": self._reads - start, "files": len(items), "not_found": missing,
-            "unreadable": len(unsearched)}, unsearched=tuple(unsearched))
+            "unreadable": len(unsearched), NAME_PEOPLE: True},  # hashed once settled
+            unsearched=tuple(unsearched))
 
     def erase(self, refs: Sequence[RecordRef], policy: SystemPolicy) -> Outcome:
         """One record per file: KEPT while it names the subject, for an operator to

@@ -213,3 +213,45 @@ def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing
         assert len(ids) == 4 and all(i.startswith("hmac:") for i in ids)
         assert journalled and all(r.startswith("hmac:") for r in journalled)
         assert task.evidence["vendor"]["files_checked"] == 4
+
+
+def test_a_network_drive_access_request_keeps_no_path_once_it_settles(
+        hub_store, tmp_path, monkeypatch):
+    """Found in review: paths were minimised after an erasure only; an access request
+    kept every file name on the share that mentioned the subject (and the names of
+    others in them) in its evidence for ever. The subject's copy has the paths; the
+    hub keeps keyed hashes and counts."""
+    from pipelines.requests import run_task
+    from pipelines.resources import ConnectorsResource
+    from sandbox.network_drive import demo_files
+    from sandbox.people import generate_people
+
+    subject = generate_people(3)[0]
+    share = tmp_path / "share"
+    demo_files(share, generate_people(3))
+    (share / "muistiinpanot" / f"{subject.name} - puhelu.txt").write_text(
+        f"Soittopyyntö: {subject.email}\n", "utf-8")
+    monkeypatch.setenv("HUB_EXTRA_SYSTEMS", "connectors.network_drive")
+    monkeypatch.setenv("NETWORK_DRIVE_ROOT", str(share))
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text('[systems.network_drive]\nerase = "delete"\n', "utf-8")
+    with hub_store.session() as session:
+        row = ledger.create_request(session, hub_store.hasher, RequestKind.ACCESS,
+                                    [Identifier(IdentifierKind.EMAIL, subject.email)])
+        ledger.verify(session, row.id)
+        ledger.transition(session, row, RequestState.IN_PROGRESS)
+        ledger.ensure_tasks(session, row, ["network_drive"])
+        rid = row.id
+    run_task(hub_store, ConnectorsResource(), load_policy(policy_file), rid, "network_drive",
+             last_attempt=True)
+    with hub_store.session() as session:
+        before = json.dumps(ledger.get_task(session, rid, "network_drive").evidence,
+                            ensure_ascii=False)
+        assert "puhelu" in before  # while it runs, the task names the files
+        ledger.finalise(session, hub_store.hasher, ledger.get_request(session, rid))
+        assert ledger.get_request(session, rid).state == RequestState.COMPLETED
+        task = ledger.get_task(session, rid, "network_drive")
+        kept = json.dumps(task.evidence, ensure_ascii=False)
+        assert "puhelu" not in kept and subject.name.split()[-1] not in kept
+        ids = [r["record_id"] for r in task.evidence["records"]]
+        assert ids and all(i.startswith("hmac:") for i in ids)
