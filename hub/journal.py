@@ -109,6 +109,25 @@ def actions(session: Session, request_id: str, system: str) -> list[RecordOutcom
         for r in _rows(session, request_id, system) if r.action != PLANNED]
 
 
+def unanswered(outcome: Outcome, targets: Sequence[RecordRef]) -> Outcome:
+    """The outcome with a record for every target the connector said nothing about:
+    a planned record it silently dropped was not acted on, which is no answer (rule 2),
+    so the outcome is not verified and says which record.
+
+    Found in review: a ref the own-database connector did not know (a kept child row
+    the retention sweep named) vanished from the outcome; an empty outcome reads as
+    not_found, and the row stayed at the vendor for good."""
+    answered = {_key(r.ref) for r in outcome.records}
+    missing = {_key(t): t for t in targets
+               if t.system == outcome.system and _key(t) not in answered}
+    if not missing:
+        return outcome
+    return replace(outcome, verified=False, records=(*outcome.records, *(
+        RecordOutcome(ref, Action.KEPT, "the connector gave no outcome for this record: "
+                                        "nothing was done to it")
+        for ref in missing.values())))
+
+
 def merge(outcome: Outcome, done_before: Sequence[RecordOutcome],
           seen_before: Sequence[RecordRef], *, erasure: bool) -> Outcome:
     """This attempt's outcome read together with the journal.

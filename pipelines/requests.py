@@ -295,6 +295,8 @@ def run_task(store, connectors: ConnectorsResource, policy, request_id: str, sys
     with store.session() as session:
         outcome = journal.merge(outcome, journal.actions(session, request_id, system),
                                 [*seen_before, *found.act], erasure=kind == RequestKind.ERASURE)
+    if kind != RequestKind.ACCESS:
+        outcome = journal.unanswered(outcome, targets)
     if kind != RequestKind.ACCESS and not outcome.verified:
         unproven = [f"{r.ref.kind} {r.ref.record_id}: {r.detail}" for r in outcome.records
                     if r.action not in (Action.NOT_FOUND, Action.NOTHING_TO_DO)]
