@@ -13,7 +13,7 @@ folder, and a person acts on what it finds.
   alone is not found: the docs tell the operator so. A file that cannot be read
   (corrupt, encrypted, no permission) is counted and skipped, never a crash; it was
   not searched, so the access export and the erasure each list it (``unsearched``:
-  ``Action.KEPT``, its path masked, ``matching.masked_path``) for a person to open,
+  ``Action.KEPT``, its path masked, ``matching.masked_unsearched``) for a person to open,
   and the task waits for an operator: never ``done`` or ``not_found`` while a file
   the hub could not read may name the subject.
 - ``export``: per file its path, size, modified time and each place (line,
@@ -58,7 +58,7 @@ from connectors.errors import ConnectionFailed
 from connectors.network_drive.matching import (
     excerpt,
     identifiers_in,
-    masked_path,
+    masked_unsearched,
     subject_hits,
 )
 from connectors.network_drive.text import READERS, Chunk
@@ -433,7 +433,7 @@ class NetworkDriveConnector(ConnectorBase):
         """The files the last walk could not read (none of ``refs``), each for a person
         to open: its path masked, since a file name is often a person's name."""
         found = {ref.record_id for ref in refs}
-        shown = dict.fromkeys(masked_path(p, emails, phones)
+        shown = dict.fromkeys(masked_unsearched(p, emails, phones)
                               for p in self.unreadable if p not in found)
         return [RecordOutcome(RecordRef(SYSTEM, UNREADABLE, path, label=f"file {path}"),
                               Action.KEPT, why) for path in shown]

@@ -329,6 +329,8 @@ def test_nobody_found_is_not_not_found_while_a_file_could_not_be_read(drive, mon
         for path in (drive / folder).iterdir():
             path.unlink()
     write(drive / "sopimukset" / "Aino_Virtanen sopimus 0401234567.docx", b"PK\x03\x04 broken")
+    # someone else's file, in every request's task until it settles: their name cut too
+    write(drive / "sopimukset" / "Matti Meikäläinen - vuokrasopimus.pdf", b"%PDF-1.4 broken")
     real_open = os.open
 
     def refuse(path, flags, *args, **kwargs):  # the tests run as root: chmod cannot refuse
@@ -342,7 +344,8 @@ def test_nobody_found_is_not_not_found_while_a_file_could_not_be_read(drive, mon
         assert refs == []
         erased = conn.erase(refs, POLICY)
         export = conn.export(refs)
-    shown = {"sopimukset/A***_V*** sopimus 0401****67.docx", "asiakkaat.xlsx"}
+    shown = {"sopimukset/A***_V*** sopimus 0401****67.docx", "asiakkaat.xlsx",
+             "sopimukset/M*** M*** - vuokrasopimus.pdf"}
     assert {r.ref.record_id for r in erased.records} == shown
     assert not erased.not_found and state_for(erased) == TaskState.MANUAL_PENDING
     assert erased.evidence["recheck"] is False  # the operator's word is the read-back
@@ -350,6 +353,7 @@ def test_nobody_found_is_not_not_found_while_a_file_could_not_be_read(drive, mon
     assert "add what names them to the reply" in export.unsearched[0].detail
     for text in (str(erased), str(export)):
         assert "Aino" not in text and "Virtanen" not in text and "0401234567" not in text
+        assert "Matti" not in text and "Meikäläinen" not in text
     with NetworkDriveConnector.from_env(root=str(drive)) as conn:
         access = _act(conn, RequestKind.ACCESS, conn.find(email(AINO)), POLICY,
                       drive.parent / "part.json", None)
