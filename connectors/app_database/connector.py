@@ -322,7 +322,7 @@ class AppDatabaseConnector(ConnectorBase):
         children = [self._erase_kept_child(child, ref, policy) for child, ref in
                     self._child_refs(refs)]
         records += [record for record, _ in children]
-        problems = self._read_back(acted, modes)
+        problems = self._read_back(acted, modes, policy)
         problems.update({record.ref: seen for record, seen in children if seen})
         records = [replace(r, detail=f"{r.detail}; {problems[r.ref]}") if r.ref in problems
                    else r for r in records]
@@ -555,11 +555,17 @@ class AppDatabaseConnector(ConnectorBase):
                                    f"NULL; {', '.join(spec.overwrite) or 'nothing'} overwritten")
 
     def _read_back(self, acted: list[tuple[BoundTable, RecordRef, Any]],
-                   modes: dict[str, TableMode]) -> dict[RecordRef, str]:
-        """What the database still shows after the erasure, per row (empty: all done)."""
+                   modes: dict[str, TableMode], policy: SystemPolicy) -> dict[RecordRef, str]:
+        """What the database still shows after the erasure, per row (empty: all done):
+        the row, the child rows the mapping deletes, and the kept child rows whose hold
+        has ended (deleted by the erasure, so they must be gone too)."""
         problems: dict[RecordRef, str] = {}
         with self._database("read back"), self.engine.connect() as conn:
             for bound, ref, key in acted:
+                _, ended = _held_children(conn, bound, key, policy, _today())
+                for child, pk in ended:
+                    problems[_child_ref(child, pk, bound, key)] = (
+                        "read back: the row is still there, although its hold has ended")
                 row = conn.execute(select(bound.table).where(bound.pk == key)).mappings().first()
                 if row is not None and modes[bound.name] == TableMode.DELETE:
                     problems[ref] = "read back: the row is still there"

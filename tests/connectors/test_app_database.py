@@ -305,6 +305,32 @@ def test_the_sweeps_erasure_of_a_kept_order_deletes_it_once_its_hold_has_ended(
         "10": Action.NOT_FOUND, "11": Action.RETAINED}
 
 
+KEEP_ORDERS = {  # an application that refuses to delete orders, silently
+    "sqlite": ["CREATE TRIGGER keep_orders BEFORE DELETE ON orders "
+               "BEGIN SELECT RAISE(IGNORE); END"],
+    "postgresql": ["CREATE OR REPLACE FUNCTION keep_orders() RETURNS trigger AS $$ BEGIN "
+                   "RETURN NULL; END $$ LANGUAGE plpgsql",
+                   "CREATE TRIGGER keep_orders BEFORE DELETE ON orders FOR EACH ROW "
+                   "EXECUTE FUNCTION keep_orders()"],
+}
+
+
+def test_an_order_whose_hold_has_ended_and_that_stays_fails_the_read_back(
+        conn: Any, db: Db) -> None:
+    """Rule 3: the erasure deletes an order whose hold has ended; one the database
+    keeps anyway leaves the outcome unverified, on that order's record."""
+    with db.engine.begin() as c:
+        c.execute(ORDERS.insert(), [{"id": 9, "user_id": 1, "product": "Old course",
+                                     "amount": "100.00", "ordered_on": date(2018, 5, 1)}])
+        for statement in KEEP_ORDERS[db.engine.dialect.name]:
+            c.exec_driver_sql(statement)
+    outcome = conn.erase(conn.find([email(AINO_EMAIL)]), ANONYMISE)
+    assert not outcome.verified
+    (old,) = [r for r in outcome.records if r.ref.kind == "orders" and r.ref.record_id == "9"]
+    assert "still there, although its hold has ended" in old.detail
+    assert 9 in db.orders_of(1)
+
+
 def test_a_kept_row_without_its_date_is_left_to_an_operator(
         build: Any, db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A payment whose date column is empty has no hold end to count: neither retained
