@@ -91,6 +91,9 @@ class SystemPolicy(BaseModel):
     # manual task with these instructions, due `due_days` after the task opens.
     kind: Literal["manual"] | None = None
     title: str | None = Field(default=None, min_length=3)
+    # The title in the subjects' other languages (fi, sv): letters and bundles name the
+    # system in the subject's language; `title` is the English one and the fallback.
+    titles: dict[Literal["fi", "sv", "en"], str] = Field(default_factory=dict)
     instructions: str | dict[str, str] | None = None
     due_days: int = Field(default=7, ge=1, le=31)
 
@@ -98,7 +101,7 @@ class SystemPolicy(BaseModel):
     def _manual_has_what_a_person_needs(self) -> Self:
         """A manual system needs a title and instructions; only a manual system has them."""
         if self.kind is None:
-            if self.title is not None or self.instructions is not None:
+            if self.title is not None or self.titles or self.instructions is not None:
                 raise PydanticCustomError(
                     "manual_only", "title and instructions are for a system without an API: "
                                    "add kind = \"manual\"")
@@ -224,7 +227,7 @@ class Policy(BaseModel):
     def manual_declarations(self) -> dict[str, SystemDeclaration]:
         """The systems without an API this policy declares (rule 10), by name."""
         return {name: SystemDeclaration(name=name, title=p.title or name, kind=Kind.MANUAL,
-                                        capabilities=frozenset())
+                                        capabilities=frozenset(), titles=dict(p.titles))
                 for name, p in self.systems.items() if p.kind == "manual"}
 
     def is_manual(self, system: str) -> bool:

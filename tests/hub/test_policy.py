@@ -152,6 +152,19 @@ def test_a_manual_system_is_declared_by_its_policy_section(tmp_path):
     assert policy.for_system("paper_archive").due_days == 7
 
 
+def test_a_manual_systems_title_is_in_the_subjects_language_where_given(tmp_path):
+    policy = load_policy(default_with(tmp_path, ARCHIVE + 'titles = { fi = "Paperisopimukset '
+                                                          '(lukittu kaappi)" }\n'),
+                         systems=declared())
+    assert policy.title("paper_archive", "fi") == "Paperisopimukset (lukittu kaappi)"
+    assert policy.title("paper_archive", "sv") == "Paper contracts (locked cabinet)"
+    with pytest.raises(PolicyError, match="titles"):
+        load_policy(default_with(tmp_path, ARCHIVE + 'titles = { de = "Papierverträge" }\n'),
+                    systems=declared())
+    with pytest.raises(ValueError, match="kind = \"manual\""):
+        SystemPolicy(titles={"fi": "Asiakasrekisteri"})  # a system with an API has its own
+
+
 def test_instructions_per_request_kind_fall_back_to_the_default(tmp_path):
     policy = load_policy(default_with(tmp_path, '''
 [systems.paper_archive]
