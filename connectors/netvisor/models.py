@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.netvisor.parsing import Element, _local, to_dict
+from connectors.netvisor.parsing import Element, _local, add, to_dict
 
 # Invoice states in which the customer still owes money (updatesalesinvoicestatus.nv:
 # open, overdue, reminded, requested = sent to collection, collected = in collection).
@@ -49,13 +49,7 @@ def plain(el: Element, model: type[BaseModel] | None = None) -> Any:
         key = _local(child.tag)
         if key not in fields:
             continue
-        value = plain(child, fields[key])
-        if key in out:
-            if not isinstance(out[key], list):
-                out[key] = [out[key]]
-            out[key].append(value)
-        else:
-            out[key] = value
+        add(out, key, plain(child, fields[key]))
     return out
 
 

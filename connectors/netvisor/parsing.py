@@ -131,14 +131,18 @@ def to_dict(el: Element, *, lower: bool = False) -> Any:
         tag = child.tag
         key = _local(tag) if lower else tag.rsplit("}", 1)[-1]
         # A leaf inline: most elements are, and a call per leaf was most of a page.
-        value = to_dict(child, lower=lower) if len(child) else (child.text or "").strip()
-        if key in out:
-            if not isinstance(out[key], list):
-                out[key] = [out[key]]
-            out[key].append(value)
-        else:
-            out[key] = value
+        add(out, key, to_dict(child, lower=lower) if len(child) else (child.text or "").strip())
     return out
+
+
+def add(out: dict[str, Any], key: str, value: Any) -> None:  # noqa: ANN401 - XML as data
+    """One child's value under its tag; a tag seen again makes the value a list."""
+    if key in out:
+        if not isinstance(out[key], list):
+            out[key] = [out[key]]
+        out[key].append(value)
+    else:
+        out[key] = value
 
 
 def netvisor_time(value: str) -> datetime | None:
