@@ -39,7 +39,7 @@ The URL is a secret: every message shows it with the password masked.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -581,55 +581,63 @@ class AppDatabaseConnector(ConnectorBase):
                                          "row are still there")
         return problems
 
+    def _set_columns(self, bound: BoundTable, key: Any, doing: str,
+                     wanted: Callable[[RowMapping], dict[str, Any]]) -> dict[str, Any] | None:
+        """Lock the row and write what ``wanted`` asks of it, with the updated-at stamp
+        (the sync's cursor). Returns what was written ({}: nothing needed), or None when
+        there is no such row."""
+        if key is None:
+            return None
+        with self._database(doing), self.engine.begin() as conn:
+            row = conn.execute(select(bound.table).where(bound.pk == key)
+                               .with_for_update()).mappings().first()
+            if row is None:
+                return None
+            values = wanted(row)
+            updated = bound.col(bound.mapping.updated_at)
+            if values:
+                stamp = {updated.name: _now_for(updated)} if updated is not None else {}
+                conn.execute(update(bound.table).where(bound.pk == key)
+                             .values({**values, **stamp}))
+        return values
+
     def _opt_out_row(self, bound: BoundTable, ref: RecordRef, key: Any) -> RecordOutcome:
         consent = bound.col(bound.mapping.marketing_consent)
         if consent is None:
             return RecordOutcome(ref, Action.NOTHING_TO_DO, NO_CONSENT)
-        if key is None:
+        written = self._set_columns(bound, key, "opt-out", lambda row: {} if (
+            row[consent.name] is not None and not row[consent.name]) else {
+            consent.name: falsy(consent)})
+        if written is None:
             return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
-        with self._database("opt-out"), self.engine.begin() as conn:
-            row = conn.execute(select(bound.table).where(bound.pk == key)
-                               .with_for_update()).mappings().first()
-            if row is None:
-                return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
-            if row[consent.name] is not None and not row[consent.name]:
-                return RecordOutcome(ref, Action.NOTHING_TO_DO, "consent already withdrawn")
-            values = {consent.name: falsy(consent)}
-            updated = bound.col(bound.mapping.updated_at)
-            if updated is not None:
-                values[updated.name] = _now_for(updated)
-            conn.execute(update(bound.table).where(bound.pk == key).values(values))
+        if not written:
+            return RecordOutcome(ref, Action.NOTHING_TO_DO, "consent already withdrawn")
         return self.done(RecordOutcome(ref, Action.UNSUBSCRIBED,
                                        f"{consent.name} set to false"))
 
     def _restrict_row(self, bound: BoundTable, ref: RecordRef, key: Any, lift: bool
                       ) -> RecordOutcome:
         flag = bound.col(bound.mapping.restricted)
+        consent = bound.col(bound.mapping.marketing_consent)
         assert flag is not None
         action = Action.LIFTED if lift else Action.RESTRICTED
-        if key is None:
-            return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
-        with self._database("restriction"), self.engine.begin() as conn:
-            row = conn.execute(select(bound.table).where(bound.pk == key)
-                               .with_for_update()).mappings().first()
-            if row is None:
-                return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
+
+        def wanted(row: RowMapping) -> dict[str, Any]:
             values: dict[str, Any] = {}
             if bool(row[flag.name]) == lift:
                 values[flag.name] = falsy(flag) if lift else truthy(flag)
-            consent = bound.col(bound.mapping.marketing_consent)
             if not lift and consent is not None and row[consent.name]:
                 values[consent.name] = falsy(consent)
-            if not values:
-                return RecordOutcome(ref, action, f"{flag.name} already "
-                                     + ("clear" if lift else "set"))
-            updated = bound.col(bound.mapping.updated_at)
-            if updated is not None:
-                values[updated.name] = _now_for(updated)
-            conn.execute(update(bound.table).where(bound.pk == key).values(values))
+            return values
+
+        written = self._set_columns(bound, key, "restriction", wanted)
+        if written is None:
+            return RecordOutcome(ref, Action.NOT_FOUND, "no such row")
+        if not written:
+            return RecordOutcome(ref, action, f"{flag.name} already "
+                                 + ("clear" if lift else "set"))
         return self.done(RecordOutcome(ref, action, ", ".join(
-            f"{name} set to {'false' if not value else 'true'}" for name, value in values.items()
-            if updated is None or name != updated.name)))
+            f"{name} set to {'true' if value else 'false'}" for name, value in written.items())))
 
     def _not_yet(self, records: list[RecordOutcome], lift: bool) -> set[RecordRef]:
         """The rows whose restriction column does not read as asked (with a restriction,
