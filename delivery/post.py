@@ -24,8 +24,10 @@ ENCLOSURE = {"fi": "Liite", "sv": "Bilaga", "en": "Enclosure"}
 
 
 def _latin1(text: str) -> str:
+    """Text the PDF's core font can set: an en dash as a hyphen (NFKD has no Latin-1
+    form of it), accents decomposed, anything else as "?"."""
     out = []
-    for char in text:
+    for char in text.replace("\u2013", "-"):
         try:
             char.encode("latin-1")
             out.append(char)
@@ -33,7 +35,7 @@ def _latin1(text: str) -> str:
             plain = unicodedata.normalize("NFKD", char).encode("latin-1", "ignore").decode(
                 "latin-1")
             out.append(plain or "?")
-    return "".join(out).replace("\u2013", "-")
+    return "".join(out)
 
 
 def _page(pdf: FPDF) -> None:

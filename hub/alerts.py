@@ -12,7 +12,6 @@ local day, after HUB_DIGEST_HOUR.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from hub import ledger, manual, outbox
 from hub.hashing import Hasher
-from hub.identity import mask_email
+from hub.identity import mask_email, mask_emails_in
 from hub.letters import render
 from hub.models import ReviewItemRow, TaskRow
 from hub.outbox import Channel, Draft
@@ -44,12 +43,9 @@ SUBJECTS = {
            "check": "[hub] yöllinen tarkistus {check} epäonnistui",
            "left": "{days} päivää jäljellä", "over": "{days} päivää myöhässä"},
 }
-_EMAIL = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
-
-
 def _safe(text: str | None) -> str:
     """Errors are scrubbed where they arise; mask any address that slipped through."""
-    return _EMAIL.sub(lambda m: mask_email(m.group()), text or "")
+    return mask_emails_in(text)
 
 
 def _say(settings: Settings, key: str, **values: object) -> str:

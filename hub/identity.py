@@ -169,6 +169,14 @@ def mask_email(value: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+_ANY_EMAIL = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+
+
+def mask_emails_in(text: str | None) -> str:
+    """Free text (a server's answer, an error) with every e-mail address in it masked."""
+    return _ANY_EMAIL.sub(lambda m: mask_email(m.group()), text or "")
+
+
 def mask_phone(value: str) -> str:
     """`+358401234567` → `+358*******67`: country visible, the subscriber not."""
     digits = value.strip()

@@ -14,7 +14,6 @@ what was sent can be proven (the hash), not read back.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,11 +26,10 @@ from sqlalchemy.orm import Session
 
 from hub import audit
 from hub.hashing import Hasher
-from hub.identity import mask_email
+from hub.identity import mask_emails_in
 from hub.models import LetterRow, RequestIdentifierRow
 
 # An SMTP server's refusal often quotes the address ("550 <m@x.fi>: no such user").
-_EMAIL = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
 
 class LetterState(StrEnum):
@@ -180,7 +178,7 @@ def mark_failed(session: Session, letter: LetterRow, error: str, *, retry_second
     now = now or datetime.now(UTC)
     if letter.recipient:
         error = error.replace(letter.recipient, letter.recipient_masked)
-    error = _EMAIL.sub(lambda m: mask_email(m.group()), error)
+    error = mask_emails_in(error)
     letter.state, letter.updated_at = LetterState.FAILED.value, now
     letter.last_error = error[:2000]
     letter.next_attempt_at = (now + timedelta(seconds=retry_seconds * 2 ** (letter.attempts - 1))

@@ -438,3 +438,11 @@ def test_a_pass_ends_within_its_time_budget(sqlite_mail_store, smtp):
     report = worker.deliver_due(store, now=NOW, clock=lambda: next(ticks))
     assert len(report.sent) == 2  # at 8 s and 16 s; at 24 s the 20 s budget is spent
     assert len(worker.deliver_due(store, now=NOW).sent) == 1  # the next pass
+
+
+def test_a_pdf_letter_sets_an_en_dash_as_a_hyphen_not_a_question_mark():
+    """Found in review: the core font has no en dash and NFKD gives none either, so
+    "klo 9–16" was printed "klo 9?16"; the replacement came after it was too late."""
+    from delivery.post import _latin1
+
+    assert _latin1("klo 9–16, Mäkelä, Erdős") == "klo 9-16, Mäkelä, Erdos"
