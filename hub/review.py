@@ -120,16 +120,15 @@ def decide(session: Session, request_id: str, numbers: Sequence[int], decision: 
             raise LedgerError(f"candidate {number} was already {item.decision} by "
                               f"{item.decided_by}; a decision is not changed")
         chosen.append((number, item))
+    naming = {t.system for t in ledger.tasks_of(session, request_id) if pointers.names_people(t)}
     for number, item in chosen:
         if item.decision == decision.value:
             continue
         item.decision, item.decided_by, item.decided_at = decision.value, actor, now
-        task = session.execute(select(TaskRow).where(
-            TaskRow.request_id == request_id, TaskRow.system == item.system)).scalar_one_or_none()
         audit.append(session, f"review.{decision.value}", {
             "candidate": number, "system": item.system, "kind": item.kind,
             # the trail is never rewritten: a path that may name someone stays out of it
-            "record_id": None if pointers.names_people(task) else item.record_id,
+            "record_id": None if item.system in naming else item.record_id,
             "reason": item.reason,
         }, request_id=request_id, actor=actor, now=now)
     session.flush()

@@ -174,11 +174,7 @@ def masked_path(path: str, emails: set[str], phones: set[str]) -> str:
     to its first letter, however it is inflected (``Ainon`` → ``A***n``). The folders,
     the rest of the name and the type stay: enough for an operator to find the file.
     """
-    shown = EMAIL.sub(lambda m: mask_email(m.group()), path)
-    if sum(c.isdigit() for c in shown) >= _MIN_DIGITS:
-        for match in reversed(list(phonenumbers.PhoneNumberMatcher(shown, DEFAULT_REGION))):
-            digits = "".join(c for c in match.raw_string if c.isdigit() or c == "+")
-            shown = shown[:match.start] + mask_phone(digits) + shown[match.end:]
+    shown = _mask_others(path, set(), set())  # nobody's spared: every address and number
     own = {d for p in phones for d in (p, "0" + p[4:] if p.startswith("+358") else p)}
     for number in own:  # the subject's own number, written without separators
         shown = shown.replace(number, mask_phone(number))
