@@ -71,7 +71,8 @@ def test_alert_and_digest_are_posted_to_the_channel_with_masked_values_only(slac
         assert EMAIL not in message["text"] and "Virtanen" not in message["text"]
 
     store = slack_store("http://127.0.0.1:9")  # nothing new: nothing posted again
-    assert worker.tick(store, now=NOW + timedelta(hours=1)).sent == []
+    again = worker.tick(store, now=NOW + timedelta(hours=1))
+    assert (again.queued, again.sent, again.failed) == ([], [], [])
     store.close()
 
 
