@@ -35,7 +35,7 @@ from hub.domain import IdentifierKind
 from hub.hashing import Hasher
 from hub.identity import mask_email, mask_text
 from hub.ledger import Language, RequestKind
-from hub.models import SubjectRequestRow
+from hub.models import SubjectRequestRow, TaskRow
 from hub.outbox import Channel, Draft, enqueue
 from hub.policy import Policy
 from hub.settings import Settings
@@ -288,9 +288,10 @@ def _context(session: Session, row: SubjectRequestRow, event: Event, settings: S
         "by_post": to.channel == Channel.POST, "today": today,
     }
     if event == Event.COMPLETED:
-        context.update(_outcomes(session, row, language, policy, today))
+        tasks = ledger.tasks_of(session, row.id)
+        context.update(_outcomes(session, row, tasks, language, policy, today))
         if RequestKind(row.kind) == RequestKind.ACCESS:
-            context.update(_access(session, settings.home, row.id, policy, language))
+            context.update(_access(settings.home, row.id, tasks, policy, language))
     return context
 
 
@@ -298,11 +299,11 @@ def _title(policy: Policy | None, system: str, language: str) -> str:
     return policy.title(system, language) if policy is not None else system
 
 
-def _outcomes(session: Session, row: SubjectRequestRow, language: str,
+def _outcomes(session: Session, row: SubjectRequestRow, tasks: list[TaskRow], language: str,
               policy: Policy | None, today: date) -> dict[str, Any]:
     """What was done where, and what is kept, from the tasks' evidence and the holds."""
     systems, kept = [], []
-    for task in ledger.tasks_of(session, row.id):
+    for task in tasks:
         evidence = task.evidence or {}
         action = task.action or task.state
         if evidence.get("confirmed") and action not in ACTIONS[language]:
@@ -329,7 +330,7 @@ def _retention(policy: Policy | None, system: str) -> dict[str, Any] | None:
     return {"years": rules.retention_years, "basis": rules.retention_basis or ""}
 
 
-def _access(session: Session, home: Path, request_id: str,
+def _access(home: Path, request_id: str, tasks: list[TaskRow],
             policy: Policy | None, language: str) -> dict[str, Any]:
     """Art. 15(1) from the bundle and the tasks: per system that holds anything (data or
     a record kept by law), its purposes and basis, categories and retention; the
@@ -337,8 +338,7 @@ def _access(session: Session, home: Path, request_id: str,
     folder = home / EXPORTS / request_id
     data_file = folder / "data.json"
     data = json.loads(data_file.read_text("utf-8")) if data_file.exists() else {"systems": {}}
-    holding = {t.system for t in ledger.tasks_of(session, request_id)
-               if t.state != ledger.TaskState.NOT_FOUND.value}
+    holding = {t.system for t in tasks if t.state != ledger.TaskState.NOT_FOUND.value}
     described = []
     for system in sorted(set(data.get("systems", {})) | set(data.get("retained") or {})
                          | holding):
