@@ -104,28 +104,26 @@ def _send_one(store: Store, letter_id: int, email: Callable[[], Transport],
     settings = store.settings
     with store.session() as session:
         letter = session.get(LetterRow, letter_id)
+        document = None
         try:
             if letter.channel == Channel.POST:
                 today = deadlines.local_date(now, settings.timezone)
                 sender = "\n".join(x for x in (settings.controller_name,
                                                settings.controller_contact) if x)
                 document = write_pdf(settings.home, letter, sender=sender or None, today=today)
-                outbox.mark_sent(session, letter, document=document, now=now)
-                return None, False
-            if letter.channel == Channel.SLACK:
+            elif letter.channel == Channel.SLACK:
                 slack().post(letter.recipient or "", fit(letter.subject, as_text(letter.body)))
-                outbox.mark_sent(session, letter, now=now)
-                return None, False
-            if not settings.mail_from:
+            elif not settings.mail_from:
                 raise NotConfigured("HUB_MAIL_FROM is not set: e-mail has no sender")
-            message = build_message(letter, sender=settings.mail_from, home=settings.home)
-            email().send(message)
+            else:
+                email().send(build_message(letter, sender=settings.mail_from,
+                                           home=settings.home))
         except Exception as exc:  # noqa: BLE001 - any failure is recorded, never lost
             outbox.mark_failed(session, letter, describe(exc),
                                retry_seconds=settings.letter_retry_seconds,
                                max_attempts=settings.letter_max_attempts, now=now)
             return f"{letter.channel}: {letter.last_error}", _down(letter.channel, exc)
-        outbox.mark_sent(session, letter, now=now)
+        outbox.mark_sent(session, letter, document=document, now=now)
         return None, False
 
 
