@@ -8,14 +8,13 @@ Finnish and Swedish letter; anything else is written as its closest Latin-1 form
 
 from __future__ import annotations
 
-import os
 import unicodedata
 from datetime import date
 from pathlib import Path
 
 from fpdf import FPDF
 
-from hub.db import private_folder
+from hub.db import private_file, private_folder
 from hub.letters import as_text
 from hub.models import LetterRow
 
@@ -85,8 +84,5 @@ def write_pdf(home: Path, letter: LetterRow, *, sender: str | None, today: date)
     folder = home / LETTERS / (letter.request_id or "ops")
     private_folder(folder)
     path = folder / f"{letter.id}-{letter.kind}.pdf"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(body)
-    path.chmod(0o600)
+    private_file(path, body)
     return str(path.relative_to(home))

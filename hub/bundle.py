@@ -21,7 +21,6 @@ import csv
 import hashlib
 import html
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import audit, categories, holds, labels, ledger
-from hub.db import private_folder
+from hub.db import private_file, private_folder
 from hub.domain import Export, ExportSection
 from hub.ledger import FINISHED_TASK_STATES, RequestKind, TaskState
 from hub.models import RequestIdentifierRow, SubjectRequestRow
@@ -59,9 +58,7 @@ def _json_default(value: Any) -> str:
 
 
 def _private_write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+    private_file(path, text.encode("utf-8"))
 
 
 def _csv_text(export: Export) -> str:
@@ -204,9 +201,7 @@ def write_part(path: Path, export: Export) -> str:
         {"label": s.label, "source": s.source, "items": list(s.items),
          "titles": dict(s.titles)} for s in export.sections]}
     body = json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(body)
+    private_file(path, body)
     return hashlib.sha256(body).hexdigest()
 
 

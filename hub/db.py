@@ -143,6 +143,15 @@ def private_folder(folder: Path) -> None:
             folder.chmod(0o700)
 
 
+def private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, owner-only (0600) from the first byte, also when the
+    file was there before with looser rights."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    path.chmod(0o600)
+
+
 def _private_sqlite_file(path: Path) -> None:
     """Folder 0700 when the hub creates it, file 0600 from the first byte, sidecars 0600."""
     folder = path.parent
