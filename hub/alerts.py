@@ -79,6 +79,11 @@ def _queue(session: Session, hasher: Hasher, settings: Settings, key: str, kind:
             if outbox.by_key(session, d.key) is None]
 
 
+def _told_already(session: Session, key: str) -> bool:
+    """Queued before on either channel (one configured later does not repeat it)."""
+    return bool(outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"))
+
+
 def queue_task_alerts(session: Session, hasher: Hasher, settings: Settings, *,
                       now: datetime | None = None) -> list[int]:
     """One alert per task that failed within the last day and was not alerted yet."""
@@ -90,8 +95,8 @@ def queue_task_alerts(session: Session, hasher: Hasher, settings: Settings, *,
             TaskRow.state == ledger.TaskState.FAILED.value,
             TaskRow.updated_at >= now - ALERT_WINDOW).order_by(TaskRow.pk)).scalars():
         key = f"alert:{task.request_id}:{task.system}:{task.attempts}"
-        if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
-            continue  # told already (a channel configured later does not repeat it)
+        if _told_already(session, key):
+            continue
         row = ledger.get_request(session, task.request_id)
         body = render(_template(settings, "alert"), settings.ops_language,
                       request_id=task.request_id, kind=row.kind, system=task.system,
@@ -136,7 +141,7 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
     if local.hour < settings.digest_hour:
         return []
     key = f"digest:{local.date().isoformat()}"
-    if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+    if _told_already(session, key):
         return []
     today = local.date()
     open_rows = ledger.list_requests(session, today=today, due_within=36500)
@@ -153,15 +158,16 @@ def queue_digest(session: Session, hasher: Hasher, settings: Settings, *,
     waiting_manual = [t for t in session.execute(select(TaskRow).where(
         TaskRow.state == ledger.TaskState.MANUAL_PENDING.value).order_by(TaskRow.request_id)
     ).scalars()]
+    lines = {line.request_id: line for line in _lines(session, open_rows, today, settings)}
+    dues = {t.pk: manual.of(t) for t in waiting_manual}
     body = render(
         _template(settings, "digest"), settings.ops_language, today=today,
-        open=_lines(session, open_rows, today, settings),
-        overdue=_lines(session, overdue, today, settings),
-        soon=_lines(session, soon, today, settings),
+        open=list(lines.values()), overdue=[lines[r.id] for r in overdue],
+        soon=[lines[r.id] for r in soon],
         failed=[(t.request_id, t.system, t.attempts, _safe(t.error)) for t in failed_tasks],
         candidates=candidates,
-        manual=[(t.request_id, t.system, (manual.of(t).due.isoformat()
-                                          if manual.of(t) else "")) for t in waiting_manual],
+        manual=[(t.request_id, t.system, dues[t.pk].due.isoformat() if dues[t.pk] else "")
+                for t in waiting_manual],
         letters=[(x.id, x.kind, x.request_id or "-", x.attempts, _safe(x.last_error))
                  for x in outbox.failed(session)],
         to_post=[(x.id, x.kind, x.request_id or "-", x.document)
@@ -180,7 +186,7 @@ def queue_check_alert(session: Session, hasher: Hasher, settings: Settings, *, c
     if not _told(settings):
         return []
     key = f"check:{check}:{run_id}"
-    if outbox.by_key(session, key) or outbox.by_key(session, f"{key}:slack"):
+    if _told_already(session, key):
         return []
     body = render(_template(settings, "check"), settings.ops_language, check=check,
                   run_id=run_id)
