@@ -639,37 +639,39 @@ class AppDatabaseConnector(ConnectorBase):
         return self.done(RecordOutcome(ref, action, ", ".join(
             f"{name} set to {'true' if value else 'false'}" for name, value in written.items())))
 
-    def _not_yet(self, records: list[RecordOutcome], lift: bool) -> set[RecordRef]:
-        """The rows whose restriction column does not read as asked (with a restriction,
-        also a consent still given)."""
-        wanted = Action.LIFTED if lift else Action.RESTRICTED
-        acted = [r.ref for r in records if r.action == wanted]
+    def _not_as_asked(self, records: list[RecordOutcome], action: Action,
+                      shown: Callable[[BoundTable, RowMapping], bool]) -> set[RecordRef]:
+        """Read back the rows of the records that ended ``action``: those gone, or whose
+        row ``shown`` does not accept."""
         left: set[RecordRef] = set()
         with self._database("read back"), self.engine.connect() as conn:
-            for bound, keyed in self._tables_of(acted):
-                flag = bound.col(bound.mapping.restricted)
-                consent = bound.col(bound.mapping.marketing_consent)
-                assert flag is not None
+            for bound, keyed in self._tables_of([r.ref for r in records if r.action == action]):
                 for ref, key in keyed:
                     row = conn.execute(select(bound.table).where(bound.pk == key)
                                        ).mappings().first()
-                    if row is None or bool(row[flag.name]) == lift or (
-                            not lift and consent is not None and row[consent.name]):
+                    if row is None or not shown(bound, row):
                         left.add(ref)
         return left
 
+    def _not_yet(self, records: list[RecordOutcome], lift: bool) -> set[RecordRef]:
+        """The rows whose restriction column does not read as asked (with a restriction,
+        also a consent still given)."""
+        def shown(bound: BoundTable, row: RowMapping) -> bool:
+            flag = bound.col(bound.mapping.restricted)
+            consent = bound.col(bound.mapping.marketing_consent)
+            assert flag is not None
+            return bool(row[flag.name]) != lift and (
+                lift or consent is None or not row[consent.name])
+
+        return self._not_as_asked(records, Action.LIFTED if lift else Action.RESTRICTED, shown)
+
     def _still_consenting(self, records: list[RecordOutcome]) -> set[RecordRef]:
-        done = [r.ref for r in records if r.action == Action.UNSUBSCRIBED]
-        left: set[RecordRef] = set()
-        with self._database("read back"), self.engine.connect() as conn:
-            for bound, keyed in self._tables_of(done):
-                consent = bound.col(bound.mapping.marketing_consent)
-                assert consent is not None
-                for ref, key in keyed:
-                    value = conn.execute(select(consent).where(bound.pk == key)).scalar()
-                    if value is None or value:
-                        left.add(ref)
-        return left
+        def withdrawn(bound: BoundTable, row: RowMapping) -> bool:
+            consent = bound.col(bound.mapping.marketing_consent)
+            assert consent is not None
+            return row[consent.name] is not None and not row[consent.name]
+
+        return self._not_as_asked(records, Action.UNSUBSCRIBED, withdrawn)
 
 
 # ---------------------------------------------------------------------- pure helpers
