@@ -52,17 +52,10 @@ def planned(session: Session, request_id: str, system: str) -> list[RecordRef]:
     return list(seen.values())
 
 
-def any_planned(session: Session, request_id: str) -> bool:
-    """Whether records are journalled for the request in any system.
-
-    A request filed for a record rather than a person (a kept record whose legal
-    hold ended, hub/retention.py) has nothing else to act on: no identifier is left.
-    """
-    return bool(planned_systems(session, request_id))
-
-
 def planned_systems(session: Session, request_id: str) -> set[str]:
-    """The systems in which records are journalled for the request."""
+    """The systems in which records are journalled for the request: for one filed for a
+    record rather than a person (a kept record whose hold ended, hub/retention.py), the
+    only systems it has anything to act on."""
     return set(session.scalars(select(TaskActionRow.system).where(
         TaskActionRow.request_id == request_id).distinct()))
 

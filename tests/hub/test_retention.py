@@ -452,7 +452,7 @@ def test_a_hold_that_ended_is_filed_for_the_record_itself_once(store):
         # Named in the journal, as a retry would find it; the subject by keyed hash only.
         assert journal.planned(session, erase, "netvisor") == [
             RecordRef("netvisor", "customer", "1000", label="customer 1000")]
-        assert journal.any_planned(session, erase)
+        assert journal.planned_systems(session, erase) == {"netvisor"}
         assert ledger.identifiers_of(session, erase) == []
         assert ledger.identifier_hashes(session, erase) == ledger.identifier_hashes(
             session, kept_id)
