@@ -291,18 +291,24 @@ def test_opt_out_has_nothing_to_do(connector):
 # ------------------------------------------------------- what is not read
 
 
-def test_corrupt_and_unreadable_files_are_skipped_and_counted(connector, drive, monkeypatch):
-    write(drive / "rikki.docx", b"PK\x03\x04 not really a zip " + AINO.encode())
-    write(drive / "rikki.pdf", b"%PDF-1.4 garbage " + AINO.encode())
-    write(drive / "salainen.txt", AINO.encode())
+def refuse_to_open(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The file named ``name`` cannot be opened (the tests run as root: chmod cannot
+    refuse)."""
     real_open = os.open
 
-    def refuse(path, flags, *args, **kwargs):  # the tests run as root: chmod cannot refuse
-        if str(path).endswith("salainen.txt"):
+    def refuse(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202 - os.open's own
+        if str(path).endswith(name):
             raise PermissionError(13, "Permission denied")
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)
+
+
+def test_corrupt_and_unreadable_files_are_skipped_and_counted(connector, drive, monkeypatch):
+    write(drive / "rikki.docx", b"PK\x03\x04 not really a zip " + AINO.encode())
+    write(drive / "rikki.pdf", b"%PDF-1.4 garbage " + AINO.encode())
+    write(drive / "salainen.txt", AINO.encode())
+    refuse_to_open(monkeypatch, "salainen.txt")
     refs = connector.find(email(AINO))
     assert ids(refs) == {"sopimukset/sopimus.docx", "asiakkaat.xlsx", "tarjoukset/tarjous.pdf"}
     assert connector.skipped["unreadable"] == 3
@@ -331,14 +337,7 @@ def test_nobody_found_is_not_not_found_while_a_file_could_not_be_read(drive, mon
     write(drive / "sopimukset" / "Aino_Virtanen sopimus 0401234567.docx", b"PK\x03\x04 broken")
     # someone else's file, in every request's task until it settles: their name cut too
     write(drive / "sopimukset" / "Matti Meikäläinen - vuokrasopimus.pdf", b"%PDF-1.4 broken")
-    real_open = os.open
-
-    def refuse(path, flags, *args, **kwargs):  # the tests run as root: chmod cannot refuse
-        if str(path).endswith("asiakkaat.xlsx"):
-            raise PermissionError(13, "Permission denied")
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", refuse)
+    refuse_to_open(monkeypatch, "asiakkaat.xlsx")
     with NetworkDriveConnector.from_env(root=str(drive)) as conn:
         refs = conn.find(email(AINO) + phone(AINO_PHONE))
         assert refs == []
