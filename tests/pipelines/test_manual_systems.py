@@ -123,12 +123,10 @@ def test_an_unconfirmed_task_past_its_own_due_date_fails_the_checks(with_archive
 
 # ------------------------------------------ the network drive: the operator's work, read back
 
-def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing(
-        hub_store, tmp_path, monkeypatch):
-    """The hub never edits files; it lists them. The operator's confirmation is not taken
-    on trust: the task runs again and settles only when the share names nobody."""
-    from pipelines.requests import run_task
-    from pipelines.resources import ConnectorsResource
+def drive_request(hub_store, tmp_path, monkeypatch, kind: RequestKind):  # noqa: ANN201
+    """The demo's share plus a note named after its subject, the network drive turned
+    on, and a request of ``kind`` for her in progress: (id, policy, subject, share,
+    the files written)."""
     from sandbox.network_drive import demo_files
     from sandbox.people import generate_people
 
@@ -136,7 +134,7 @@ def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing
     subject = people[0]
     share = tmp_path / "share"
     written = demo_files(share, people)
-    # A note named after her: once the erasure settles, no path may say who she was.
+    # A note named after her: once the request settles, no path may say who she was.
     named = share / "muistiinpanot" / f"{subject.name} - puhelu.txt"
     named.write_text(f"Soittopyyntö: {subject.email}\n", "utf-8")
     written.append(named)
@@ -144,14 +142,24 @@ def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing
     monkeypatch.setenv("NETWORK_DRIVE_ROOT", str(share))
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text('[systems.network_drive]\nerase = "delete"\n', "utf-8")
-    policy = load_policy(policy_file)
     with hub_store.session() as session:
-        row = ledger.create_request(session, hub_store.hasher, RequestKind.ERASURE,
+        row = ledger.create_request(session, hub_store.hasher, kind,
                                     [Identifier(IdentifierKind.EMAIL, subject.email)])
         ledger.verify(session, row.id)
         ledger.transition(session, row, RequestState.IN_PROGRESS)
         ledger.ensure_tasks(session, row, ["network_drive"])
-        rid = row.id
+        return row.id, load_policy(policy_file), subject, share, written
+
+
+def test_a_network_drive_erasure_settles_only_when_the_next_search_finds_nothing(
+        hub_store, tmp_path, monkeypatch):
+    """The hub never edits files; it lists them. The operator's confirmation is not taken
+    on trust: the task runs again and settles only when the share names nobody."""
+    from pipelines.requests import run_task
+    from pipelines.resources import ConnectorsResource
+
+    rid, policy, subject, share, written = drive_request(hub_store, tmp_path, monkeypatch,
+                                                         RequestKind.ERASURE)
 
     def one_round() -> str:
         run_task(hub_store, ConnectorsResource(), policy, rid, "network_drive",
@@ -223,27 +231,10 @@ def test_a_network_drive_access_request_keeps_no_path_once_it_settles(
     hub keeps keyed hashes and counts."""
     from pipelines.requests import run_task
     from pipelines.resources import ConnectorsResource
-    from sandbox.network_drive import demo_files
-    from sandbox.people import generate_people
 
-    subject = generate_people(3)[0]
-    share = tmp_path / "share"
-    demo_files(share, generate_people(3))
-    (share / "muistiinpanot" / f"{subject.name} - puhelu.txt").write_text(
-        f"Soittopyyntö: {subject.email}\n", "utf-8")
-    monkeypatch.setenv("HUB_EXTRA_SYSTEMS", "connectors.network_drive")
-    monkeypatch.setenv("NETWORK_DRIVE_ROOT", str(share))
-    policy_file = tmp_path / "policy.toml"
-    policy_file.write_text('[systems.network_drive]\nerase = "delete"\n', "utf-8")
-    with hub_store.session() as session:
-        row = ledger.create_request(session, hub_store.hasher, RequestKind.ACCESS,
-                                    [Identifier(IdentifierKind.EMAIL, subject.email)])
-        ledger.verify(session, row.id)
-        ledger.transition(session, row, RequestState.IN_PROGRESS)
-        ledger.ensure_tasks(session, row, ["network_drive"])
-        rid = row.id
-    run_task(hub_store, ConnectorsResource(), load_policy(policy_file), rid, "network_drive",
-             last_attempt=True)
+    rid, policy, subject, _, _ = drive_request(hub_store, tmp_path, monkeypatch,
+                                               RequestKind.ACCESS)
+    run_task(hub_store, ConnectorsResource(), policy, rid, "network_drive", last_attempt=True)
     with hub_store.session() as session:
         before = json.dumps(ledger.get_task(session, rid, "network_drive").evidence,
                             ensure_ascii=False)
