@@ -19,11 +19,10 @@ from hub import ledger, outbox
 from hub.domain import Identifier, IdentifierKind
 from hub.ledger import RequestKind, RequestState, TaskState
 from hub.settings import Settings
-from hub.store import open_store
 from pipelines import sensors
 from pipelines.resources import HubResource
 from tests.conftest import TEST_SECRET
-from tests.delivery.conftest import OPS, SENDER, hub_settings
+from tests.delivery.conftest import OPS, SENDER
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EMAIL = "aino.virtanen@example.fi"
@@ -163,10 +162,9 @@ def test_a_failed_nightly_check_is_told_once_per_run(smtp, tmp_path, monkeypatch
     assert result.run_id in plain(alert)
 
 
-def test_the_ops_staff_read_finnish_unless_told_otherwise(tmp_path, smtp):
-    store = open_store(hub_settings(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / ".hub",
-                                    smtp.port, ops_language=Settings.model_fields[
-                                        "ops_language"].default))
+def test_the_ops_staff_read_finnish_unless_told_otherwise(sqlite_mail_store, smtp):
+    store = sqlite_mail_store
+    store.settings.ops_language = Settings.model_fields["ops_language"].default
     now = datetime(2026, 4, 6, 7, 30, tzinfo=UTC)
     rid = failing_request(store, now=now)
     worker.tick(store, now=now)
@@ -180,7 +178,6 @@ def test_the_ops_staff_read_finnish_unless_told_otherwise(tmp_path, smtp):
         in plain(digest)
     assert "Epäonnistuneet tehtävät" in plain(digest)
     assert "<html lang='fi'>" in digest.get_body(preferencelist=("html",)).get_content()
-    store.close()
 
 
 def test_the_sensors_log_line_names_the_kind_of_failure_not_the_servers_answer():

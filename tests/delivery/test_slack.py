@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from dagster import build_sensor_context, instance_for_test
+from pydantic import SecretStr
 
 from delivery import worker
 from hub import alerts, outbox
@@ -125,15 +126,14 @@ def test_the_sensor_logs_a_slack_failure_without_the_token(smtp, tmp_path, monke
     assert len(smtp.inbox.to(OPS)) == 2
 
 
-def test_without_a_channel_nothing_goes_to_slack(tmp_path, smtp):
-    store = open_store(hub_settings(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / ".hub",
-                                    smtp.port, slack_token=TOKEN))
+def test_without_a_channel_nothing_goes_to_slack(sqlite_mail_store, smtp):
+    store = sqlite_mail_store
+    store.settings.slack_token = SecretStr(TOKEN)
     failing_request(store, now=NOW)
     report = worker.tick(store, now=NOW)
     with store.session() as session:
         assert {x.channel for x in outbox.letters_of(session)} == {Channel.EMAIL.value}
     assert len(report.sent) == 2
-    store.close()
 
 
 def test_a_failed_nightly_check_is_posted_too(slack_store, smtp):
