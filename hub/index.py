@@ -821,6 +821,7 @@ def forget(session: Session, identifiers: Sequence[Identifier], *,
     Their persons are retired when no record is left; only the suppression list's
     hashes (and any legal hold's pointer) remain. Returns the records dropped.
     """
+    _after_syncs_in_flight(session)
     pks = records_holding(session, identifiers)
     if not pks:
         return 0
@@ -842,6 +843,20 @@ def forget(session: Session, identifiers: Sequence[Identifier], *,
                 row.retired_at = now
     session.flush()
     return len(pks)
+
+
+def _after_syncs_in_flight(session: Session) -> None:
+    """Wait until every sync in flight has committed what it read.
+
+    A sync and an erasure may run at once (the vendor's limits are kept per call, not
+    by letting one step at a time talk to it): a sync that read a person before the
+    erasure deleted them writes the record after. Forgetting before it commits left
+    the erased person's identifiers in the index. A sync holds its system's state row
+    locked until it commits (on SQLite, the one write lock): a no-op update of every
+    state row waits for it, before anything is read.
+    """
+    session.execute(update(SyncStateRow).values(system=SyncStateRow.system)
+                    .execution_options(synchronize_session=False))
 
 
 def retire_corrected(session: Session, systems: Sequence[str],

@@ -1,5 +1,6 @@
 """Drift found in the index and acted on, legal holds and the index forgetting, on both DBs."""
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 from hub import audit, drift, holds, index, ledger, suppression
@@ -107,6 +108,34 @@ def test_forget_drops_the_persons_records_and_retires_the_person(store):
         assert index.lookup(session, MIKKO) is not None  # nobody else is touched
         assert list(index.live_identifiers(session)) == [
             index.IndexedIdentifier("pipedrive", "8", index.lookup(session, MIKKO), None, MIKKO)]
+
+
+def test_forgetting_waits_for_a_sync_that_read_the_person_before_the_erasure(store):
+    """Found: a sync and an erasure may run at once (vendor limits are kept per call).
+    A sync that read Aino before the vendor erased her wrote her record after the
+    erasure had forgotten her, and her e-mail stayed in the index."""
+    put(store, "pipedrive", SourceRecord("pipedrive", "8", (MIKKO.value,)))  # synced before
+    syncing = store.sessions()
+    writer = index.IndexWriter(syncing, "pipedrive", full=False, now=NOW)
+    writer.add([SourceRecord("pipedrive", "7", (AINO.value,))])  # read before the erasure
+    writer.finish()
+    dropped: list[int] = []
+
+    def erase() -> None:
+        with store.session() as session:
+            dropped.append(index.forget(session, [AINO], now=NOW))
+
+    forgetting = threading.Thread(target=erase)
+    forgetting.start()
+    forgetting.join(timeout=1.0)
+    waited = forgetting.is_alive()  # it must wait: what it would read is not committed
+    syncing.commit()
+    syncing.close()
+    forgetting.join(timeout=60)
+    assert waited and dropped == [1]
+    with store.session() as session:
+        assert index.lookup(session, AINO) is None
+        assert index.lookup(session, MIKKO) is not None
 
 
 def test_an_opt_out_marks_the_index_unsubscribed_until_the_next_sync(store):
