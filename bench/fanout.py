@@ -26,11 +26,11 @@ a temporary Dagster instance with the repository's dagster.yaml. Steps:
    `--in-flight` runs at a time (default 4) by worker processes that each call
    `execute_job` for one request after another, first in first out; they import Dagster
    and the hub before the clock starts (a deployed run worker is a fresh process per
-   run and pays that import per run). Four in flight keep every one-slot vendor pool
-   fed. More (the run queue's default is 10) only add waiting runs: each run's
-   coordinator keeps polling for its pool slots and its ops' events (the batch prints
-   what the coordinators cost in CPU), and Dagster backs a blocked claim off from 1 s
-   up to 15 s, so the longer the queue of claims, the longer a freed slot sits idle.
+   run and pays that import per run). Four in flight fill every vendor's pool (4 steps
+   each), and the vendors' own limits are kept per call across processes by the
+   connectors' gates (connectors/gates.py), so each vendor is busy at its rate while
+   runs wait on it. More in flight only add waiting runs, whose coordinators poll for
+   their ops' events (the batch prints what the coordinators cost in CPU).
    Op concurrency comes from the instance's pools. Time per request = `completed_at -
    verified_at` from the ledger; per-op times from the run's event log (STEP_START →
    STEP_SUCCESS). The aim: the batch's wall time over the busiest vendor's rate-limit
@@ -41,12 +41,11 @@ forked from a forkserver that the run starts and that imports Dagster, the hub a
 jobs once), with nothing added by the benchmark. Ops per run at a time: as the job ships
 (one process per system), unless `--max-concurrent`.
 
-Pools: the repository's dagster.yaml gives every vendor one slot (`default_limit: 1`).
-`--pools` raises a pool to what the vendor's API allows; the default raises only
-Mailchimp to 10 (its limit is 10 simultaneous connections per key; one op holds one).
-Pipedrive stays at 1 (its search API allows 10 requests per 2 s per company and each
-op process throttles itself to that), Typeform at 1 (2 requests/s per account), Netvisor
-at 1 ("one request at a time" per customer environment).
+Pools: as the repository's dagster.yaml gives them (`default_limit`: steps at once per
+vendor); `--pools system=N,...` changes one. The vendors' limits do not depend on them:
+Typeform's 2 requests/s per account and Pipedrive's 10 searches per 2 s are paces, and
+Netvisor's one request at a time and Mailchimp's 10 connections are seats, each shared by
+every process through the gates.
 
 API calls. Measured per request and system from the op's own count (`api_calls` in the
 op's output metadata, every attempt of the last try), checked against the sandbox's
@@ -113,14 +112,14 @@ from connectors import registry  # noqa: E402
 SYSTEMS = registry.names()  # the declared systems (connectors/registry.py)
 KINDS = ("access", "opt_out", "erasure")
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_POOLS = "mailchimp=10"
+DEFAULT_POOLS = ""  # as dagster.yaml gives them
 AIM_RATIO = 1.3  # one request alone: the job's wall time over its slowest system op
 AIM_BURST = 1.3  # a burst: its wall time over the busiest vendor's rate-limit floor
 VENDOR_POOL_NOTES = {
-    "pipedrive": "search API 10 req/2 s per company; each op throttles itself to that",
-    "mailchimp": "10 simultaneous connections per API key; an op holds one",
-    "typeform": "2 req/s per account; each op throttles itself to that",
-    "netvisor": "one request at a time per customer environment",
+    "pipedrive": "searches paced across processes under 10 per 2 s per company",
+    "mailchimp": "10 connections per API key, seats shared across processes",
+    "typeform": "paced across processes under 2 req/s per account",
+    "netvisor": "one request at a time per customer environment, one shared seat",
 }
 
 
@@ -257,7 +256,10 @@ def set_latency(urls: dict[str, str], latency_ms: float) -> None:
 
 
 def parse_pools(text: str) -> dict[str, int]:
-    pools = dict.fromkeys(SYSTEMS, 1)
+    import yaml
+
+    shipped = yaml.safe_load((REPO / "dagster.yaml").read_text("utf-8"))
+    pools = dict.fromkeys(SYSTEMS, int(shipped["concurrency"]["pools"]["default_limit"]))
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
         if name.strip() not in pools or not value.strip().isdigit():
@@ -930,10 +932,9 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--in-flight", type=int, default=4,
-                        help="runs at a time (enough to keep each one-slot pool fed; "
-                             "Dagster's run queue allows 10 by default)")
+                        help="runs at a time (enough to fill each vendor's pool of 4)")
     parser.add_argument("--pools", default=DEFAULT_POOLS,
-                        help="pool limits over dagster.yaml's default 1, e.g. mailchimp=10")
+                        help="pool limits other than dagster.yaml's, e.g. netvisor=1")
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="ops at a time within a run; default: as the job ships (one "
                              "process per system); 0 = Dagster's default (one per core)")
@@ -986,11 +987,8 @@ def main() -> None:
                   + ", ops per run at a time: "
                   + ("one per system (as the job ships)" if args.max_concurrent is None
                      else str(args.max_concurrent or f"one per core ({os.cpu_count()})")))
-            for system, n in pools.items():
-                if n > 1:
-                    print(f"  pool {system} raised to {n}: {VENDOR_POOL_NOTES[system]}")
-            kept = [f"{s} ({VENDOR_POOL_NOTES[s]})" for s, n in pools.items() if n == 1]
-            print("  pools kept at 1: " + "; ".join(kept))
+            for system in pools:
+                print(f"  {system}: {VENDOR_POOL_NOTES[system]}")
 
             single_subjects = bench.file(
                 people, list(zip(singles, KINDS * len(settings), strict=True)))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -401,3 +402,19 @@ class LetterRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VendorGateRow(Base):
+    """A vendor account's pace (seat -1: when its next call may start) and its seats
+    (0..n-1: who holds each call in flight, until when), shared by every process that
+    calls the vendor (``connectors.gates``). Nothing personal: the key is a system and
+    a hash of the account's address and credential. On SQLite the gates use a file of
+    their own, and this table stays empty."""
+
+    __tablename__ = "vendor_gates"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seat: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    next_at: Mapped[float] = mapped_column(Float)
+    holder: Mapped[str | None] = mapped_column(String(100))
+    held_until: Mapped[float | None] = mapped_column(Float)

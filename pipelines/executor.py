@@ -1,7 +1,7 @@
 """The executor every hub job runs on: one op process per system, forked from a warm server.
 
 The system ops and the syncs wait on vendors, not on the CPU, so they all run at once;
-each vendor's pool (dagster.yaml) still keeps one call stream per vendor.
+each vendor's limit is kept per call by the connectors' gates (connectors/gates.py).
 """
 
 import multiprocessing

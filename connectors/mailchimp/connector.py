@@ -57,9 +57,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors import gates
 from connectors.base import ConnectorBase, parse_time, wanted
 from connectors.errors import NotFound, RequestRejected
-from connectors.http import DEFAULT_LIMITS, CallLimits, Limiter, RetryPolicy
+from connectors.http import DEFAULT_LIMITS, CallLimits, CombinedLimiter, Limiter, RetryPolicy
 from connectors.mailchimp.models import (
     ActivityFeedPage,
     Audience,
@@ -78,7 +79,12 @@ from connectors.mailchimp.models import (
     Tags,
     dump,
 )
-from connectors.mailchimp.sdk import DEFAULT_TIMEOUT, MailchimpApi
+from connectors.mailchimp.sdk import (
+    DEFAULT_TIMEOUT,
+    MAX_CONCURRENT,
+    MailchimpApi,
+    shared_limiter,
+)
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
@@ -160,7 +166,16 @@ class MailchimpConnector(ConnectorBase):
         """``client`` is accepted for the registry's signature and ignored: the SDK
         does its own HTTP (requests)."""
         settings = load_settings(MailchimpSettings)
-        return cls(settings.base_url, settings.api_key.get_secret_value(), **kwargs)
+        api_key = settings.api_key.get_secret_value()
+        if "limiter" not in kwargs:
+            # 10 connections per account, whichever process holds them; the process's
+            # own semaphore first, so its threads queue in memory, not in the table.
+            key = gates.account_key(SYSTEM, settings.base_url, api_key)
+            kwargs["limiter"] = CombinedLimiter(
+                shared_limiter(api_key),
+                gates.SharedSeats(gates.shared_store(), key, MAX_CONCURRENT,
+                                  ttl=kwargs.get("limits", DEFAULT_LIMITS).deadline + 10))
+        return cls(settings.base_url, api_key, **kwargs)
 
     @property
     def api_calls(self) -> int:

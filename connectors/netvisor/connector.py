@@ -74,6 +74,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors import gates
 from connectors.base import ConnectorBase, matches, now_utc, wanted
 from connectors.errors import (
     AuthError,
@@ -83,6 +84,7 @@ from connectors.errors import (
     VendorError,
 )
 from connectors.http import (
+    DEFAULT_LIMITS,
     NO_RETRY,
     Limiter,
     RetryPolicy,
@@ -244,7 +246,15 @@ class NetvisorConnector(ConnectorBase):
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
                  ) -> NetvisorConnector:
-        return cls(load_settings(NetvisorSettings), client=client, **kwargs)
+        """As the hub builds it: "one request at a time" holds for the customer
+        environment, so the seat is shared by every process that calls it
+        (``connectors.gates``); a lease outlives no call's deadline by much."""
+        settings = load_settings(NetvisorSettings)
+        if "limiter" not in kwargs:
+            key = gates.account_key(SYSTEM, settings.base_url, settings.customer_id)
+            kwargs["limiter"] = gates.SharedSeats(gates.shared_store(), key, 1,
+                                                  ttl=DEFAULT_LIMITS.deadline + 10)
+        return cls(settings, client=client, **kwargs)
 
 
     # ------------------------------------------------------------------ transport

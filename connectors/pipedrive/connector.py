@@ -51,6 +51,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors import gates
 from connectors.base import (
     ConnectorBase,
     matches,
@@ -61,6 +62,7 @@ from connectors.base import (
 from connectors.errors import BadResponse, NotFound
 from connectors.http import (
     BurstWindowLimiter,
+    CombinedLimiter,
     HttpClient,
     Limiter,
     RetryPolicy,
@@ -111,6 +113,9 @@ from hub.policy import DealsMode, EraseMode, SystemPolicy
 
 SYSTEM = "pipedrive"
 PAGE_LIMIT = 500
+# Searches per second for the company, across processes: its limit is 10 per 2 s, and
+# a little under it leaves room for the jitter between our clock and its window.
+SEARCH_PACE = 4.5
 V1_LIMIT = 100
 ANONYMISED_NAME = "Erased person"
 RESTRICTED_LABEL = "GDPR restricted"
@@ -176,9 +181,18 @@ class PipedriveConnector(ConnectorBase):
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
                  ) -> PipedriveConnector:
+        """As the hub builds it: the Search API's 10 requests per 2 s hold for the
+        company, so searches are paced across every process that calls Pipedrive
+        (``connectors.gates``), a little under the limit; each process still watches
+        the window's headers, which also count other integrations' calls."""
         settings = load_settings(PipedriveSettings)
-        return cls(settings.base_url, settings.api_token.get_secret_value(), client=client,
-                   **kwargs)
+        token = settings.api_token.get_secret_value()
+        if "search_limiter" not in kwargs:
+            key = gates.account_key(SYSTEM, settings.base_url, token) + ":search"
+            kwargs["search_limiter"] = CombinedLimiter(
+                gates.SharedPace(gates.shared_store(), key, SEARCH_PACE),
+                BurstWindowLimiter())
+        return cls(settings.base_url, token, client=client, **kwargs)
 
 
     # ------------------------------------------------------------------ plumbing

@@ -50,6 +50,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors import gates
 from connectors.base import (
     ConnectorBase,
     matches,
@@ -170,7 +171,14 @@ class TypeformConnector(ConnectorBase):
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
-        return cls(load_settings(TypeformSettings), client=client, **kwargs)
+        """As the hub builds it: the pace is the account's, kept across every process
+        that calls Typeform (``connectors.gates``), not this connector's alone."""
+        settings = load_settings(TypeformSettings)
+        if "limiter" not in kwargs:
+            key = gates.account_key(SYSTEM, settings.base_url, settings.token.get_secret_value())
+            kwargs["limiter"] = gates.SharedPace(gates.shared_store(), key,
+                                                 settings.requests_per_second)
+        return cls(settings, client=client, **kwargs)
 
 
     # ------------------------------------------------------------------ plumbing

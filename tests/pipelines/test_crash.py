@@ -39,7 +39,7 @@ WRITE_ACTIONS = {"deleted", "permanently_deleted", "anonymised", "unsubscribed",
 @pytest.fixture
 def hub_env(vendors, resources, hub_store, hub_db, tmp_path, monkeypatch) -> dict[str, str]:
     """The environment of `hub` run as an operator would: the sandbox, the hub's database,
-    a Dagster home with the repository's dagster.yaml (pools, one slot per vendor)."""
+    a Dagster home with the repository's dagster.yaml (one pool per vendor)."""
     home = tmp_path / "dagster"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text("utf-8"), "utf-8")

@@ -137,9 +137,11 @@ def test_subject_request_runs_on_an_instance_stored_in_postgres(
         result.run_id, of_type=DagsterEventType.STEP_SUCCESS)}
     assert {"plan", "complete", *(f"{s}_task" for s in SYSTEMS)} <= succeeded
     # ... and every vendor's pool there, with no slot left claimed after the run.
+    limit = yaml.safe_load(DEPLOY_DAGSTER_YAML.read_text("utf-8"))["concurrency"]["pools"][
+        "default_limit"]
     for system in SYSTEMS:
         info = instance.event_log_storage.get_concurrency_info(system)
-        assert info.slot_count == 1 and info.claimed_slots == [], system
+        assert info.slot_count == limit and info.claimed_slots == [], system
 
     # Read straight from the database, not through Dagster's API.
     with psycopg.connect(dagster_db) as conn:

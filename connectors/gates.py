@@ -1,0 +1,211 @@
+"""A vendor's limits kept by every process that calls it: a pace, and a number of seats.
+
+A vendor limits an account, not a process: Typeform answers 2 requests per second per
+account, Netvisor one request at a time per customer environment, Mailchimp 10
+connections per account. The hub calls a vendor from many processes at once (each
+request's op, the nightly sync), so a limiter in one process cannot keep the vendor's
+limit. Dagster pools of one slot per vendor used to keep it, by letting one op at a time
+talk to a vendor; but a freed slot waits for the next claim's backoff (up to 15 s), and
+every op's own start-up and bookkeeping ran while the vendor sat idle. A burst of
+requests took twice the time the vendor's limit needs.
+
+Here each call takes its turn in a small table that every process shares, so any number
+of ops may run and the vendor is kept busy at exactly the rate it allows:
+
+- :class:`SharedPace`: a GCRA schedule. One atomic upsert reserves the next free start
+  time ("theoretical arrival time"); the caller sleeps until it. No polling, and the
+  order of reservations is the order of calls.
+- :class:`SharedSeats`: at most ``seats`` calls in flight. A seat is a leased row; a
+  caller that finds none free polls (``poll`` seconds, injectable). A lease ends when
+  the call does, or after ``ttl`` if its process died mid-call.
+
+The table lives in the hub's PostgreSQL database when the hub runs on one (runs on
+several machines share it), else in a SQLite file beside the hub's SQLite database:
+not in the hub's own file, whose writer lock a sync holds for the whole sync. Times are
+wall-clock seconds (``time.time``), the one clock processes share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.errors import ConfigError
+from connectors.http import Limiter
+
+TABLE = "vendor_gates"
+PACE_SEAT = -1  # the row of a key that holds its pace; seats are 0..n-1
+
+_RESERVE = text(f"""
+    INSERT INTO {TABLE} (key, seat, next_at) VALUES (:key, {PACE_SEAT}, :now + :interval)
+    ON CONFLICT (key, seat) DO UPDATE SET next_at =
+        CASE WHEN {TABLE}.next_at > :now THEN {TABLE}.next_at ELSE :now END + :interval
+    RETURNING next_at""")
+_ADD_SEAT = text(f"""
+    INSERT INTO {TABLE} (key, seat, next_at) VALUES (:key, :seat, 0)
+    ON CONFLICT (key, seat) DO NOTHING""")
+# The outer condition is checked again on the row itself, so two processes that chose
+# the same free seat cannot both take it (PostgreSQL re-reads a row updated meanwhile).
+_TAKE_SEAT = text(f"""
+    UPDATE {TABLE} SET holder = :holder, held_until = :now + :ttl
+    WHERE key = :key AND (holder IS NULL OR held_until < :now) AND seat = (
+        SELECT seat FROM {TABLE}
+        WHERE key = :key AND seat >= 0 AND seat < :seats
+          AND (holder IS NULL OR held_until < :now)
+        ORDER BY seat LIMIT 1)
+    RETURNING seat""")
+_FREE_SEAT = text(f"""
+    UPDATE {TABLE} SET holder = NULL, held_until = NULL
+    WHERE key = :key AND seat = :seat AND holder = :holder""")
+_CREATE = text(f"""
+    CREATE TABLE IF NOT EXISTS {TABLE} (
+        key VARCHAR(200) NOT NULL, seat INTEGER NOT NULL, next_at FLOAT NOT NULL,
+        holder VARCHAR(100), held_until FLOAT, PRIMARY KEY (key, seat))""")
+
+
+def account_key(system: str, base_url: str, secret: str) -> str:
+    """One vendor account: its system, address and a hash of its credential (never the
+    credential itself, which must not reach a table)."""
+    digest = hashlib.sha256(f"{base_url.rstrip('/')}\n{secret}".encode()).hexdigest()[:32]
+    return f"{system}:{digest}"
+
+
+class GateStore:
+    """The shared table, reached through one autocommit engine per process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._seated: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+
+    def reserve(self, key: str, interval: float, now: float) -> float:
+        """The start time of the next call under a pace of one per ``interval`` seconds."""
+        with self.engine.connect() as conn:
+            return float(conn.execute(_RESERVE, {"key": key, "interval": interval,
+                                                 "now": now}).scalar_one())
+
+    def take_seat(self, key: str, seats: int, holder: str, ttl: float, now: float
+                  ) -> int | None:
+        """A free seat of ``key`` leased to ``holder``, or None when all are taken."""
+        self._add_seats(key, seats)
+        with self.engine.connect() as conn:
+            return conn.execute(_TAKE_SEAT, {"key": key, "seats": seats, "holder": holder,
+                                             "ttl": ttl, "now": now}).scalar_one_or_none()
+
+    def free_seat(self, key: str, seat: int, holder: str) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(_FREE_SEAT, {"key": key, "seat": seat, "holder": holder})
+
+    def _add_seats(self, key: str, seats: int) -> None:
+        with self._lock:
+            if (key, seats) in self._seated:
+                return
+            with self.engine.connect() as conn:
+                for seat in range(seats):
+                    conn.execute(_ADD_SEAT, {"key": key, "seat": seat})
+            self._seated.add((key, seats))
+
+
+class SharedPace(Limiter):
+    """At most ``rate`` calls per second to one account, counted across every process."""
+
+    def __init__(self, store: GateStore, key: str, rate: float, *,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.store, self.key, self.rate, self.interval = store, key, rate, 1.0 / rate
+        self._clock, self._sleep = clock, sleep
+        self.waited = 0.0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        now = self._clock()
+        start = self.store.reserve(self.key, self.interval, now) - self.interval
+        if start > now:
+            self.waited += start - now
+            self._sleep(start - now)
+        yield
+
+
+class SharedSeats(Limiter):
+    """At most ``seats`` calls in flight to one account, counted across every process.
+
+    ``ttl`` bounds a lease whose process died mid-call: longer than any one call may
+    take (the call's own deadline), so a live call never loses its seat.
+    """
+
+    def __init__(self, store: GateStore, key: str, seats: int, *, ttl: float,
+                 poll: float = 0.01, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if seats < 1 or ttl <= 0:
+            raise ValueError("seats must be at least 1 and ttl positive")
+        self.store, self.key, self.seats, self.ttl, self.poll = store, key, seats, ttl, poll
+        self._clock, self._sleep = clock, sleep
+        self.waited = 0.0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        started = self._clock()
+        while (seat := self.store.take_seat(self.key, self.seats, holder, self.ttl,
+                                            self._clock())) is None:
+            self._sleep(self.poll)
+        self.waited += self._clock() - started
+        try:
+            yield
+        finally:
+            self.store.free_seat(self.key, seat, holder)
+
+
+def gate_url() -> str:
+    """Where the gates live: the hub's PostgreSQL database, or a SQLite file beside the
+    hub's SQLite database (``<name>-gates.db``), from the hub's settings."""
+    from hub.settings import SettingsError, load_settings  # the hub's own settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite"):
+        return url
+    from sqlalchemy import make_url
+
+    database = make_url(url).database
+    path = (Path(database) if database and database != ":memory:"
+            else settings.home / "hub.db")
+    return f"sqlite:///{path.with_name(path.stem + '-gates.db')}"
+
+
+@cache
+def store_for(url: str) -> GateStore:
+    """The process's store for ``url``; the table is made on first use on SQLite (a file
+    of the gates alone) and by the hub's migrations on PostgreSQL."""
+    from hub.db import DatabaseUnavailable, make_engine
+
+    try:
+        engine = make_engine(url, connect_timeout=30.0, statement_timeout=30.0)
+        if engine.dialect.name == "sqlite":
+            with engine.begin() as conn:
+                conn.execute(_CREATE)
+    except (DatabaseUnavailable, SQLAlchemyError) as exc:
+        raise ConfigError(f"the vendor gates' database cannot be used: "
+                          f"{type(exc).__name__}") from None
+    return GateStore(engine)
+
+
+def shared_store() -> GateStore:
+    """The gates every process of this hub shares."""
+    return store_for(gate_url())

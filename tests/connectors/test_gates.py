@@ -1,0 +1,126 @@
+"""A vendor's limits hold across processes (connectors/gates.py).
+
+Found: each process kept a vendor's limit on its own (a token bucket, a one-at-a-time
+lock), so two processes calling Typeform at once sent twice its rate and earned 429s,
+and two calling Netvisor overlapped and were refused. Dagster's one-slot pools hid
+this by letting one op per vendor run at a time, and left the vendors idle between
+ops. The processes here are real ones, calling the sandbox over HTTP.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from connectors import gates
+from connectors.errors import ConnectorError
+from connectors.http import NO_RETRY
+from hub.domain import Identifier, IdentifierKind
+from hub.settings import Settings
+from hub.store import open_store
+
+PROCESSES = 3
+
+
+def _pool() -> ProcessPoolExecutor:
+    # spawn: a fresh interpreter, as each of Dagster's op processes is
+    return ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def gate_url(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> str:
+    """The gates' database as the hub finds it: a file beside a SQLite hub, or the hub's
+    PostgreSQL database (migrated, as the hub's ops always find it)."""
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_schema_url")
+        monkeypatch.setenv("HUB_DATABASE_URL", url)
+        open_store(Settings(database_url=url, home=tmp_path / "home")).close()
+    else:
+        monkeypatch.setenv("HUB_DATABASE_URL", f"sqlite:///{tmp_path / 'db' / 'hub.db'}")
+    return gates.gate_url()
+
+
+def _reserve_many(url: str, key: str, interval: float, count: int) -> list[float]:
+    store = gates.store_for(url)
+    return [store.reserve(key, interval, time.time()) for _ in range(count)]
+
+
+def test_a_sqlite_hubs_gates_live_in_a_file_beside_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'hub.db'}")
+    assert gates.gate_url() == f"sqlite:///{tmp_path / 'data' / 'hub-gates.db'}"
+
+
+def test_a_pace_gives_each_call_of_every_process_its_own_start(gate_url):
+    interval = 0.01
+    with _pool() as pool:
+        runs = list(pool.map(_reserve_many, *zip(*[(gate_url, "acme:x", interval, 20)]
+                                                  * PROCESSES, strict=True)))
+    starts = sorted(s for run in runs for s in run)
+    assert len(starts) == PROCESSES * 20
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= interval - 1e-6  # no two calls share a start, none come closer
+
+
+def test_a_seat_is_held_until_freed_or_its_lease_ends(gate_url):
+    store = gates.store_for(gate_url)
+    assert store.take_seat("acme:y", 1, "a", ttl=5, now=100.0) == 0
+    assert store.take_seat("acme:y", 1, "b", ttl=5, now=101.0) is None
+    store.free_seat("acme:y", 0, "b")  # not b's: nothing changes
+    assert store.take_seat("acme:y", 1, "b", ttl=5, now=102.0) is None
+    assert store.take_seat("acme:y", 1, "b", ttl=5, now=106.0) == 0  # a's process died
+    store.free_seat("acme:y", 0, "b")
+    assert store.take_seat("acme:y", 2, "c", ttl=5, now=107.0) == 0
+    assert store.take_seat("acme:y", 2, "d", ttl=5, now=107.0) == 1
+
+
+def _netvisor_searches(count: int) -> list[str]:
+    from connectors.netvisor.connector import NetvisorConnector
+
+    errors = []
+    with NetvisorConnector.from_env(retry=NO_RETRY) as conn:
+        for n in range(count):
+            try:
+                conn.find([Identifier(IdentifierKind.EMAIL, f"nobody{n}@example.fi")])
+            except ConnectorError as exc:
+                errors.append(type(exc).__name__)
+    return errors
+
+
+def test_netvisor_hears_one_request_at_a_time_from_every_process(fresh_vendor, monkeypatch,
+                                                                 tmp_path):
+    inspector, _env = fresh_vendor("netvisor")
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+    inspector.settings(concurrency_guard=True, response_delay=0.05)
+    with _pool() as pool:
+        errors = [e for run in pool.map(_netvisor_searches, [6] * PROCESSES) for e in run]
+    assert errors == []  # the emulator refuses an overlapping request
+    assert inspector.count("/customerlist.nv") == PROCESSES * 6
+
+
+def _typeform_lookups(count: int) -> list[str]:
+    from connectors.typeform.connector import TypeformConnector
+
+    errors = []
+    for n in range(count):  # a new connector each time: no form list kept between calls
+        with TypeformConnector.from_env(retry=NO_RETRY) as conn:
+            try:
+                conn.find([Identifier(IdentifierKind.EMAIL, f"nobody{n}@example.fi")])
+            except ConnectorError as exc:
+                errors.append(type(exc).__name__)
+    return errors
+
+
+def test_typeform_hears_the_accounts_rate_from_every_process(fresh_vendor, monkeypatch,
+                                                            tmp_path):
+    inspector, _env = fresh_vendor("typeform")
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+    inspector.settings(rate_limit_per_second=10)  # the vendor's 2/s, faster for a test
+    monkeypatch.setenv("TYPEFORM_REQUESTS_PER_SECOND", "8")
+    with _pool() as pool:
+        errors = [e for run in pool.map(_typeform_lookups, [3] * PROCESSES) for e in run]
+    assert errors == []  # every call within the account's rate: no 429
+    assert inspector.count("/forms/{form_id}/responses") > 0
