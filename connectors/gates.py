@@ -68,6 +68,7 @@ _TAKE_SEAT = text(f"""
 _FREE_SEAT = text(f"""
     UPDATE {TABLE} SET holder = NULL, held_until = NULL
     WHERE key = :key AND seat = :seat AND holder = :holder""")
+_HOLDERS = text(f"SELECT seat, holder FROM {TABLE} WHERE key = :key AND holder IS NOT NULL")
 _CREATE = text(f"""
     CREATE TABLE IF NOT EXISTS {TABLE} (
         key VARCHAR(200) NOT NULL, seat INTEGER NOT NULL, next_at FLOAT NOT NULL,
@@ -107,6 +108,16 @@ class GateStore:
         with self.engine.connect() as conn:
             conn.execute(_FREE_SEAT, {"key": key, "seat": seat, "holder": holder})
 
+    def free_dead(self, key: str, alive: Callable[[str], bool]) -> int:
+        """Free the seats of ``key`` whose holders ``alive`` says are gone; how many."""
+        freed = 0
+        with self.engine.connect() as conn:
+            for seat, holder in conn.execute(_HOLDERS, {"key": key}).all():
+                if not alive(holder):
+                    freed += conn.execute(_FREE_SEAT, {"key": key, "seat": seat,
+                                                       "holder": holder}).rowcount
+        return freed
+
     def _add_seats(self, key: str, seats: int) -> None:
         with self._lock:
             if (key, seats) in self._seated:
@@ -139,28 +150,55 @@ class SharedPace(Limiter):
         yield
 
 
+def holder_alive(holder: str) -> bool:
+    """Whether a seat's holder (``host:pid:nonce``) may still be calling: a process on
+    another host is taken to be, one on this host only while its pid exists."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != _HOST or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_HOST = socket.gethostname()[:40]
+
+
 class SharedSeats(Limiter):
     """At most ``seats`` calls in flight to one account, counted across every process.
 
     ``ttl`` bounds a lease whose process died mid-call: longer than any one call may
-    take (the call's own deadline), so a live call never loses its seat.
+    take (the call's own deadline), so a live call never loses its seat. Sooner than
+    that, a caller that has waited ``reap_after`` seconds frees the seats of holders on
+    this host whose process is gone (a step killed mid-call): found, a killed op kept
+    Netvisor's one seat, and every later call to Netvisor waited out the lease.
     """
 
     def __init__(self, store: GateStore, key: str, seats: int, *, ttl: float,
-                 poll: float = 0.01, clock: Callable[[], float] = time.time,
+                 poll: float = 0.01, reap_after: float = 1.0,
+                 clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if seats < 1 or ttl <= 0:
             raise ValueError("seats must be at least 1 and ttl positive")
         self.store, self.key, self.seats, self.ttl, self.poll = store, key, seats, ttl, poll
+        self.reap_after = reap_after
         self._clock, self._sleep = clock, sleep
         self.waited = 0.0
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        started = self._clock()
+        holder = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        started = reaped = self._clock()
         while (seat := self.store.take_seat(self.key, self.seats, holder, self.ttl,
                                             self._clock())) is None:
+            if self._clock() - reaped >= self.reap_after:
+                self.store.free_dead(self.key, holder_alive)
+                reaped = self._clock()
             self._sleep(self.poll)
         self.waited += self._clock() - started
         try:

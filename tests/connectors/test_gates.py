@@ -10,6 +10,9 @@ ops. The processes here are real ones, calling the sandbox over HTTP.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -75,6 +78,25 @@ def test_a_seat_is_held_until_freed_or_its_lease_ends(gate_url):
     store.free_seat("acme:y", 0, "b")
     assert store.take_seat("acme:y", 2, "c", ttl=5, now=107.0) == 0
     assert store.take_seat("acme:y", 2, "d", ttl=5, now=107.0) == 1
+
+
+def test_a_seat_held_by_a_dead_process_is_freed_before_its_lease_ends(gate_url):
+    """Found: a step killed mid-call kept Netvisor's one seat, and every later call to
+    Netvisor waited out the lease (70 s)."""
+    store = gates.store_for(gate_url)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert store.take_seat("acme:z", 1, f"{gates._HOST}:{gone.pid}:x", ttl=3600,
+                           now=time.time()) == 0
+    assert store.take_seat("acme:w", 2, f"{gates._HOST}:{os.getpid()}:y", ttl=3600,
+                           now=time.time()) == 0
+    assert store.take_seat("acme:w", 2, "elsewhere:1:z", ttl=3600, now=time.time()) == 1
+    assert store.free_dead("acme:w", gates.holder_alive) == 0  # alive, or not ours to judge
+    waits: list[float] = []
+    seats = gates.SharedSeats(store, "acme:z", 1, ttl=3600, poll=0.001, reap_after=0,
+                              sleep=waits.append)
+    with seats.slot():
+        assert len(waits) == 1  # one poll, then the dead holder's seat was freed
 
 
 def _netvisor_searches(count: int) -> list[str]:
