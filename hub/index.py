@@ -195,7 +195,7 @@ def _prepare(record: SourceRecord) -> _Prepared:
     )
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=8192)
 def _names(display_name: str) -> tuple[str, str]:
     """The stored name and its matching key; cached because names repeat across
     systems and people, and normalising Unicode twice per record was a tenth of a build.
