@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,8 +29,7 @@ from sqlalchemy.orm import Session
 from hub import categories, holds, linking
 from hub.domain import Identifier, IdentifierKind, SourceRecord
 from hub.identity import (
-    identifiers_of,
-    name_key,
+    identifier_pairs,
     normalise_email,
     normalise_name,
     normalise_phone,
@@ -132,9 +132,6 @@ FROM unnest(%s::text[]) AS r(id) CROSS JOIN LATERAL (
     WHERE system = %s AND record_id = r.id LIMIT 1) sr"""
 _SR_COLUMNS = ("system", "record_id", "display_name", "name_key", "vendor_updated_at",
                "content_hash", "ident_hash", "seen_sync", "dirty", "subscribed", "categories")
-# An identifier kind as the driver must get it: a plain str (psycopg would write an
-# Enum's name), without an enum property lookup per identifier.
-_KIND = {kind: kind.value for kind in IdentifierKind}
 
 
 @dataclass
@@ -182,7 +179,7 @@ def _digest(text: str) -> str:
 
 
 def _prepare(record: SourceRecord) -> _Prepared:
-    idents = [(_KIND[i.kind], i.value) for i in identifiers_of(record.emails, record.phones)]
+    idents = identifier_pairs(record.emails, record.phones)
     ident_text = "\x1f".join(sorted([kind + ":" + value for kind, value in idents]))
     name, key = _names(record.display_name) if record.display_name else (None, None)
     updated = record.updated_at.isoformat() if record.updated_at else ""
@@ -201,7 +198,8 @@ def _names(display_name: str) -> tuple[str, str]:
     systems and people, and normalising Unicode twice per record was a tenth of a build.
     Bounded, so memory stays flat in the number of records."""
     name = normalise_name(display_name)
-    return name, name_key(name)
+    # name_key(name) without normalising the normalised name again.
+    return name, unicodedata.normalize("NFC", name.casefold())
 
 
 def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
