@@ -31,6 +31,12 @@ _SIMPLE_EMAIL = re.compile(
 )
 _SPECIAL_DOMAINS = tuple(SPECIAL_USE_DOMAIN_NAMES)
 _PHONE_PUNCTUATION = str.maketrans("", "", " -().\u00a0")
+# Bound of the per-value caches below. An entry costs about 200 bytes, and a build of
+# the index meets every address once: large caches were tens of MB that grew with the
+# index (memory must stay flat), while a hit saves only a few microseconds.
+CACHED_VALUES = 8192
+_EMAIL, _PHONE, _PHONE_RAW = (IdentifierKind.EMAIL.value, IdentifierKind.PHONE.value,
+                              IdentifierKind.PHONE_RAW.value)
 _FI_LENGTHS = frozenset(
     phonenumbers.PhoneMetadata.metadata_for_region("FI").general_desc.possible_length
 )
@@ -93,7 +99,7 @@ def parse_email(raw: str) -> str:
     return f"{local.lower()}@{domain.lower()}"
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=CACHED_VALUES)
 def normalise_email(raw: str) -> str | None:
     """Normalise an e-mail from vendor data; None when it is not an e-mail at all."""
     try:
@@ -117,7 +123,6 @@ def parse_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-@lru_cache(maxsize=65536)
 def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> Identifier:
     """Normalise a phone from vendor data to E.164, or keep it raw and unmatched.
 
@@ -125,10 +130,17 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> Identifier:
     kind PHONE_RAW, so an access export still shows it but no two people are ever
     linked by a guess.
     """
+    kind, value = _phone_pair(raw, region)
+    return Identifier(IdentifierKind(kind), value)
+
+
+@lru_cache(maxsize=CACHED_VALUES)
+def _phone_pair(raw: str, region: str = DEFAULT_REGION) -> tuple[str, str]:
+    """`normalise_phone` as plain (kind, value) strings, cached."""
     try:
-        return Identifier(IdentifierKind.PHONE, parse_phone(raw, region))
+        return _PHONE, parse_phone(raw, region)
     except InvalidIdentifier:
-        return Identifier(IdentifierKind.PHONE_RAW, " ".join(raw.split()))
+        return _PHONE_RAW, " ".join(raw.split())
 
 
 def normalise_name(raw: str) -> str:
@@ -144,21 +156,31 @@ def name_key(raw: str) -> str:
 def identifiers_of(emails: tuple[str, ...] | list[str], phones: tuple[str, ...] | list[str]
                    ) -> list[Identifier]:
     """The normalised, de-duplicated identifiers of a record, e-mails first."""
-    seen: dict[Identifier, None] = {}
+    return [Identifier(IdentifierKind(kind), value)
+            for kind, value in identifier_pairs(emails, phones)]
+
+
+def identifier_pairs(emails: tuple[str, ...] | list[str], phones: tuple[str, ...] | list[str]
+                     ) -> list[tuple[str, str]]:
+    """`identifiers_of` as plain (kind, value) strings: what the index stores. A build
+    meets hundreds of thousands of values, and an Identifier object for each cost more
+    than normalising it."""
+    seen: dict[tuple[str, str], None] = {}
     for raw in emails:
-        if raw and (ident := _email_identifier(raw)) is not None:
-            seen[ident] = None
+        if raw and (pair := _email_pair(raw)) is not None:
+            seen[pair] = None
     for raw in phones:
         if raw and raw.strip():
-            seen[normalise_phone(raw)] = None
+            seen[_phone_pair(raw)] = None
     return list(seen)
 
 
-@lru_cache(maxsize=65536)
-def _email_identifier(raw: str) -> Identifier | None:
-    """`normalise_email` as an Identifier, cached whole: the index asks once per record."""
-    value = normalise_email(raw)
-    return Identifier(IdentifierKind.EMAIL, value) if value else None
+@lru_cache(maxsize=CACHED_VALUES)
+def _email_pair(raw: str) -> tuple[str, str] | None:
+    """`normalise_email` as a (kind, value) pair, cached whole (through the uncached
+    function, so one address is not kept in two caches)."""
+    value = normalise_email.__wrapped__(raw)
+    return (_EMAIL, value) if value else None
 
 
 def mask_email(value: str) -> str:

@@ -11,29 +11,30 @@ followed.
 from __future__ import annotations
 
 import hashlib
-import secrets
+import json
+import unicodedata
 from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from hub import categories, holds, linking
 from hub.domain import Identifier, IdentifierKind, SourceRecord
 from hub.identity import (
-    identifiers_of,
-    name_key,
+    identifier_pairs,
     normalise_email,
     normalise_name,
     normalise_phone,
 )
 from hub.models import (
-    PersonLineageRow,
     PersonRow,
     RecordIdentifierRow,
     RestrictedRecordRow,
@@ -96,9 +97,6 @@ def _postgres(session: Session) -> bool:
     return session.connection().dialect.name == "postgresql"
 
 
-ANALYZE_FIRST = 8192  # new rows in one sync before PostgreSQL's statistics are refreshed
-
-
 def _analyze(session: Session, *tables: str) -> None:
     """Refresh PostgreSQL's statistics of the index tables (its own uncommitted rows
     included), so bulk-loaded rows are looked up by index, not by scanning."""
@@ -125,14 +123,15 @@ def _insert(session: Session, table, name: str, columns: Sequence[str],
             copy.write_row(row)
 
 
+# Without statistics (a table being bulk-loaded) PostgreSQL plans `record_id = ANY(...)`
+# as a scan of the whole system; LIMIT 1 in a LATERAL keeps each id an index lookup.
+_EXISTING_PG = """
+SELECT sr.pk, sr.record_id, sr.content_hash, sr.ident_hash, sr.gone_at
+FROM unnest(%s::text[]) AS r(id) CROSS JOIN LATERAL (
+    SELECT pk, record_id, content_hash, ident_hash, gone_at FROM source_records
+    WHERE system = %s AND record_id = r.id LIMIT 1) sr"""
 _SR_COLUMNS = ("system", "record_id", "display_name", "name_key", "vendor_updated_at",
                "content_hash", "ident_hash", "seen_sync", "dirty", "subscribed", "categories")
-_INSERT_SR = (f"INSERT INTO source_records ({', '.join(_SR_COLUMNS)}) "
-              f"VALUES ({', '.join(['{mark}'] * len(_SR_COLUMNS))})")
-# An identifier kind as the driver must get it: a plain str (psycopg would write an
-# Enum's name), without an enum property lookup per identifier.
-_KIND = {kind: kind.value for kind in IdentifierKind}
-_NOT_UPDATED = ("system", "record_id", "person_id", "gone_at")
 
 
 @dataclass
@@ -165,10 +164,10 @@ class RecordPointer:
     updated_at: datetime | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Prepared:
     record: SourceRecord
-    idents: list[Identifier]
+    idents: list[tuple[str, str]]  # (kind, value), the kind a plain str for the driver
     name: str | None
     key: str | None
     content_hash: str
@@ -180,9 +179,8 @@ def _digest(text: str) -> str:
 
 
 def _prepare(record: SourceRecord) -> _Prepared:
-    idents = identifiers_of(record.emails, record.phones)
-    # StrEnum + str is a plain str: far cheaper per record than formatting .value.
-    ident_text = "\x1f".join(sorted([i.kind + ":" + i.value for i in idents]))
+    idents = identifier_pairs(record.emails, record.phones)
+    ident_text = "\x1f".join(sorted([kind + ":" + value for kind, value in idents]))
     name, key = _names(record.display_name) if record.display_name else (None, None)
     updated = record.updated_at.isoformat() if record.updated_at else ""
     return _Prepared(
@@ -194,13 +192,14 @@ def _prepare(record: SourceRecord) -> _Prepared:
     )
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=8192)
 def _names(display_name: str) -> tuple[str, str]:
     """The stored name and its matching key; cached because names repeat across
     systems and people, and normalising Unicode twice per record was a tenth of a build.
     Bounded, so memory stays flat in the number of records."""
     name = normalise_name(display_name)
-    return name, name_key(name)
+    # name_key(name) without normalising the normalised name again.
+    return name, unicodedata.normalize("NFC", name.casefold())
 
 
 def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
@@ -236,7 +235,13 @@ class IndexWriter:
         # Restricted (art. 18): left as they were but for their marketing consent (finish).
         self._frozen = _frozen_records(session, system)
         self._frozen_seen: list[tuple[str, bool | None]] = []
-        self._inserted, self._analyze_at = 0, ANALYZE_FIRST
+        self._stamps: dict[datetime | None, Any] = {}
+        self._sequence: str | None = None
+        self._stamp_bind = SRT.c.vendor_updated_at.type._cached_bind_processor(
+            session.connection().dialect) or (lambda value: value)
+        # Written now, so this transaction holds SQLite's write lock from here on
+        # (`_new_keys` relies on it).
+        session.flush()
 
     def add(self, records: Iterable[SourceRecord]) -> None:
         for record in records:
@@ -304,33 +309,37 @@ class IndexWriter:
         # The last copy of a record in a batch wins, as it would at the vendor.
         batch = {r.record_id: r for r in self._pending}
         self._pending = []
-        prepared = {rid: _prepare(rec) for rid, rec in batch.items()}
-        existing = {row.record_id: row for row in self._existing(list(prepared))}
-        self.stats.seen += len(prepared)
-        new_rows, changed, reident, unchanged = [], [], [], []
-        for rid, prep in prepared.items():
+        existing = {row[1]: row for row in self._existing(list(batch))}
+        self.stats.seen += len(batch)
+        new: list[_Prepared] = []
+        changed, reident, unchanged = [], [], []
+        for rid, record in batch.items():
+            prep = _prepare(record)
             old = existing.get(rid)
             if old is None:
-                new_rows.append(self._new_row(prep))
+                new.append(prep)
                 continue
-            revived = old.gone_at is not None
-            if old.content_hash == prep.content_hash and not revived:
-                unchanged.append(old.pk)
+            pk, _, content_hash, ident_hash, gone = old
+            revived = gone is not None
+            if content_hash == prep.content_hash and not revived:
+                unchanged.append(pk)
                 continue
-            ident_changed = revived or old.ident_hash != prep.ident_hash
-            changed.append({**self._row(prep), "b_pk": old.pk, "dirty": ident_changed})
+            ident_changed = revived or ident_hash != prep.ident_hash
+            changed.append({**self._row(prep), "b_pk": pk, "dirty": ident_changed})
             if ident_changed:
-                reident.append((old.pk, prep.idents))
+                reident.append((pk, prep.idents))
             self.stats.revived += int(revived)
-        self.stats.new += len(new_rows)
+        self.stats.new += len(new)
         self.stats.changed += len(changed)
         self.stats.unchanged += len(unchanged)
 
         ident_rows: list[tuple[int, str, str]] = []
-        if new_rows:
-            inserted = self._insert_new(new_rows)
-            for pk, rid in inserted:
-                ident_rows.extend((pk, _KIND[i.kind], i.value) for i in prepared[rid].idents)
+        if new:
+            pks = self._new_keys(len(new))
+            _insert(self.session, None, "source_records", ("pk", *_SR_COLUMNS),
+                    [self._new_row(pk, prep) for pk, prep in zip(pks, new, strict=True)])
+            for pk, prep in zip(pks, new, strict=True):
+                ident_rows.extend((pk, kind, value) for kind, value in prep.idents)
         if changed:
             self.session.execute(
                 update(SRT).where(SRT.c.pk == bindparam("b_pk")).values(
@@ -344,14 +353,13 @@ class IndexWriter:
                 # Only the keys named in values(): any other column key in the
                 # parameters would join the SET clause (person_id = NULL would drop
                 # the record's person and lose the merge/split lineage).
-                [{k: v for k, v in row.items() if k not in _NOT_UPDATED}
-                 for row in changed],
+                changed,
             )
         if reident:
             for chunk in _chunks([pk for pk, _ in reident]):
                 self.session.execute(delete(RI).where(RI.record_pk.in_(chunk)))
             ident_rows.extend(
-                (pk, _KIND[i.kind], i.value) for pk, idents in reident for i in idents
+                (pk, kind, value) for pk, idents in reident for kind, value in idents
             )
         _insert(self.session, RIT, "record_identifiers", ("record_pk", "kind", "value"),
                 ident_rows)
@@ -363,60 +371,68 @@ class IndexWriter:
                 )
 
     def _existing(self, record_ids: list[str]) -> Iterator[Any]:
-        """The index's rows for these record ids of this system.
-
-        PostgreSQL takes the ids as one array: IN lists of 900 parameters each cost
-        more to send and plan than the lookup itself."""
-        if _postgres(self.session):
-            yield from self.session.connection().exec_driver_sql(
-                "SELECT pk, record_id, content_hash, ident_hash, gone_at FROM source_records "
-                "WHERE system = %s AND record_id = ANY(%s)", (self.system, record_ids))
+        """The index's (pk, record id, content hash, ident hash, gone_at) for these
+        record ids of this system, in one statement: the ids go as one array (a JSON
+        array on SQLite), not as IN lists that SQLAlchemy expands and compiles per
+        batch. On PostgreSQL each id is looked up by the unique index on (system,
+        record_id) whatever the statistics say (`_EXISTING_PG`), so a bulk load needs
+        no ANALYZE on the way."""
+        conn = self.session.connection()
+        if conn.dialect.name == "postgresql":
+            yield from conn.exec_driver_sql(_EXISTING_PG, (record_ids, self.system))
             return
-        for chunk in _chunks(record_ids):
-            yield from self.session.execute(
-                select(SR.pk, SR.record_id, SR.content_hash, SR.ident_hash, SR.gone_at)
-                .where(SR.system == self.system, SR.record_id.in_(chunk)))
+        yield from conn.exec_driver_sql(
+            "SELECT pk, record_id, content_hash, ident_hash, gone_at FROM source_records "
+            "WHERE system = ? AND record_id IN (SELECT value FROM json_each(?))",
+            (self.system, json.dumps(record_ids)))
 
-    def _insert_new(self, rows: list[tuple]) -> list[tuple[int, str]]:
-        """Insert new records; their (pk, record id).
+    def _new_keys(self, count: int) -> list[int]:
+        """Primary keys for `count` new records, known before they are written, so
+        their identifiers need no read-back.
 
-        PostgreSQL: keys drawn from the table's sequence, then COPY. SQLite: executemany,
-        then the keys read back (RETURNING with ordered parameters degrades to one
-        statement per row there)."""
-        if _postgres(self.session):
-            self._inserted += len(rows)
-            if self._inserted >= self._analyze_at:
-                # Bulk-loaded tables without statistics get plans that scan a whole
-                # system per lookup (quadratic in the build); ANALYZE sees this
-                # transaction's rows. At doubling sizes: a handful per build.
-                _analyze(self.session, "source_records")
-                self._analyze_at *= 2
-            pks = self.session.execute(
-                text("SELECT nextval(pg_get_serial_sequence('source_records', 'pk')) "
-                     "FROM generate_series(1, :n)"), {"n": len(rows)}).scalars().all()
-            _insert(self.session, SRT, "source_records", ("pk", *_SR_COLUMNS),
-                    [(pk, *row) for pk, row in zip(pks, rows, strict=True)])
-            return [(pk, row[1]) for pk, row in zip(pks, rows, strict=True)]
-        _executemany(self.session, SRT, _INSERT_SR, _SR_COLUMNS, rows)
-        return [
-            (pk, rid) for chunk in _chunks([row[1] for row in rows])
-            for pk, rid in self.session.execute(
-                select(SRT.c.pk, SRT.c.record_id)
-                .where(SRT.c.system == self.system, SRT.c.record_id.in_(chunk)))
-        ]
+        PostgreSQL: drawn from the table's sequence. SQLite: the next ones after the
+        largest; this transaction wrote the sync state in __init__, so it holds
+        SQLite's one write lock and nobody else can take them meanwhile."""
+        conn = self.session.connection()
+        if conn.dialect.name == "postgresql":
+            if self._sequence is None:  # named once: resolved per row it cost 10x nextval
+                self._sequence = conn.exec_driver_sql(
+                    "SELECT pg_get_serial_sequence('source_records', 'pk')").scalar()
+            return list(conn.exec_driver_sql("SELECT nextval(%s) FROM generate_series(1, %s)",
+                                             (self._sequence, count)).scalars())
+        top = conn.exec_driver_sql("SELECT MAX(pk) FROM source_records").scalar() or 0
+        return list(range(top + 1, top + 1 + count))
 
-    def _new_row(self, prep: _Prepared) -> tuple:
-        """A new record as an INSERT's parameters, in `_SR_COLUMNS` order: no dict per row."""
+    def _new_row(self, pk: int, prep: _Prepared) -> tuple:
+        """A new record as its INSERT's values, `pk` then `_SR_COLUMNS`, already as the
+        driver takes them: no dict and no bind processor per row."""
         record = prep.record
-        return (self.system, record.record_id, prep.name[:255] if prep.name else None,
-                prep.key[:255] if prep.key else None, record.updated_at, prep.content_hash,
-                prep.ident_hash, self.sync_no, True, record.subscribed,
+        return (pk, self.system, record.record_id, prep.name[:255] if prep.name else None,
+                prep.key[:255] if prep.key else None, self._stamp(record.updated_at),
+                prep.content_hash, prep.ident_hash, self.sync_no, True, record.subscribed,
                 categories.joined(record.categories))
 
+    def _stamp(self, value: datetime | None) -> Any:
+        """A vendor timestamp as the driver takes it (the column's bind processor), once
+        per distinct value: records of one sync share few, and the processor cost more
+        than inserting the row. The memo is cleared when it grows, so it stays small."""
+        done = self._stamps.get(value, self._stamps)
+        if done is self._stamps:
+            if len(self._stamps) >= 4096:
+                self._stamps.clear()
+            done = self._stamps[value] = self._stamp_bind(value) if value is not None else None
+        return done
+
     def _row(self, prep: _Prepared) -> dict:
-        """A changed record as an UPDATE's parameters (the changed rows are few)."""
-        return {**dict(zip(_SR_COLUMNS, self._new_row(prep), strict=True)),
-                "gone_at": None, "person_id": None}
+        """A changed record as an UPDATE's parameters (the changed rows are few; the
+        ORM's statement applies the bind processors itself)."""
+        record = prep.record
+        return {"display_name": prep.name[:255] if prep.name else None,
+                "name_key": prep.key[:255] if prep.key else None,
+                "vendor_updated_at": record.updated_at, "content_hash": prep.content_hash,
+                "ident_hash": prep.ident_hash, "seen_sync": self.sync_no,
+                "subscribed": record.subscribed,
+                "categories": categories.joined(record.categories)}
 
 
 def _frozen_records(session: Session, system: str) -> set[str]:
@@ -433,18 +449,15 @@ def sync_cursor(session: Session, system: str) -> str | None:
 # --- clustering ------------------------------------------------------------------
 
 
-def new_person_id() -> str:
-    return f"P-{secrets.token_hex(6)}"
-
-
 # Clustering runs in the database as label propagation: every record in scope
 # starts labelled with its own pk, and each round a record takes the smallest
 # label among the records it shares an identifier with, until nothing changes
 # (as many rounds as the longest chain of links in a cluster: two or three in
 # real data). The CROSS JOINs fix the join order on SQLite (drive from the
 # small scope table, not the whole identifier index); PostgreSQL plans them as
-# ordinary joins. Python only ever sees one row per (cluster, old person id), so
-# memory stays flat in the number of records.
+# ordinary joins. Person ids are then given, and persons and lineage written, by
+# set-based statements over the clusters: Python holds no list of clusters,
+# records or identifiers, so memory stays flat in the number of records.
 
 _KINDS_SQL = "('email', 'phone')"
 
@@ -486,18 +499,86 @@ FROM cl_scope s JOIN cl_map m ON m.label = s.label
 WHERE source_records.pk = s.pk
   AND (source_records.person_id IS NULL OR source_records.person_id <> m.person_id
        OR source_records.dirty)"""
-_UPDATE_PERSON = ("UPDATE persons SET record_count = {mark}, updated_at = {mark}, "
-                  "retired_at = NULL, retired_into = NULL WHERE id = {mark}")
-_RETIRE_PERSON = ("UPDATE persons SET retired_at = {mark}, retired_into = {mark}, "
-                  "record_count = 0, updated_at = {mark} WHERE id = {mark}")
+
+# Giving ids (what `_assign_ids` says in words). {mark}, {collate} and {new_id} are
+# filled in per database by `_sql`.
+_GROUPS = """
+CREATE TEMP TABLE cl_group AS
+SELECT label, old_person, COUNT(*) AS n FROM cl_scope GROUP BY label, old_person"""
+_CLAIMS = """
+CREATE TEMP TABLE cl_claim AS
+SELECT label, old_person, n FROM (
+    SELECT label, old_person, n, ROW_NUMBER() OVER (
+        PARTITION BY old_person ORDER BY n DESC, label) AS r
+    FROM cl_group WHERE old_person IS NOT NULL) ranked
+WHERE r = 1"""
+_MAP = """
+INSERT INTO cl_map (label, person_id, size)
+SELECT g.label, w.old_person, g.size
+FROM (SELECT label, SUM(n) AS size FROM cl_group GROUP BY label) g
+LEFT JOIN (
+    SELECT label, old_person FROM (
+        SELECT label, old_person, ROW_NUMBER() OVER (
+            PARTITION BY label ORDER BY n DESC, old_person {collate}) AS r
+        FROM cl_claim) ranked
+    WHERE r = 1) w ON w.label = g.label"""
+_NEW_IDS = "UPDATE cl_map SET person_id = {new_id} WHERE person_id IS NULL"
+# 'P-' and 12 hex digits (48 bits) from the database's strong random source.
+_NEW_ID = {"sqlite": "'P-' || lower(hex(randomblob(6)))",
+           "postgresql": "'P-' || left(replace(gen_random_uuid()::text, '-', ''), 12)"}
+_MERGES = """
+INSERT INTO person_lineage (at, kind, person_id, other_person_id, records)
+SELECT {mark}, 'merge', c.old_person, m.person_id, c.n
+FROM cl_claim c JOIN cl_map m ON m.label = c.label
+WHERE c.old_person <> m.person_id"""
+_SPLITS = """
+INSERT INTO person_lineage (at, kind, person_id, other_person_id, records)
+SELECT {mark}, 'split', g.old_person, m.person_id, g.n
+FROM cl_group g JOIN cl_map m ON m.label = g.label
+WHERE g.old_person IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM cl_claim c WHERE c.label = g.label AND c.old_person = g.old_person)"""
+# The persons the clusters held before, and those whose records all went.
+_OLD = """
+CREATE TEMP TABLE cl_old AS
+SELECT old_person AS id FROM cl_group WHERE old_person IS NOT NULL
+UNION SELECT person_id FROM source_records
+WHERE dirty = TRUE AND gone_at IS NOT NULL AND person_id IS NOT NULL"""
+_NEW_PERSONS = """
+INSERT INTO persons (id, created_at, updated_at, record_count)
+SELECT m.person_id, {mark}, {mark}, m.size FROM cl_map m
+WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.id = m.person_id)"""
+_RESIZE_PERSONS = """
+UPDATE persons SET record_count = m.size, updated_at = {mark}, retired_at = NULL,
+    retired_into = NULL
+FROM cl_map m
+WHERE persons.id = m.person_id
+  AND (persons.record_count <> m.size OR persons.retired_at IS NOT NULL)"""
+_RETIRE_PERSONS = """
+UPDATE persons SET retired_at = {mark}, updated_at = {mark}, record_count = 0,
+    retired_into = (SELECT m.person_id FROM cl_claim c JOIN cl_map m ON m.label = c.label
+                    WHERE c.old_person = persons.id)
+WHERE persons.retired_at IS NULL AND persons.id IN (SELECT id FROM cl_old)
+  AND persons.id NOT IN (SELECT person_id FROM cl_map)"""
+_TEMP_TABLES = ("cl_scope", "cl_ident", "cl_map", "cl_suspect", "cl_move", "cl_group",
+                "cl_claim", "cl_old")
 
 
 def _exec(session: Session, sql: str) -> int:
     return session.connection().exec_driver_sql(sql).rowcount
 
 
+def _sql(session: Session, sql: str, *params: Any) -> int:
+    """Run one statement with this database's words filled in; its row count."""
+    conn = session.connection()
+    name = conn.dialect.name
+    text = sql.format(mark="?" if conn.dialect.paramstyle == "qmark" else "%s",
+                      collate='COLLATE "C"' if name == "postgresql" else "",
+                      new_id=_NEW_ID.get(name, _NEW_ID["sqlite"]))
+    return conn.exec_driver_sql(text, params).rowcount
+
+
 def _drop_temp(session: Session) -> None:
-    for table in ("cl_scope", "cl_ident", "cl_map", "cl_suspect"):
+    for table in _TEMP_TABLES:
         _exec(session, f"DROP TABLE IF EXISTS {table}")
 
 
@@ -533,27 +614,16 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
                 break
 
     _split_disagreeing(session)
-    groups = session.connection().exec_driver_sql(
-        "SELECT label, old_person, COUNT(*) FROM cl_scope GROUP BY label, old_person"
-    ).all()
-    mapping, sizes, lineage = _assign_ids(groups)
-    stats.records = sum(sizes.values())
-    stats.persons = len(mapping)
-
-    _exec(session, "CREATE TEMP TABLE cl_map (label BIGINT PRIMARY KEY, person_id VARCHAR(32))")
-    _insert(session, None, "cl_map", ("label", "person_id"), list(mapping.items()))
+    _assign_ids(session)
+    stats.records, stats.persons = session.connection().exec_driver_sql(
+        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM cl_map").one()
     _exec(session, _APPLY_MAP)
-    # A person whose records all went is in no cluster: remember it to retire it.
-    old_persons = {old for _, old, _ in groups if old is not None}
-    old_persons.update(session.execute(
-        select(SR.person_id).where(SR.dirty.is_(True), SR.gone_at.is_not(None),
-                                   SR.person_id.is_not(None)).distinct()
-    ).scalars())
+    _exec(session, _OLD)  # before the gone records below let go of their persons
     _exec(session, "UPDATE source_records SET person_id = NULL, dirty = FALSE "
                    "WHERE dirty = TRUE AND gone_at IS NOT NULL")
     _exec(session, "UPDATE source_records SET dirty = FALSE WHERE dirty = TRUE")
+    _write_persons(session, now, stats)
     _drop_temp(session)
-    _write_persons(session, sizes, old_persons, lineage, now, stats)
     return stats
 
 
@@ -569,18 +639,48 @@ UNION
 SELECT s.label FROM cl_scope s CROSS JOIN record_identifiers ri
 WHERE ri.record_pk = s.pk AND ri.kind = 'email' GROUP BY s.label
 HAVING COUNT(DISTINCT ri.value) > 1"""
+_SUSPECT_PAGE = "SELECT label FROM cl_suspect WHERE label > {mark} ORDER BY label LIMIT {mark}"
 _SUSPECT_RECORDS = f"""
 SELECT s.label, sr.pk, sr.display_name, ri.kind, ri.value
 FROM cl_suspect x CROSS JOIN cl_scope s CROSS JOIN source_records sr
 LEFT JOIN record_identifiers ri ON ri.record_pk = sr.pk AND ri.kind IN {_KINDS_SQL}
-WHERE s.label = x.label AND sr.pk = s.pk ORDER BY s.label, sr.pk"""
-_RELABEL = "UPDATE cl_scope SET label = {mark} WHERE pk = {mark}"
+WHERE x.label BETWEEN {{mark}} AND {{mark}} AND s.label = x.label AND sr.pk = s.pk
+ORDER BY s.label, sr.pk"""
+SUSPECT_PAGE = 1000  # components re-partitioned per round trip
 
 
 _SCOPE_IDENTIFIERS = f"""
 SELECT ri.kind, ri.value, ri.record_pk FROM record_identifiers ri
 WHERE ri.kind IN {_KINDS_SQL} ORDER BY ri.kind, ri.value"""
 LABEL_CHUNK = 10_000
+
+
+def _stream(session: Session, sql: str) -> Iterator[tuple]:
+    """A query's rows straight from the driver, LABEL_CHUNK at a time (a server-side
+    cursor on PostgreSQL): the rows never sit in memory at once, and SQLAlchemy's
+    per-row result handling, most of the cost of reading them, is skipped."""
+    conn = session.connection()
+    raw = conn.connection.driver_connection
+    postgres = conn.dialect.name == "postgresql"
+    cursor = raw.cursor(name="cl_stream") if postgres else raw.cursor()
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(LABEL_CHUNK):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+def _relabel(session: Session, moves: Sequence[tuple[int, int]]) -> None:
+    """Give records in scope new labels, (pk, label) pairs: bulk-loaded into a temp
+    table and applied by one UPDATE, not a statement per record."""
+    if not moves:
+        return
+    _exec(session, "CREATE TEMP TABLE cl_move (pk BIGINT PRIMARY KEY, label BIGINT NOT NULL)")
+    _insert(session, None, "cl_move", ("pk", "label"), moves)
+    _exec(session, "UPDATE cl_scope SET label = m.label FROM cl_move m "
+                   "WHERE m.pk = cl_scope.pk")
+    _exec(session, "DROP TABLE cl_move")
 
 
 def _label_components(session: Session) -> None:
@@ -590,14 +690,12 @@ def _label_components(session: Session) -> None:
     For a full build (most records in scope) the SQL rounds of propagation cost more
     than reading each identifier once, in index order, and joining neighbours. The
     sets live in an array of 8 bytes per record (and a byte for "in scope"), not in
-    Python objects, so memory stays small as the index grows; labels are written in
-    chunks."""
+    Python objects: at a million records, 9 MB. Labels are written in chunks."""
     conn = session.connection()
     top = conn.exec_driver_sql("SELECT MAX(pk) FROM cl_scope").scalar() or 0
     parent = array("q", range(top + 1))
     in_scope = bytearray(top + 1)
-    pks = array("q", conn.exec_driver_sql("SELECT pk FROM cl_scope ORDER BY pk").scalars())
-    for pk in pks:
+    for (pk,) in _stream(session, "SELECT pk FROM cl_scope"):
         in_scope[pk] = 1
 
     def root(x: int) -> int:
@@ -608,10 +706,7 @@ def _label_components(session: Session) -> None:
 
     last: tuple[str, str] | None = None
     first = 0
-    # Streamed (a server-side cursor on PostgreSQL): the identifiers never sit in memory
-    # at once. An option of this statement only: on the connection it would outlive it.
-    rows = conn.exec_driver_sql(_SCOPE_IDENTIFIERS, execution_options={"stream_results": True})
-    for kind, value, pk in rows:
+    for kind, value, pk in _stream(session, _SCOPE_IDENTIFIERS):
         if not in_scope[pk]:
             continue
         if (kind, value) != last:
@@ -620,104 +715,78 @@ def _label_components(session: Session) -> None:
         a, b = root(first), root(pk)
         if a != b:  # the smaller root wins: every set's root is its smallest pk
             parent[max(a, b)] = min(a, b)
-    for start in range(0, len(pks), LABEL_CHUNK):
-        moves = [(label, pk) for pk in pks[start:start + LABEL_CHUNK]
-                 if (label := root(pk)) != pk]
-        _executemany(session, None, _RELABEL, (), moves)
+    for start in range(0, top + 1, LABEL_CHUNK):
+        _relabel(session, [(pk, label) for pk in range(start, min(start + LABEL_CHUNK, top + 1))
+                           if in_scope[pk] and (label := root(pk)) != pk])
 
 
 def _split_disagreeing(session: Session) -> int:
-    """Re-partition components that hold disagreeing records by the linking rule."""
+    """Re-partition components that hold disagreeing records by the linking rule,
+    SUSPECT_PAGE components at a time."""
     _exec(session, _SUSPECTS)
-    rows = session.connection().exec_driver_sql(_SUSPECT_RECORDS).all()
+    _exec(session, "CREATE INDEX cl_suspect_label ON cl_suspect (label)")
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    moved, last = 0, -1
+    while labels := conn.exec_driver_sql(_SUSPECT_PAGE.format(mark=mark),
+                                         (last, SUSPECT_PAGE)).scalars().all():
+        rows = conn.exec_driver_sql(_SUSPECT_RECORDS.format(mark=mark),
+                                    (labels[0], labels[-1])).all()
+        moves: list[tuple[int, int]] = []
+        for label, component in groupby(rows, key=itemgetter(0)):
+            records: dict[int, tuple[str | None, set[str], set[str]]] = {}
+            for _, pk, name, kind, value in component:
+                _, emails, phones = records.setdefault(pk, (name, set(), set()))
+                if kind == IdentifierKind.EMAIL.value:
+                    emails.add(value)
+                elif kind == IdentifierKind.PHONE.value:
+                    phones.add(value)
+            people = linking.resolve([
+                linking.Holder(pk, linking.name_words(name), frozenset(e), frozenset(p))
+                for pk, (name, e, p) in records.items()])
+            moves.extend((pk, new) for pk, new in people.items() if new != label)
+        _relabel(session, moves)
+        moved += len(moves)
+        last = labels[-1]
     _exec(session, "DROP TABLE cl_suspect")
-    by_label: dict[int, dict[int, tuple[str | None, set[str], set[str]]]] = defaultdict(dict)
-    for label, pk, name, kind, value in rows:
-        _, emails, phones = by_label[label].setdefault(pk, (name, set(), set()))
-        if kind == IdentifierKind.EMAIL.value:
-            emails.add(value)
-        elif kind == IdentifierKind.PHONE.value:
-            phones.add(value)
-    moves: list[tuple[int, int]] = []
-    for label, records in by_label.items():
-        people = linking.resolve([
-            linking.Holder(pk, linking.name_words(name), frozenset(e), frozenset(p))
-            for pk, (name, e, p) in records.items()])
-        moves.extend((new, pk) for pk, new in people.items() if new != label)
-    _executemany(session, None, _RELABEL, (), moves)
-    return len(moves)
+    return moved
 
 
-def _assign_ids(groups: Sequence[tuple[int, str | None, int]]
-                ) -> tuple[dict[int, str], Counter[str], list[tuple[str, str, str, int]]]:
-    """Give each cluster an id; return (label → id, id → size, lineage events).
+def _assign_ids(session: Session) -> None:
+    """Give each cluster an id, in cl_map (label, person_id, size).
 
     An old id goes to the cluster that holds most of its records (ties: the
     cluster with the lowest label, i.e. the oldest record). A cluster claimed by
-    several old ids keeps the one with most records and records the others as
-    merged into it; the parts an old id left behind get new ids, recorded as
-    splits.
+    several old ids keeps the one with most records (ties: the smallest id); a
+    cluster nobody claims gets a new id. `_write_persons` records the other
+    claimants as merged into it, and the parts an old id left behind as splits.
     """
-    holdings: dict[str, dict[int, int]] = defaultdict(dict)
-    members: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    label_size: Counter[int] = Counter()
-    for label, old, count in groups:
-        label_size[label] += count
-        if old is not None:
-            holdings[old][label] = count
-            members[label].append((old, count))
-    claims: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for old, per_label in holdings.items():
-        label, count = max(per_label.items(), key=lambda item: (item[1], -item[0]))
-        claims[label].append((count, old))
-    mapping: dict[int, str] = {}
-    sizes: Counter[str] = Counter()
-    lineage: list[tuple[str, str, str, int]] = []
-    for label, size in label_size.items():
-        claimants = sorted(claims.get(label, []), key=lambda c: (-c[0], c[1]))
-        pid = claimants[0][1] if claimants else new_person_id()
-        for count, other in claimants[1:]:
-            lineage.append(("merge", other, pid, count))
-        claimed = {old for _, old in claimants}
-        for old, count in members.get(label, []):
-            if old not in claimed:
-                lineage.append(("split", old, pid, count))
-        mapping[label] = pid
-        sizes[pid] = size
-    return mapping, sizes, lineage
+    _exec(session, _GROUPS)
+    _exec(session, _CLAIMS)
+    _exec(session, "CREATE TEMP TABLE cl_map "
+                   "(label BIGINT PRIMARY KEY, person_id VARCHAR(32), size BIGINT NOT NULL)")
+    _sql(session, _MAP)
+    _sql(session, _NEW_IDS)
+    _exec(session, "CREATE INDEX cl_map_person ON cl_map (person_id)")
+    if _postgres(session):
+        _analyze(session, "cl_map", "cl_scope")
 
 
-def _write_persons(session: Session, sizes: Counter[str], old_persons: set[str],
-                   lineage: list[tuple[str, str, str, int]], now: datetime,
-                   stats: ClusterStats) -> None:
+def _write_persons(session: Session, now: datetime, stats: ClusterStats) -> None:
     """Create, resize and retire person rows; write the lineage of merges and splits."""
-    known: dict[str, tuple[int, datetime | None]] = {}
-    for chunk in _chunks(list(set(sizes) | old_persons)):
-        for pid, count, retired in session.execute(
-            select(PersonRow.id, PersonRow.record_count, PersonRow.retired_at)
-            .where(PersonRow.id.in_(chunk))
-        ):
-            known[pid] = (count, retired)
-    table = PersonRow.__table__
-    new_people = [(pid, now, now, size) for pid, size in sizes.items() if pid not in known]
-    _insert(session, table, "persons", ("id", "created_at", "updated_at", "record_count"),
-            new_people)
-    stats.new_persons = len(new_people)
-    _executemany(session, table, _UPDATE_PERSON, ("record_count", "updated_at", "id"),
-                 [(size, now, pid) for pid, size in sizes.items()
-                  if pid in known and (known[pid][0] != size or known[pid][1] is not None)])
-    merged_into = {old: new for kind, old, new, _ in lineage if kind == "merge"}
-    retiring = [(now, merged_into.get(pid), now, pid) for pid in old_persons - set(sizes)
-                if pid in known and known[pid][1] is None]
-    _executemany(session, table, _RETIRE_PERSON,
-                 ("retired_at", "retired_into", "updated_at", "id"), retiring)
-    stats.retired = len(retiring)
-    for kind, old, new, count in lineage:
-        session.add(PersonLineageRow(at=now, kind=kind, person_id=old, other_person_id=new,
-                                     records=count))
-        stats.merges += kind == "merge"
-        stats.splits += kind == "split"
-    session.flush()
+    at = _db_time(session, now)
+    stats.new_persons = _sql(session, _NEW_PERSONS, at, at)
+    _sql(session, _RESIZE_PERSONS, at)
+    stats.merges = _sql(session, _MERGES, at)
+    stats.splits = _sql(session, _SPLITS, at)
+    stats.retired = _sql(session, _RETIRE_PERSONS, at, at)
+
+
+def _db_time(session: Session, value: datetime) -> Any:
+    """A timestamp as the driver takes it for our UTC columns (their bind processor)."""
+    dialect = session.connection().dialect
+    process = PersonRow.__table__.c.updated_at.type._cached_bind_processor(dialect)
+    return process(value) if process else value
 
 
 # --- lookups ---------------------------------------------------------------------

@@ -44,7 +44,7 @@ EMAIL, PHONE = IdentifierKind.EMAIL.value, IdentifierKind.PHONE.value
 _WORD_SPLIT = re.compile(r"[\s\-‐‑.,]+")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def name_words(name: str | None) -> frozenset[str] | None:
     """The words of a name, case-folded and NFC; None for no name at all."""
     if not name:
