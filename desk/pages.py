@@ -333,11 +333,8 @@ def _reject(session: Any, user: auth.User, request: Request, form: FormData) -> 
     if not reason:
         raise LedgerError("a rejection needs a reason: the subject must be told why")
     desk = desk_of(request)
-    request_id = request.path_params["request_id"]
-    to = letters.recipient_of(session, ledger.get_request(session, request_id))  # before scrub
-    row = ledger.reject(session, request_id, reason, actor=user.name)
-    letters.queue_for(session, row, letters.Event.REJECTED, settings=desk.settings,
-                      hasher=desk.store.hasher, recipient=to)
+    letters.reject(session, request.path_params["request_id"], reason, actor=user.name,
+                   settings=desk.settings, hasher=desk.store.hasher)
 
 
 async def decide(request: Request) -> Response:

@@ -510,12 +510,10 @@ def request_reject(
     if not reason.strip():
         raise LedgerError("a rejection needs a --reason: the subject must be told why")
     with store() as opened, opened.session() as session:
-        to = letters.recipient_of(session, ledger.get_request(session, request_id))
-        row = ledger.reject(session, request_id, reason.strip())
+        row, draft = letters.reject(session, request_id, reason.strip(), actor="operator",
+                                    settings=opened.settings, hasher=opened.hasher)
         typer.echo(f"{row.id} rejected")
-        _queued(letters.queue_for(session, row, letters.Event.REJECTED,
-                                  settings=opened.settings, hasher=opened.hasher,
-                                  recipient=to))
+        _queued(draft)
 
 
 @request_app.command("ask-identity")

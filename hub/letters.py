@@ -232,6 +232,19 @@ def recipient_of(session: Session, row: SubjectRequestRow) -> Recipient | None:
 # -------------------------------------------------------------------------- queuing
 
 
+def reject(session: Session, request_id: str, reason: str, *, actor: str,
+           settings: Settings, hasher: Hasher) -> tuple[SubjectRequestRow, Draft | None]:
+    """Reject the request and queue the letter that tells the subject why.
+
+    The one way to reject, for the command line and the desk alike: the recipient is
+    read before the rejection drops the request's identifiers, or no letter could go.
+    """
+    to = recipient_of(session, ledger.get_request(session, request_id))
+    row = ledger.reject(session, request_id, reason, actor=actor)
+    return row, queue_for(session, row, Event.REJECTED, settings=settings, hasher=hasher,
+                          recipient=to)
+
+
 def queue_for(session: Session, row: SubjectRequestRow, event: Event, *, settings: Settings,
               hasher: Hasher, policy: Policy | None = None, recipient: Recipient | None = None,
               note: str | None = None, now: datetime | None = None) -> Draft | None:
