@@ -140,8 +140,10 @@ class AppDatabaseSettings(BaseSettings):
 class AppDatabaseConnector(ConnectorBase):
     system = SYSTEM
 
-    def __init__(self, settings: AppDatabaseSettings, *, mapping: Mapping | None = None) -> None:
+    def __init__(self, settings: AppDatabaseSettings, *, mapping: Mapping | None = None,
+                 timezone: str = "Europe/Helsinki") -> None:
         self.settings = settings
+        self.zone = ZoneInfo(timezone)
         self.mapping = mapping if mapping is not None else load_mapping(settings.mapping)
         self._url = _parse_url(settings.url.get_secret_value())
         self._password = self._url.password
@@ -157,8 +159,21 @@ class AppDatabaseConnector(ConnectorBase):
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any
                  ) -> AppDatabaseConnector:
-        """``client`` is ignored: there is no HTTP here."""
+        """``client`` is ignored: there is no HTTP here. Holds end in the company's
+        time zone, the hub's (HUB_TIMEZONE)."""
+        from hub.settings import SettingsError
+        from hub.settings import load_settings as hub_settings
+
+        if "timezone" not in kwargs:
+            try:
+                kwargs["timezone"] = hub_settings().timezone
+            except SettingsError as exc:
+                raise ConfigError(str(exc)) from None
         return cls(load_settings(AppDatabaseSettings), **kwargs)
+
+    def today(self) -> date:
+        """Today where the company's holds end (a hold ends at its date's end)."""
+        return datetime.now(self.zone).date()
 
     @property
     def api_calls(self) -> int:
@@ -351,7 +366,7 @@ class AppDatabaseConnector(ConnectorBase):
             if row is None:
                 return RecordOutcome(ref, Action.NOT_FOUND, "no such row (already deleted?)"), None
             until = _hold_end(child, row, policy)
-            ended = until is not None and until < _today()
+            ended = until is not None and until < self.today()
             if ended:
                 conn.execute(delete(child.table).where(child.pk == key))
         if not ended:
@@ -509,7 +524,7 @@ class AppDatabaseConnector(ConnectorBase):
                                .with_for_update()).mappings().first()
             if row is None:
                 return [RecordOutcome(ref, Action.NOT_FOUND, "no such row (already deleted?)")], {}
-            held, ended = _held_children(conn, bound, key, policy, _today())
+            held, ended = _held_children(conn, bound, key, policy, self.today())
             deleted = _delete_children(conn, bound, key) + _delete_rows(conn, ended)
             action, detail = self._erase_parent(conn, bound, row, key, mode)
         out = [self.done(RecordOutcome(_child_ref(child, pk, bound, key), Action.DELETED,
@@ -562,7 +577,7 @@ class AppDatabaseConnector(ConnectorBase):
         problems: dict[RecordRef, str] = {}
         with self._database("read back"), self.engine.connect() as conn:
             for bound, ref, key in acted:
-                _, ended = _held_children(conn, bound, key, policy, _today())
+                _, ended = _held_children(conn, bound, key, policy, self.today())
                 for child, pk in ended:
                     problems[_child_ref(child, pk, bound, key)] = (
                         "read back: the row is still there, although its hold has ended")
@@ -812,11 +827,6 @@ def _delete_rows(conn: Connection, rows: list[tuple[BoundChild, Any]]
     for child, pk in rows:
         conn.execute(delete(child.table).where(child.pk == pk))
     return rows
-
-
-def _today() -> date:
-    """Today in Helsinki, where the company's holds end (a hold ends at its date's end)."""
-    return datetime.now(ZoneInfo("Europe/Helsinki")).date()
 
 
 def _overwrite(value: Any, key: Any) -> Any:  # noqa: ANN401 - a TOML scalar

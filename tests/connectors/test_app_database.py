@@ -281,6 +281,16 @@ def test_an_order_whose_hold_has_ended_is_deleted_not_retained(
     assert db.orders_of(1) == [10, 11]
 
 
+def test_holds_end_by_the_companys_clock_not_helsinkis(build: Any, monkeypatch) -> None:
+    """Found: the connector counted "today" in Helsinki whatever HUB_TIMEZONE said, so a
+    company elsewhere had its holds end (and its rows deleted) up to a day off."""
+    days = {}
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):  # UTC+14 and UTC-11
+        monkeypatch.setenv("HUB_TIMEZONE", zone)
+        days[zone] = build().today()
+    assert days["Pacific/Kiritimati"] > days["Pacific/Pago_Pago"]  # 25 hours apart
+
+
 def test_the_sweeps_erasure_of_a_kept_order_deletes_it_once_its_hold_has_ended(
         conn: Any, db: Db, journal: list[RecordOutcome]) -> None:
     """Found in review: when a hold ends, the retention sweep files an erasure aimed at
