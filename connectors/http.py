@@ -438,7 +438,7 @@ def _body_detail(response: httpx.Response) -> tuple[str, bool]:
         return "empty body", True
     try:
         return error_detail(load_json(content, DEFAULT_MAX_DEPTH)), True
-    except _TooDeep as exc:
+    except TooDeep as exc:
         return str(exc), True
     except ValueError:
         ctype = response.headers.get("content-type", "unknown").split(";")[0]
@@ -627,7 +627,7 @@ def nesting_depth(content: bytes) -> int:
     return max(accumulate(array("b", steps)), default=0)
 
 
-class _TooDeep(ValueError):
+class TooDeep(ValueError):
     """JSON nested beyond the cap: as unusable as garbage, and said so."""
 
 
@@ -640,12 +640,12 @@ def load_json(content: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         value = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc):
-            raise _TooDeep("JSON nested too deeply to parse") from None
+            raise TooDeep("JSON nested too deeply to parse") from None
         raise
     # No deeper than its number of containers: most bodies need no count at all.
     if (content.count(b"[") + content.count(b"{") > max_depth
             and nesting_depth(content) > max_depth):
-        raise _TooDeep(f"JSON nested too deeply (over {max_depth} levels)")
+        raise TooDeep(f"JSON nested too deeply (over {max_depth} levels)")
     return value
 
 
@@ -795,7 +795,7 @@ def parse_json(system: str, response: httpx.Response,
     rid = request_id(response.headers, request_id_headers)
     try:
         return load_json(response.content, max_depth)
-    except _TooDeep as exc:
+    except TooDeep as exc:
         raise BadResponse(system, str(exc), status_code=response.status_code,
                           vendor_request_id=rid) from None
     except ValueError:

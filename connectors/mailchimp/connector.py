@@ -281,6 +281,7 @@ class MailchimpConnector(ConnectorBase):
             parsed = parse_time(since)
             since_param = (parsed - LOOKBACK).isoformat() if parsed else since
         newest = since
+        newest_at = parse_time(since)
         pending: SyncPage | None = None
         for audience in self._audiences():
             offset = 0
@@ -293,9 +294,15 @@ class MailchimpConnector(ConnectorBase):
                                      audience.id, **kwargs)
                 records = []
                 for m in page.members:
-                    records.append(_source_record(audience.id, m))
-                    if m.last_changed and (newest is None or _later(m.last_changed, newest)):
-                        newest = m.last_changed
+                    record = _source_record(audience.id, m)
+                    records.append(record)
+                    # Later by time (each parsed once, as the record's updated_at), or
+                    # by text where either is not a time.
+                    changed = record.updated_at
+                    if m.last_changed and (newest is None or (
+                            changed > newest_at if changed and newest_at
+                            else m.last_changed > newest)):
+                        newest, newest_at = m.last_changed, changed
                 if pending is not None:
                     yield pending
                 pending = SyncPage(records=tuple(records), cursor=since)
@@ -677,9 +684,3 @@ def _with_read_back(record: RecordOutcome, seen: str) -> RecordOutcome:
     """The record with what the read-back saw appended."""
     return replace(record, detail=f"{record.detail}; {seen}")
 
-
-def _later(a: str, b: str) -> bool:
-    ta, tb = parse_time(a), parse_time(b)
-    if ta is None or tb is None:
-        return a > b
-    return ta > tb
