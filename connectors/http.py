@@ -32,10 +32,12 @@ import random
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -647,6 +649,37 @@ def load_json(content: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
             and nesting_depth(content) > max_depth):
         raise TooDeep(f"JSON nested too deeply (over {max_depth} levels)")
     return value
+
+
+# ------------------------------------------------------------------------ read-ahead
+
+
+def read_ahead(reads: Iterable[Callable[[], T]], ahead: int = 1) -> Iterator[T]:
+    """The results of ``reads``, in order, each started before the caller has done with
+    the one before it, at most ``ahead`` at a time.
+
+    A sync's pages are independent reads whose addresses are known before the answers
+    (Netvisor's id chunks, Mailchimp's offsets): while the caller maps one page to
+    records, the next is already on the wire and, with lxml, being parsed (it lets go
+    of the GIL). Each read is whole, as the caller would make it (limiter, retry
+    policy, validation); the vendor's limits still hold because the limiter does: a
+    serial vendor gets ``ahead=1``, one request in flight. A read's error is raised
+    when its result is due; reads not started yet are dropped when the caller stops.
+    """
+    if ahead < 1:
+        raise ValueError("ahead must be at least 1")
+    todo = iter(reads)
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="read-ahead") as pool:
+        pending: deque[Future[T]] = deque(pool.submit(read) for read in islice(todo, ahead))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for read in islice(todo, 1):
+                    pending.append(pool.submit(read))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 # ------------------------------------------------------------------------ counting

@@ -67,6 +67,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import partial
 from typing import Any, TypeVar
 from xml.sax.saxutils import escape
 
@@ -88,6 +89,7 @@ from connectors.http import (
     RetryPolicy,
     SerialLimiter,
     make_client,
+    read_ahead,
     validate,
 )
 from connectors.netvisor.http import NetvisorHttp
@@ -110,6 +112,7 @@ from connectors.netvisor.parsing import (
     _is_true,
     _tag,
     _text,
+    customer_elements,
     netvisor_time,
     parse_xml,
     to_dict,
@@ -321,25 +324,29 @@ class NetvisorConnector(ConnectorBase):
     def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
         """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent.
 
-        A customer in the answer that was not asked for is a protocol error: acting on
-        it would act on someone else."""
-        for i in range(0, len(keys), IDLIST_MAX):
-            chunk = keys[i:i + IDLIST_MAX]
-            try:
-                root, _ = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
-                                     CustomersAnswer)
-            except VendorError as exc:
-                if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
-                    yield []  # a single unknown key: Netvisor calls it invalid data
-                    continue
-                raise
-            found = [Customer(el) for el in _find_all(root, "Customer")
-                     if _child(el, "CustomerBaseInformation") is not None]
-            stray = {c.key for c in found} - set(chunk)
-            if stray:
-                raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
-                                  "not asked for")
-            yield found
+        The next chunk is asked for while the caller reads this one (``read_ahead``):
+        still one request at a time, as Netvisor asks, since the SerialLimiter holds
+        every request of the connector."""
+        chunks = [keys[i:i + IDLIST_MAX] for i in range(0, len(keys), IDLIST_MAX)]
+        return read_ahead(partial(self._customer_chunk, chunk) for chunk in chunks)
+
+    def _customer_chunk(self, chunk: Sequence[str]) -> list[Customer]:
+        """The customers of one ``idlist``. A customer in the answer that was not asked
+        for is a protocol error: acting on it would act on someone else."""
+        try:
+            root, _ = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
+                                 CustomersAnswer)
+        except VendorError as exc:
+            if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
+                return []  # a single unknown key: Netvisor calls it invalid data
+            raise
+        found = [Customer(el) for el in customer_elements(root)
+                 if _child(el, "CustomerBaseInformation") is not None]
+        stray = {c.key for c in found} - set(chunk)
+        if stray:
+            raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
+                              "not asked for")
+        return found
 
     def _customer(self, key: str) -> Customer | None:
         for batch in self._customers([key]):
@@ -390,7 +397,7 @@ class NetvisorConnector(ConnectorBase):
         for batch in self._customers(keys):
             records: list[SourceRecord] = []
             for c in batch:
-                updated = netvisor_time(_text(c.el, "LastModified"))
+                updated = netvisor_time(c.last_modified)
                 records.append(SourceRecord(system=SYSTEM, record_id=c.key,
                                             emails=tuple(c.emails), phones=tuple(c.phones),
                                             display_name=c.person_name or None,
