@@ -324,29 +324,31 @@ class NetvisorConnector(ConnectorBase):
     def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
         """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent.
 
-        The next chunk is asked for while the caller reads this one (``read_ahead``):
-        still one request at a time, as Netvisor asks, since the SerialLimiter holds
-        every request of the connector."""
+        The next chunk is asked for, read and checked while the caller reads this
+        one's customers (``read_ahead``): still one request at a time, as Netvisor
+        asks, since the SerialLimiter holds every request of the connector."""
         chunks = [keys[i:i + IDLIST_MAX] for i in range(0, len(keys), IDLIST_MAX)]
-        return read_ahead(partial(self._customer_chunk, chunk) for chunk in chunks)
+        for root in read_ahead(partial(self._customer_chunk, chunk) for chunk in chunks):
+            yield [] if root is None else [
+                Customer(el) for el in customer_elements(root)
+                if _child(el, "CustomerBaseInformation") is not None]
 
-    def _customer_chunk(self, chunk: Sequence[str]) -> list[Customer]:
-        """The customers of one ``idlist``. A customer in the answer that was not asked
-        for is a protocol error: acting on it would act on someone else."""
+    def _customer_chunk(self, chunk: Sequence[str]) -> Element | None:
+        """The answer to one ``idlist``, checked; None for a single unknown key. A
+        customer in the answer that was not asked for is a protocol error: acting on
+        it would act on someone else."""
         try:
-            root, _ = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
-                                 CustomersAnswer)
+            root, answer = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
+                                      CustomersAnswer)
         except VendorError as exc:
             if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
-                return []  # a single unknown key: Netvisor calls it invalid data
+                return None  # a single unknown key: Netvisor calls it invalid data
             raise
-        found = [Customer(el) for el in customer_elements(root)
-                 if _child(el, "CustomerBaseInformation") is not None]
-        stray = {c.key for c in found} - set(chunk)
+        stray = {c.customerbaseinformation.netvisorkey for c in answer.all} - set(chunk)
         if stray:
             raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
                               "not asked for")
-        return found
+        return root
 
     def _customer(self, key: str) -> Customer | None:
         for batch in self._customers([key]):

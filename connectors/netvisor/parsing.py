@@ -218,15 +218,14 @@ class Customer:
             if email or phone or name or fields.text("ContactName"):
                 out.append(Contact(self.key, "details", name, email, phone, details))
         for i, node in enumerate(_contact_nodes(self.el)):
-            cid = (_text(node, "NetvisorKey") or _text(node, "ContactPersonNetvisorKey")
-                   or _text(node, "ContactPersonID") or _text(node, "Id") or f"n{i + 1}")
-            first = _first_text(node, ("firstname",))
-            last = _first_text(node, ("lastname",))
-            name = " ".join(p for p in (first, last) if p) or _first_text(node, ("name",))
-            email = _first_text(node, ("email",))
-            phone = _first_text(node, ("phone",))
-            out.append(Contact(self.key, cid, name, email, phone, node,
-                               is_default=_is_true(_text(node, "IsDefault"))))
+            by_tag, hinted = _read_contact(node)
+            cid = (by_tag.get("netvisorkey") or by_tag.get("contactpersonnetvisorkey")
+                   or by_tag.get("contactpersonid") or by_tag.get("id") or f"n{i + 1}")
+            first, last = hinted.get("firstname", ""), hinted.get("lastname", "")
+            name = " ".join(p for p in (first, last) if p) or hinted.get("name", "")
+            out.append(Contact(self.key, cid, name, hinted.get("email", ""),
+                               hinted.get("phone", ""), node,
+                               is_default=_is_true(by_tag.get("isdefault", ""))))
         return out
 
     @property
@@ -280,9 +279,23 @@ def _contact_nodes(customer: Element) -> list[Element]:
             for node in section if len(node)]
 
 
-def _first_text(node: Element, hints: tuple[str, ...]) -> str:
+# What a contact person's fields are recognised by: the first non-empty field whose
+# tag contains the hint ("name" also finds FirstName when there is no plain Name).
+_HINTS = ("firstname", "lastname", "name", "email", "phone")
+
+
+def _read_contact(node: Element) -> tuple[dict[str, str], dict[str, str]]:
+    """One pass over a contact person's fields: each tag's text (the first of a tag
+    wins, as with ``_text``) and, per hint, the first non-empty text whose tag holds
+    it. A scan per field read each contact person six times over."""
+    by_tag: dict[str, str] = {}
+    hinted: dict[str, str] = {}
     for child in node:
-        tag = _tag(child)
-        if any(h in tag for h in hints) and (child.text or "").strip():
-            return child.text.strip()
-    return ""
+        tag = _local(child.tag)
+        text = (child.text or "").strip()
+        by_tag.setdefault(tag, text)
+        if text:
+            for hint in _HINTS:
+                if hint in tag:
+                    hinted.setdefault(hint, text)
+    return by_tag, hinted
