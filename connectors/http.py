@@ -624,7 +624,10 @@ def nesting_depth(content: bytes) -> int:
     split, accumulate): walking the parsed value container by container cost as much
     as parsing every page. For text the parser accepted; other text gives a number,
     never an error."""
-    kept = content.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    kept = content
+    if b"\\" in kept:  # most pages have no escape at all: two copies of the body saved
+        kept = kept.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = kept.translate(None, _NOT_STRUCTURE)
     steps = b"".join(kept.split(b'"')[::2]).translate(_STEPS)
     return max(accumulate(array("b", steps)), default=0)
 
