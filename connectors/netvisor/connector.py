@@ -9,7 +9,7 @@ the index link them into one person.
 
 - ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full
   pass), then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request
-  at a time. The next cursor is the vendor's own ResponseStatus TimeStamp of the
+  at a time (the next chunk is asked for while the last answer is read). The next cursor is the vendor's own ResponseStatus TimeStamp of the
   list call (its clock and time zone, so no skew), taken before the details: Netvisor
   writes it ``d.M.yyyy H:mm:ss`` (Finnish local time), the cursor keeps it as
   ``YYYY-MM-DDThh:mm:ss``, the form ``changedsince`` takes.
