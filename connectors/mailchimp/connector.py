@@ -1,14 +1,14 @@
 """Mailchimp Marketing API v3 through the official SDK (docs/vendors/mailchimp.md).
 
-- Sync: every audience's members, ``count=1000``/``offset``, ``exclude_fields``
-  for ``_links``, ``since_last_changed`` incrementally (with a one-second
-  look-back, as Airbyte does, so an equal-second change is never missed).
-  ``record_id`` = ``"<list_id>:<member id>"``. The next pages are read ahead
-  (``READ_AHEAD`` of Mailchimp's ten connections) while one is mapped. Archived and cleaned members still
-  hold data, so they are indexed like any other. Because the audiences are read
-  one after another, every page but the last carries the cursor the sync started
-  from and only the last carries the newest ``last_changed`` seen: a crash
-  half-way re-reads, never skips.
+- Sync: every audience's members, ``count=1000``/``offset``, ``exclude_fields`` for
+  ``_links``, ``since_last_changed`` incrementally (with a one-second look-back, as
+  Airbyte does, so an equal-second change is never missed). ``record_id`` =
+  ``"<list_id>:<member id>"``. The next pages are read ahead (``READ_AHEAD`` of
+  Mailchimp's ten connections) while one is mapped. Archived and cleaned members still
+  hold data, so they are indexed like any other. Because the audiences are read one
+  after another, every page but the last carries the cursor the sync started from and
+  only the last carries the newest ``last_changed`` seen: a crash half-way re-reads,
+  never skips.
 - Find: in every audience, GET the member by subscriber hash (MD5 of the
   lower-cased e-mail); 404 is simply "not a member there". Each ref carries what the
   member holds (e-mail, FNAME+LNAME, PHONE) for the hub to judge whose it is.

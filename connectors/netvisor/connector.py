@@ -7,12 +7,13 @@ own (``record_id`` = ``<customer key>/contact/<contact id>``, kind
 customer's contact persons are different people, and folding them would make
 the index link them into one person.
 
-- ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full
-  pass), then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request
-  at a time (the next chunk is asked for while the last answer is read). The next cursor is the vendor's own ResponseStatus TimeStamp of the
-  list call (its clock and time zone, so no skew), taken before the details: Netvisor
-  writes it ``d.M.yyyy H:mm:ss`` (Finnish local time), the cursor keeps it as
-  ``YYYY-MM-DDThh:mm:ss``, the form ``changedsince`` takes.
+- ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full pass),
+  then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request at a time
+  (the next chunk is asked for while the last answer is read). The next cursor is the
+  vendor's own ResponseStatus TimeStamp of the list call (its clock and time zone, so no
+  skew), taken before the details: Netvisor writes it ``d.M.yyyy H:mm:ss`` (Finnish
+  local time), the cursor keeps it as ``YYYY-MM-DDThh:mm:ss``, the form ``changedsince``
+  takes.
 - ``find``: ``customerlist.nv?emailkeyword=`` per e-mail, the hits read with
   ``getcustomer.nv`` and confirmed locally: the customer when its own e-mail or
   phone matches, each contact person whose e-mail or phone matches. Netvisor has
