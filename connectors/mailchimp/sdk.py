@@ -168,14 +168,16 @@ class ParsedResponse(requests.Response):
     ``requests`` would parse again with the standard library (twice orjson's time on
     a page of 1000 members, most of what the SDK path added to a sync). Garbage
     raises from ``json()`` as ``requests`` would, and the SDK then hands the Response
-    back for :func:`translate_response` to call it."""
+    back, which :func:`translate_response` turns into a BadResponse. A body not
+    parsed in ``_send`` (not JSON by its content type) is parsed as ``requests``
+    would."""
 
     parsed: Any = None
 
     def json(self, **kwargs: Any) -> Any:
         if isinstance(self.parsed, ValueError):
             raise self.parsed
-        return self.parsed
+        return super().json(**kwargs) if self.parsed is None else self.parsed
 
 
 def as_requests_response(response: httpx.Response) -> ParsedResponse:
