@@ -11,7 +11,9 @@ The sandbox runs in a child process (so its CPU does not share our GIL). Per sys
    (Mailchimp, whose connector talks through the SDK, gets an equivalent hand-written
    loop over the same pages). The ratio therefore measures our own work: validating,
    mapping to records, retries and pacing;
-3. the measured full sync through the connector (records/s, API calls);
+3. the measured full sync through the connector (records/s, API calls); floor and
+   full sync are run three times in turn and each is its fastest run, so a burst of
+   load on a shared machine does not decide the ratio;
 4. 1% of the records changed through the vendor API (where the emulator lets us),
    then an incremental sync from the full sync's cursor, as a share of the full.
 
@@ -44,6 +46,9 @@ from connectors import registry  # noqa: E402
 
 SYSTEMS = registry.names()  # the declared systems (connectors/registry.py)
 AIM = 1.3  # a full sync within 1.3x of fetching and parsing the same pages
+# Floor and full sync are each run this many times, in turn, and the fastest of each
+# kept: on a shared two-core machine one run of either can be twice its best.
+ROUNDS = 3
 # The safe XML floor: what the Netvisor connector may at best do (no entities, no DTD,
 # no network, no unbounded trees).
 SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
@@ -213,21 +218,27 @@ def bench_system(system: str, env: dict[str, str]) -> Result | str:
         for page in conn.sync(None):  # warm-up, also collects the ids to change
             warm_n += len(page.records)
             ids.extend(r.record_id for r in page.records)
-        if system == "mailchimp":
-            result.floor_seconds, result.floor_calls = mailchimp_floor(env)
-        elif captured is not None:
-            requests_ = list(captured)
-            captured.clear()
-            result.floor_seconds, note = replay_floor(system, requests_)
-            result.floor_calls = len(requests_)
-            if note:
-                result.notes.append(note)
-        else:
-            result.notes.append("no floor: connector does not expose an httpx client")
+        requests_ = list(captured or ())
         if captured is not None:
+            captured.clear()
             conn.http.client.event_hooks["request"].clear()
-        n, secs, calls, cursor = run_sync(conn, None)
-        result.records, result.seconds, result.api_calls = n, secs, calls
+        if system != "mailchimp" and captured is None:
+            result.notes.append("no floor: connector does not expose an httpx client")
+        cursor = None
+        for _round in range(ROUNDS):  # floor and sync in turn, the best of each kept
+            floor: float | None = None
+            if system == "mailchimp":
+                floor, result.floor_calls = mailchimp_floor(env)
+            elif captured is not None:
+                floor, note = replay_floor(system, requests_)
+                result.floor_calls = len(requests_)
+                if note and note not in result.notes:
+                    result.notes.append(note)
+            if floor is not None:
+                result.floor_seconds = min(floor, result.floor_seconds or floor)
+            n, secs, calls, cursor = run_sync(conn, None)
+            if not result.seconds or secs < result.seconds:
+                result.records, result.seconds, result.api_calls = n, secs, calls
         result.rss_mb = peak_rss_mb()
         changer = CHANGERS.get(system)
         if changer is not None and ids:
@@ -252,7 +263,8 @@ def main() -> None:
 
     from sandbox.server import Sandbox
 
-    print(f"starting the sandbox with {args.people:,} people in a child process ...",
+    print(f"starting the sandbox with {args.people:,} people in a child process "
+          f"(the vendors' own limits on; floor and sync each the best of {ROUNDS}) ...",
           flush=True)
     t0 = time.perf_counter()
     box = Sandbox(people=args.people, seed=args.seed, vendors=tuple(systems), in_process=False,

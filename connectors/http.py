@@ -32,10 +32,12 @@ import random
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -438,7 +440,7 @@ def _body_detail(response: httpx.Response) -> tuple[str, bool]:
         return "empty body", True
     try:
         return error_detail(load_json(content, DEFAULT_MAX_DEPTH)), True
-    except _TooDeep as exc:
+    except TooDeep as exc:
         return str(exc), True
     except ValueError:
         ctype = response.headers.get("content-type", "unknown").split(";")[0]
@@ -622,12 +624,15 @@ def nesting_depth(content: bytes) -> int:
     split, accumulate): walking the parsed value container by container cost as much
     as parsing every page. For text the parser accepted; other text gives a number,
     never an error."""
-    kept = content.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    kept = content
+    if b"\\" in kept:  # most pages have no escape at all: two copies of the body saved
+        kept = kept.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = kept.translate(None, _NOT_STRUCTURE)
     steps = b"".join(kept.split(b'"')[::2]).translate(_STEPS)
     return max(accumulate(array("b", steps)), default=0)
 
 
-class _TooDeep(ValueError):
+class TooDeep(ValueError):
     """JSON nested beyond the cap: as unusable as garbage, and said so."""
 
 
@@ -640,13 +645,44 @@ def load_json(content: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         value = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc):
-            raise _TooDeep("JSON nested too deeply to parse") from None
+            raise TooDeep("JSON nested too deeply to parse") from None
         raise
     # No deeper than its number of containers: most bodies need no count at all.
     if (content.count(b"[") + content.count(b"{") > max_depth
             and nesting_depth(content) > max_depth):
-        raise _TooDeep(f"JSON nested too deeply (over {max_depth} levels)")
+        raise TooDeep(f"JSON nested too deeply (over {max_depth} levels)")
     return value
+
+
+# ------------------------------------------------------------------------ read-ahead
+
+
+def read_ahead(reads: Iterable[Callable[[], T]], ahead: int = 1) -> Iterator[T]:
+    """The results of ``reads``, in order, each started before the caller has done with
+    the one before it, at most ``ahead`` at a time.
+
+    A sync's pages are independent reads whose addresses are known before the answers
+    (Netvisor's id chunks, Mailchimp's offsets): while the caller maps one page to
+    records, the next is already on the wire and, with lxml, being parsed (it lets go
+    of the GIL). Each read is whole, as the caller would make it (limiter, retry
+    policy, validation); the vendor's limits still hold because the limiter does: a
+    serial vendor gets ``ahead=1``, one request in flight. A read's error is raised
+    when its result is due; reads not started yet are dropped when the caller stops.
+    """
+    if ahead < 1:
+        raise ValueError("ahead must be at least 1")
+    todo = iter(reads)
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="read-ahead") as pool:
+        pending: deque[Future[T]] = deque(pool.submit(read) for read in islice(todo, ahead))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for read in islice(todo, 1):
+                    pending.append(pool.submit(read))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 # ------------------------------------------------------------------------ counting
@@ -795,7 +831,7 @@ def parse_json(system: str, response: httpx.Response,
     rid = request_id(response.headers, request_id_headers)
     try:
         return load_json(response.content, max_depth)
-    except _TooDeep as exc:
+    except TooDeep as exc:
         raise BadResponse(system, str(exc), status_code=response.status_code,
                           vendor_request_id=rid) from None
     except ValueError:

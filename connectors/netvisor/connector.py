@@ -7,12 +7,13 @@ own (``record_id`` = ``<customer key>/contact/<contact id>``, kind
 customer's contact persons are different people, and folding them would make
 the index link them into one person.
 
-- ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full
-  pass), then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request
-  at a time. The next cursor is the vendor's own ResponseStatus TimeStamp of the
-  list call (its clock and time zone, so no skew), taken before the details: Netvisor
-  writes it ``d.M.yyyy H:mm:ss`` (Finnish local time), the cursor keeps it as
-  ``YYYY-MM-DDThh:mm:ss``, the form ``changedsince`` takes.
+- ``sync(since)``: ``customerlist.nv?changedsince=`` (all customers on a full pass),
+  then ``getcustomer.nv?idlist=`` in chunks of ≤ 500, strictly one request at a time
+  (the next chunk is asked for while the last answer is read). The next cursor is the
+  vendor's own ResponseStatus TimeStamp of the list call (its clock and time zone, so no
+  skew), taken before the details: Netvisor writes it ``d.M.yyyy H:mm:ss`` (Finnish
+  local time), the cursor keeps it as ``YYYY-MM-DDThh:mm:ss``, the form ``changedsince``
+  takes.
 - ``find``: ``customerlist.nv?emailkeyword=`` per e-mail, the hits read with
   ``getcustomer.nv`` and confirmed locally: the customer when its own e-mail or
   phone matches, each contact person whose e-mail or phone matches. Netvisor has
@@ -67,6 +68,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import partial
 from typing import Any, TypeVar
 from xml.sax.saxutils import escape
 
@@ -90,6 +92,7 @@ from connectors.http import (
     RetryPolicy,
     SerialLimiter,
     make_client,
+    read_ahead,
     validate,
 )
 from connectors.netvisor.http import NetvisorHttp
@@ -112,6 +115,7 @@ from connectors.netvisor.parsing import (
     _is_true,
     _tag,
     _text,
+    customer_elements,
     netvisor_time,
     parse_xml,
     to_dict,
@@ -331,25 +335,31 @@ class NetvisorConnector(ConnectorBase):
     def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
         """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent.
 
-        A customer in the answer that was not asked for is a protocol error: acting on
+        The next chunk is asked for, read and checked while the caller reads this
+        one's customers (``read_ahead``): still one request at a time, as Netvisor
+        asks, since the SerialLimiter holds every request of the connector."""
+        chunks = [keys[i:i + IDLIST_MAX] for i in range(0, len(keys), IDLIST_MAX)]
+        for root in read_ahead(partial(self._customer_chunk, chunk) for chunk in chunks):
+            yield [] if root is None else [
+                Customer(el) for el in customer_elements(root)
+                if _child(el, "CustomerBaseInformation") is not None]
+
+    def _customer_chunk(self, chunk: Sequence[str]) -> Element | None:
+        """The answer to one ``idlist``, checked; None for a single unknown key. A
+        customer in the answer that was not asked for is a protocol error: acting on
         it would act on someone else."""
-        for i in range(0, len(keys), IDLIST_MAX):
-            chunk = keys[i:i + IDLIST_MAX]
-            try:
-                root, _ = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
-                                     CustomersAnswer)
-            except VendorError as exc:
-                if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
-                    yield []  # a single unknown key: Netvisor calls it invalid data
-                    continue
-                raise
-            found = [Customer(el) for el in _find_all(root, "Customer")
-                     if _child(el, "CustomerBaseInformation") is not None]
-            stray = {c.key for c in found} - set(chunk)
-            if stray:
-                raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
-                                  "not asked for")
-            yield found
+        try:
+            root, answer = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
+                                      CustomersAnswer)
+        except VendorError as exc:
+            if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
+                return None  # a single unknown key: Netvisor calls it invalid data
+            raise
+        stray = {c.customerbaseinformation.netvisorkey for c in answer.all} - set(chunk)
+        if stray:
+            raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
+                              "not asked for")
+        return root
 
     def _customer(self, key: str) -> Customer | None:
         for batch in self._customers([key]):
@@ -400,7 +410,7 @@ class NetvisorConnector(ConnectorBase):
         for batch in self._customers(keys):
             records: list[SourceRecord] = []
             for c in batch:
-                updated = netvisor_time(_text(c.el, "LastModified"))
+                updated = netvisor_time(c.last_modified)
                 records.append(SourceRecord(system=SYSTEM, record_id=c.key,
                                             emails=tuple(c.emails), phones=tuple(c.phones),
                                             display_name=c.person_name or None,
