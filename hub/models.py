@@ -92,9 +92,10 @@ class SourceRecordRow(Base):
 
 class RecordIdentifierRow(Base):
     __tablename__ = "record_identifiers"
-    # With the pk, clustering reads identifiers in value order from the index alone;
-    # without a rowid on SQLite, the primary key is the table (one B-tree less to write).
-    __table_args__ = (Index("ix_record_identifiers_value", "kind", "value", "record_pk"),
+    # Without a rowid on SQLite the primary key is the table (one B-tree less to
+    # write per identifier), and the value index holds the pk: clustering reads
+    # identifiers in value order from the index alone.
+    __table_args__ = (Index("ix_record_identifiers_value", "kind", "value"),
                       {"sqlite_with_rowid": False})
 
     record_pk: Mapped[int] = mapped_column(

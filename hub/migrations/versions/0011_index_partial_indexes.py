@@ -1,13 +1,13 @@
-"""index: partial indexes on the dirty flag and person id; identifiers by value with pk
+"""index: partial indexes on the dirty flag and person id; identifiers without rowid
 
 A full build writes every record twice (inserted dirty without a person, then given
 its person and made clean): each write paid an entry in every index. The dirty flag
 is only ever searched for dirty records, and the person id only for a person, so
 each index now holds only those rows: a new record enters neither person nor clean
-index, and a clean record leaves the dirty one. The identifier index carries the
-record's pk, so clustering reads identifiers in value order from the index alone.
-On SQLite the identifier table is WITHOUT ROWID: its primary key is the table, one
-B-tree fewer to write per identifier (PostgreSQL has no rowid to drop).
+index, and a clean record leaves the dirty one. On SQLite the identifier table is
+WITHOUT ROWID: its primary key is the table, one B-tree fewer to write per
+identifier, and the value index then carries the record's pk, so clustering reads
+identifiers in value order from the index alone (PostgreSQL has no rowid to drop).
 
 Revision ID: 0011
 Revises: 0010
@@ -34,20 +34,13 @@ def upgrade() -> None:
                               sqlite_where=_DIRTY, postgresql_where=_DIRTY)
         batch_op.create_index('ix_source_records_person', ['person_id'], unique=False,
                               sqlite_where=_PERSON, postgresql_where=_PERSON)
-    with op.batch_alter_table('record_identifiers', schema=None) as batch_op:
-        batch_op.drop_index('ix_record_identifiers_value')
     if op.get_bind().dialect.name == 'sqlite':
         _rebuild_identifiers('WITHOUT ROWID')
-    op.create_index('ix_record_identifiers_value', 'record_identifiers',
-                    ['kind', 'value', 'record_pk'], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_record_identifiers_value', table_name='record_identifiers')
     if op.get_bind().dialect.name == 'sqlite':
         _rebuild_identifiers('')
-    op.create_index('ix_record_identifiers_value', 'record_identifiers', ['kind', 'value'],
-                    unique=False)
     with op.batch_alter_table('source_records', schema=None) as batch_op:
         batch_op.drop_index('ix_source_records_person')
         batch_op.drop_index('ix_source_records_dirty')
@@ -68,3 +61,5 @@ def _rebuild_identifiers(options: str) -> None:
                'SELECT record_pk, kind, value FROM record_identifiers')
     op.execute('DROP TABLE record_identifiers')
     op.execute('ALTER TABLE record_identifiers_new RENAME TO record_identifiers')
+    op.create_index('ix_record_identifiers_value', 'record_identifiers', ['kind', 'value'],
+                    unique=False)
