@@ -775,7 +775,7 @@ def _assign_ids(session: Session) -> None:
     _exec(session, _CLAIMS)
     _exec(session, "CREATE TEMP TABLE cl_map "
                    "(label BIGINT PRIMARY KEY, person_id VARCHAR(32), size BIGINT NOT NULL)")
-    _sql(session, _MAP)  # a new id in the same statement: a full build gives 1 per 2 records
+    _sql(session, _MAP)  # new ids included: no second pass over the map
     _exec(session, "CREATE INDEX cl_map_person ON cl_map (person_id)")
     if _postgres(session):
         _analyze(session, "cl_map", "cl_scope")
