@@ -180,7 +180,7 @@ def _digest(text: str) -> str:
 
 def _prepare(record: SourceRecord) -> _Prepared:
     idents = identifier_pairs(record.emails, record.phones)
-    ident_text = "\x1f".join(sorted([kind + ":" + value for kind, value in idents]))
+    ident_text = "\x1f".join(sorted(map(":".join, idents)))
     name, key = _names(record.display_name) if record.display_name else (None, None)
     updated = record.updated_at.isoformat() if record.updated_at else ""
     return _Prepared(
@@ -461,8 +461,6 @@ def sync_cursor(session: Session, system: str) -> str | None:
 
 _KINDS_SQL = "('email', 'phone')"
 
-_SCOPE_ALL = ("INSERT INTO cl_scope (pk, label, old_person) "
-              "SELECT pk, pk, person_id FROM source_records WHERE gone_at IS NULL")
 _SCOPE_SEEDS = ("INSERT INTO cl_scope (pk, label, old_person) "
                 "SELECT pk, pk, person_id FROM source_records "
                 "WHERE dirty = TRUE AND gone_at IS NULL")
@@ -500,8 +498,9 @@ WHERE source_records.pk = s.pk
   AND (source_records.person_id IS NULL OR source_records.person_id <> m.person_id
        OR source_records.dirty)"""
 
-# Giving ids (what `_assign_ids` says in words). {mark}, {collate} and {new_id} are
-# filled in per database by `_sql`.
+# Giving ids (what `_assign_ids` says in words): the old id that won, else a new one
+# in the same statement. {mark}, {collate} and {new_id} are filled in per database
+# by `_sql`.
 _GROUPS = """
 CREATE TEMP TABLE cl_group AS
 SELECT label, old_person, COUNT(*) AS n FROM cl_scope GROUP BY label, old_person"""
@@ -514,7 +513,7 @@ SELECT label, old_person, n FROM (
 WHERE r = 1"""
 _MAP = """
 INSERT INTO cl_map (label, person_id, size)
-SELECT g.label, w.old_person, g.size
+SELECT g.label, COALESCE(w.old_person, {new_id}), g.size
 FROM (SELECT label, SUM(n) AS size FROM cl_group GROUP BY label) g
 LEFT JOIN (
     SELECT label, old_person FROM (
@@ -522,7 +521,6 @@ LEFT JOIN (
             PARTITION BY label ORDER BY n DESC, old_person {collate}) AS r
         FROM cl_claim) ranked
     WHERE r = 1) w ON w.label = g.label"""
-_NEW_IDS = "UPDATE cl_map SET person_id = {new_id} WHERE person_id IS NULL"
 # 'P-' and 12 hex digits (48 bits) from the database's strong random source.
 _NEW_ID = {"sqlite": "'P-' || lower(hex(randomblob(6)))",
            "postgresql": "'P-' || left(replace(gen_random_uuid()::text, '-', ''), 12)"}
@@ -587,20 +585,23 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
     now = now or datetime.now(UTC)
     stats = ClusterStats()
     session.flush()
-    dirty = session.execute(select(func.count()).where(SR.dirty.is_(True))).scalar_one()
+    # Worded as the partial index on dirty records is (models.py), so it is used.
+    dirty = session.connection().exec_driver_sql(
+        "SELECT COUNT(*) FROM source_records WHERE dirty = TRUE").scalar_one()
     if not dirty:
         return stats
     total = session.execute(select(func.count()).select_from(SR)).scalar_one()
     _drop_temp(session)
-    if _postgres(session):
-        _analyze(session)  # the syncs just wrote; plans below depend on the sizes
     _exec(session, "CREATE TEMP TABLE cl_scope "
                    "(pk BIGINT PRIMARY KEY, label BIGINT NOT NULL, old_person VARCHAR(32))")
     if dirty >= FULL_RECLUSTER_SHARE * total:
-        _exec(session, _SCOPE_ALL)
+        # Everything is read and joined whole (hash joins), which needs no statistics
+        # of the tables the syncs just wrote: ANALYZE was a tenth of a build here.
         _label_components(session)
         _exec(session, "CREATE INDEX cl_scope_label ON cl_scope (label)")
     else:
+        if _postgres(session):
+            _analyze(session)  # the syncs just wrote; the walk's plans depend on sizes
         _exec(session, _SCOPE_SEEDS)
         while _exec(session, _SCOPE_BY_PERSON) + _exec(session, _SCOPE_BY_IDENTIFIER):
             pass
@@ -652,6 +653,8 @@ SUSPECT_PAGE = 1000  # components re-partitioned per round trip
 _SCOPE_IDENTIFIERS = f"""
 SELECT ri.kind, ri.value, ri.record_pk FROM record_identifiers ri
 WHERE ri.kind IN {_KINDS_SQL} ORDER BY ri.kind, ri.value"""
+_LIVE = "SELECT pk FROM source_records WHERE gone_at IS NULL"
+_LIVE_PERSONS = "SELECT pk, person_id FROM source_records WHERE gone_at IS NULL"
 LABEL_CHUNK = 10_000
 
 
@@ -684,19 +687,22 @@ def _relabel(session: Session, moves: Sequence[tuple[int, int]]) -> None:
 
 
 def _label_components(session: Session) -> None:
-    """Label every record in scope with the smallest pk linked to it, as label
-    propagation would, in one pass over the identifier index (union-find).
+    """Fill cl_scope with every live record, labelled with the smallest pk linked to
+    it, as label propagation would, from one pass over the identifier index
+    (union-find).
 
     For a full build (most records in scope) the SQL rounds of propagation cost more
     than reading each identifier once, in index order, and joining neighbours. The
-    sets live in an array of 8 bytes per record (and a byte for "in scope"), not in
-    Python objects: at a million records, 9 MB. Labels are written in chunks."""
+    sets live in an array of 8 bytes per record (and a byte for "live"), not in
+    Python objects: at a million records, 9 MB. The labels are known before the scope
+    is written, so each record's row goes in once, in chunks, not in and then
+    relabelled."""
     conn = session.connection()
-    top = conn.exec_driver_sql("SELECT MAX(pk) FROM cl_scope").scalar() or 0
+    top = conn.exec_driver_sql("SELECT MAX(pk) FROM source_records").scalar() or 0
     parent = array("q", range(top + 1))
-    in_scope = bytearray(top + 1)
-    for (pk,) in _stream(session, "SELECT pk FROM cl_scope"):
-        in_scope[pk] = 1
+    live = bytearray(top + 1)
+    for (pk,) in _stream(session, _LIVE):
+        live[pk] = 1
 
     def root(x: int) -> int:
         while parent[x] != x:
@@ -707,7 +713,7 @@ def _label_components(session: Session) -> None:
     last: tuple[str, str] | None = None
     first = 0
     for kind, value, pk in _stream(session, _SCOPE_IDENTIFIERS):
-        if not in_scope[pk]:
+        if not live[pk]:
             continue
         if (kind, value) != last:
             last, first = (kind, value), pk
@@ -715,9 +721,13 @@ def _label_components(session: Session) -> None:
         a, b = root(first), root(pk)
         if a != b:  # the smaller root wins: every set's root is its smallest pk
             parent[max(a, b)] = min(a, b)
-    for start in range(0, top + 1, LABEL_CHUNK):
-        _relabel(session, [(pk, label) for pk in range(start, min(start + LABEL_CHUNK, top + 1))
-                           if in_scope[pk] and (label := root(pk)) != pk])
+    rows: list[tuple[int, int, str | None]] = []
+    for pk, person in _stream(session, _LIVE_PERSONS):
+        rows.append((pk, root(pk), person))
+        if len(rows) >= LABEL_CHUNK:
+            _insert(session, None, "cl_scope", ("pk", "label", "old_person"), rows)
+            rows = []
+    _insert(session, None, "cl_scope", ("pk", "label", "old_person"), rows)
 
 
 def _split_disagreeing(session: Session) -> int:
@@ -765,8 +775,7 @@ def _assign_ids(session: Session) -> None:
     _exec(session, _CLAIMS)
     _exec(session, "CREATE TEMP TABLE cl_map "
                    "(label BIGINT PRIMARY KEY, person_id VARCHAR(32), size BIGINT NOT NULL)")
-    _sql(session, _MAP)
-    _sql(session, _NEW_IDS)
+    _sql(session, _MAP)  # new ids included: no second pass over the map
     _exec(session, "CREATE INDEX cl_map_person ON cl_map (person_id)")
     if _postgres(session):
         _analyze(session, "cl_map", "cl_scope")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -59,8 +60,13 @@ class SourceRecordRow(Base):
     __tablename__ = "source_records"
     __table_args__ = (
         UniqueConstraint("system", "record_id", name="uq_source_records_system_record"),
-        Index("ix_source_records_person", "person_id"),
-        Index("ix_source_records_dirty", "dirty"),
+        # Partial (migration 0011): searched only for a person and for dirty records,
+        # and a full build writes every record twice; rows outside cost no entry.
+        Index("ix_source_records_person", "person_id",
+              sqlite_where=text("person_id IS NOT NULL"),
+              postgresql_where=text("person_id IS NOT NULL")),
+        Index("ix_source_records_dirty", "dirty", sqlite_where=text("dirty = TRUE"),
+              postgresql_where=text("dirty = TRUE")),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -86,7 +92,11 @@ class SourceRecordRow(Base):
 
 class RecordIdentifierRow(Base):
     __tablename__ = "record_identifiers"
-    __table_args__ = (Index("ix_record_identifiers_value", "kind", "value"),)
+    # Without a rowid on SQLite the primary key is the table (one B-tree less to
+    # write per identifier), and the value index holds the pk: clustering reads
+    # identifiers in value order from the index alone.
+    __table_args__ = (Index("ix_record_identifiers_value", "kind", "value"),
+                      {"sqlite_with_rowid": False})
 
     record_pk: Mapped[int] = mapped_column(
         BigId, ForeignKey("source_records.pk", ondelete="CASCADE"), primary_key=True
