@@ -101,6 +101,7 @@ from connectors.netvisor.models import (
     CustomerListAnswer,
     CustomersAnswer,
     InvoiceListAnswer,
+    SyncAnswer,
     plain,
 )
 from connectors.netvisor.parsing import (
@@ -118,6 +119,7 @@ from connectors.netvisor.parsing import (
     customer_elements,
     netvisor_time,
     parse_xml,
+    sync_plain,
     to_dict,
 )
 from connectors.netvisor.signing import NetvisorAuth
@@ -171,6 +173,7 @@ _ANON_SECTIONS = {
                                 "deliverypostnumber"),
 }
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class NetvisorSettings(BaseSettings):
@@ -270,7 +273,8 @@ class NetvisorConnector(ConnectorBase):
 
     def _exchange(self, method: str, resource: str, params: dict[str, Any] | None = None,
                   body: str | None = None, model: type[M] | None = None, *,
-                  read: bool = False) -> tuple[Element, M | None]:
+                  read: bool = False, reading: Callable[[Element], Any] | None = None
+                  ) -> tuple[Element, M | None]:
         """The parsed ``<Root>`` and, with ``model``, its validated reading.
 
         Parsing and validating happen inside each attempt, the rule of
@@ -278,7 +282,8 @@ class NetvisorConnector(ConnectorBase):
         read like a 200 with FAILED (``NetvisorHttp``), and on a ``read`` a body
         that is not XML or not what ``model`` declares (a truncated answer, a proxy's
         page) is retried too. A write is never repeated for it; ``read`` is explicit
-        because Netvisor writes by GET too (``deletecustomer.nv``).
+        because Netvisor writes by GET too (``deletecustomer.nv``). ``reading`` turns
+        the root into the data ``model`` validates (default: ``plain``).
         """
         url = f"{self.base_url}/{resource}"
         headers = {"content-type": "text/xml; charset=utf-8"} if body is not None else None
@@ -289,7 +294,10 @@ class NetvisorConnector(ConnectorBase):
                                          headers=headers, retry=NO_RETRY)
             try:
                 root = self._parse(resource, response)
-                return root, (validate(SYSTEM, model, plain(root, model)) if model else None)
+                if model is None:
+                    return root, None
+                data = reading(root) if reading else plain(root, model)
+                return root, validate(SYSTEM, model, data)
             except BadResponse as exc:
                 exc.retryable = read
                 raise
@@ -325,32 +333,47 @@ class NetvisorConnector(ConnectorBase):
 
     # ------------------------------------------------------------------ reading
 
-    def _read(self, resource: str, params: dict[str, Any], model: type[M]
-              ) -> tuple[Element, M]:
+    def _read(self, resource: str, params: dict[str, Any], model: type[M],
+              reading: Callable[[Element], Any] | None = None) -> tuple[Element, M]:
         """A read whose answer must hold what ``model`` declares (BadResponse if not)."""
-        root, answer = self._exchange("GET", resource, params, model=model, read=True)
+        root, answer = self._exchange("GET", resource, params, model=model, read=True,
+                                      reading=reading)
         assert answer is not None  # a model was given
         return root, answer
 
     def _customers(self, keys: Sequence[str]) -> Iterator[list[Customer]]:
-        """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent.
-
-        The next chunk is asked for, read and checked while the caller reads this
-        one's customers (``read_ahead``): still one request at a time, as Netvisor
-        asks, since the SerialLimiter holds every request of the connector."""
-        chunks = [keys[i:i + IDLIST_MAX] for i in range(0, len(keys), IDLIST_MAX)]
-        for root in read_ahead(partial(self._customer_chunk, chunk) for chunk in chunks):
+        """``getcustomer.nv?idlist=`` in chunks of ≤ 500; unknown keys are absent."""
+        for root in self._read_chunks(keys, self._customer_chunk):
             yield [] if root is None else [
                 Customer(el) for el in customer_elements(root)
                 if _child(el, "CustomerBaseInformation") is not None]
 
+    def _read_chunks(self, keys: Sequence[str], read: Callable[[Sequence[str]], T]
+                     ) -> Iterator[T]:
+        """``read`` of each chunk of ≤ 500 keys, in order.
+
+        The next chunk is asked for, read and checked while the caller uses this one
+        (``read_ahead``): still one request at a time, as Netvisor asks, since one
+        thread makes them all. (Two reads at once, the next request going out while
+        the last answer is parsed, measured no faster: the reads' Python work shares
+        one GIL.)"""
+        chunks = [keys[i:i + IDLIST_MAX] for i in range(0, len(keys), IDLIST_MAX)]
+        yield from read_ahead(partial(read, chunk) for chunk in chunks)
+
     def _customer_chunk(self, chunk: Sequence[str]) -> Element | None:
-        """The answer to one ``idlist``, checked; None for a single unknown key. A
-        customer in the answer that was not asked for is a protocol error: acting on
-        it would act on someone else."""
+        """The answer to one ``idlist``, checked; None for a single unknown key."""
+        answer = self._chunk(chunk, CustomersAnswer)
+        return None if answer is None else answer[0]
+
+    def _chunk(self, chunk: Sequence[str], model: type[CustomersAnswer | SyncAnswer],
+               reading: Callable[[Element], Any] | None = None
+               ) -> tuple[Element, CustomersAnswer | SyncAnswer] | None:
+        """One ``idlist`` read as ``model``; None for a single unknown key. A customer
+        in the answer that was not asked for is a protocol error: acting on it would
+        act on someone else."""
         try:
             root, answer = self._read("getcustomer.nv", {"idlist": ",".join(chunk)},
-                                      CustomersAnswer)
+                                      model, reading)
         except VendorError as exc:
             if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
                 return None  # a single unknown key: Netvisor calls it invalid data
@@ -359,7 +382,33 @@ class NetvisorConnector(ConnectorBase):
         if stray:
             raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
                               "not asked for")
-        return root
+        return root, answer
+
+    def _sync_chunk(self, chunk: Sequence[str]) -> list[SourceRecord]:
+        """One ``idlist`` as the sync's records, made from the validated answer alone
+        (``SyncAnswer``): one walk of the page, in the reading thread."""
+        read = self._chunk(chunk, SyncAnswer, sync_plain)
+        if read is None:
+            return []
+        answer = read[1]
+        assert isinstance(answer, SyncAnswer)
+        records: list[SourceRecord] = []
+        for c in answer.all:
+            base = c.customerbaseinformation
+            updated = netvisor_time(c.lastmodified)
+            records.append(SourceRecord(
+                system=SYSTEM, record_id=base.netvisorkey, emails=c.emails,
+                phones=(base.phonenumber,) if base.phonenumber else (),
+                display_name=c.person_name or None, updated_at=updated))
+            contacts = [c.contactdetails] if c.contactdetails else []
+            for contact in [*contacts, *c.contactpersons]:
+                if contact.email or contact.phone:
+                    records.append(SourceRecord(
+                        system=SYSTEM, record_id=f"{base.netvisorkey}/contact/{contact.id}",
+                        emails=(contact.email,) if contact.email else (),
+                        phones=(contact.phone,) if contact.phone else (),
+                        display_name=contact.name or None, updated_at=updated))
+        return records
 
     def _customer(self, key: str) -> Customer | None:
         for batch in self._customers([key]):
@@ -407,21 +456,7 @@ class NetvisorConnector(ConnectorBase):
             raise BadResponse(SYSTEM, "customerlist.nv: ResponseStatus/TimeStamp is not a "
                               "time in Netvisor's d.M.yyyy H:mm:ss")
         cursor_next = _changedsince(listed_at)
-        for batch in self._customers(keys):
-            records: list[SourceRecord] = []
-            for c in batch:
-                updated = netvisor_time(c.last_modified)
-                records.append(SourceRecord(system=SYSTEM, record_id=c.key,
-                                            emails=tuple(c.emails), phones=tuple(c.phones),
-                                            display_name=c.person_name or None,
-                                            updated_at=updated))
-                for contact in c.contacts():
-                    if contact.email or contact.phone:
-                        records.append(SourceRecord(
-                            system=SYSTEM, record_id=contact.record_id,
-                            emails=(contact.email,) if contact.email else (),
-                            phones=(contact.phone,) if contact.phone else (),
-                            display_name=contact.name or None, updated_at=updated))
+        for records in self._read_chunks(keys, self._sync_chunk):
             yield SyncPage(records=tuple(records), cursor=since)
         yield SyncPage(cursor=cursor_next)
 

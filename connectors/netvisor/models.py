@@ -178,3 +178,65 @@ class BookedInvoice(_Model):
         """The invoice named by number and key: bookkeeping ids, not personal data."""
         number = f"no. {self.invoicenumber} " if self.invoicenumber else ""
         return f"{number}(NetvisorKey {self.netvisorkey})"
+
+
+# ------------------------------------------------------------------ the sync's reading
+# What a full or incremental sync reads of a getcustomer.nv page (parsing.sync_plain
+# walks it once); the SourceRecords are made from these, nothing else is read.
+
+
+class SyncBase(BaseInformation):
+    email: str = ""
+    emailinvoicingaddress: str = ""
+    phonenumber: str = ""
+    isprivatecustomer: str = ""
+
+
+class SyncContact(_Model):
+    """A contact person (or the customer's contact details) as the sync reads it."""
+
+    id: str = "details"
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+
+
+class SyncCustomer(_Model):
+    customerbaseinformation: SyncBase
+    contactdetails: SyncContact | None = None
+    contactpersons: list[SyncContact] = []
+    lastmodified: str = ""
+
+    @property
+    def person_name(self) -> str:
+        """A company customer's Name is the company's: no person's name to match by,
+        so the hub sees the record as nameless (hub.linking), as ``Customer`` does."""
+        base = self.customerbaseinformation
+        company = base.isprivatecustomer.strip().lower() in ("0", "false")
+        return "" if company else base.name
+
+    @property
+    def emails(self) -> tuple[str, ...]:
+        base = self.customerbaseinformation
+        return tuple(v for v in (base.email, base.emailinvoicingaddress) if v)
+
+
+class SyncCustomers(_Model):
+    customer: Annotated[list[SyncCustomer], BeforeValidator(_listed)] = []
+
+
+class SyncAnswer(_Model):
+    """``CustomersAnswer`` with what the sync reads of each customer."""
+
+    customers: Annotated[SyncCustomers | None, BeforeValidator(_section)] = None
+    customer: Annotated[list[SyncCustomer], BeforeValidator(_listed)] = []
+
+    @model_validator(mode="after")
+    def _has_customers(self) -> SyncAnswer:
+        if self.customers is None and not self.customer:
+            raise ValueError("neither <Customers> nor <Customer> in the answer")
+        return self
+
+    @property
+    def all(self) -> list[SyncCustomer]:
+        return [*(self.customers.customer if self.customers else []), *self.customer]

@@ -11,8 +11,17 @@ import pytest
 
 from connectors.errors import AuthError, VendorError
 from connectors.netvisor import NetvisorAuth, NetvisorConnector, NetvisorSettings
+from connectors.netvisor.parsing import netvisor_time
 from connectors.settings import load_settings
-from hub.domain import Action, Address, Corrections, Identifier, IdentifierKind, RecordRef
+from hub.domain import (
+    Action,
+    Address,
+    Corrections,
+    Identifier,
+    IdentifierKind,
+    RecordRef,
+    SourceRecord,
+)
 from hub.policy import load_policy
 
 AINO = "aino.virtanen@example.fi"
@@ -161,6 +170,29 @@ def test_sync_then_incremental(nv, nv_vendor):
     nv.erase([aino], POLICY)
     changed = [r for p in nv.sync(cursor) for r in p.records]
     assert {r.record_id.split("/")[0] for r in changed} == {aino.record_id}
+
+
+def test_sync_records_are_what_the_customer_reading_says(nv):
+    """The sync reads its records in one walk of each page (``SyncAnswer``); find,
+    export and erase read a customer through ``Customer``. Both must see the same
+    e-mails, phones, names and times, contact persons included."""
+    synced = [r for p in nv.sync(None) for r in p.records]
+    keys, _ = nv._list_keys({})
+    expected = []
+    for batch in nv._customers(keys):
+        for c in batch:
+            updated = netvisor_time(c.last_modified)
+            expected.append(SourceRecord(system="netvisor", record_id=c.key,
+                                         emails=tuple(c.emails), phones=tuple(c.phones),
+                                         display_name=c.person_name or None,
+                                         updated_at=updated))
+            expected.extend(
+                SourceRecord(system="netvisor", record_id=contact.record_id,
+                             emails=contact.facts.emails, phones=contact.facts.phones,
+                             display_name=contact.name or None, updated_at=updated)
+                for contact in c.contacts() if contact.email or contact.phone)
+    assert any("/contact/" in r.record_id for r in expected)
+    assert synced == expected
 
 
 def test_find_and_export_aino(nv, nv_vendor):
