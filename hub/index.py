@@ -616,8 +616,9 @@ def recluster(session: Session, *, now: datetime | None = None) -> ClusterStats:
 
     _split_disagreeing(session)
     _assign_ids(session)
-    stats.records, stats.persons = session.connection().exec_driver_sql(
+    records, persons = session.connection().exec_driver_sql(
         "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM cl_map").one()
+    stats.records, stats.persons = int(records), int(persons)  # PostgreSQL's SUM: numeric
     _exec(session, _APPLY_MAP)
     _exec(session, _OLD)  # before the gone records below let go of their persons
     _exec(session, "UPDATE source_records SET person_id = NULL, dirty = FALSE "
