@@ -19,12 +19,15 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -191,6 +194,13 @@ def alembic_config() -> Config:
     return cfg
 
 
+@cache
+def head_revision() -> str | None:
+    """The newest migration; read once per process (the run's forkserver reads it, so
+    every op process inherits it instead of importing every migration script)."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def upgrade(engine: Engine, *, audit_key: Callable[[], bytes] | None = None) -> None:
     """Apply every pending migration; DatabaseUnavailable when the database is not usable.
 
@@ -206,6 +216,8 @@ def upgrade(engine: Engine, *, audit_key: Callable[[], bytes] | None = None) -> 
                 # sharing a server do not wait for each other.
                 conn.execute(text("SELECT pg_advisory_xact_lock("
                                   "hashtext('hub-migrations:' || current_schema()))"))
+            if MigrationContext.configure(conn).get_current_revision() == head_revision():
+                return  # the common case: every store opened after the first
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except (DBAPIError, PoolTimeout) as exc:
