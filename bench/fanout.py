@@ -284,6 +284,9 @@ class Bench:
         self.forms = 0
         self.audiences = 0
         self.coordinator_cpu = 0.0
+        self.steps_cpu = 0.0
+        self.sandbox_cpu = 0.0
+        self.emulators: list[int] = []  # the sandbox's server processes
 
     def _database(self) -> str:
         base = os.environ.get("HUB_BENCH_POSTGRES_URL", "").strip()
@@ -441,7 +444,7 @@ class Bench:
                 if message[0] != "ready":
                     raise SystemExit(f"a worker failed to start: {message}")
             self.verify(subjects)
-            start = time.time()
+            start, sandbox_cpu = time.time(), _cpu_of(self.emulators)
             for subject in subjects:  # FIFO, in verified order
                 jobs.put((subject.request_id, subject.kind))
             for _ in workers:
@@ -461,8 +464,9 @@ class Bench:
                 if message[0] == "crashed":
                     print(f"  a worker crashed: {message[1]}")
                     cpu_reports += 1
-                elif message[0] == "cpu":  # a worker's own CPU time: a run coordinator's
+                elif message[0] == "cpu":  # a worker's CPU in the batch, and its steps'
                     self.coordinator_cpu += message[1]
+                    self.steps_cpu += message[2]
                     cpu_reports += 1
                 else:
                     _, request_id, run_id, success, error, launched, finished = message
@@ -473,6 +477,7 @@ class Bench:
                     progress.tick()
                     if not waiting:
                         wall = time.time() - start
+                        self.sandbox_cpu = _cpu_of(self.emulators) - sandbox_cpu
             wall = wall or time.time() - start
         finally:
             for worker in workers:
@@ -626,6 +631,7 @@ def worker_main(jobs: Any, results: Any, executor: dict[str, Any], parent: int) 
     except Exception as exc:  # noqa: BLE001 - the parent reports it
         results.put(("failed", f"{type(exc).__name__}: {exc}"))
         return
+    cpu_at_start = _worker_cpu()
     results.put(("ready",))
     try:
         # Requests already queued are not run once the benchmark itself has gone.
@@ -636,7 +642,32 @@ def worker_main(jobs: Any, results: Any, executor: dict[str, Any], parent: int) 
     except BaseException as exc:  # noqa: BLE001 - the parent must hear of it
         results.put(("crashed", f"{type(exc).__name__}: {str(exc)[:300]}"))
         raise
-    results.put(("cpu", time.process_time()))
+    coordinator, steps = (b - a for a, b in zip(cpu_at_start, _worker_cpu(), strict=True))
+    results.put(("cpu", coordinator, steps))
+
+
+def _worker_cpu() -> tuple[float, float]:
+    """CPU seconds of this worker (its runs' coordinators) and of its forkserver, with
+    the op processes it forked and reaped."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return time.process_time(), _cpu_of([pid], children=True) if pid else 0.0
+
+
+def _cpu_of(pids: list[int], *, children: bool = False) -> float:
+    """CPU seconds of these processes (and of their reaped children), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the name
+        total += int(fields[11]) + int(fields[12])
+        if children:
+            total += int(fields[13]) + int(fields[14])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------- the minima
@@ -799,6 +830,13 @@ def print_batch(bench: Bench, subjects: list[Subject], runs: list[RunFacts],
           f"in flight; wall {fmt_s(wall)} = {len(done) / wall * 60:.1f} requests/min; "
           f"{len(failed)} not completed; the run coordinators used "
           f"{bench.coordinator_cpu / wall:.2f} CPU cores on average")
+    hub_cpu = bench.coordinator_cpu + bench.steps_cpu
+    cores = os.cpu_count() or 1
+    print(f"  CPU in the batch: the hub {hub_cpu:.0f} s ({hub_cpu / len(runs):.1f} s per "
+          f"request: coordinators {bench.coordinator_cpu:.0f} s, op processes "
+          f"{bench.steps_cpu:.0f} s), the emulators {bench.sandbox_cpu:.0f} s; on "
+          f"{cores} cores that alone takes {(hub_cpu + bench.sandbox_cpu) / cores:.1f} s "
+          "of the wall time")
     for r in failed[:10]:
         print(f"  not completed: {r.request_id} {r.kind} state {r.state} "
               f"{r.error or ''}".rstrip())
@@ -970,6 +1008,7 @@ def main() -> None:
     try:
         with box:
             bench.urls = dict(box.urls)
+            bench.emulators = [p.pid for p in box._procs if p.pid]
             print(f"sandbox up in {time.perf_counter() - t0:.1f}s; vendor limits as shipped "
                   "(Typeform 2 req/s per account, Pipedrive burst and search limits, "
                   "Mailchimp 10 connections)")
