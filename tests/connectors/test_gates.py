@@ -99,12 +99,14 @@ def test_a_seat_held_by_a_dead_process_is_freed_before_its_lease_ends(gate_url):
         assert len(waits) == 1  # one poll, then the dead holder's seat was freed
 
 
-def _netvisor_searches(count: int) -> list[str]:
-    from connectors.netvisor.connector import NetvisorConnector
+def _lookups(system: str, count: int) -> list[str]:
+    """``count`` lookups, each by a new connector built as the hub builds it, with no
+    retry: a refusal of the vendor's limit shows as an error, not as a wait."""
+    from connectors.registry import declared
 
     errors = []
-    with NetvisorConnector.from_env(retry=NO_RETRY) as conn:
-        for n in range(count):
+    for n in range(count):
+        with declared()[system].connector_class().from_env(retry=NO_RETRY) as conn:
             try:
                 conn.find([Identifier(IdentifierKind.EMAIL, f"nobody{n}@example.fi")])
             except ConnectorError as exc:
@@ -118,22 +120,10 @@ def test_netvisor_hears_one_request_at_a_time_from_every_process(fresh_vendor, m
     monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
     inspector.settings(concurrency_guard=True, response_delay=0.05)
     with _pool() as pool:
-        errors = [e for run in pool.map(_netvisor_searches, [6] * PROCESSES) for e in run]
+        errors = [e for run in pool.map(_lookups, ["netvisor"] * PROCESSES, [6] * PROCESSES)
+                  for e in run]
     assert errors == []  # the emulator refuses an overlapping request
     assert inspector.count("/customerlist.nv") == PROCESSES * 6
-
-
-def _typeform_lookups(count: int) -> list[str]:
-    from connectors.typeform.connector import TypeformConnector
-
-    errors = []
-    for n in range(count):  # a new connector each time: no form list kept between calls
-        with TypeformConnector.from_env(retry=NO_RETRY) as conn:
-            try:
-                conn.find([Identifier(IdentifierKind.EMAIL, f"nobody{n}@example.fi")])
-            except ConnectorError as exc:
-                errors.append(type(exc).__name__)
-    return errors
 
 
 def test_typeform_hears_the_accounts_rate_from_every_process(fresh_vendor, monkeypatch,
@@ -143,6 +133,7 @@ def test_typeform_hears_the_accounts_rate_from_every_process(fresh_vendor, monke
     inspector.settings(rate_limit_per_second=10)  # the vendor's 2/s, faster for a test
     monkeypatch.setenv("TYPEFORM_REQUESTS_PER_SECOND", "8")
     with _pool() as pool:
-        errors = [e for run in pool.map(_typeform_lookups, [3] * PROCESSES) for e in run]
+        errors = [e for run in pool.map(_lookups, ["typeform"] * PROCESSES, [3] * PROCESSES)
+                  for e in run]
     assert errors == []  # every call within the account's rate: no 429
     assert inspector.count("/forms/{form_id}/responses") > 0
