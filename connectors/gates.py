@@ -38,11 +38,12 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.errors import ConfigError
 from connectors.http import Limiter
+from connectors.settings import hub_settings
 
 TABLE = "vendor_gates"
 PACE_SEAT = -1  # the row of a key that holds its pace; seats are 0..n-1
@@ -210,17 +211,10 @@ class SharedSeats(Limiter):
 def gate_url() -> str:
     """Where the gates live: the hub's PostgreSQL database, or a SQLite file beside the
     hub's SQLite database (``<name>-gates.db``), from the hub's settings."""
-    from hub.settings import SettingsError, load_settings  # the hub's own settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
+    settings = hub_settings()
     url = settings.resolved_database_url
     if not url.startswith("sqlite"):
         return url
-    from sqlalchemy import make_url
-
     database = make_url(url).database
     path = (Path(database) if database and database != ":memory:"
             else settings.home / "hub.db")
@@ -247,3 +241,20 @@ def store_for(url: str) -> GateStore:
 def shared_store() -> GateStore:
     """The gates every process of this hub shares."""
     return store_for(gate_url())
+
+
+def pace(system: str, base_url: str, secret: str, rate: float, *, part: str = ""
+         ) -> SharedPace:
+    """The account's pace of ``rate`` calls per second, as a connector the hub builds
+    takes it; ``part`` names a limit of its own within the account (Pipedrive's
+    searches)."""
+    key = account_key(system, base_url, secret) + (f":{part}" if part else "")
+    return SharedPace(shared_store(), key, rate)
+
+
+def seats(system: str, base_url: str, secret: str, count: int, *, ttl: float
+          ) -> SharedSeats:
+    """The account's ``count`` seats (calls in flight), as a connector the hub builds
+    takes them; ``ttl`` a little over the call's own deadline."""
+    return SharedSeats(shared_store(), account_key(system, base_url, secret), count,
+                       ttl=ttl)

@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from connectors.errors import ConfigError
+from hub.settings import Settings, SettingsError
+from hub.settings import load_settings as load_hub_settings
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -32,3 +34,12 @@ def load_settings(cls: type[S], **overrides: object) -> S:
             what = "is not set" if err["type"] == "missing" else f"is invalid ({err['msg']})"
             problems.append(f"{name} {what}")
         raise ConfigError("; ".join(problems)) from None
+
+
+def hub_settings() -> Settings:
+    """The hub's own settings (HUB_*), for what a connector shares with the hub: where
+    the vendor gates live, the company's time zone. A ConfigError like any other."""
+    try:
+        return load_hub_settings()
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None

@@ -61,7 +61,7 @@ _import_instance_classes()
 defs.get_repository_def().get_all_jobs()
 
 
-class _ScriptsOnce(ScriptDirectory):
+class _ScriptsOnce:
     """Alembic's scripts of one location, read once per process.
 
     Dagster checks its SQLite storages' schema revision each time an op process

@@ -94,7 +94,7 @@ from connectors.app_database.mapping import (
 )
 from connectors.base import ConnectorBase, matches, wanted
 from connectors.errors import ConfigError, ConnectionFailed, RequestRejected
-from connectors.settings import ENV_FILES, load_settings
+from connectors.settings import ENV_FILES, hub_settings, load_settings
 from hub.domain import (
     Action,
     Export,
@@ -161,14 +161,8 @@ class AppDatabaseConnector(ConnectorBase):
                  ) -> AppDatabaseConnector:
         """``client`` is ignored: there is no HTTP here. Holds end in the company's
         time zone, the hub's (HUB_TIMEZONE)."""
-        from hub.settings import SettingsError
-        from hub.settings import load_settings as hub_settings
-
         if "timezone" not in kwargs:
-            try:
-                kwargs["timezone"] = hub_settings().timezone
-            except SettingsError as exc:
-                raise ConfigError(str(exc)) from None
+            kwargs["timezone"] = hub_settings().timezone
         return cls(load_settings(AppDatabaseSettings), **kwargs)
 
     def today(self) -> date:

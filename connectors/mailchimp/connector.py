@@ -182,11 +182,10 @@ class MailchimpConnector(ConnectorBase):
         if "limiter" not in kwargs:
             # 10 connections per account, whichever process holds them; the process's
             # own semaphore first, so its threads queue in memory, not in the table.
-            key = gates.account_key(SYSTEM, settings.base_url, api_key)
             kwargs["limiter"] = CombinedLimiter(
                 shared_limiter(api_key),
-                gates.SharedSeats(gates.shared_store(), key, MAX_CONCURRENT,
-                                  ttl=kwargs.get("limits", DEFAULT_LIMITS).deadline + 10))
+                gates.seats(SYSTEM, settings.base_url, api_key, MAX_CONCURRENT,
+                            ttl=kwargs.get("limits", DEFAULT_LIMITS).deadline + 10))
         return cls(settings.base_url, api_key, **kwargs)
 
     @property

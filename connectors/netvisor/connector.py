@@ -258,9 +258,8 @@ class NetvisorConnector(ConnectorBase):
         (``connectors.gates``); a lease outlives no call's deadline by much."""
         settings = load_settings(NetvisorSettings)
         if "limiter" not in kwargs:
-            key = gates.account_key(SYSTEM, settings.base_url, settings.customer_id)
-            kwargs["limiter"] = gates.SharedSeats(gates.shared_store(), key, 1,
-                                                  ttl=DEFAULT_LIMITS.deadline + 10)
+            kwargs["limiter"] = gates.seats(SYSTEM, settings.base_url, settings.customer_id,
+                                            1, ttl=DEFAULT_LIMITS.deadline + 10)
         return cls(settings, client=client, **kwargs)
 
 

@@ -188,9 +188,8 @@ class PipedriveConnector(ConnectorBase):
         settings = load_settings(PipedriveSettings)
         token = settings.api_token.get_secret_value()
         if "search_limiter" not in kwargs:
-            key = gates.account_key(SYSTEM, settings.base_url, token) + ":search"
             kwargs["search_limiter"] = CombinedLimiter(
-                gates.SharedPace(gates.shared_store(), key, SEARCH_PACE),
+                gates.pace(SYSTEM, settings.base_url, token, SEARCH_PACE, part="search"),
                 BurstWindowLimiter())
         return cls(settings.base_url, token, client=client, **kwargs)
 

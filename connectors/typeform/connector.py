@@ -175,9 +175,9 @@ class TypeformConnector(ConnectorBase):
         that calls Typeform (``connectors.gates``), not this connector's alone."""
         settings = load_settings(TypeformSettings)
         if "limiter" not in kwargs:
-            key = gates.account_key(SYSTEM, settings.base_url, settings.token.get_secret_value())
-            kwargs["limiter"] = gates.SharedPace(gates.shared_store(), key,
-                                                 settings.requests_per_second)
+            kwargs["limiter"] = gates.pace(SYSTEM, settings.base_url,
+                                           settings.token.get_secret_value(),
+                                           settings.requests_per_second)
         return cls(settings, client=client, **kwargs)
 
 
