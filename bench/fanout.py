@@ -17,7 +17,7 @@ a temporary Dagster instance with the repository's dagster.yaml. Steps:
 3. one request of each kind **alone**, for people in all four systems, run as `hub
    request run` runs it: a fresh process (each of the daemon's runs is one) that has
    imported Dagster and the hub, then the clock, then `pipelines.launch.run_request`
-   with the job's own executor (its forkserver started by the run, as shipped). Printed:
+   with the job's own executor (its op processes forked from the run, as shipped). Printed:
    the job's wall time, its slowest system op (STEP_START -> STEP_SUCCESS), the ratio
    against the aim (<= 1.3x) with PASS/MISS, where the job's time goes between its
    events (RUN_START, each op's start and end, RUN_SUCCESS), and the exact API calls
@@ -37,8 +37,8 @@ a temporary Dagster instance with the repository's dagster.yaml. Steps:
    floor (Typeform's answered calls at 2 per second) <= 1.3x, p95 reported beside it.
 
 Runs use the job's own executor (pipelines/executor.py: one op process per system,
-forked from a forkserver that the run starts and that imports Dagster, the hub and the
-jobs once), with nothing added by the benchmark. Ops per run at a time: as the job ships
+forked from the run's process, which has imported Dagster, the hub and the jobs), with
+nothing added by the benchmark. Ops per run at a time: as the job ships
 (one process per system), unless `--max-concurrent`.
 
 Pools: as the repository's dagster.yaml gives them (`default_limit`: steps at once per
@@ -408,7 +408,7 @@ class Bench:
     def run_one(self, subject: Subject, max_concurrent: int | None) -> RunFacts:
         """One request alone, as `hub request run` runs it: a fresh process (as each run
         of the daemon is) that has imported Dagster and the hub, then the clock, then
-        `pipelines.launch.run_request` with the job's own executor, forkserver and all."""
+        `pipelines.launch.run_request` with the job's own executor, as shipped."""
         facts = RunFacts(subject.request_id, subject.kind)
         ctx = multiprocessing.get_context("spawn")
         results: Any = ctx.Queue()
@@ -439,7 +439,7 @@ class Bench:
         for worker in workers:
             worker.start()
         try:
-            for _ in workers:  # warm: Dagster and the hub imported, the forkserver up
+            for _ in workers:  # warm: Dagster and the hub imported
                 message = results.get(timeout=600)
                 if message[0] != "ready":
                     raise SystemExit(f"a worker failed to start: {message}")
@@ -647,12 +647,10 @@ def worker_main(jobs: Any, results: Any, executor: dict[str, Any], parent: int) 
 
 
 def _worker_cpu() -> tuple[float, float]:
-    """CPU seconds of this worker (its runs' coordinators) and of its forkserver, with
-    the op processes it forked and reaped."""
-    from multiprocessing import forkserver
-
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
-    return time.process_time(), _cpu_of([pid], children=True) if pid else 0.0
+    """CPU seconds of this worker (its runs' coordinators) and of the op processes its
+    runs forked and reaped."""
+    spent = os.times()
+    return spent.user + spent.system, spent.children_user + spent.children_system
 
 
 def _cpu_of(pids: list[int], *, children: bool = False) -> float:

@@ -6,10 +6,10 @@ Starts the sandbox (one child process per vendor, seeded like the demo: 200 peop
 about 520 source records), a temporary hub database (SQLite) and a temporary Dagster
 instance with the repository's dagster.yaml, then runs the reconciliation job as the
 demo does (`pipelines.launch.run_reconciliation`: full sync, the job's own executor,
-nothing added) `--runs` times in this process. The first run starts the run's
-forkserver, as every run of the nightly schedule does (the daemon runs each in a fresh
-process), so the first run is the figure that counts; later runs reuse this process's
-forkserver and show what the rest of the overhead is.
+nothing added) `--runs` times in this process. The first run imports what its op
+processes inherit (pipelines/warm.py: the jobs resolved, the storages' classes), as
+every run of the nightly schedule does (the daemon runs each in a fresh process), so the
+first run is the figure that counts; later runs show what the rest of the overhead is.
 
 For each run it prints the wall time of the call, each step's own time (measured inside
 the asset: `duration_s` in its metadata; a check's from its step events), and

@@ -102,7 +102,7 @@ def tls_context() -> ssl.SSLContext:
 
     httpx builds a new context per client, loading the whole CA bundle: about 0.2 s of
     CPU per op process, paid again by every connector in every step. Made once (in the
-    run's forkserver, so each op process inherits it) and shared, as SSLContext allows.
+    run before it forks its op processes, so each inherits it) and shared, as SSLContext allows.
     """
     return httpx.create_ssl_context()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
@@ -55,16 +56,36 @@ def first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
+# Every engine this process made, so that a forked child can drop their pooled connections.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child: leave the parent's pooled connections to the parent.
+
+    Job runs fork their op processes (pipelines/executor.py). A child that checked out
+    a connection its parent had pooled would talk over the parent's socket: two
+    processes in one PostgreSQL session, or one SQLite handle. Disposed without
+    closing (SQLAlchemy's own advice for fork), the child opens its own.
+    """
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
 def make_engine(url: str, *, connect_timeout: float = 30.0,
                 statement_timeout: float = 300.0) -> Engine:
     """An engine that never puts statement parameters (personal data) in errors or logs."""
     parsed = _parse(url)
     try:
         if parsed.get_backend_name() == "sqlite":
-            return _sqlite_engine(parsed, connect_timeout)
-        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True,
-                             connect_args=_server_connect_args(parsed, connect_timeout,
-                                                               statement_timeout))
+            engine = _sqlite_engine(parsed, connect_timeout)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True,
+                                   connect_args=_server_connect_args(parsed, connect_timeout,
+                                                                     statement_timeout))
     except NoSuchModuleError:
         raise DatabaseUnavailable(f"the database URL names an unknown driver "
                                   f"{parsed.drivername!r} (e.g. postgresql+psycopg, "
@@ -72,6 +93,8 @@ def make_engine(url: str, *, connect_timeout: float = 30.0,
     except ImportError as exc:
         raise DatabaseUnavailable(f"the driver for {parsed.drivername!r} is not installed "
                                   f"({exc})") from None
+    _ENGINES.add(engine)
+    return engine
 
 
 def _parse(url: str) -> URL:
@@ -196,7 +219,7 @@ def alembic_config() -> Config:
 
 @cache
 def head_revision() -> str | None:
-    """The newest migration; read once per process (the run's forkserver reads it, so
+    """The newest migration; read once per process (the run reads it before it forks, so
     every op process inherits it instead of importing every migration script)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 

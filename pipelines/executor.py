@@ -1,11 +1,10 @@
-"""The executor every hub job runs on: one op process per system, forked from a warm server.
+"""The executor every hub job runs on: one op process per system, forked from the run.
 
 The system ops and the syncs wait on vendors, not on the CPU, so they all run at once;
 each vendor's limit is kept per call by the connectors' gates (connectors/gates.py).
 """
 
-import multiprocessing
-from multiprocessing import forkserver
+import importlib
 
 from dagster import executor, multiple_process_executor_requirements, multiprocess_executor
 from dagster._core.definitions.executor_definition import _core_multiprocess_executor_creation
@@ -14,52 +13,40 @@ from dagster._core.executor.multiprocess import MultiprocessExecutor
 from connectors import registry
 
 SYSTEMS = registry.names()
-
-
-def _preloaded_modules() -> list[str]:
-    """What every op process imports: Dagster's step worker, the jobs resolved and the
-    instance's storage classes (pipelines/forkserver.py), and each connector (the registry
-    imports connectors lazily, so they are named here)."""
-    return ["dagster._core.executor.multiprocess", "pipelines.forkserver",
-            *(d.connector.partition(":")[0] for d in registry.declared().values())]
+WARM = "pipelines.warm"  # what every op process inherits, imported by the run first
 
 
 def _one_process_per_system(config: dict) -> dict:
-    """The system ops wait on vendors, not on the CPU, so all of them run at once, and
-    they are forked from a warm forkserver instead of each spawning a fresh Python.
-
-    Dagster's default runs one op process per core: on a two-core machine the four
-    vendors went two by two and a request took as long as its two slowest systems
-    added up. Its default start method, spawn, re-imports Dagster and the hub in every
-    op process (about 3 s of CPU each, six times per request); the forkserver imports
-    them once per run. An explicit `max_concurrent` (0 = one per core) or
-    `start_method` still wins.
-    """
-    defaults = {"max_concurrent": len(SYSTEMS),
-                "start_method": {"forkserver": {"preload_modules": _preloaded_modules()}}}
+    """The system ops wait on vendors, not on the CPU, so all of them run at once."""
+    defaults = {"max_concurrent": len(SYSTEMS)}
     return {**defaults, **{key: value for key, value in config.items() if value is not None}}
 
 
-def warm_forkserver(preload: list[str] | None = None) -> None:
-    """Start this process's forkserver now, so that it imports what the op processes need
-    while the run is still being set up, instead of after the first op is launched.
+def _forked(config: dict) -> dict:
+    """Fork each op process from the run's process, unless the config names a start method.
 
-    The forkserver is a fresh Python that imports Dagster and the hub (about 3 s of CPU);
-    started by the first op, that import stood between the run's start and every op.
-    Idempotent: a running forkserver is left as it is (same preload, the executor's).
+    The run's process has imported Dagster, the hub and the jobs; a forked op process
+    starts with all of it. Dagster's own start methods both pay an import first: spawn
+    re-imports everything in every op process (about 3 s of CPU, six times per
+    request), a forkserver once per run, which bench/fanout.py measured as 2 s between
+    a run's start and its first op, a third of a request's whole time. Forking is safe
+    here because the run's process holds nothing a child could share by mistake:
+    Dagster's storages open a connection per call, the hub's engines drop their pooled
+    connections in a forked child (hub/db.py), and `hub request run`'s one other thread
+    pauses over each fork (pipelines/launch.py).
     """
-    multiprocessing.get_context("forkserver").set_forkserver_preload(
-        preload if preload is not None else _preloaded_modules())
-    forkserver.ensure_running()
+    start = config.get("start_method") or {"fork": {}}
+    if "forkserver" in start and not start["forkserver"].get("preload_modules"):
+        start = {"forkserver": {"preload_modules": [WARM]}}
+    return {**config, "start_method": start}
 
 
 @executor(name="multiprocess", config_schema=multiprocess_executor.config_schema,
           requirements=multiple_process_executor_requirements())
 def fanout_executor(init_context) -> MultiprocessExecutor:  # noqa: ANN001 - Dagster's
     """Dagster's multiprocess executor with the defaults above; its own settings all
-    remain. Created once per run, in the run's process: the forkserver starts here."""
-    config = _one_process_per_system(dict(init_context.executor_config))
-    start = config.get("start_method") or {}
-    if "forkserver" in start:
-        warm_forkserver(start["forkserver"].get("preload_modules"))
-    return _core_multiprocess_executor_creation(config)
+    remain, and an explicit `start_method` (spawn, forkserver) wins over forking.
+    Created once per run, in the run's process, before any op process starts."""
+    importlib.import_module(WARM)
+    return _core_multiprocess_executor_creation(_forked(_one_process_per_system(
+        dict(init_context.executor_config))))

@@ -31,7 +31,6 @@ from hub.ledger import RequestState, TaskState
 from hub.runnable import Refused
 from hub.settings import load_settings
 from hub.store import open_store
-from pipelines.executor import warm_forkserver
 from pipelines.reconciliation import SYSTEMS, asset_name
 from pipelines.requests import LIVE_RUN_STATUSES, REQUEST_TAG, op_timeout_seconds
 from pipelines.sensors import MAX_RUNTIME_TAG, run_request_for
@@ -71,7 +70,6 @@ def ensure_dagster_home(hub_home: Path) -> Path:
 def run_reconciliation(instance: DagsterInstance, *, full: bool = False,
                        log_level: str | None = None) -> JobExecutionResult:
     """The nightly reconciliation job, now: every system's sync, the index, the checks."""
-    warm_forkserver()  # it imports while the run is created
     config = {"ops": {asset_name(s): {"config": {"full": True}} for s in SYSTEMS}} if full else {}
     return execute_job(reconstructable(reconciliation_job), instance,
                        run_config=_quiet(config, log_level))
@@ -261,6 +259,14 @@ def pool_waits(instance: DagsterInstance, run_id: str) -> list[str]:
     return lines
 
 
+# Held by the wait reporter while it queries Dagster, and by each fork of an op process:
+# a child forked while the reporter's thread was inside SQLite or a driver could inherit
+# a lock that no thread of the child will ever release (pipelines/executor.py forks).
+_QUIET = threading.Lock()
+os.register_at_fork(before=_QUIET.acquire, after_in_parent=_QUIET.release,
+                    after_in_child=_QUIET.release)
+
+
 class WaitReporter:
     """Says, while `hub request run` waits, which pool slot it waits for and who holds it.
 
@@ -295,8 +301,9 @@ class WaitReporter:
         with DagsterInstance.from_ref(self._ref) as instance:
             while not self._done.wait(self._every):
                 try:
-                    run_id = self._mine(instance)
-                    waits = pool_waits(instance, run_id) if run_id else []
+                    with _QUIET:
+                        run_id = self._mine(instance)
+                        waits = pool_waits(instance, run_id) if run_id else []
                 except Exception:  # noqa: BLE001 - a report must never break the run
                     continue
                 for line in waits:
@@ -316,7 +323,6 @@ def run_request(request_id: str, kind: str, instance: DagsterInstance, *,
     failure, so only the systems that did not finish run again. The run carries this
     process's host and pid, so a later command can tell if it dies.
     """
-    warm_forkserver()  # it imports while dead runs are looked for and the run is created
     recover(instance, request_id, say)
     previous = instance.get_run_records(
         RunsFilter(job_name="subject_request", tags={REQUEST_TAG: request_id}), limit=1)

@@ -212,15 +212,19 @@ def orphan_guard() -> Iterator[None]:
     redoing their tasks. A step that notices its parent is gone finishes the vendor
     call in flight, journals it and ends its task failed, so the next run resumes.
     """
-    parent = multiprocessing.parent_process()
-    if parent is None:  # in-process execution: nothing separate to outlive
+    if multiprocessing.parent_process() is None:  # in-process: nothing separate to outlive
         yield
         return
+    # The process that started this one; when it dies, this one is handed to init (or a
+    # subreaper). multiprocessing's own parent sentinel is not enough once op processes
+    # are forked: a sibling forked later inherits the pipe that signals the parent's end
+    # and holds it open.
+    parent = os.getppid()
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(0.2):
-            if not parent.is_alive():
+            if os.getppid() != parent:
                 ORCHESTRATOR_GONE.set()
                 return
 

@@ -154,17 +154,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow end-to-end tests first: with two workers, a long test started last is the
     suite's whole tail; started first, the fast ones fill the other worker meanwhile."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_forkserver() -> Iterator[None]:
-    """Stop the forkserver a test's job runs started, so the next test's ops see its own
-    environment: forked op processes inherit the environment the forkserver had when it
-    started (the shipped job forks its ops from one, pipelines/requests.py), and tests
-    change the environment (hub home, vendor URLs) between runs in one process."""
-    yield
-    import multiprocessing.forkserver as forkserver
-
-    server = forkserver._forkserver  # noqa: SLF001 - the stdlib's own test hook
-    if server._forkserver_pid is not None:  # noqa: SLF001
-        server._stop()  # noqa: SLF001

@@ -1,7 +1,7 @@
-"""What every op process needs, loaded once in the run's forkserver instead of in each op.
+"""What every op process needs, loaded once in the run's process instead of in each op.
 
-The executor (pipelines/executor.py) forks every op process from a forkserver that has
-imported this module. Found: each op process still spent about a second of CPU before
+The executor (pipelines/executor.py) imports this module in the run's process before it
+forks the first op process. Found: each op process still spent about a second of CPU before
 its op began, importing Dagster's storage classes (which the instance names in its
 config and imports lazily) and resolving the code location's jobs, once per op
 process; on a two-core machine four syncs or four system ops did it at once. Done here
