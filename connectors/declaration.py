@@ -37,13 +37,18 @@ class ConnectorDeclaration:
     ``from_env(*, client=None)`` builds a configured connector; ``settings`` its
     ``pydantic_settings`` class (the ``<NAME>_*`` variables it reads); ``emulator`` the
     sandbox module that emulates the vendor (``sandbox/server.py`` lists it too, as the
-    sandbox imports nothing of ours), None for a system without one.
+    sandbox imports nothing of ours), None for a system without one. ``starts_first``
+    says the vendor paces every call of an account (Typeform: 2 per second), so its task
+    is a request's longest: a request's job starts it before the others, which would
+    otherwise take the CPU while it waits to start (bench/fanout.py: 0.2-0.9 s of a
+    request's wall time).
     """
 
     system: SystemDeclaration
     connector: str
     settings: str
     emulator: str | None = None
+    starts_first: bool = False
 
     @property
     def name(self) -> str:

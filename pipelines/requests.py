@@ -36,6 +36,7 @@ from dagster import (
     op,
 )
 
+from connectors import registry
 from connectors.errors import ConnectorError, scrub
 from connectors.settings import ConfigError
 from hub import (
@@ -71,6 +72,7 @@ RUNNABLE = (RequestState.VERIFIED, RequestState.IN_PROGRESS, RequestState.PARTIA
 LIVE_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING,
                      DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 REQUEST_TAG = "hub/request_id"
+PRIORITY_TAG = "dagster/priority"
 DEFAULT_OP_TIMEOUT_SECONDS = 900.0
 
 
@@ -338,8 +340,10 @@ def other_live_runs(instance, request_id: str, run_id: str) -> list[str]:
 
 
 def make_system_op(system: str):  # noqa: ANN201 - a Dagster op definition
+    first = registry.declared()[system].starts_first  # Dagster launches higher first
     @op(name=f"{system}_task", ins={"request_id": In(str)}, out=Out(dict), pool=system,
-        retry_policy=SYSTEM_RETRY, description=f"Find the subject live in {system} and act.")
+        tags={PRIORITY_TAG: "1" if first else "0"}, retry_policy=SYSTEM_RETRY,
+        description=f"Find the subject live in {system} and act.")
     def system_task(context: OpExecutionContext, request_id: str, hub: HubResource,
                     connectors: ConnectorsResource) -> dict:
         policy = hub.policy()

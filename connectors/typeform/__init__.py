@@ -25,6 +25,7 @@ DECLARATION = ConnectorDeclaration(
     connector="connectors.typeform.connector:TypeformConnector",
     settings="connectors.typeform.connector:TypeformSettings",
     emulator="sandbox.typeform",
+    starts_first=True,
 )
 
 __getattr__ = lazy_exports(__name__, {

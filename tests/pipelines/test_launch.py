@@ -24,6 +24,12 @@ def launched_before_any_finished(instance, run_id: str) -> set[str]:
     return launched
 
 
+def launch_order(instance, run_id: str) -> list[str]:
+    return [entry.step_key for entry in instance.all_logs(
+        run_id, of_type=DagsterEventType.STEP_WORKER_STARTING)
+        if (entry.step_key or "").endswith("_task")]
+
+
 def test_failed_system_reruns_alone_on_reexecution(indexed, vendors):
     with indexed.session() as session:
         row = ledger.create_request(session, indexed.hasher, RequestKind.ERASURE,
@@ -41,6 +47,8 @@ def test_failed_system_reruns_alone_on_reexecution(indexed, vendors):
         # every vendor at once, whatever the machine's core count
         assert launched_before_any_finished(instance, first.run_id) == {
             f"{system}_task" for system in SYSTEMS}
+        # the vendor that paces every call (the request's longest task) starts first
+        assert launch_order(instance, first.run_id)[0] == "typeform_task"
         with indexed.session() as session:
             after_first = {t.system: (t.state, t.attempts) for t in ledger.tasks_of(session, rid)}
         assert after_first["netvisor"][0] == "failed"
