@@ -17,7 +17,12 @@ WARM = "pipelines.warm"  # what every op process inherits, imported by the run f
 
 
 def _one_process_per_system(config: dict) -> dict:
-    """The system ops wait on vendors, not on the CPU, so all of them run at once."""
+    """The system ops wait on vendors, not on the CPU, so all of them run at once.
+
+    Dagster's default runs one op process per core: on a two-core machine the four
+    vendors went two by two and a request took as long as its two slowest systems
+    added up. An explicit `max_concurrent` (0 = one per core) still wins.
+    """
     defaults = {"max_concurrent": len(SYSTEMS)}
     return {**defaults, **{key: value for key, value in config.items() if value is not None}}
 

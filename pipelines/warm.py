@@ -1,9 +1,9 @@
 """What every op process needs, loaded once in the run's process instead of in each op.
 
 The executor (pipelines/executor.py) imports this module in the run's process before it
-forks the first op process. Found: each op process still spent about a second of CPU before
-its op began, importing Dagster's storage classes (which the instance names in its
-config and imports lazily) and resolving the code location's jobs, once per op
+forks the first op process. Found: each op process still spent about a second of CPU
+before its op began, importing Dagster's storage classes (which the instance names in
+its config and imports lazily) and resolving the code location's jobs, once per op
 process; on a two-core machine four syncs or four system ops did it at once. Done here
 once per run, every op process inherits it. Nothing is opened or started here (no
 connection, no thread): a process that forks must hold none.
