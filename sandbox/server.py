@@ -184,8 +184,11 @@ class Sandbox:
         ctx = multiprocessing.get_context("spawn")
         self._stop_event = ctx.Event()
         waiting = []
-        # Generate once here; children get a pickled copy instead of regenerating it.
-        population = generate_people(self.n_people, self.seed)
+        # Generate once here; children get a pickled copy instead of regenerating it,
+        # and `people` is what they serve, as in-process.
+        if not self.people:
+            self.people = generate_people(self.n_people, self.seed)
+        population = self.people
         for vendor in self.vendors:
             parent_conn, child_conn = ctx.Pipe()
             kwargs = dict(people=self.n_people, seed=self.seed, host=self.host,

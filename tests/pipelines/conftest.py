@@ -24,7 +24,9 @@ LIFTED_PACE = {"TYPEFORM_REQUESTS_PER_SECOND": str(LIFTED_TYPEFORM_LIMIT)}
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(people=60, seed=42) as running:
+    """The vendors in a process of their own, as in a deployment: the jobs here fork
+    their op processes from the test's process, which should hold no server threads."""
+    with Sandbox(people=60, seed=42, in_process=False) as running:
         httpx.put(f"{running.urls['typeform']}/__sandbox/settings",
                   json={"rate_limit_per_second": LIFTED_TYPEFORM_LIMIT}, timeout=10)
         yield running
