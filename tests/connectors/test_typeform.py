@@ -4,7 +4,6 @@ matches."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from connectors.errors import AuthError, BadResponse, ConfigError, RateLimited
-from connectors.http import Limiter, RetryPolicy
+from connectors.http import Limiter, RetryPolicy, TokenBucket
 from connectors.typeform import TypeformConnector, TypeformSettings
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import SystemPolicy
@@ -124,20 +123,31 @@ def make(fake: FakeTypeform, sleeps: list[float], **settings: Any) -> TypeformCo
 
 def test_default_pacing_leaves_headroom_under_two_requests_per_sliding_second():
     """Typeform counts arrivals in a sliding second: three requests paced exactly 500 ms
-    apart land on its edge and a little jitter turns the third into a 429."""
+    apart land on its edge and a little jitter turns the third into a 429.
+
+    The connector's own pace, on a virtual clock: gaps measured on the wall clock
+    between two arrivals at the transport shrank by however late the first one was
+    recorded, and a loaded CI machine once measured 1.097 s."""
+    conf = TypeformSettings(_env_file=None, base_url=BASE, token=TOKEN)
+    default = TypeformConnector(conf, transport=httpx.MockTransport(
+        lambda _request: httpx.Response(200))).http.limiter
+    assert isinstance(default, TokenBucket) and default.burst == 1
+    now = [0.0]
     sent: list[float] = []
 
     def record(request: httpx.Request) -> httpx.Response:
-        sent.append(time.monotonic())
+        sent.append(now[0])
         return httpx.Response(200, json={"user_id": "u", "account_id": "a"})
 
-    conf = TypeformSettings(_env_file=None, base_url=BASE, token=TOKEN)
-    connector = TypeformConnector(conf, transport=httpx.MockTransport(record))
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    paced = TokenBucket(default.rate, burst=1, clock=lambda: now[0], sleep=sleep)
+    connector = TypeformConnector(conf, transport=httpx.MockTransport(record), limiter=paced)
     for _ in range(4):
         connector.check()
     gaps = [later - first for first, later in zip(sent, sent[2:], strict=False)]
     assert len(gaps) == 2
-    # sleeps never end early, so these lower bounds hold on any machine
     assert min(gaps) >= 1.1
 
 
