@@ -259,9 +259,10 @@ def pool_waits(instance: DagsterInstance, run_id: str) -> list[str]:
     return lines
 
 
-# Held by the wait reporter while it queries Dagster, and by each fork of an op process:
-# a child forked while the reporter's thread was inside SQLite or a driver could inherit
-# a lock that no thread of the child will ever release (pipelines/executor.py forks).
+# Held by the wait reporter while it queries Dagster and prints, and by each fork of an
+# op process: a child forked while the reporter's thread was inside SQLite, a driver or
+# stdout's buffer could inherit a lock that no thread of the child will ever release
+# (pipelines/executor.py forks).
 _QUIET = threading.Lock()
 os.register_at_fork(before=_QUIET.acquire, after_in_parent=_QUIET.release,
                     after_in_child=_QUIET.release)
@@ -300,15 +301,15 @@ class WaitReporter:
         said: set[str] = set()
         with DagsterInstance.from_ref(self._ref) as instance:
             while not self._done.wait(self._every):
-                try:
-                    with _QUIET:
+                with _QUIET:  # its queries and its printing: no fork copies them half-done
+                    try:
                         run_id = self._mine(instance)
                         waits = pool_waits(instance, run_id) if run_id else []
-                except Exception:  # noqa: BLE001 - a report must never break the run
-                    continue
-                for line in waits:
-                    if line not in said:
-                        self._say(line)
+                    except Exception:  # noqa: BLE001 - a report must never break the run
+                        continue
+                    for line in waits:
+                        if line not in said:
+                            self._say(line)
                 said = set(waits)
 
 
