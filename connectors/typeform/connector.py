@@ -168,6 +168,7 @@ class TypeformConnector(ConnectorBase):
         self._sleep = sleep
         self.page_size = max(1, min(page_size, RESPONSES_PAGE_SIZE))
         self._form_list: list[Form] | None = None
+        self._definitions: dict[str, Definition] = {}
 
     @classmethod
     def from_env(cls, *, client: httpx.Client | None = None, **kwargs: Any) -> TypeformConnector:
@@ -258,7 +259,12 @@ class TypeformConnector(ConnectorBase):
         return found
 
     def _definition(self, form_id: str) -> Definition:
-        return self._get(f"/forms/{form_id}", Definition)
+        """A form's definition, read once per connector, as the form list is: an access
+        request's lookup reads it for the name fields and its export for the question
+        titles, and each read waits half a second for Typeform's pace."""
+        if form_id not in self._definitions:
+            self._definitions[form_id] = self._get(f"/forms/{form_id}", Definition)
+        return self._definitions[form_id]
 
     # ------------------------------------------------------------------- protocol
 

@@ -75,10 +75,14 @@ def test_find_and_export(tf, tf_vendor):
     assert {r.record_id.split(":", 1)[1] for r in refs} >= expected
     assert expected
     before = tf_vendor.count("/forms/{form_id}/responses")
+    definitions = tf_vendor.count("/forms/{form_id}")
+    assert definitions  # the lookup read the forms with hits, for their name questions
     export = tf.export(refs)
     assert sum(len(s.items) for s in export.sections) == len(refs)
-    # the responses the lookup read are exported as read
+    # the responses the lookup read are exported as read, with the definitions it read
+    # (each read waits for Typeform's pace of 2 per second)
     assert tf_vendor.count("/forms/{form_id}/responses") == before
+    assert tf_vendor.count("/forms/{form_id}") == definitions
     answers = [a for s in export.sections for item in s.items for a in item["answers"]]
     assert all(a["question"] for a in answers)
 
