@@ -129,8 +129,9 @@ def test_default_pacing_leaves_headroom_under_two_requests_per_sliding_second():
     between two arrivals at the transport shrank by however late the first one was
     recorded, and a loaded CI machine once measured 1.097 s."""
     conf = TypeformSettings(_env_file=None, base_url=BASE, token=TOKEN)
-    default = TypeformConnector(conf, transport=httpx.MockTransport(
-        lambda _request: httpx.Response(200))).http.limiter
+    with TypeformConnector(conf, transport=httpx.MockTransport(
+            lambda _request: httpx.Response(200))) as built:
+        default = built.http.limiter
     assert isinstance(default, TokenBucket) and default.burst == 1
     now = [0.0]
     sent: list[float] = []
