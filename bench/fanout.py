@@ -653,18 +653,16 @@ def _worker_cpu() -> tuple[float, float]:
     return spent.user + spent.system, spent.children_user + spent.children_system
 
 
-def _cpu_of(pids: list[int], *, children: bool = False) -> float:
-    """CPU seconds of these processes (and of their reaped children), from /proc."""
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds of these processes (the emulators), from /proc."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        # utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the name
+        # utime, stime: fields 14-15 of stat, 12-13 after the name
         total += int(fields[11]) + int(fields[12])
-        if children:
-            total += int(fields[13]) + int(fields[14])
     return total / os.sysconf("SC_CLK_TCK")
 
 
