@@ -172,6 +172,23 @@ def test_sync_then_incremental(nv, nv_vendor):
     assert {r.record_id.split("/")[0] for r in changed} == {aino.record_id}
 
 
+def test_sync_reads_ahead_yet_netvisor_hears_one_request_at_a_time(nv, nv_vendor,
+                                                                    monkeypatch):
+    """The sync asks for the next page while it reads the last one, two reads at once;
+    the vendor must still hear one request at a time (the emulator refuses an
+    overlapping one, as Netvisor does), each page slow enough that two would overlap
+    were the seat and the client's one connection not held per exchange."""
+    from connectors.netvisor import connector as module
+
+    monkeypatch.setattr(module, "IDLIST_MAX", 2)  # many pages from the seeded customers
+    nv_vendor.settings(concurrency_guard=True, response_delay=0.05)
+    keys, _ = nv._list_keys({})
+    before = nv_vendor.count("/getcustomer.nv")
+    synced = {r.record_id for p in nv.sync(None) for r in p.records if "/" not in r.record_id}
+    assert synced == set(keys)
+    assert nv_vendor.count("/getcustomer.nv") - before == -(-len(keys) // 2)
+
+
 def test_sync_records_are_what_the_customer_reading_says(nv):
     """The sync reads its records in one walk of each page (``SyncAnswer``); find,
     export and erase read a customer through ``Customer``. Both must see the same
