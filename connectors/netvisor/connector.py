@@ -102,6 +102,8 @@ from connectors.netvisor.models import (
     CustomersAnswer,
     InvoiceListAnswer,
     SyncAnswer,
+    emails_of,
+    person_name,
     plain,
 )
 from connectors.netvisor.parsing import (
@@ -378,7 +380,7 @@ class NetvisorConnector(ConnectorBase):
             if len(chunk) == 1 and "INVALID_DATA" in exc.detail.upper():
                 return None  # a single unknown key: Netvisor calls it invalid data
             raise
-        stray = {c.customerbaseinformation.netvisorkey for c in answer.all} - set(chunk)
+        stray = answer.keys - set(chunk)
         if stray:
             raise BadResponse(SYSTEM, f"getcustomer.nv answered {len(stray)} customer(s) "
                               "not asked for")
@@ -394,20 +396,23 @@ class NetvisorConnector(ConnectorBase):
         assert isinstance(answer, SyncAnswer)
         records: list[SourceRecord] = []
         for c in answer.all:
-            base = c.customerbaseinformation
-            updated = netvisor_time(c.lastmodified)
+            base = c["customerbaseinformation"]
+            key = base["netvisorkey"]
+            updated = netvisor_time(c.get("lastmodified", ""))
+            phone = base.get("phonenumber")
             records.append(SourceRecord(
-                system=SYSTEM, record_id=base.netvisorkey, emails=c.emails,
-                phones=(base.phonenumber,) if base.phonenumber else (),
-                display_name=c.person_name or None, updated_at=updated))
-            contacts = [c.contactdetails] if c.contactdetails else []
-            for contact in [*contacts, *c.contactpersons]:
-                if contact.email or contact.phone:
+                system=SYSTEM, record_id=key, emails=emails_of(c),
+                phones=(phone,) if phone else (), display_name=person_name(c) or None,
+                updated_at=updated))
+            details = c.get("contactdetails")
+            contacts = [] if details is None else [details]
+            for contact in [*contacts, *c.get("contactpersons", [])]:
+                email, phone = contact.get("email"), contact.get("phone")
+                if email or phone:
                     records.append(SourceRecord(
-                        system=SYSTEM, record_id=f"{base.netvisorkey}/contact/{contact.id}",
-                        emails=(contact.email,) if contact.email else (),
-                        phones=(contact.phone,) if contact.phone else (),
-                        display_name=contact.name or None, updated_at=updated))
+                        system=SYSTEM, record_id=f"{key}/contact/{contact.get('id', 'details')}",
+                        emails=(email,) if email else (), phones=(phone,) if phone else (),
+                        display_name=contact.get("name") or None, updated_at=updated))
         return records
 
     def _customer(self, key: str) -> Customer | None:
@@ -419,7 +424,7 @@ class NetvisorConnector(ConnectorBase):
 
     def _list_keys(self, params: dict[str, Any]) -> tuple[list[str], str]:
         root, listing = self._read("customerlist.nv", params, CustomerListAnswer)
-        keys = [c.netvisorkey for c in listing.customerlist.customer]
+        keys = [c["netvisorkey"] for c in listing.customerlist.customer]
         stamp = _text(_child(root, "ResponseStatus"), "TimeStamp")
         return list(dict.fromkeys(keys)), stamp
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, NotRequired, get_args
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from typing_extensions import TypedDict  # pydantic takes this one on Python 3.11
 
 from connectors.netvisor.parsing import Element, _local, add, to_dict
 
@@ -101,7 +102,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class ListedCustomer(_Model):
+class ListedCustomer(TypedDict):
+    """A dict, not a model: a list answers every customer of the environment at once,
+    and a model instance each made validating a list of 12,000 take 0.06 s, not 0.005."""
+
     netvisorkey: Key
 
 
@@ -145,6 +149,10 @@ class CustomersAnswer(_Model):
     def all(self) -> list[FullCustomer]:
         return [*(self.customers.customer if self.customers else []), *self.customer]
 
+    @property
+    def keys(self) -> set[str]:
+        return {c.customerbaseinformation.netvisorkey for c in self.all}
+
 
 class ListedInvoice(_Model):
     netvisorkey: Key
@@ -182,43 +190,49 @@ class BookedInvoice(_Model):
 
 # ------------------------------------------------------------------ the sync's reading
 # What a full or incremental sync reads of a getcustomer.nv page (parsing.sync_plain
-# walks it once); the SourceRecords are made from these, nothing else is read.
+# walks it once); the SourceRecords are made from these, nothing else is read. A
+# customer and its parts are TypedDicts, checked by pydantic as the models above are
+# but kept as the dicts they arrive as: a page of 500 customers was 1,500 model
+# instances, and making them was most of the time validating a page took (0.15 s of a
+# 25,000-person sync against 0.04 s).
 
 
-class SyncBase(BaseInformation):
-    email: str = ""
-    emailinvoicingaddress: str = ""
-    phonenumber: str = ""
-    isprivatecustomer: str = ""
+class SyncBase(TypedDict):
+    netvisorkey: Key
+    name: str
+    email: NotRequired[str]
+    emailinvoicingaddress: NotRequired[str]
+    phonenumber: NotRequired[str]
+    isprivatecustomer: NotRequired[str]
 
 
-class SyncContact(_Model):
+class SyncContact(TypedDict):
     """A contact person (or the customer's contact details) as the sync reads it."""
 
-    id: str = "details"
-    name: str = ""
-    email: str = ""
-    phone: str = ""
+    id: NotRequired[str]
+    name: NotRequired[str]
+    email: NotRequired[str]
+    phone: NotRequired[str]
 
 
-class SyncCustomer(_Model):
+class SyncCustomer(TypedDict):
     customerbaseinformation: SyncBase
-    contactdetails: SyncContact | None = None
-    contactpersons: list[SyncContact] = []
-    lastmodified: str = ""
+    contactdetails: NotRequired[SyncContact | None]
+    contactpersons: NotRequired[list[SyncContact]]
+    lastmodified: NotRequired[str]
 
-    @property
-    def person_name(self) -> str:
-        """A company customer's Name is the company's: no person's name to match by,
-        so the hub sees the record as nameless (hub.linking), as ``Customer`` does."""
-        base = self.customerbaseinformation
-        company = base.isprivatecustomer.strip().lower() in ("0", "false")
-        return "" if company else base.name
 
-    @property
-    def emails(self) -> tuple[str, ...]:
-        base = self.customerbaseinformation
-        return tuple(v for v in (base.email, base.emailinvoicingaddress) if v)
+def person_name(customer: SyncCustomer) -> str:
+    """A company customer's Name is the company's: no person's name to match by, so
+    the hub sees the record as nameless (hub.linking), as ``Customer`` does."""
+    base = customer["customerbaseinformation"]
+    company = base.get("isprivatecustomer", "").strip().lower() in ("0", "false")
+    return "" if company else base["name"]
+
+
+def emails_of(customer: SyncCustomer) -> tuple[str, ...]:
+    base = customer["customerbaseinformation"]
+    return tuple(v for v in (base.get("email"), base.get("emailinvoicingaddress")) if v)
 
 
 class SyncCustomers(_Model):
@@ -240,3 +254,7 @@ class SyncAnswer(_Model):
     @property
     def all(self) -> list[SyncCustomer]:
         return [*(self.customers.customer if self.customers else []), *self.customer]
+
+    @property
+    def keys(self) -> set[str]:
+        return {c["customerbaseinformation"]["netvisorkey"] for c in self.all}
