@@ -124,7 +124,7 @@ from connectors.netvisor.parsing import (
     sync_plain,
     to_dict,
 )
-from connectors.netvisor.signing import NetvisorAuth
+from connectors.netvisor.signing import TRANSACTION_HEADER, NetvisorAuth
 from connectors.settings import ENV_FILES, load_settings
 from hub.domain import (
     Action,
@@ -306,31 +306,31 @@ class NetvisorConnector(ConnectorBase):
         return self.http.retry.run(attempt)
 
     def _parse(self, resource: str, response: httpx.Response) -> Element:
+        # The id this answer's own request was signed with: the sync reads two pages at
+        # once, so the auth's last id may already be the next request's.
+        transaction = response.request.headers.get(TRANSACTION_HEADER)
+        answered = {"status_code": response.status_code, "vendor_request_id": transaction}
         try:
             root = parse_xml(response.content)
         except NotXml:
-            raise BadResponse(SYSTEM, f"{resource}: body is not XML",
-                              status_code=response.status_code) from None
+            raise BadResponse(SYSTEM, f"{resource}: body is not XML", **answered) from None
         if _tag(root) != "root":
             raise BadResponse(SYSTEM, f"{resource}: root element is <{root.tag}>, not <Root>",
-                              status_code=response.status_code)
+                              **answered)
         status_el = _child(root, "ResponseStatus")
         statuses = ([_text(s) for s in status_el if _tag(s) == "status"]
                     if status_el is not None else [])
         if not statuses:
-            raise BadResponse(SYSTEM, f"{resource}: no ResponseStatus/Status",
-                              status_code=response.status_code)
+            raise BadResponse(SYSTEM, f"{resource}: no ResponseStatus/Status", **answered)
         if statuses[0].upper() == "OK":
             if response.status_code >= 400:
                 raise BadResponse(SYSTEM, f"{resource}: status OK in an HTTP "
-                                  f"{response.status_code} answer",
-                                  status_code=response.status_code)
+                                  f"{response.status_code} answer", **answered)
             return root
         if statuses[0].upper() != "FAILED":
             raise BadResponse(SYSTEM, f"{resource}: unknown status {statuses[0][:40]!r}",
-                              status_code=response.status_code)
-        raise _failure(resource, " ".join(statuses[1:]), response.status_code,
-                       self.auth.last_transaction_id)
+                              **answered)
+        raise _failure(resource, " ".join(statuses[1:]), response.status_code, transaction)
 
     # ------------------------------------------------------------------ reading
 

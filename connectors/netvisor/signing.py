@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 import httpx
 
 ALGORITHM = "HMACSHA256"
+# The id Netvisor logs a request by, and support asks for: every answer is told by it.
+TRANSACTION_HEADER = "X-Netvisor-Authentication-TransactionId"
 
 
 def netvisor_timestamp(now: datetime | None = None) -> str:
@@ -93,7 +95,7 @@ class NetvisorAuth(httpx.Auth):
             "X-Netvisor-Authentication-CustomerId": self.customer_id,
             "X-Netvisor-Authentication-PartnerId": self.partner_id,
             "X-Netvisor-Authentication-Timestamp": timestamp,
-            "X-Netvisor-Authentication-TransactionId": transaction_id,
+            TRANSACTION_HEADER: transaction_id,
             "X-Netvisor-Authentication-TimestampUnix": timestamp_unix,
             "X-Netvisor-Authentication-MAC": mac,
             "X-Netvisor-Authentication-MACHashCalculationAlgorithm": ALGORITHM,

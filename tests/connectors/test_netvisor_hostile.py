@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from connectors.errors import BadResponse
+from connectors.errors import BadResponse, VendorError
 from connectors.netvisor import NetvisorConnector, NetvisorSettings
 from hub.domain import Action, Identifier, IdentifierKind, RecordRef
 from hub.policy import EraseMode, SystemPolicy
@@ -213,3 +213,33 @@ def test_a_truncated_read_is_retried_and_then_succeeds(netvisor):
     assert ref.record_id == "7" and once.cut == 1
     assert [s.path for s in vendor.seen] == ["/customerlist.nv", "/getcustomer.nv",
                                              "/getcustomer.nv"]
+
+
+def test_a_failed_page_names_its_own_transaction_not_the_next_pages(netvisor, monkeypatch):
+    """The sync reads two pages at once: while the first page's FAILED answer is parsed
+    (slowly: a large body), the second request is signed with a new transaction id.
+    The error must carry the id Netvisor logged for the failed request, or support is
+    sent looking for the wrong one."""
+    from connectors.netvisor import connector as module
+
+    monkeypatch.setattr(module, "IDLIST_MAX", 1)  # keys 7 and 8: two pages
+    failed = Answer(400, b"<Root><ResponseStatus><Status>FAILED</Status><Status>"
+                         b"SERVICE_BREAK :: not today</Status></ResponseStatus><Padding>"
+                         + b"x" * 8_000_000 + b"</Padding></Root>",
+                    {"content-type": "text/xml"})
+
+    def page(seen: Seen) -> Answer:
+        return failed if seen.query["idlist"] == ["7"] else xml(
+            f"<Customers>{customer('8', 'eeva.makela@example.fi')}</Customers>")
+
+    conn, vendor = netvisor({
+        "customerlist.nv": xml("<Customerlist><Customer><Netvisorkey>7</Netvisorkey>"
+                               "</Customer><Customer><Netvisorkey>8</Netvisorkey></Customer>"
+                               "</Customerlist>"),
+        "getcustomer.nv": page})
+    with pytest.raises(VendorError) as raised:
+        list(conn.sync(None))
+    (first,) = [s for s in vendor.seen if s.query.get("idlist") == ["7"]]
+    assert len([s for s in vendor.seen if s.path.endswith("getcustomer.nv")]) == 2
+    assert raised.value.vendor_request_id == first.headers[
+        "x-netvisor-authentication-transactionid"]
