@@ -930,7 +930,7 @@ def verdicts(single_sets: list[tuple[str, list[tuple[RunFacts, dict[str, Counter
     ratio = wall / floor if floor else math.nan
     verdict = "PASS" if ratio <= AIM_BURST and not batch["failed"] else "MISS"
     print(f"  the burst: wall {fmt_s(wall)} / the busiest vendor's rate-limit floor "
-          f"{fmt_s(floor)} = {ratio:.2f}x (aim <= {AIM_BURST}x): {verdict}")
+          f"{fmt_s(floor)} = {ratio:.3f}x (aim <= {AIM_BURST}x): {verdict}")
     print(f"    the floor: Typeform's answered calls at its 2 requests/s per account "
           f"({fmt_s(batch['typeform_min_floor'])} at the minimum calls); the busiest "
           f"pool's summed op time is {fmt_s(batch['bound'])}")
@@ -958,7 +958,7 @@ def single_verdicts(single_sets: list[tuple[str, list[tuple[RunFacts, dict[str, 
         worst = max(ratios, default=math.nan)
         verdict = "PASS" if worst <= AIM_RATIO and all(f.success for f, _ in rows) else "MISS"
         print(f"  one request alone, {label}: job wall / slowest system op, worst kind "
-              f"{worst:.2f}x (aim <= {AIM_RATIO}x): {verdict}")
+              f"{worst:.3f}x (aim <= {AIM_RATIO}x): {verdict}")
 
 
 # ---------------------------------------------------------------------------- main
