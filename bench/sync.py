@@ -20,7 +20,8 @@ The sandbox runs in a child process (so its CPU does not share our GIL). Per sys
 Each system's line ends with the aim (full sync <= 1.3x its floor) and PASS or MISS.
 Peak RSS is the process high-water mark after each step (it only grows), so a flat
 number across systems and across --people values is what "memory flat in N"
-looks like. Not a test: the figures go into the issue's closing note.
+looks like. Floor and sync both run with the garbage collector as a sync asset runs
+with it (connectors/bulk.py). Not a test: the figures go into the issue's closing note.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ CHANGERS: dict[str, Callable[[dict[str, str], list[str]], int]] = {
 
 
 def bench_system(system: str, env: dict[str, str]) -> Result | str:
+    from connectors.bulk import bulk_reading
     from connectors.errors import ConfigError
     from connectors.registry import build_connector
 
@@ -211,7 +213,7 @@ def bench_system(system: str, env: dict[str, str]) -> Result | str:
     except ConfigError as exc:
         return f"{system}: skipped, {exc}"
     result = Result(system)
-    with conn:
+    with conn, bulk_reading():  # the collector as a sync asset has it, floor included
         captured = capture_requests(conn)
         ids: list[str] = []
         warm_n = 0

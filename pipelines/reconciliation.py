@@ -22,6 +22,7 @@ from dagster import (
 )
 
 from connectors import registry
+from connectors.bulk import bulk_reading
 from hub import drift, index
 from hub.deadlines import local_date
 from hub.ledger import RequestKind
@@ -53,7 +54,7 @@ def make_sync_asset(system: str):  # noqa: ANN201 - a Dagster asset definition
                     connectors: ConnectorsResource) -> MaterializeResult:
         started = time.monotonic()
         with hub.store() as store, connectors.connect(system) as connector, \
-                store.session() as session:
+                store.session() as session, bulk_reading():
             cursor = None if config.full else index.sync_cursor(session, system)
             writer = index.IndexWriter(session, system, full=cursor is None)
             last = cursor
