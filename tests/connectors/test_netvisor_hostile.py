@@ -119,6 +119,21 @@ def test_a_customer_read_that_is_not_netvisors_never_becomes_not_found(netvisor,
     assert {(s.method, s.path) for s in vendor.seen} == {("GET", "/getcustomer.nv")}
 
 
+@pytest.mark.parametrize("page", [
+    xml("<Customers><Customer><Name>Aino</Name></Customer></Customers>"),  # no base info
+    xml("<Customers>" + customer("8") + "</Customers>"),  # someone not asked for
+    xml("<Customers>" + customer("x7") + "</Customers>"),  # a key that is not one
+    xml("<Customers><Customer><CustomerBaseInformation><NetvisorKey>7</NetvisorKey>"
+        "</CustomerBaseInformation></Customer></Customers>"),  # no name
+], ids=["no-base", "stranger", "bad-key", "no-name"])
+def test_a_sync_page_that_is_not_netvisors_is_a_bad_response(netvisor, page):
+    """The sync's own reading of a page (``SyncAnswer``) holds the same line as a
+    customer read: no records are made from a page Netvisor would not send."""
+    conn, _ = netvisor({"customerlist.nv": LISTING, "getcustomer.nv": page})
+    with pytest.raises(BadResponse):
+        list(conn.sync(None))
+
+
 def test_an_empty_customers_answer_is_not_found(netvisor):
     conn, _ = netvisor({"getcustomer.nv": xml("<Customers />")})
     outcome = conn.erase([CUSTOMER], POLICY)
