@@ -168,7 +168,7 @@ def netvisor_time(value: str) -> datetime | None:
     m = _NETVISOR_TIME.fullmatch(value or "")
     if m is None:
         return None
-    day, month, year, hour, minute, second = (int(g) for g in m.groups())
+    day, month, year, hour, minute, second = map(int, m.groups())
     try:
         return datetime(year, month, day, hour, minute, second, tzinfo=HELSINKI)
     except ValueError:
@@ -367,9 +367,12 @@ def _sync_base(base: Element) -> Any:
     out: dict[str, Any] = {}
     for child in base:
         tag = _local(child.tag)
+        if tag not in _SYNCED:  # most of a customer's fields: one look each
+            continue
         if tag in _CHECKED:
-            add(out, tag, to_dict(child, lower=True))
-        elif tag in _SYNCED and tag not in out:
+            add(out, tag, to_dict(child, lower=True) if len(child)
+                else (child.text or "").strip())
+        elif tag not in out:
             out[tag] = (child.text or "").strip()
     return out
 

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -137,3 +138,34 @@ def test_typeform_hears_the_accounts_rate_from_every_process(fresh_vendor, monke
                   for e in run]
     assert errors == []  # every call within the account's rate: no 429
     assert inspector.count("/forms") == PROCESSES * 3  # every lookup ran
+
+
+def test_threads_of_one_process_take_turns_without_polling_the_table(gate_url):
+    """Found: a sync's two reading threads polled for Netvisor's one seat every 10 ms,
+    leaving Netvisor idle between their requests; the next thread of the process now
+    goes the moment the seat is freed, and still one at a time."""
+    store = gates.store_for(gate_url)
+    polls: list[float] = []
+    inside: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def calls() -> None:
+        seats = gates.SharedSeats(store, "acme:v", 1, ttl=60, poll=0.001, sleep=polls.append)
+        for _ in range(5):
+            with seats.slot():
+                with lock:
+                    inside.append(1)
+                    most[0] = max(most[0], len(inside))
+                time.sleep(0.002)  # a call in flight while the other threads wait
+                with lock:
+                    inside.pop()
+
+    threads = [threading.Thread(target=calls) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert most[0] == 1  # one call at a time
+    assert polls == []  # each waited in the process, not by polling the table
