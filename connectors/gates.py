@@ -189,7 +189,6 @@ class SharedSeats(Limiter):
         self.store, self.key, self.seats, self.ttl, self.poll = store, key, seats, ttl, poll
         self.reap_after = reap_after
         self._clock, self._sleep = clock, sleep
-        self._here = _seats_here(store, key, seats)
         self.waited = 0.0
 
     @contextmanager
@@ -199,7 +198,7 @@ class SharedSeats(Limiter):
         # Callers in this process queue here first, and the next one goes the moment a
         # seat is freed: polling the table, two threads of one sync (read-ahead) left
         # Netvisor idle ~10 ms between their requests, a third of a full sync.
-        with self._here:
+        with _seats_here(self.store, self.key, self.seats):
             reaped = self._clock()
             while (seat := self.store.take_seat(self.key, self.seats, holder, self.ttl,
                                                 self._clock())) is None:
@@ -223,6 +222,18 @@ def _seats_here(store: GateStore, key: str, seats: int) -> threading.BoundedSema
     once than it has seats, whichever connector object they call through."""
     with _here_lock:
         return _here.setdefault((id(store), key, seats), threading.BoundedSemaphore(seats))
+
+
+def _forget_parents_queues() -> None:
+    """In a forked child: queues of its own. Job runs fork their op processes
+    (pipelines/executor.py); a semaphore a thread of the parent held at the fork would
+    stay taken in the child, by a thread the child does not have, and every call of the
+    child to that vendor would wait forever. The table's lease is the parent's to free."""
+    global _here_lock, _here
+    _here_lock, _here = threading.Lock(), {}
+
+
+os.register_at_fork(after_in_child=_forget_parents_queues)
 
 
 def gate_url() -> str:

@@ -169,3 +169,33 @@ def test_threads_of_one_process_take_turns_without_polling_the_table(gate_url):
     assert not any(thread.is_alive() for thread in threads)
     assert most[0] == 1  # one call at a time
     assert polls == []  # each waited in the process, not by polling the table
+
+
+def _one_call(url: str, key: str) -> None:
+    with gates.SharedSeats(gates.store_for(url), key, 1, ttl=60, poll=0.001).slot():
+        pass
+
+
+def test_a_process_forked_while_a_thread_holds_a_seat_still_gets_its_turn(gate_url):
+    """Op processes are forked from the run's process: a seat a thread of the parent
+    held at the fork must not stay taken in the child, where no thread will free it."""
+    store = gates.store_for(gate_url)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gates.SharedSeats(store, "acme:f", 1, ttl=60, poll=0.001).slot():
+            entered.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(30)
+    child = multiprocessing.get_context("fork").Process(target=_one_call,
+                                                        args=(gate_url, "acme:f"))
+    child.start()
+    release.set()  # the parent's call ends; the child's turn comes from the table
+    holder.join(30)
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
