@@ -40,9 +40,9 @@ def plain(el: Element, model: type | None = None) -> Any:
     With ``model`` (a pydantic model or a TypedDict), only the elements the model (and
     its nested models) declare are turned into data: a page of 500 customers is
     validated by its keys and names, and converting every address and contact person
-    only to have pydantic ignore them was most of a Netvisor sync (and converting each
-    listed customer's seven fields, to keep its key, a third of reading the list). What
-    is declared is converted exactly as without it.
+    only to have pydantic ignore them was most of a Netvisor sync (a list of 12,000
+    customers: 0.039 s converting every field of each, 0.030 s its key alone). What is
+    declared is converted exactly as without it.
     """
     if model is None or not len(el):
         return to_dict(el, lower=True)

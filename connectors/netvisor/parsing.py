@@ -367,12 +367,9 @@ def _sync_base(base: Element) -> Any:
     out: dict[str, Any] = {}
     for child in base:
         tag = _local(child.tag)
-        if tag not in _SYNCED:  # most of a customer's fields: one look each
-            continue
         if tag in _CHECKED:
-            add(out, tag, to_dict(child, lower=True) if len(child)
-                else (child.text or "").strip())
-        elif tag not in out:
+            add(out, tag, to_dict(child, lower=True))
+        elif tag in _SYNCED and tag not in out:
             out[tag] = (child.text or "").strip()
     return out
 
