@@ -405,8 +405,7 @@ class NetvisorConnector(ConnectorBase):
                 phones=(phone,) if phone else (), display_name=person_name(c) or None,
                 updated_at=updated))
             details = c.get("contactdetails")
-            contacts = [] if details is None else [details]
-            for contact in [*contacts, *c.get("contactpersons", [])]:
+            for contact in [*([details] if details else []), *c.get("contactpersons", [])]:
                 email, phone = contact.get("email"), contact.get("phone")
                 if email or phone:
                     records.append(SourceRecord(
