@@ -267,16 +267,18 @@ class NetvisorConnector(ConnectorBase):
 
     # ------------------------------------------------------------------ transport
 
-    def _request(self, method: str, resource: str, params: dict[str, Any] | None = None,
-                 body: str | None = None) -> Element:
-        """One Netvisor call through the shared retry policy; the parsed ``<Root>``."""
-        return self._exchange(method, resource, params, body)[0]
+    def _write(self, method: str, resource: str, params: dict[str, Any] | None = None,
+               body: str | None = None) -> str | None:
+        """One Netvisor write through the shared retry policy; the TransactionId it was
+        signed with, which Netvisor logs it under: the evidence names the write by it."""
+        return self._exchange(method, resource, params, body)[2]
 
     def _exchange(self, method: str, resource: str, params: dict[str, Any] | None = None,
                   body: str | None = None, model: type[M] | None = None, *,
                   read: bool = False, reading: Callable[[Element], Any] | None = None
-                  ) -> tuple[Element, M | None]:
-        """The parsed ``<Root>`` and, with ``model``, its validated reading.
+                  ) -> tuple[Element, M | None, str | None]:
+        """The parsed ``<Root>``, with ``model`` its validated reading, and the
+        TransactionId of the attempt that answered.
 
         Parsing and validating happen inside each attempt, the rule of
         ``HttpClient.json``: an answer with an error status and Netvisor's XML body is
@@ -290,25 +292,26 @@ class NetvisorConnector(ConnectorBase):
         headers = {"content-type": "text/xml; charset=utf-8"} if body is not None else None
         content = body.encode("utf-8") if body is not None else None
 
-        def attempt() -> tuple[Element, M | None]:
+        def attempt() -> tuple[Element, M | None, str | None]:
             response = self.http.request(method, url, params=params, content=content,
                                          headers=headers, retry=NO_RETRY)
+            transaction = response.request.headers.get(TRANSACTION_HEADER)
             try:
-                root = self._parse(resource, response)
+                root = self._parse(resource, response, transaction)
                 if model is None:
-                    return root, None
+                    return root, None, transaction
                 data = reading(root) if reading else plain(root, model)
-                return root, validate(SYSTEM, model, data)
+                return root, validate(SYSTEM, model, data), transaction
             except BadResponse as exc:
                 exc.retryable = read
                 raise
 
         return self.http.retry.run(attempt)
 
-    def _parse(self, resource: str, response: httpx.Response) -> Element:
-        # The id this answer's own request was signed with: the sync reads two pages at
-        # once, so the auth's last id may already be the next request's.
-        transaction = response.request.headers.get(TRANSACTION_HEADER)
+    def _parse(self, resource: str, response: httpx.Response, transaction: str | None
+               ) -> Element:
+        # ``transaction``: the id this answer's own request was signed with (the sync
+        # reads two pages at once, so no shared "last id" would do).
         answered = {"status_code": response.status_code, "vendor_request_id": transaction}
         try:
             root = parse_xml(response.content)
@@ -337,8 +340,8 @@ class NetvisorConnector(ConnectorBase):
     def _read(self, resource: str, params: dict[str, Any], model: type[M],
               reading: Callable[[Element], Any] | None = None) -> tuple[Element, M]:
         """A read whose answer must hold what ``model`` declares (BadResponse if not)."""
-        root, answer = self._exchange("GET", resource, params, model=model, read=True,
-                                      reading=reading)
+        root, answer, _ = self._exchange("GET", resource, params, model=model, read=True,
+                                         reading=reading)
         assert answer is not None  # a model was given
         return root, answer
 
@@ -577,11 +580,10 @@ class NetvisorConnector(ConnectorBase):
                     detail="the Netvisor customer has no marketing permission or newsletter "
                            "field set; an accounting system sends no marketing"))
                 continue
-            self._edit_customer(c.key, {s: {f: "0" for ss, f in on if ss == s}
-                                        for s, _ in on})
+            transaction = self._edit_customer(c.key, {s: {f: "0" for ss, f in on if ss == s}
+                                                      for s, _ in on})
             record = self.done(RecordOutcome(
-                ref, Action.UNSUBSCRIBED, status_code=200,
-                vendor_request_id=self.auth.last_transaction_id,
+                ref, Action.UNSUBSCRIBED, status_code=200, vendor_request_id=transaction,
                 detail=f"marketing field(s) {', '.join(f for _, f in on)} set to 0"))
             after = self._customer(c.key)
             still = [f for s, f, v in (after.marketing_fields() if after else []) if _is_true(v)]
@@ -647,20 +649,19 @@ class NetvisorConnector(ConnectorBase):
     def _try_delete(self, ref: RecordRef, key: str) -> tuple[RecordOutcome, bool] | None:
         """``deletecustomer.nv`` and its read-back; None when refused for invoices."""
         try:
-            self._request("GET", "deletecustomer.nv", {"customerid": key})
+            transaction = self._write("GET", "deletecustomer.nv", {"customerid": key})
         except HasInvoices:
             return None
-        except VendorError:
+        except VendorError as exc:
             # A retried delete whose first attempt went through answers "not found":
             # read back before calling it a failure.
             if self._customer(key) is not None:
                 raise
             return self.done(RecordOutcome(
-                ref, Action.DELETED, status_code=200,
-                vendor_request_id=self.auth.last_transaction_id,
+                ref, Action.DELETED, status_code=200, vendor_request_id=exc.vendor_request_id,
                 detail="deleted (the retried call found it gone); read back: gone")), True
         record = self.done(RecordOutcome(ref, Action.DELETED, status_code=200,
-                                         vendor_request_id=self.auth.last_transaction_id,
+                                         vendor_request_id=transaction,
                                          detail="deletecustomer.nv OK"))
         gone = self._customer(key) is None
         return _read_back(record, "gone" if gone else "STILL PRESENT"), gone
@@ -709,14 +710,14 @@ class NetvisorConnector(ConnectorBase):
                                                    key=lambda kv: _BASE_ORDER.index(kv[0]))),
             **_personal_sections(customer),
         }
-        self._edit_customer(customer.key, sections)
-        outcomes = [self.done(replace(record, vendor_request_id=self.auth.last_transaction_id))]
+        transaction = self._edit_customer(customer.key, sections)
+        outcomes = [self.done(replace(record, vendor_request_id=transaction))]
         for contact in customer.contacts():
             if contact.contact_id != "details" and (contact.email or contact.phone):
-                self._blank_contact(customer.key, contact)
+                transaction = self._blank_contact(customer.key, contact)
                 outcomes.append(self.done(RecordOutcome(
                     contact.ref(), Action.ANONYMISED, status_code=200,
-                    vendor_request_id=self.auth.last_transaction_id,
+                    vendor_request_id=transaction,
                     detail="contact person's e-mail and phone blanked with its customer")))
         return outcomes
 
@@ -740,10 +741,9 @@ class NetvisorConnector(ConnectorBase):
                     else "")
         note = ("; the invoices keep their own copy of the name and address as billed "
                 "(Netvisor's API cannot change a booked invoice)" if hold.invoices else "")
-        self._edit_customer(customer.key, _anonymous_sections(customer))
+        transaction = self._edit_customer(customer.key, _anonymous_sections(customer))
         record = self.done(RecordOutcome(
-            ref, Action.ANONYMISED, status_code=200,
-            vendor_request_id=self.auth.last_transaction_id,
+            ref, Action.ANONYMISED, status_code=200, vendor_request_id=transaction,
             detail=f"{why}; {reason}; {invoices}name replaced, address, business id, e-mail, "
                    "phone, contact details and comment blanked, deactivated" + note))
         outcomes = [record]
@@ -760,28 +760,27 @@ class NetvisorConnector(ConnectorBase):
         one, so that one's name is replaced and its e-mail, phone and title blanked."""
         if not contact.is_default:
             try:
-                self._request("POST", "contactperson.nv",
-                              {"method": "delete", "id": contact.contact_id})
+                transaction = self._write("POST", "contactperson.nv",
+                                          {"method": "delete", "id": contact.contact_id})
             except VendorError as exc:
                 if "DEFAULT" not in exc.detail.upper():
                     raise
             else:
                 return self.done(RecordOutcome(
                     contact.ref(), Action.DELETED, status_code=200,
-                    vendor_request_id=self.auth.last_transaction_id,
+                    vendor_request_id=transaction,
                     detail="contact person deleted with its anonymised customer"))
         body = ("<root><contactperson><firstname></firstname>"
                 f"{_element('lastname', ANONYMISED_CONTACT)}<phonenumber></phonenumber>"
                 "<email></email><title></title></contactperson></root>")
-        self._request("POST", "contactperson.nv", {"method": "edit", "id": contact.contact_id},
-                      body)
+        transaction = self._write("POST", "contactperson.nv",
+                                  {"method": "edit", "id": contact.contact_id}, body)
         return self.done(RecordOutcome(
-            contact.ref(), Action.ANONYMISED, status_code=200,
-            vendor_request_id=self.auth.last_transaction_id,
+            contact.ref(), Action.ANONYMISED, status_code=200, vendor_request_id=transaction,
             detail="default contact person (Netvisor keeps it) anonymised with its customer: "
                    "name replaced, e-mail, phone and title blanked"))
 
-    def _edit_customer(self, key: str, sections: dict[str, dict[str, str]]) -> None:
+    def _edit_customer(self, key: str, sections: dict[str, dict[str, str]]) -> str | None:
         order = ("customerbaseinformation", "customerfinvoicedetails",
                  "customerdeliverydetails", "customercontactdetails",
                  "customeradditionalinformation")
@@ -790,14 +789,14 @@ class NetvisorConnector(ConnectorBase):
             inner = "".join(_element(f, v) for f, v in sections[section].items())
             parts.append(f"<{section}>{inner}</{section}>")
         body = f"<root><customer>{''.join(parts)}</customer></root>"
-        self._request("POST", "customer.nv", {"method": "edit", "id": key}, body)
+        return self._write("POST", "customer.nv", {"method": "edit", "id": key}, body)
 
-    def _blank_contact(self, key: str, contact: Contact) -> None:
+    def _blank_contact(self, key: str, contact: Contact) -> str | None:
         fields = "".join(_element(t, "") for t, v in (("phonenumber", contact.phone),
                                                      ("email", contact.email)) if v)
         body = f"<root><contactperson>{fields}</contactperson></root>"
-        self._request("POST", "contactperson.nv", {"method": "edit", "id": contact.contact_id},
-                      body)
+        return self._write("POST", "contactperson.nv",
+                           {"method": "edit", "id": contact.contact_id}, body)
 
     def _erase_contact(self, ref: RecordRef, key: str, rid: str,
                        read: Customer | None = None) -> tuple[RecordOutcome, bool]:
@@ -810,10 +809,10 @@ class NetvisorConnector(ConnectorBase):
         if customer is None or contact is None:
             return RecordOutcome(ref, Action.NOT_FOUND, detail="no such contact person"), True
         if contact.contact_id == "details":
-            self._edit_customer(key, {"customercontactdetails": {t: "" for t in _DETAIL_TAGS}})
+            transaction = self._edit_customer(
+                key, {"customercontactdetails": {t: "" for t in _DETAIL_TAGS}})
             record = self.done(RecordOutcome(
-                ref, Action.ANONYMISED, status_code=200,
-                vendor_request_id=self.auth.last_transaction_id,
+                ref, Action.ANONYMISED, status_code=200, vendor_request_id=transaction,
                 detail="the customer's contact details (name, e-mail, phone) blanked"))
             after = self._customer(key)
             ok = after is not None and not any(_text(after.contact_details, t)
@@ -830,25 +829,23 @@ class NetvisorConnector(ConnectorBase):
 
     def _delete_or_blank(self, ref: RecordRef, key: str, contact: Contact) -> RecordOutcome:
         try:
-            self._request("POST", "contactperson.nv",
-                          {"method": "delete", "id": contact.contact_id})
+            transaction = self._write("POST", "contactperson.nv",
+                                      {"method": "delete", "id": contact.contact_id})
         except VendorError as exc:
             now = self._customer(key)
             if not any(c.record_id == contact.record_id for c in (now.contacts() if now else [])):
                 return self.done(RecordOutcome(
-                    ref, Action.DELETED, status_code=200,
-                    vendor_request_id=self.auth.last_transaction_id,
+                    ref, Action.DELETED, status_code=200, vendor_request_id=exc.vendor_request_id,
                     detail="contact person deleted (the retried call found it gone)"))
             if "DEFAULT" not in exc.detail.upper():
                 raise
             # The default contact cannot be deleted: blank its e-mail and phone.
-            self._blank_contact(key, contact)
+            transaction = self._blank_contact(key, contact)
             return self.done(RecordOutcome(
-                ref, Action.ANONYMISED, status_code=200,
-                vendor_request_id=self.auth.last_transaction_id,
+                ref, Action.ANONYMISED, status_code=200, vendor_request_id=transaction,
                 detail="default contact person (Netvisor keeps it): e-mail and phone blanked"))
         return self.done(RecordOutcome(ref, Action.DELETED, status_code=200,
-                                       vendor_request_id=self.auth.last_transaction_id,
+                                       vendor_request_id=transaction,
                                        detail="contact person deleted"))
 
     # -------------------------------------------------------- rectification, restriction
@@ -871,10 +868,9 @@ class NetvisorConnector(ConnectorBase):
             record = RecordOutcome(ref, Action.RECTIFIED,
                                    detail=f"already holds the corrected {', '.join(told)}")
         else:
-            self._edit_customer(customer.key, {"customerbaseinformation": base})
+            transaction = self._edit_customer(customer.key, {"customerbaseinformation": base})
             record = self.done(RecordOutcome(
-                ref, Action.RECTIFIED, status_code=200,
-                vendor_request_id=self.auth.last_transaction_id,
+                ref, Action.RECTIFIED, status_code=200, vendor_request_id=transaction,
                 detail=f"told the corrected {', '.join(told)}"))
         untold = [f for f in c.fields() if f not in told]
         if untold:
@@ -901,15 +897,14 @@ class NetvisorConnector(ConnectorBase):
                                    detail=f"already holds the corrected {', '.join(told)}")
         else:
             if contact.contact_id == "details":
-                self._edit_customer(key, {"customercontactdetails": edit})
+                transaction = self._edit_customer(key, {"customercontactdetails": edit})
             else:
                 inner = "".join(_element(t, v) for t, v in edit.items())
-                self._request("POST", "contactperson.nv",
-                              {"method": "edit", "id": contact.contact_id},
-                              f"<root><contactperson>{inner}</contactperson></root>")
+                transaction = self._write("POST", "contactperson.nv",
+                                          {"method": "edit", "id": contact.contact_id},
+                                          f"<root><contactperson>{inner}</contactperson></root>")
             record = self.done(RecordOutcome(
-                ref, Action.RECTIFIED, status_code=200,
-                vendor_request_id=self.auth.last_transaction_id,
+                ref, Action.RECTIFIED, status_code=200, vendor_request_id=transaction,
                 detail=f"told the corrected {', '.join(told)}"))
         if c.address is not None:
             record = replace(record, detail=f"{record.detail}; address: the company's, not "
@@ -953,9 +948,9 @@ class NetvisorConnector(ConnectorBase):
                                    detail="comment already " + ("without" if lift else "with")
                                    + " the restriction line")
         else:
-            self._edit_customer(customer.key, sections)
+            transaction = self._edit_customer(customer.key, sections)
             record = self.done(RecordOutcome(
-                ref, action, status_code=200, vendor_request_id=self.auth.last_transaction_id,
+                ref, action, status_code=200, vendor_request_id=transaction,
                 detail="restriction line " + ("removed from" if lift else "added to")
                 + " the comment" + ("; marketing field(s) set to 0"
                                     if len(sections) > ("customeradditionalinformation"

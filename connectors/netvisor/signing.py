@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import uuid
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
@@ -74,8 +73,6 @@ class NetvisorAuth(httpx.Auth):
         self.language = language
         self._clock = clock
         self._new_id = new_id
-        self._lock = threading.Lock()
-        self.last_transaction_id: str | None = None
 
     def __repr__(self) -> str:  # never show the keys
         return f"NetvisorAuth(sender={self.sender!r}, customer_id={self.customer_id!r})"
@@ -88,8 +85,6 @@ class NetvisorAuth(httpx.Auth):
         mac = compute_mac(url, self.sender, self.customer_id, timestamp, self.language,
                           self.organisation_id, transaction_id, timestamp_unix,
                           self._customer_key, self._partner_key)
-        with self._lock:
-            self.last_transaction_id = transaction_id
         return {
             "X-Netvisor-Authentication-Sender": self.sender,
             "X-Netvisor-Authentication-CustomerId": self.customer_id,

@@ -157,6 +157,29 @@ def test_a_delete_whose_read_back_still_shows_the_customer_is_not_verified(netvi
     assert rec.detail.endswith("read back: STILL PRESENT")
 
 
+def test_a_delete_found_done_already_names_the_deletes_own_transaction(netvisor):
+    """The evidence names the call that did the write. A delete answered "not found"
+    (its first attempt went through, the answer was lost) is read back, found gone and
+    recorded: with the delete's TransactionId, the one Netvisor logged the delete
+    under, not the read-back's that came after it."""
+    reads: list[Seen] = []
+
+    def customers(seen: Seen) -> Answer:
+        reads.append(seen)
+        return xml(("<Customers>" + customer() + "</Customers>") if len(reads) == 1
+                   else "<Customers></Customers>")
+
+    gone = Answer(400, b"<Root><ResponseStatus><Status>FAILED</Status><Status>INVALID_DATA"
+                       b" :: Customer not found</Status></ResponseStatus></Root>",
+                  {"content-type": "text/xml"})
+    conn, vendor = netvisor({"getcustomer.nv": customers, "deletecustomer.nv": gone})
+    outcome = conn.erase([CUSTOMER], POLICY)
+    (rec,) = outcome.records
+    (delete,) = [s for s in vendor.seen if s.path == "/deletecustomer.nv"]
+    assert rec.action == Action.DELETED and outcome.verified and len(reads) == 2
+    assert rec.vendor_request_id == delete.headers["x-netvisor-authentication-transactionid"]
+
+
 def test_a_minimisation_the_read_back_does_not_show_is_not_verified(netvisor):
     # Netvisor says OK to the edit, and the customer still has its e-mail and is active.
     conn, vendor = netvisor({"getcustomer.nv": xml("<Customers>" + customer() + "</Customers>"),
