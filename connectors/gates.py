@@ -221,7 +221,10 @@ def _seats_here(store: GateStore, key: str, seats: int) -> threading.BoundedSema
     """This process's share of an account's seats: no more callers go to the table at
     once than it has seats, whichever connector object they call through."""
     with _here_lock:
-        return _here.setdefault((store, key, seats), threading.BoundedSemaphore(seats))
+        queue = _here.get((store, key, seats))
+        if queue is None:  # not setdefault: that would build a semaphore on every call
+            queue = _here[store, key, seats] = threading.BoundedSemaphore(seats)
+        return queue
 
 
 def _forget_parents_queues() -> None:

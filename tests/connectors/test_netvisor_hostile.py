@@ -180,6 +180,32 @@ def test_a_delete_found_done_already_names_the_deletes_own_transaction(netvisor)
     assert rec.vendor_request_id == delete.headers["x-netvisor-authentication-transactionid"]
 
 
+def test_a_contact_delete_found_done_already_names_the_deletes_own_transaction(netvisor):
+    """The same for a contact person erased alone: its delete's TransactionId, not the
+    id of the read that found it gone."""
+    contact = ("<ContactPerson><NetvisorKey>55</NetvisorKey><FirstName>Aino</FirstName>"
+               "<LastName>Virtanen</LastName><Email>aino@example.fi</Email>"
+               "<IsDefault>0</IsDefault></ContactPerson>")
+    reads: list[Seen] = []
+
+    def customers(seen: Seen) -> Answer:
+        reads.append(seen)
+        return xml("<Customers>" + customer("8", "info@yritys.fi",
+                                            contacts=contact if len(reads) == 1 else "")
+                   + "</Customers>")
+
+    gone = Answer(400, b"<Root><ResponseStatus><Status>FAILED</Status><Status>INVALID_DATA"
+                       b" :: Contact person not found</Status></ResponseStatus></Root>",
+                  {"content-type": "text/xml"})
+    conn, vendor = netvisor({"getcustomer.nv": customers, "contactperson.nv": gone})
+    ref = RecordRef("netvisor", "contact_person", "8/contact/55", container="8")
+    outcome = conn.erase([ref], POLICY)
+    (rec,) = outcome.records
+    (delete,) = [s for s in vendor.seen if s.path == "/contactperson.nv"]
+    assert rec.action == Action.DELETED and outcome.verified and len(reads) >= 2
+    assert rec.vendor_request_id == delete.headers["x-netvisor-authentication-transactionid"]
+
+
 def test_a_minimisation_the_read_back_does_not_show_is_not_verified(netvisor):
     # Netvisor says OK to the edit, and the customer still has its e-mail and is active.
     conn, vendor = netvisor({"getcustomer.nv": xml("<Customers>" + customer() + "</Customers>"),
